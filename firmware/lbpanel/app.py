@@ -1,0 +1,282 @@
+# The panel application: wires the question flow, the outbox, the MQTT link
+# and telemetry on one asyncio loop. Hardware (screen, network, reset,
+# watchdog) is passed in; nothing here knows which board it runs on.
+import asyncio
+import binascii
+import os
+import random
+
+from lbpanel import clock, config, log, protocol, telemetry
+from lbpanel.flow import QuestionFlow
+from lbpanel.mqtt import Client, MQTTError
+from lbpanel.outbox import Outbox
+
+_TAG = "panel"
+# Subscriptions: what the host tells a panel. All QoS 1.
+_INBOUND = ("question", "config", "cmd", "adverts")
+
+
+class Identity:
+    def __init__(self, store, panel):
+        self.store = store
+        self.panel = panel
+
+    def new_id(self):
+        # 64 random bits from the hardware RNG: unique across reboots
+        # without a counter on flash.
+        return binascii.hexlify(os.urandom(8)).decode()
+
+    def unix_time(self):
+        return clock.unix_time()
+
+
+class PanelApp:
+    def __init__(self, settings, ui, net=None, reset=None, wdt=None, counters=None,
+                 warnings=()):
+        self.settings = settings
+        self.ui = ui
+        self.net = net
+        self.reset = reset
+        self.wdt = wdt
+        self.counters = counters or telemetry.Counters()
+        for text in warnings:
+            self.counters.add("config_warning")
+            log.warning(_TAG, text)
+        self.identity = Identity(settings["store"], settings["panel_id"])
+        self.outbox = Outbox(settings["outbox.dir"], settings["outbox.max_entries"], self.counters)
+        self.flow = QuestionFlow(ui, self._on_answer, settings, self.identity, self.counters)
+        self.started = clock.ticks_ms()
+        self.heap_min_free = None
+        self.running = True
+        self._outbox_ready = asyncio.Event()
+        self._heartbeat_now = asyncio.Event()
+        store, panel = self.identity.store, self.identity.panel
+        self.topics = {}
+        for leaf in protocol.PANEL_LEAVES:
+            self.topics[leaf] = protocol.panel_topic(store, panel, leaf)
+        self.client = Client(
+            client_id="lb-%s-%s" % (store, panel),
+            host=settings["broker.host"], port=settings["broker.port"],
+            user=settings["broker.user"], password=settings["broker.password"],
+            keepalive=settings["broker.keepalive_s"],
+            will=(self.topics["status"], protocol.encode(telemetry.offline_message(self.identity)), 1, True),
+            on_message=self._on_message, on_oversized=self._on_oversized,
+            max_packet=protocol.MAX_PAYLOAD + 256)
+        self._tasks = []
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def run(self):
+        self.ui.show_adverts()
+        self._tasks = [asyncio.create_task(self._ticker()),
+                       asyncio.create_task(self._flusher()),
+                       asyncio.create_task(self._heartbeat())]
+        await self._link()
+
+    async def stop(self):
+        """Leave cleanly: say offline ourselves, then disconnect."""
+        self.running = False
+        if self.client.up:
+            try:
+                msg = telemetry.offline_message(self.identity)
+                await self.client.publish(self.topics["status"], protocol.encode(msg), 1, True, 3)
+            except MQTTError:
+                pass
+            await self.client.disconnect()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _link(self):
+        """Keep the broker link up: connect, subscribe, announce; on loss,
+        back off (doubling, with jitter) and try again, forever."""
+        delay = 1
+        while self.running:
+            try:
+                # The will's id and time are fresh for every connection.
+                self.client.will = (self.topics["status"],
+                                    protocol.encode(telemetry.offline_message(self.identity)), 1, True)
+                await self.client.connect()
+                await self.client.subscribe([(self.topics[leaf], 1) for leaf in _INBOUND])
+                self.counters.add("connects")
+                log.info(_TAG, "connected to %s:%d" % (self.client.host, self.client.port))
+                delay = 1
+                await self._publish_status()
+                if self.flow.state == "adverts":
+                    self.ui.show_adverts()
+                self._outbox_ready.set()
+                await self.client.wait_down()
+                if not self.running:
+                    return
+                self.counters.add("link_lost")
+            except (MQTTError, OSError) as e:
+                self.counters.add("connect_failed")
+                log.warning(_TAG, "broker %s:%d: %s; retrying in about %ds"
+                            % (self.client.host, self.client.port, e, delay))
+                if self.flow.state == "adverts":
+                    # Mid-question the shopper can still answer: the outbox
+                    # keeps it. Only an idle screen says the link is down.
+                    self.ui.show_problem("broker_unreachable", str(e))
+                await self.client.disconnect()
+            if not self.running:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.settings["broker.retry_max_s"])
+
+    # --- inbound ------------------------------------------------------------
+
+    def _on_oversized(self, topic, size):
+        self.counters.add("rx_oversized")
+        log.warning(_TAG, "dropped a %d-byte message on %s (limit %d)"
+                    % (size, topic, protocol.MAX_PAYLOAD))
+
+    def _on_message(self, topic, payload, retained):
+        leaf = topic.rsplit("/", 1)[-1]
+        if leaf not in _INBOUND or topic != self.topics[leaf]:
+            self.counters.add("rx_unexpected_topic")
+            log.warning(_TAG, "message on unexpected topic %s ignored" % topic)
+            return
+        if not payload and retained:
+            return  # the host cleared a retained message: nothing to do
+        try:
+            msg = protocol.decode(payload, leaf)
+            protocol.check_addressed(msg, self.identity.store, self.identity.panel)
+        except protocol.ProtocolError as e:
+            self.counters.add("rx_" + e.code)
+            log.warning(_TAG, "rejected %s message: %s" % (leaf, e.message))
+            return
+        clock.learn_from_host(msg["ts"])
+        if leaf == "question":
+            self.flow.on_question(msg, clock.ticks_ms())
+        elif leaf == "config":
+            applied, rejected = config.apply_host_settings(self.settings, msg["settings"])
+            for text in rejected:
+                self.counters.add("config_rejected")
+                log.warning(_TAG, "host config: %s" % text)
+            if applied:
+                log.info(_TAG, "host config applied: %s" % ", ".join(applied))
+        elif leaf == "cmd":
+            self._on_command(msg["cmd"])
+        elif leaf == "adverts":
+            self.counters.add("adverts_manifest")
+
+    def _on_command(self, cmd):
+        log.info(_TAG, "command %s" % cmd)
+        if cmd == "ping":
+            self._heartbeat_now.set()
+        elif cmd == "reboot" and self.reset is not None:
+            asyncio.create_task(self._reboot())
+
+    async def _reboot(self):
+        await self.stop()
+        self.reset()
+
+    # --- touches (from the UI or the console) -------------------------------
+
+    def touch(self, value):
+        return self.flow.on_touch(value, clock.ticks_ms())
+
+    def reasons(self, reason_ids):
+        return self.flow.on_reasons(reason_ids, clock.ticks_ms())
+
+    def decline(self):
+        return self.flow.on_decline(clock.ticks_ms())
+
+    # --- outbound -----------------------------------------------------------
+
+    def _on_answer(self, answer):
+        if self.outbox.add(answer):
+            self._outbox_ready.set()
+
+    async def _flusher(self):
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self.client.up:
+                entry = self.outbox.peek()
+                if entry is None:
+                    break
+                name, data = entry
+                try:
+                    await self.client.publish(self.topics["answer"], data, 1)
+                except MQTTError as e:
+                    log.warning(_TAG, "answer %s kept for resend: %s" % (name, e))
+                    break
+                self.outbox.remove(name)
+                self.counters.add("answers_sent")
+
+    async def _ticker(self):
+        while True:
+            try:
+                self.flow.tick(clock.ticks_ms())
+            except Exception as e:
+                # A bug in one screen change must not stop the panel.
+                self.counters.add("ui_error")
+                log.exception(_TAG, "tick failed", e)
+            if self.wdt is not None:
+                self.wdt.feed()
+            await asyncio.sleep(0.1)
+
+    async def _heartbeat(self):
+        while True:
+            try:
+                await asyncio.wait_for(self._heartbeat_now.wait(), self.settings["heartbeat_s"])
+            except asyncio.TimeoutError:
+                pass
+            self._heartbeat_now.clear()
+            if self.client.up:
+                await self._publish_status()
+
+    def service_info(self):
+        info = {"panel": self.identity.panel, "store": self.identity.store,
+                "broker": "up" if self.client.up else "down",
+                "outbox": self.outbox.depth(), "screen": self.flow.state}
+        if self.net is not None:
+            info["ip"] = self.net.ip()
+            info["rssi"] = self.net.rssi()
+        return info
+
+    async def _publish_status(self):
+        free = telemetry.heap_free()
+        if free is not None and (self.heap_min_free is None or free < self.heap_min_free):
+            self.heap_min_free = free
+        extra = {"screen": self.flow.state}
+        if self.heap_min_free is not None:
+            extra["heap_min_free"] = self.heap_min_free
+        if self.net is not None:
+            extra["ip"] = self.net.ip()
+            extra["rssi"] = self.net.rssi()
+        uptime = clock.ticks_diff(clock.ticks_ms(), self.started) // 1000
+        msg = telemetry.status_message(self.identity, uptime, self.outbox.depth(),
+                                       self.counters, extra)
+        try:
+            await self.client.publish(self.topics["status"], protocol.encode(msg), 1, True)
+        except (MQTTError, protocol.ProtocolError) as e:
+            log.warning(_TAG, "status not sent: %s" % e)
+
+
+async def start(config_path, ui, network=None, reset=None, wdt=None, console=None):
+    """Boot order: config -> network -> app. A bad config leaves the panel on
+    its 'not configured' screen (alive, watchdog fed) instead of crashing."""
+    try:
+        settings, warnings = config.load(config_path)
+    except config.ConfigError as e:
+        for problem in e.problems:
+            log.error(_TAG, problem)
+        ui.show_problem("not_configured", str(e))
+        while True:
+            if wdt is not None:
+                wdt.feed()
+            await asyncio.sleep(1)
+    log.set_level(settings["log_level"])
+    net = None
+    if network is not None:
+        from lbpanel.wifi import Wifi
+        net = Wifi(network, settings["wifi.ssid"], settings["wifi.password"])
+        while not await net.up():
+            ui.show_problem("no_network", "cannot join Wi-Fi %r" % settings["wifi.ssid"])
+            await asyncio.sleep(5)
+    app = PanelApp(settings, ui, net, reset, wdt, warnings=warnings)
+    if console is not None:
+        asyncio.create_task(console(app))
+    await app.run()
+    return app

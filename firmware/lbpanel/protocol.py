@@ -1,0 +1,315 @@
+# The Loyalty Button wire protocol between panels and the store host,
+# schema version 1. This module is the one source of truth: the panel runs it
+# under MicroPython and the host imports it under CPython, so it keeps to the
+# subset both share (no dataclasses, no typing, no re, no f-string "=").
+# docs/protocol.md describes every message for people; keep the two in step.
+import json
+
+SCHEMA = 1
+ROOT = "lb/v1"
+# An ESP32 without PSRAM must be able to hold a message and its parsed form.
+MAX_PAYLOAD = 1024
+
+PANEL_LEAVES = ("question", "answer", "status", "config", "adverts", "cmd")
+KINDS = ("nps", "csat", "yesno", "choice")
+# "timeout" and "declined" are answers too: no answer is an answer.
+OUTCOMES = ("answered", "declined", "timeout", "superseded")
+STATES = ("online", "offline")
+COMMANDS = ("ping", "reboot")
+YESNO = ("yes", "no")
+
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+MAX_ID = 64
+MAX_TEXT = 200
+TIMEOUT_RANGE = (3, 300)
+MAX_OPTIONS = 6
+MAX_REASONS = 8
+
+
+class ProtocolError(ValueError):
+    """A message we cannot accept. `code` is one of: oversized, malformed,
+    schema, invalid. The text says which field and why, for a log line."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def valid_id(value):
+    """Ids end up in MQTT topics and database keys: keep them to a small,
+    safe alphabet (no '/', '+', '#', spaces)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID:
+        return False
+    for ch in value:
+        if ch not in _ID_CHARS:
+            return False
+    return True
+
+
+# --- topics -----------------------------------------------------------------
+
+def panel_topic(store, panel, leaf):
+    return ROOT + "/" + store + "/panel/" + panel + "/" + leaf
+
+
+def parse_panel_topic(topic):
+    """'lb/v1/s1/panel/p1/answer' -> ('s1', 'p1', 'answer'), else None."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[0] + "/" + parts[1] != ROOT or parts[3] != "panel":
+        return None
+    if parts[5] not in PANEL_LEAVES or not valid_id(parts[2]) or not valid_id(parts[4]):
+        return None
+    return parts[2], parts[4], parts[5]
+
+
+# --- encoding ---------------------------------------------------------------
+
+def _dumps(obj):
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:
+        # MicroPython's json has no ensure_ascii and already writes UTF-8.
+        return json.dumps(obj, separators=(",", ":"))
+
+
+def envelope(msg_type, msg_id, ts, store, panel):
+    return {"v": SCHEMA, "type": msg_type, "id": msg_id, "ts": ts,
+            "store": store, "panel": panel}
+
+
+def encode(msg):
+    """Validate and serialise a message; returns UTF-8 bytes."""
+    validate(msg)
+    data = _dumps(msg).encode()
+    if len(data) > MAX_PAYLOAD:
+        raise ProtocolError("oversized", "%s message is %d bytes, limit %d"
+                            % (msg.get("type"), len(data), MAX_PAYLOAD))
+    return data
+
+
+def decode(payload, expect=None):
+    """Parse and validate one payload (bytes or str). `expect` is the message
+    type the topic implies; a different type is refused."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("oversized", "payload is %d bytes, limit %d"
+                            % (len(payload), MAX_PAYLOAD))
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        raise ProtocolError("malformed", "payload is not valid JSON")
+    if not isinstance(msg, dict):
+        raise ProtocolError("malformed", "payload is JSON but not an object")
+    if expect is not None and msg.get("type") != expect:
+        if "v" in msg and msg.get("v") != SCHEMA:
+            _check_schema(msg)
+        raise ProtocolError("invalid", "expected a %s message, got type %r"
+                            % (expect, msg.get("type")))
+    validate(msg)
+    return msg
+
+
+# --- validation -------------------------------------------------------------
+
+def _fail(msg, field, why):
+    raise ProtocolError("invalid", "%s.%s %s" % (msg.get("type", "?"), field, why))
+
+
+def _int(msg, field, lo, hi, required=True):
+    value = msg.get(field)
+    if value is None:
+        if required:
+            _fail(msg, field, "is missing")
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        _fail(msg, field, "must be an integer %d..%d, got %r" % (lo, hi, value))
+    return value
+
+
+def _ident(msg, field, required=True):
+    value = msg.get(field)
+    if value is None:
+        if required:
+            _fail(msg, field, "is missing")
+        return None
+    if not valid_id(value):
+        _fail(msg, field, "must be 1-%d characters of A-Z a-z 0-9 . _ -, got %r"
+              % (MAX_ID, value))
+    return value
+
+
+def _text(msg, field, required=True):
+    return _text_value(msg, field, msg.get(field), required)
+
+
+def _text_value(msg, field, value, required=True):
+    if value is None:
+        if required:
+            _fail(msg, field, "is missing")
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
+        _fail(msg, field, "must be text of 1-%d characters" % MAX_TEXT)
+    return value
+
+
+def _one_of(msg, field, allowed):
+    value = msg.get(field)
+    if value not in allowed:
+        _fail(msg, field, "must be one of %s, got %r" % (", ".join(allowed), value))
+    return value
+
+
+def _choices(msg, field, items, lo, hi):
+    """A list of {"id": ..., "text": ...}; returns the ids."""
+    if not isinstance(items, list) or not lo <= len(items) <= hi:
+        _fail(msg, field, "must be a list of %d-%d items" % (lo, hi))
+    ids = []
+    for item in items:
+        if not isinstance(item, dict) or not valid_id(item.get("id")):
+            _fail(msg, field, "items need an 'id' (a short identifier)")
+        _text_value(msg, field + ".text", item.get("text"))
+        if item["id"] in ids:
+            _fail(msg, field, "has the id %r twice" % item["id"])
+        ids.append(item["id"])
+    return ids
+
+
+def _check_schema(msg):
+    v = msg.get("v")
+    if v is None:
+        raise ProtocolError("schema", "message has no schema version 'v'")
+    if v != SCHEMA:
+        raise ProtocolError("schema", "unsupported schema version %r; this side speaks %d"
+                            % (v, SCHEMA))
+
+
+def validate(msg):
+    """Raise ProtocolError unless `msg` is a well-formed message. Fields a
+    receiver does not know are allowed and ignored (forward compatible within
+    a schema version)."""
+    if not isinstance(msg, dict):
+        raise ProtocolError("malformed", "a message is a JSON object")
+    _check_schema(msg)
+    kind = msg.get("type")
+    check = _VALIDATORS.get(kind)
+    if check is None:
+        raise ProtocolError("invalid", "unknown message type %r" % (kind,))
+    _ident(msg, "id")
+    _int(msg, "ts", 0, 1 << 40)
+    _ident(msg, "store")
+    _ident(msg, "panel")
+    check(msg)
+    return msg
+
+
+def _validate_question(msg):
+    _ident(msg, "session")
+    _ident(msg, "qid")
+    kind = _one_of(msg, "kind", KINDS)
+    _ident(msg, "lang")
+    _text(msg, "text")
+    _int(msg, "timeout_s", TIMEOUT_RANGE[0], TIMEOUT_RANGE[1])
+    if kind == "choice":
+        _choices(msg, "options", msg.get("options"), 2, MAX_OPTIONS)
+    elif "options" in msg:
+        _fail(msg, "options", "only goes with kind 'choice'")
+    labels = msg.get("labels")
+    if labels is not None:
+        if not isinstance(labels, dict):
+            _fail(msg, "labels", "must be an object {low, high}")
+        _text_value(msg, "labels.low", labels.get("low"), False)
+        _text_value(msg, "labels.high", labels.get("high"), False)
+    why = msg.get("why")
+    if why is not None:
+        if not isinstance(why, dict) or kind == "choice":
+            _fail(msg, "why", "is an object {text, reasons} after a rating question")
+        _text_value(msg, "why.text", why.get("text"))
+        _choices(msg, "why.reasons", why.get("reasons"), 1, MAX_REASONS)
+
+
+def check_value(kind, value, option_ids=None):
+    """Is `value` a possible answer to a question of this kind? Returns an
+    error text or None. `option_ids`, when known, narrows a choice."""
+    if kind in ("nps", "csat"):
+        lo, hi = (0, 10) if kind == "nps" else (1, 5)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            return "%s answer must be an integer %d..%d, got %r" % (kind, lo, hi, value)
+    elif kind == "yesno":
+        if value not in YESNO:
+            return "yesno answer must be 'yes' or 'no', got %r" % (value,)
+    elif kind == "choice":
+        if not valid_id(value) or (option_ids is not None and value not in option_ids):
+            return "choice answer %r is not one of the options" % (value,)
+    else:
+        return "unknown question kind %r" % (kind,)
+    return None
+
+
+def _validate_answer(msg):
+    _ident(msg, "session")
+    _ident(msg, "qid")
+    kind = _one_of(msg, "kind", KINDS)
+    outcome = _one_of(msg, "outcome", OUTCOMES)
+    value = msg.get("value")
+    if outcome == "answered":
+        err = check_value(kind, value)
+        if err:
+            _fail(msg, "value", err)
+    elif value is not None:
+        _fail(msg, "value", "must be null when the outcome is %s" % outcome)
+    reasons = msg.get("reasons")
+    if reasons is not None:
+        if not isinstance(reasons, list) or len(reasons) > MAX_REASONS:
+            _fail(msg, "reasons", "must be a list of at most %d reason ids" % MAX_REASONS)
+        for r in reasons:
+            if not valid_id(r):
+                _fail(msg, "reasons", "has an invalid reason id %r" % (r,))
+    _int(msg, "answer_ms", 0, 3600000, outcome == "answered")
+
+
+def _validate_status(msg):
+    state = _one_of(msg, "state", STATES)
+    if state == "online":
+        _text(msg, "fw")
+        _int(msg, "uptime_s", 0, 1 << 40)
+        _int(msg, "outbox", 0, 1 << 20)
+        counters = msg.get("counters")
+        if counters is not None and not isinstance(counters, dict):
+            _fail(msg, "counters", "must be an object of name: count")
+
+
+def _validate_config(msg):
+    # The panel's own rules (config.HOST_SETTINGS) decide what each setting
+    # may be; here only the envelope and the container shape.
+    settings = msg.get("settings")
+    if not isinstance(settings, dict):
+        _fail(msg, "settings", "must be an object of setting: value")
+
+
+def _validate_cmd(msg):
+    _one_of(msg, "cmd", COMMANDS)
+
+
+def _validate_adverts(msg):
+    # The playlist format arrives with the LVGL UI; accept the container now.
+    if not isinstance(msg.get("items"), list):
+        _fail(msg, "items", "must be a list")
+
+
+_VALIDATORS = {
+    "question": _validate_question,
+    "answer": _validate_answer,
+    "status": _validate_status,
+    "config": _validate_config,
+    "cmd": _validate_cmd,
+    "adverts": _validate_adverts,
+}
+
+
+def check_addressed(msg, store, panel):
+    """A message on our topic must also name us inside: a mismatch means a
+    misconfigured host or a replayed message, never something to act on."""
+    if msg.get("store") != store or msg.get("panel") != panel:
+        raise ProtocolError("wrong_panel", "%s %s is for %s/%s, this panel is %s/%s"
+                            % (msg.get("type"), msg.get("id"), msg.get("store"),
+                               msg.get("panel"), store, panel))

@@ -1,0 +1,44 @@
+# The panel's Wi-Fi link, around MicroPython's `network` module passed in
+# (the unix simulator passes a stub from firmware/unix_port_stubs).
+import asyncio
+
+from lbpanel import log
+
+_TAG = "wifi"
+
+
+class Wifi:
+    def __init__(self, network, ssid, password):
+        self.network = network
+        self.ssid = ssid
+        self.password = password
+        self.wlan = network.WLAN(network.STA_IF)
+
+    async def up(self, timeout_s=30):
+        """Join the network; returns True when connected."""
+        self.wlan.active(True)
+        if self.wlan.isconnected():
+            return True
+        if not self.ssid:
+            log.error(_TAG, "no wifi.ssid in panel.json and no network")
+            return False
+        self.wlan.connect(self.ssid, self.password)
+        for _ in range(timeout_s * 4):
+            if self.wlan.isconnected():
+                log.info(_TAG, "connected to %s as %s" % (self.ssid, self.ip()))
+                return True
+            await asyncio.sleep(0.25)
+        log.error(_TAG, "could not join %r within %ds" % (self.ssid, timeout_s))
+        return False
+
+    def ip(self):
+        try:
+            return self.wlan.ifconfig()[0]
+        except Exception:
+            return None
+
+    def rssi(self):
+        try:
+            return self.wlan.status("rssi")
+        except Exception:
+            return None

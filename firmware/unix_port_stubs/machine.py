@@ -1,0 +1,36 @@
+# Stand-in for the ESP32 `machine` module under the MicroPython unix port.
+# See README.md beside this file.
+import sys
+
+RESET_EXIT_CODE = 3
+
+
+def reset():
+    sys.exit(RESET_EXIT_CODE)
+
+
+def unique_id():
+    return b"unixsim"
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+
+    def feed(self):
+        pass
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 2
+
+    def __init__(self, pin, mode=-1, pull=-1, value=None):
+        self.pin = pin
+        self._value = value or 0
+
+    def value(self, v=None):
+        if v is None:
+            return self._value
+        self._value = v

