@@ -239,7 +239,11 @@ class PanelApp:
         free = telemetry.heap_free()
         if free is not None and (self.heap_min_free is None or free < self.heap_min_free):
             self.heap_min_free = free
-        extra = {"screen": self.flow.state}
+        # The host settings in force, so the host can see its config landed.
+        applied = {}
+        for name in config.HOST_SETTINGS:
+            applied[name] = self.settings[name]
+        extra = {"screen": self.flow.state, "settings": applied}
         if self.heap_min_free is not None:
             extra["heap_min_free"] = self.heap_min_free
         if self.net is not None:

@@ -91,9 +91,8 @@ def make_password_file(path: Path, users: dict[str, str]) -> None:
 class Broker:
     """A private Mosquitto on 127.0.0.1 for the simulator and tests.
 
-    As root, Mosquitto drops to the `mosquitto` user, so its folder is handed
-    to that user. Stop with stop(); restart() keeps the port and the
-    persisted sessions (a broker restart as a store would see it)."""
+    Stop with stop(); restart() keeps the port and the persisted sessions
+    (a broker restart as a store would see it)."""
 
     def __init__(self, workdir: Path, port: int | None = None,
                  users: dict[str, str] | None = None, store: str = "s1",
@@ -117,15 +116,12 @@ class Broker:
             make_password_file(pw, self.users)
             acl = self.workdir / "acl"
             acl.write_text(acl_text(self.store, self.host_user))
-        run_as = None
-        if os.geteuid() == 0:
-            try:
-                entry = pwd.getpwnam("mosquitto")
-                run_as = "mosquitto"
-                for path in [self.workdir, data] + [p for p in (pw, acl) if p]:
-                    os.chown(path, entry.pw_uid, entry.pw_gid)
-            except KeyError:
-                run_as = "root"  # no mosquitto user: stay root (it warns)
+        # Mosquitto started as root drops to the `mosquitto` user, which
+        # then cannot reach a data dir under a private (0700) parent such as
+        # pytest's or a user's temp folder, and loses its persistence file on
+        # shutdown -- and with it the host's queued answers. This private
+        # broker therefore stays the user that started it.
+        run_as = pwd.getpwuid(os.geteuid()).pw_name
         self.conf = self.workdir / "mosquitto.conf"
         self.conf.write_text(config_text(self.port, data, pw, acl, run_as))
 

@@ -1,0 +1,156 @@
+"""The panel firmware under the real MicroPython unix port, talking to a real
+Mosquitto, driven from the host side as a store would."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import status_counters
+
+
+def _online(link, panel="p1"):
+    return link.wait_status(panel, "online", timeout=15)
+
+
+def test_panel_announces_itself_with_telemetry(link, panels):
+    panels.start()
+    st = _online(link)
+    assert st["fw"] and st["outbox"] == 0 and st["uptime_s"] >= 0
+    assert st["heap_free"] > 0 and st["screen"] == "adverts"
+    assert st["ip"] == "127.0.0.1"
+
+
+def test_question_is_shown_and_the_tap_comes_back_as_the_answer(link, panels):
+    panel = panels.start()
+    _online(link)
+    link.ask("p1", "s1-R1", "nps-main", "nps", "Recommend us?")
+    panel.wait_screen("question", session="s1-R1")
+    time.sleep(0.4)  # past the guard against stray touches
+    panel.tap(9)
+    answer = link.wait_answer("s1-R1")
+    assert (answer["outcome"], answer["value"], answer["panel"]) == ("answered", 9, "p1")
+    assert answer["answer_ms"] >= 300
+    panel.wait_screen("thanks", session="s1-R1")
+    panel.wait_screen("adverts", timeout=6)
+
+
+def test_no_answer_is_recorded_as_a_timeout(link, panels):
+    panel = panels.start()
+    _online(link)
+    link.ask("p1", "s1-R2", "nps-main", "nps", "Recommend us?", timeout_s=3)
+    panel.wait_screen("question", session="s1-R2")
+    answer = link.wait_answer("s1-R2", timeout=10)
+    assert answer["outcome"] == "timeout" and answer["value"] is None
+    assert answer["shown_ms"] >= 3000
+
+
+def test_new_receipt_mid_question_supersedes_the_old_question(link, panels):
+    panel = panels.start()
+    _online(link)
+    link.ask("p1", "s1-R3", "nps-main", "nps", "Recommend us?")
+    panel.wait_screen("question", session="s1-R3")
+    link.ask("p1", "s1-R4", "csat-main", "csat", "How was the service?")
+    panel.wait_screen("question", session="s1-R4")
+    assert link.wait_answer("s1-R3")["outcome"] == "superseded"
+    time.sleep(0.4)
+    panel.tap(5)
+    answer = link.wait_answer("s1-R4")
+    assert (answer["kind"], answer["value"]) == ("csat", 5)
+
+
+def test_status_flips_to_offline_when_the_panel_process_is_killed(link, panels):
+    panel = panels.start()
+    _online(link)
+    panel.kill()
+    st = link.wait_status("p1", "offline", timeout=10)
+    assert st["panel"] == "p1" and "fw" not in st
+
+
+def test_clean_stop_says_offline_too(link, panels):
+    panel = panels.start()
+    _online(link)
+    panel.stop()
+    assert panel.proc.returncode == 0
+    link.wait_status("p1", "offline", timeout=10)
+
+
+def test_outbox_survives_a_killed_panel_and_a_broker_outage(link, panels, broker):
+    panel = panels.start()
+    _online(link)
+    link.ask("p1", "s1-R5", "nps-main", "nps", "Recommend us?")
+    panel.wait_screen("question", session="s1-R5")
+    broker.stop()
+    time.sleep(0.4)
+    panel.tap(3)  # answered while the broker is down: only the outbox has it
+    panel.wait_screen("thanks")
+    deadline = time.monotonic() + 5
+    while panel.outbox_files() != ["0000000001.json"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert panel.outbox_files() == ["0000000001.json"]
+    panel.kill()  # power cut before the broker came back
+    broker.start()
+    panel = panels.start()  # reboot, same flash
+    answer = link.wait_answer("s1-R5", timeout=20)
+    assert (answer["value"], answer["outcome"]) == (3, "answered")
+    _online(link)
+    deadline = time.monotonic() + 5
+    while panel.outbox_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert panel.outbox_files() == []
+    time.sleep(0.5)
+    assert link.counters["answers"] == 1
+
+
+def test_broker_restarts_and_panel_kills_lose_and_double_count_nothing(link, panels, broker):
+    """Twelve sales; the broker restarts twice and the panel is killed twice
+    right after a tap (before or after its PUBACK, whichever comes)."""
+    panel = panels.start()
+    _online(link)
+    expected = {}
+    for i in range(12):
+        session = f"s1-X{i}"
+        link.ask("p1", session, "nps-main", "nps", "Recommend us?")
+        panel.wait_screen("question", session=session, timeout=15)
+        time.sleep(0.35)
+        value = i % 11
+        panel.tap(value)
+        expected[session] = value
+        if i in (3, 8):
+            broker.restart()
+            link.connected.clear()
+        if i in (5, 10):
+            time.sleep(0.01 * i)
+            panel.kill()
+            panel = panels.start()
+        before = link.statuses.get("p1", {}).get("id")
+        if i in (3, 5, 8, 10):
+            link.wait_status("p1", "online", timeout=20, newer_than=before)
+    for session in expected:
+        link.wait_answer(session, timeout=20)
+    time.sleep(1.0)  # let any late duplicate delivery arrive
+    got = {s: a["value"] for s, a in link.by_session.items()}
+    assert got == expected
+    assert len(link.answers) == len(expected)  # one answer id per session
+    assert link.counters["answers"] == len(expected)
+    assert panel.outbox_files() == []
+
+
+def test_status_counters_survive_in_telemetry(link, panels):
+    panels.start()
+    _online(link)
+    counters = status_counters(link, "p1")
+    assert counters.get("connects") == 1
+
+
+def test_host_config_changes_valid_settings_and_counts_bad_ones(link, panels):
+    panel = panels.start()
+    _online(link)
+    from lbpanel import protocol
+    msg = protocol.envelope("config", "c1", int(time.time()), "s1", "p1")
+    msg["settings"] = {"thanks_s": 1, "heartbeat_s": -5}
+    link.publish("p1", "config", protocol.encode(msg), retain=True)
+    counters = status_counters(link, "p1")
+    assert counters.get("config_rejected") == 1
+    status = link.statuses["p1"]
+    assert status["settings"]["thanks_s"] == 1  # applied
+    assert status["settings"]["heartbeat_s"] == 30  # refused, default kept

@@ -1,0 +1,133 @@
+# The question flow state machine; runs under MicroPython and CPython.
+from lbpanel.flow import QuestionFlow
+
+import support
+
+
+class Harness:
+    def __init__(self, **settings):
+        self.ui = support.RecordingUI()
+        self.answers = []
+        self.counters = support.Counters()
+        self.flow = QuestionFlow(self.ui, self.answers.append, support.settings(**settings),
+                                 support.FixedIdentity(), self.counters)
+
+
+def test_answer_then_thanks_then_adverts():
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 1000)
+    assert h.flow.state == "question"
+    assert h.flow.on_touch(9, 3500)
+    assert h.flow.state == "thanks"
+    (a,) = h.answers
+    assert (a["session"], a["outcome"], a["value"], a["answer_ms"]) == ("r1", "answered", 9, 2500)
+    h.flow.tick(3500 + 2999)
+    assert h.flow.state == "thanks"
+    h.flow.tick(3500 + 3000)
+    assert h.flow.state == "adverts"
+    assert h.ui.screens() == ["question", "thanks", "adverts"]
+
+
+def test_timeout_is_an_answer_of_its_own():
+    h = Harness()
+    h.flow.on_question(support.question("r1", timeout_s=5), 0)
+    h.flow.tick(4999)
+    assert h.answers == [] and h.ui.remaining_ms == 1
+    h.flow.tick(5000)
+    (a,) = h.answers
+    assert a["outcome"] == "timeout" and a["value"] is None and "answer_ms" not in a
+    assert h.flow.state == "adverts"
+
+
+def test_new_question_supersedes_unanswered_one():
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 0)
+    h.flow.on_question(support.question("r2"), 2000)
+    (a,) = h.answers
+    assert (a["session"], a["outcome"], a["value"]) == ("r1", "superseded", None)
+    assert h.flow.state == "question" and h.flow.question["session"] == "r2"
+    h.flow.on_touch(4, 3000)
+    assert [x["outcome"] for x in h.answers] == ["superseded", "answered"]
+    assert h.counters.get("question_superseded") == 1
+
+
+def test_rating_is_kept_when_superseded_during_the_why_step():
+    h = Harness()
+    why = {"text": "Why?", "reasons": [{"id": "queue", "text": "Queue"}]}
+    h.flow.on_question(support.question("r1", why=why), 0)
+    h.flow.on_touch(3, 1000)
+    assert h.flow.state == "why"
+    h.flow.on_question(support.question("r2"), 2000)
+    assert (h.answers[0]["outcome"], h.answers[0]["value"]) == ("answered", 3)
+
+
+def test_why_follow_up_collects_known_reasons_only():
+    h = Harness()
+    why = {"text": "Why?", "reasons": [{"id": "queue", "text": "Queue"}, {"id": "staff", "text": "Staff"}]}
+    h.flow.on_question(support.question("r1", why=why), 0)
+    h.flow.on_touch(2, 1000)
+    h.flow.on_reasons(["queue", "bogus"], 4000)
+    (a,) = h.answers
+    assert (a["value"], a["reasons"], a["answer_ms"]) == (2, ["queue"], 1000)
+    assert h.counters.get("touch_invalid") == 1
+
+
+def test_duplicate_delivery_of_a_question_is_ignored():
+    h = Harness()
+    q = support.question("r1")
+    assert h.flow.on_question(q, 0)
+    assert not h.flow.on_question(q, 100)
+    h.flow.on_touch(8, 1000)
+    assert not h.flow.on_question(q, 1200)  # late redelivery after answering
+    assert len(h.answers) == 1 and h.counters.get("question_duplicate") == 2
+
+
+def test_touches_right_after_the_question_appears_are_ignored():
+    h = Harness(question_guard_ms=300)
+    h.flow.on_question(support.question("r1"), 1000)
+    assert not h.flow.on_touch(1, 1200)
+    assert h.flow.on_touch(6, 1300)
+    assert h.answers[0]["value"] == 6 and h.counters.get("touch_guarded") == 1
+
+
+def test_one_counted_answer_per_question():
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 0)
+    h.flow.on_touch(9, 1000)
+    for value in (1, 2, 3):
+        assert not h.flow.on_touch(value, 1100)
+    assert len(h.answers) == 1 and h.counters.get("touch_ignored") == 3
+
+
+def test_out_of_range_touch_is_not_an_answer():
+    h = Harness()
+    h.flow.on_question(support.question("r1", kind="csat"), 0)
+    assert not h.flow.on_touch(9, 1000)
+    assert h.flow.on_touch(5, 1100)
+    assert h.answers[0]["value"] == 5
+
+
+def test_declined_is_recorded_and_thanked():
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 0)
+    h.flow.on_decline(900)
+    assert h.answers[0]["outcome"] == "declined" and h.flow.state == "thanks"
+
+
+def test_question_during_thanks_is_shown_at_once():
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 0)
+    h.flow.on_touch(10, 500)
+    h.flow.on_question(support.question("r2"), 600)
+    assert h.flow.state == "question" and len(h.answers) == 1
+
+
+def test_every_answer_is_a_valid_protocol_message():
+    from lbpanel import protocol
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 0)
+    h.flow.on_touch(7, 1000)
+    h.flow.on_question(support.question("r2"), 5000)
+    h.flow.tick(5000 + 20000)
+    for a in h.answers:
+        protocol.validate(a)

@@ -1,0 +1,27 @@
+# MQTT 3.1.1 packet encoding, byte for byte; runs under MicroPython and CPython.
+from lbpanel import mqtt
+
+
+def test_remaining_length_uses_mqtt_variable_length_encoding():
+    assert mqtt._varint(0) == b"\x00"
+    assert mqtt._varint(127) == b"\x7f"
+    assert mqtt._varint(128) == b"\x80\x01"
+    assert mqtt._varint(16383) == b"\xff\x7f"
+    assert mqtt._varint(16384) == b"\x80\x80\x01"
+
+
+def test_connect_packet_carries_will_and_credentials():
+    pkt = mqtt.connect_packet("c1", 30, "u", "pw", ("t/s", b"off", 1, True))
+    assert pkt[0] == 0x10
+    body = pkt[2:]
+    assert body[:6] == b"\x00\x04MQTT" and body[6] == 4
+    # user, password, will retain, will QoS 1, will flag, clean session
+    assert body[7] == 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02
+    assert body[8:10] == b"\x00\x1e"
+    assert body[10:] == b"\x00\x02c1" + b"\x00\x03t/s" + b"\x00\x03off" + b"\x00\x01u" + b"\x00\x02pw"
+
+
+def test_publish_qos1_has_packet_id_and_flags():
+    pkt = mqtt.publish_packet("a/b", b"hi", 1, True, 0x0102)
+    assert pkt == b"\x33\x09\x00\x03a/b\x01\x02hi"
+    assert mqtt.publish_packet("a", b"", 0, False, 0) == b"\x30\x03\x00\x01a"
