@@ -16,6 +16,13 @@ from loyalty_button.simpanel import SimPanel, panel_config
 STORE = "s1"
 
 
+@pytest.fixture(scope="session")
+def compiled_firmware(tmp_path_factory) -> Path:
+    """The firmware as a panel gets it: .mpy bytecode from mpy-cross."""
+    from loyalty_button import firmware_build
+    return firmware_build.build(tmp_path_factory.mktemp("firmware"))
+
+
 @pytest.fixture
 def broker(tmp_path: Path):
     b = Broker(tmp_path / "broker", store=STORE).start()
@@ -41,9 +48,11 @@ class PanelFactory:
                             self.root / panel_id / "outbox", **overrides)
 
     def start(self, panel_id: str = "p1", config: dict | str | None = None,
-              heapsize: str | None = None, **overrides) -> SimPanel:
+              heapsize: str | None = None, firmware: Path | None = None,
+              **overrides) -> SimPanel:
         cfg = config if config is not None else self.config(panel_id, **overrides)
-        panel = SimPanel(self.root / panel_id, cfg, heapsize=heapsize, name=panel_id).start()
+        panel = SimPanel(self.root / panel_id, cfg, heapsize=heapsize, name=panel_id,
+                         firmware=firmware).start()
         self.panels.append(panel)
         return panel
 

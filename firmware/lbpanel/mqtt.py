@@ -23,7 +23,8 @@ CONNACK_REASONS = {
     2: "the broker rejected the client id",
     3: "the broker is unavailable",
     4: "bad user name or password",
-    5: "not authorised (check the panel's broker user and ACL)",
+    # Mosquitto answers a wrong password with 5, not 4.
+    5: "not authorised: check broker.user and broker.password in panel.json",
 }
 
 

@@ -14,6 +14,28 @@ def _demo(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    import json
+    from . import bench_heap
+    benches = {"heap": bench_heap.run}
+    for name in args.names:
+        if name not in benches:
+            print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)
+            return 2
+    results = {}
+    for name in args.names:
+        results.update(benches[name](out=print))
+    print(json.dumps(results))  # the last line of stdout: one JSON object
+    return 0
+
+
+def _build_firmware(args) -> int:
+    from . import firmware_build
+    out = firmware_build.build(args.out_dir)
+    print(f"firmware built in {out}/ (copy lbpanel/, main.py and a panel.json to the panel)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loyalty-button",
                                      description="Loyalty Button store host")
@@ -23,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="one simulated panel answering questions through a real broker")
     p.add_argument("--timeout", type=int, default=4, help="question timeout in seconds (3-300)")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("bench", help="benchmarks: heap")
+    p.add_argument("names", nargs="*", default=["heap"])
+    p.set_defaults(func=_bench)
+    p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
+    p.add_argument("out_dir", nargs="?", default="build/firmware")
+    p.set_defaults(func=_build_firmware)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

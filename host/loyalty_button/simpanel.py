@@ -35,11 +35,13 @@ def micropython_path() -> str:
     return found
 
 
-def panel_env() -> dict:
+def panel_env(firmware: Path | None = None) -> dict:
+    """`firmware` is a folder holding lbpanel/ (sources by default, or a
+    build of .mpy files from firmware_build)."""
     env = dict(os.environ)
     # ".frozen" keeps the interpreter's built-in asyncio importable; the
     # stubs come before the firmware so `import machine` finds them.
-    env["MICROPYPATH"] = ":".join([".frozen", str(STUBS_DIR), str(FIRMWARE_DIR)])
+    env["MICROPYPATH"] = ":".join([".frozen", str(STUBS_DIR), str(firmware or FIRMWARE_DIR)])
     return env
 
 
@@ -67,7 +69,7 @@ def panel_config(panel_id: str, store: str, port: int, outbox_dir: Path,
 
 class SimPanel:
     def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
-                 name: str | None = None):
+                 name: str | None = None, firmware: Path | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "panel.json"
@@ -76,6 +78,7 @@ class SimPanel:
         else:
             self.config_path.write_text(json.dumps(config, indent=1))
         self.heapsize = heapsize
+        self.firmware = firmware
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
         self.proc: subprocess.Popen | None = None
@@ -87,10 +90,10 @@ class SimPanel:
         cmd = [micropython_path()]
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
-        cmd += [str(FIRMWARE_DIR / "unix_main.py"), str(self.config_path)]
+        cmd += [str(Path(self.firmware or FIRMWARE_DIR) / "unix_main.py"), str(self.config_path)]
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=logf, env=panel_env(), cwd=self.workdir)
+                                     stderr=logf, env=panel_env(self.firmware), cwd=self.workdir)
         logf.close()
         self.screens = queue.Queue()
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
@@ -102,10 +105,15 @@ class SimPanel:
             try:
                 line = json.loads(raw)
             except ValueError:
-                continue
+                line = None
             if isinstance(line, dict) and "ui" in line:
                 self.last_screen = line
                 self.screens.put(line)
+            else:
+                # MicroPython prints an uncaught exception on stdout: keep it
+                # with the panel's log, where a person will look.
+                with open(self.log_path, "ab") as f:
+                    f.write(b"stdout: " + raw)
 
     def wait_screen(self, screen: str, timeout: float = 10.0, **match) -> dict:
         """Wait for the next screen change to `screen` (with fields equal to

