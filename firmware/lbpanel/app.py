@@ -14,6 +14,7 @@ from lbpanel.outbox import Outbox
 _TAG = "panel"
 # Subscriptions: what the host tells a panel. All QoS 1.
 _INBOUND = ("question", "config", "cmd", "adverts")
+_FLUSH_RETRY_S = 5
 
 
 class Identity:
@@ -189,7 +190,13 @@ class PanelApp:
 
     async def _flusher(self):
         while True:
-            await self._outbox_ready.wait()
+            try:
+                # Woken by a new answer or a new connection; the periodic
+                # wake-up retries an answer whose PUBACK timed out while the
+                # link itself stayed up.
+                await asyncio.wait_for(self._outbox_ready.wait(), _FLUSH_RETRY_S)
+            except asyncio.TimeoutError:
+                pass
             self._outbox_ready.clear()
             while self.client.up:
                 entry = self.outbox.peek()
