@@ -154,3 +154,11 @@ def test_host_config_changes_valid_settings_and_counts_bad_ones(link, panels):
     status = link.statuses["p1"]
     assert status["settings"]["thanks_s"] == 1  # applied
     assert status["settings"]["heartbeat_s"] == 30  # refused, default kept
+
+
+def test_host_clearing_its_retained_config_is_not_an_error(link, panels):
+    panels.start()
+    _online(link)
+    link.publish("p1", "config", b"", retain=True)
+    counters = status_counters(link, "p1")
+    assert not any(name.startswith("rx_") for name in counters)

@@ -136,8 +136,11 @@ class PanelApp:
             self.counters.add("rx_unexpected_topic")
             log.warning(_TAG, "message on unexpected topic %s ignored" % topic)
             return
-        if not payload and retained:
-            return  # the host cleared a retained message: nothing to do
+        if not payload and leaf in ("config", "adverts"):
+            # The host cleared a retained message. Subscribers already
+            # connected get it with the retain flag off (MQTT 3.1.1), so the
+            # empty payload, not the flag, is what says so.
+            return
         try:
             msg = protocol.decode(payload, leaf)
             protocol.check_addressed(msg, self.identity.store, self.identity.panel)
