@@ -5,12 +5,14 @@ MicroPython unix port. Each test gets its own and they are stopped after."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from lbpanel import protocol
 from loyalty_button.broker import Broker
-from loyalty_button.panel_link import PanelLink
+from loyalty_button.panel_link import PanelLink, new_id
 from loyalty_button.simpanel import SimPanel, panel_config
 
 STORE = "s1"
@@ -70,9 +72,6 @@ def panels(tmp_path: Path, broker: Broker):
 
 def status_counters(link: PanelLink, panel: str) -> dict:
     """Ask the panel for a fresh heartbeat (cmd ping) and return its counters."""
-    from lbpanel import protocol
-    from loyalty_button.panel_link import new_id
-    import time
     before = link.statuses.get(panel, {}).get("id")
     cmd = protocol.envelope("cmd", new_id(), int(time.time()), STORE, panel)
     cmd["cmd"] = "ping"

@@ -22,9 +22,7 @@ def _question(session="s1-B1", panel="p1", **over) -> dict:
 
 def _answer_one(link, panel, session):
     link.ask("p1", session, "nps-main", "nps", "Recommend us?")
-    panel.wait_screen("question", session=session)
-    time.sleep(0.35)
-    panel.tap(8)
+    panel.answer(session, 8)
     return link.wait_answer(session)
 
 

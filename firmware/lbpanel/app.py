@@ -254,7 +254,8 @@ class PanelApp:
         for name in config.HOST_SETTINGS:
             applied[name] = self.settings[name]
         extra = {"screen": self.flow.state, "settings": applied}
-        if self.heap_min_free is not None:
+        if free is not None:
+            extra["heap_free"] = free
             extra["heap_min_free"] = self.heap_min_free
         if self.net is not None:
             extra["ip"] = self.net.ip()

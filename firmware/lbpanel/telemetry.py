@@ -31,9 +31,6 @@ def status_message(identity, uptime_s, outbox_depth, counters, extra=None):
     msg["fw"] = VERSION
     msg["uptime_s"] = uptime_s
     msg["outbox"] = outbox_depth
-    free = heap_free()
-    if free is not None:
-        msg["heap_free"] = free
     msg["counters"] = counters.values
     if extra:
         for key in extra:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from . import firmware_build
@@ -27,9 +26,7 @@ WHY = {"text": "What mattered most?",
 
 def _answer(link, panel, session, value, **kw):
     link.ask("p1", session, "nps-main", "nps", "How likely are you to recommend us?", **kw)
-    panel.wait_screen("question", session=session, timeout=10)
-    time.sleep(0.32)
-    panel.tap(value)
+    panel.answer(session, value)
 
 
 def scenario(heapsize_kib: int, firmware: Path, root: Path) -> tuple[bool, str, dict]:

