@@ -57,6 +57,10 @@ def config_text(port: int, data_dir: Path, password_file: Path | None = None,
         # a slow or offline subscriber; a store's answers must not be dropped.
         "max_queued_messages 100000",
         "max_inflight_messages 100",
+        # Without it a small packet (a PUBACK, an answer) can wait for the
+        # peer's delayed ACK (~40 ms on Linux): the question would reach the
+        # panel tens of milliseconds late.
+        "set_tcp_nodelay true",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

@@ -6,6 +6,7 @@ file. Used by the simulated store, the demo, the benchmarks and the tests."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import shutil
@@ -88,6 +89,9 @@ class SimPanel:
         self.proc: subprocess.Popen | None = None
         self.screens: "queue.Queue[dict]" = queue.Queue()
         self.last_screen: dict | None = None
+        # Optional callback(panel, screen line), called on the reader thread
+        # for every screen change: simulated shoppers react here.
+        self.on_screen = None
         self._reader: threading.Thread | None = None
 
     def start(self) -> "SimPanel":
@@ -113,6 +117,11 @@ class SimPanel:
             if isinstance(line, dict) and "ui" in line:
                 self.last_screen = line
                 self.screens.put(line)
+                if self.on_screen is not None:
+                    try:
+                        self.on_screen(self, line)
+                    except Exception:  # a shopper's bug must not stop the reader
+                        logging.getLogger(__name__).exception("on_screen failed")
             else:
                 # MicroPython prints an uncaught exception on stdout: keep it
                 # with the panel's log, where a person will look.

@@ -1,0 +1,442 @@
+"""The question catalogue: questions (texts in several languages), the rules
+that pick one from a receipt, and the till -> panel map. One YAML file,
+validated as a whole: every problem is listed with where it is, and nothing
+of a bad file is used (the concentrator keeps the last good catalogue).
+
+docs/catalogue.md describes the file for the people who write it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lbpanel import protocol
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Reasons a receipt gets no question; they are stored in the record.
+NO_RULE = "no_rule"
+SAMPLED_OUT = "sampled_out"
+QUIET_PERIOD = "quiet_period"
+# The longest session id the protocol allows: the size check of every
+# question is made with it, so no real receipt can push a message over.
+_LONGEST_SESSION = "x" * protocol.MAX_ID
+
+_TOP_KEYS = {"languages", "default_lang", "quiet_days", "tills", "questions", "rules"}
+_QUESTION_KEYS = {"kind", "timeout_s", "text", "labels", "options", "why"}
+_RULE_KEYS = {"name", "ask", "when", "sample", "quiet_days"}
+_WHEN_KEYS = {"member", "tills", "hours", "days", "items_min", "items_max",
+              "total_min", "total_max"}
+
+
+class CatalogueError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Till:
+    panel: str
+    lang: str | None
+
+
+@dataclass
+class Rule:
+    name: str
+    ask: str
+    member: bool | None = None
+    tills: frozenset | None = None
+    hours: list[tuple[int, int]] | None = None  # minutes since midnight, [start, end)
+    days: frozenset | None = None
+    items_min: int | None = None
+    items_max: int | None = None
+    total_min: float | None = None
+    total_max: float | None = None
+    sample: float = 1.0
+    quiet_days: float = 0
+
+    def matches(self, receipt: dict, local: dt.datetime) -> bool:
+        member = receipt.get("loyalty_id") is not None
+        if self.member is not None and member != self.member:
+            return False
+        if self.tills is not None and receipt["till"] not in self.tills:
+            return False
+        if self.days is not None and DAYS[local.weekday()] not in self.days:
+            return False
+        if self.hours is not None:
+            minute = local.hour * 60 + local.minute
+            if not any(_in_span(minute, span) for span in self.hours):
+                return False
+        if not _in_range(receipt.get("items"), self.items_min, self.items_max):
+            return False
+        if not _in_range(receipt.get("total"), self.total_min, self.total_max):
+            return False
+        return True
+
+
+def _in_span(minute: int, span: tuple[int, int]) -> bool:
+    start, end = span
+    if start <= end:
+        return start <= minute < end
+    return minute >= start or minute < end  # e.g. 22:00-06:00
+
+
+def _in_range(value, lo, hi) -> bool:
+    if lo is None and hi is None:
+        return True
+    if value is None:
+        return False  # a rule about basket size does not match an unknown basket
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+@dataclass
+class Decision:
+    """What to do with one receipt: ask `qid` in `lang`, or not (`reason`)."""
+    qid: str | None
+    lang: str | None
+    rule: str | None
+    reason: str | None = None
+    quiet_days: float = 0
+
+
+@dataclass
+class Catalogue:
+    languages: list[str]
+    default_lang: str
+    tills: dict[str, Till]
+    rules: list[Rule]
+    # (qid, lang) -> the question fields of a panel message, checked
+    questions: dict[tuple[str, str], dict] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    digest: str = ""
+
+    def panels(self) -> set[str]:
+        return {t.panel for t in self.tills.values()}
+
+    def language(self, receipt: dict) -> str:
+        """The shopper's language if the POS knows it and we have it, else
+        the till's, else the store's."""
+        lang = receipt.get("lang")
+        if lang in self.languages:
+            return lang
+        till = self.tills.get(receipt["till"])
+        if till and till.lang:
+            return till.lang
+        return self.default_lang
+
+    def decide(self, receipt: dict, session: str, local: dt.datetime,
+               last_asked: float | None, now: float) -> Decision:
+        """First matching rule wins; its sampling and quiet period decide
+        whether this shopper is asked. `last_asked` is when this loyalty id
+        was last asked (Unix seconds), if ever."""
+        lang = self.language(receipt)
+        for rule in self.rules:
+            if not rule.matches(receipt, local):
+                continue
+            if rule.sample < 1.0 and _sample_point(session) >= rule.sample:
+                return Decision(None, lang, rule.name, SAMPLED_OUT)
+            if (rule.quiet_days and last_asked is not None
+                    and now - last_asked < rule.quiet_days * 86400):
+                return Decision(None, lang, rule.name, QUIET_PERIOD)
+            return Decision(rule.ask, lang, rule.name, quiet_days=rule.quiet_days)
+        return Decision(None, lang, None, NO_RULE)
+
+    def question_fields(self, qid: str, lang: str) -> dict:
+        return self.questions[(qid, lang)]
+
+    def max_quiet_days(self) -> float:
+        return max([r.quiet_days for r in self.rules] + [0])
+
+
+def _sample_point(session: str) -> float:
+    """A fixed point in [0, 1) per session: the same receipt sent twice is
+    sampled the same way, and a run can be reproduced."""
+    return int.from_bytes(hashlib.sha256(session.encode()).digest()[:8], "big") / 2**64
+
+
+# --- loading -----------------------------------------------------------------
+
+class _Checker:
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def fail(self, where: str, why: str) -> None:
+        self.problems.append(f"{where}: {why}")
+
+    def keys(self, where: str, node: dict, allowed: set[str]) -> None:
+        for key in node:
+            if key not in allowed:
+                self.fail(where, f"unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+
+    def mapping(self, where: str, node) -> dict:
+        if not isinstance(node, dict):
+            self.fail(where, "must be a mapping (key: value lines)")
+            return {}
+        return node
+
+    def ident(self, where: str, value) -> bool:
+        if not protocol.valid_id(value):
+            self.fail(where, f"must be an id of 1-{protocol.MAX_ID} characters "
+                             f"A-Z a-z 0-9 . _ -, got {value!r}")
+            return False
+        return True
+
+    def number(self, where: str, value, lo: float, hi: float, integer: bool = False):
+        ok_type = int if integer else (int, float)
+        if not isinstance(value, ok_type) or isinstance(value, bool) or not lo <= value <= hi:
+            what = "an integer" if integer else "a number"
+            self.fail(where, f"must be {what} {lo}..{hi}, got {value!r}")
+            return None
+        return value
+
+    def texts(self, where: str, node, languages: list[str]) -> dict[str, str]:
+        """A text in every language: {ru: ..., en: ...}."""
+        if isinstance(node, str) and len(languages) == 1:
+            node = {languages[0]: node}
+        if not isinstance(node, dict):
+            self.fail(where, f"must give the text per language ({', '.join(languages)})")
+            return {}
+        out = {}
+        for lang in languages:
+            text = node.get(lang)
+            if not isinstance(text, str) or not 0 < len(text.strip()) <= protocol.MAX_TEXT:
+                self.fail(f"{where}.{lang}", f"needs a text of 1-{protocol.MAX_TEXT} characters")
+            else:
+                out[lang] = text
+        for lang in node:
+            if lang not in languages:
+                self.fail(f"{where}.{lang}", f"language not in languages ({', '.join(languages)})")
+        return out
+
+    def choices(self, where: str, node, languages: list[str], lo: int, hi: int):
+        """{id: {lang: text}} in order -> [(id, {lang: text})]."""
+        node = self.mapping(where, node)
+        if node and not lo <= len(node) <= hi:
+            self.fail(where, f"needs {lo}-{hi} entries, has {len(node)}")
+        out = []
+        for cid, texts in node.items():
+            if self.ident(f"{where}.{cid}", cid):
+                out.append((cid, self.texts(f"{where}.{cid}", texts, languages)))
+        return out
+
+
+def _clock(where: str, text: str, check: _Checker) -> tuple[int, int] | None:
+    try:
+        start, end = text.split("-")
+        spans = []
+        for part in (start, end):
+            h, m = part.strip().split(":")
+            h, m = int(h), int(m)
+            if not (0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 1440):
+                raise ValueError
+            spans.append(h * 60 + m)
+        return spans[0], spans[1]
+    except (ValueError, AttributeError):
+        check.fail(where, f"must be a span like '08:00-12:30' (local time), got {text!r}")
+        return None
+
+
+def _question(check: _Checker, qid: str, node, languages: list[str]) -> dict[str, dict]:
+    """-> {lang: question fields} for one catalogue question."""
+    where = f"questions.{qid}"
+    before = len(check.problems)
+    node = check.mapping(where, node)
+    check.keys(where, node, _QUESTION_KEYS)
+    kind = node.get("kind")
+    if kind not in protocol.KINDS:
+        check.fail(f"{where}.kind", f"must be one of {', '.join(protocol.KINDS)}, got {kind!r}")
+        return {}
+    timeout = check.number(f"{where}.timeout_s", node.get("timeout_s", 20),
+                           *protocol.TIMEOUT_RANGE, integer=True)
+    text = check.texts(f"{where}.text", node.get("text"), languages)
+    options = []
+    if kind == "choice":
+        options = check.choices(f"{where}.options", node.get("options"), languages,
+                                2, protocol.MAX_OPTIONS)
+    elif "options" in node:
+        check.fail(f"{where}.options", "only a 'choice' question has options")
+    labels = {}
+    if "labels" in node:
+        lab = check.mapping(f"{where}.labels", node["labels"])
+        check.keys(f"{where}.labels", lab, {"low", "high"})
+        for end in ("low", "high"):
+            if end in lab:
+                labels[end] = check.texts(f"{where}.labels.{end}", lab[end], languages)
+    why = None
+    if "why" in node:
+        if kind == "choice":
+            check.fail(f"{where}.why", "a 'choice' question has no 'why?' follow-up")
+        else:
+            w = check.mapping(f"{where}.why", node["why"])
+            check.keys(f"{where}.why", w, {"text", "reasons"})
+            why = (check.texts(f"{where}.why.text", w.get("text"), languages),
+                   check.choices(f"{where}.why.reasons", w.get("reasons"), languages,
+                                 1, protocol.MAX_REASONS))
+    if len(check.problems) > before:
+        return {}
+    out = {}
+    for lang in languages:
+        fields = {"qid": qid, "kind": kind, "lang": lang, "text": text[lang],
+                  "timeout_s": timeout}
+        if options:
+            fields["options"] = [{"id": oid, "text": t[lang]} for oid, t in options]
+        if labels:
+            fields["labels"] = {end: t[lang] for end, t in labels.items()}
+        if why:
+            fields["why"] = {"text": why[0][lang],
+                             "reasons": [{"id": rid, "text": t[lang]} for rid, t in why[1]]}
+        # The panel's own check, with the longest possible envelope: what
+        # passes here can always be sent.
+        probe = protocol.envelope("question", "x" * protocol.MAX_ID, 1 << 40,
+                                  "x" * protocol.MAX_ID, "x" * protocol.MAX_ID)
+        probe.update(fields, session=_LONGEST_SESSION)
+        try:
+            protocol.encode(probe)
+        except protocol.ProtocolError as e:
+            check.fail(f"{where} ({lang})", e.message)
+            continue
+        out[lang] = fields
+    return out
+
+
+def _rule(check: _Checker, i: int, node, qids: set[str], tills: dict, default_quiet) -> Rule | None:
+    where = f"rules[{i}]"
+    node = check.mapping(where, node)
+    check.keys(where, node, _RULE_KEYS)
+    name = node.get("name", f"rule-{i + 1}")
+    ask = node.get("ask")
+    if ask not in qids:
+        check.fail(f"{where}.ask", f"names no question in questions: {ask!r}")
+    rule = Rule(name=str(name), ask=ask)
+    rule.sample = check.number(f"{where}.sample", node.get("sample", 1.0), 0.0, 1.0) or 0.0
+    rule.quiet_days = check.number(f"{where}.quiet_days", node.get("quiet_days", default_quiet),
+                                   0, 3650) or 0
+    when = check.mapping(f"{where}.when", node.get("when", {}) or {})
+    check.keys(f"{where}.when", when, _WHEN_KEYS)
+    if "member" in when:
+        if not isinstance(when["member"], bool):
+            check.fail(f"{where}.when.member", "must be true or false")
+        rule.member = when["member"]
+    if "tills" in when:
+        ts = when["tills"]
+        if not isinstance(ts, list) or not ts:
+            check.fail(f"{where}.when.tills", "must be a list of till ids")
+        else:
+            for t in ts:
+                if str(t) not in tills:
+                    check.fail(f"{where}.when.tills", f"till {t!r} is not in tills")
+            rule.tills = frozenset(str(t) for t in ts)
+    if "days" in when:
+        ds = when["days"]
+        if not isinstance(ds, list) or not ds or any(d not in DAYS for d in ds):
+            check.fail(f"{where}.when.days", f"must be a list of {', '.join(DAYS)}")
+        else:
+            rule.days = frozenset(ds)
+    if "hours" in when:
+        hs = when["hours"]
+        hs = [hs] if isinstance(hs, str) else hs
+        if not isinstance(hs, list) or not hs:
+            check.fail(f"{where}.when.hours", "must be a list of spans like '08:00-12:00'")
+        else:
+            spans = [_clock(f"{where}.when.hours", str(h), check) for h in hs]
+            rule.hours = [s for s in spans if s]
+    for key in ("items_min", "items_max"):
+        if key in when:
+            setattr(rule, key, check.number(f"{where}.when.{key}", when[key], 0, 100000, True))
+    for key in ("total_min", "total_max"):
+        if key in when:
+            setattr(rule, key, check.number(f"{where}.when.{key}", when[key], 0, 1e9))
+    return rule
+
+
+def parse(text: str, source: str = "<catalogue>") -> Catalogue:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise CatalogueError([f"{source}: not valid YAML{at}: {problem}"]) from None
+    check = _Checker()
+    doc = check.mapping(source, doc)
+    if check.problems:
+        raise CatalogueError(check.problems)
+    check.keys(source, doc, _TOP_KEYS)
+
+    languages = doc.get("languages")
+    if not isinstance(languages, list) or not languages \
+            or not all(protocol.valid_id(x) for x in languages):
+        check.fail("languages", "must be a list of language codes, e.g. [ru, en]")
+        raise CatalogueError(check.problems)
+    languages = [str(x) for x in languages]
+    default_lang = doc.get("default_lang", languages[0])
+    if default_lang not in languages:
+        check.fail("default_lang", f"must be one of languages, got {default_lang!r}")
+
+    tills: dict[str, Till] = {}
+    for till, spec in check.mapping("tills", doc.get("tills")).items():
+        till = str(till)
+        where = f"tills.{till}"
+        check.ident(where, till)
+        if isinstance(spec, str):
+            spec = {"panel": spec}
+        spec = check.mapping(where, spec)
+        check.keys(where, spec, {"panel", "lang"})
+        panel, lang = spec.get("panel"), spec.get("lang")
+        check.ident(f"{where}.panel", panel)
+        if lang is not None and lang not in languages:
+            check.fail(f"{where}.lang", f"must be one of languages, got {lang!r}")
+        tills[till] = Till(panel, lang)
+    if not tills:
+        check.fail("tills", "map at least one till to its panel, e.g. \"1\": till-1")
+    by_panel: dict[str, str] = {}
+    for till, t in tills.items():
+        if t.panel in by_panel:
+            check.fail(f"tills.{till}", f"panel {t.panel!r} is already the panel of till "
+                                        f"{by_panel[t.panel]!r}; one panel per till")
+        by_panel[t.panel] = till
+
+    questions: dict[tuple[str, str], dict] = {}
+    kinds: dict[str, str] = {}
+    qnodes = check.mapping("questions", doc.get("questions"))
+    if not qnodes:
+        check.fail("questions", "define at least one question")
+    for qid, node in qnodes.items():
+        if not check.ident(f"questions.{qid}", qid):
+            continue
+        for lang, fields in _question(check, qid, node, languages).items():
+            questions[(qid, lang)] = fields
+            kinds[qid] = fields["kind"]
+
+    default_quiet = doc.get("quiet_days", 0)
+    rnodes = doc.get("rules")
+    rules = []
+    if not isinstance(rnodes, list) or not rnodes:
+        check.fail("rules", "list at least one rule (the first that matches a receipt wins)")
+    else:
+        for i, node in enumerate(rnodes):
+            rule = _rule(check, i, node, set(qnodes), tills, default_quiet)
+            if rule:
+                rules.append(rule)
+        names = [r.name for r in rules]
+        for name in set(names):
+            if names.count(name) > 1:
+                check.fail("rules", f"two rules are named {name!r}")
+    if check.problems:
+        raise CatalogueError(check.problems)
+    return Catalogue(languages=languages, default_lang=default_lang, tills=tills,
+                     rules=rules, questions=questions, kinds=kinds, source=source,
+                     digest=hashlib.sha256(text.encode()).hexdigest()[:12])
+
+
+def load(path: Path) -> Catalogue:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CatalogueError([f"{path}: cannot read: {e}"]) from None
+    return parse(text, str(path))

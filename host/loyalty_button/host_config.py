@@ -1,0 +1,168 @@
+"""The concentrator's own settings (concentrator.yaml): which store, where the
+broker, the catalogue and the database are, and the POS listeners. Checked at
+start; every problem is listed with what to write instead. Unlike the
+catalogue, these need a restart to change."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lbpanel import protocol
+
+
+class HostConfigError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class HostConfig:
+    store: str
+    catalogue: Path
+    database: Path
+    timezone: str = "UTC"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 1883
+    broker_user: str | None = None
+    broker_password: str | None = None
+    broker_keepalive_s: int = 30
+    bind: str = "0.0.0.0"
+    udp_port: int = 47800        # 0: no UDP listener
+    http_port: int = 8080        # 0: no HTTP listener
+    pos_key: bytes | None = None  # shared HMAC key for UDP datagrams
+    pos_token: str | None = None  # bearer token for HTTP
+    replay_window_s: int = 120
+    max_age_s: int = 300          # older receipts are stored but nobody is asked
+    answer_grace_s: int = 10      # the host waits timeout_s (+ why) + this for an answer
+    catalogue_poll_s: float = 1.0
+    log_level: str = "INFO"
+    source: str = ""
+    tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
+
+
+# name in the file (dotted), attribute, kind, range
+_FIELDS = [
+    ("store", "store", "id", None),
+    ("catalogue", "catalogue", "path", None),
+    ("database", "database", "path", None),
+    ("timezone", "timezone", "tz", None),
+    ("broker.host", "broker_host", "str", None),
+    ("broker.port", "broker_port", "int", (1, 65535)),
+    ("broker.user", "broker_user", "str", None),
+    ("broker.password", "broker_password", "str", None),
+    ("broker.keepalive_s", "broker_keepalive_s", "int", (5, 600)),
+    ("pos.bind", "bind", "str", None),
+    ("pos.udp_port", "udp_port", "int", (0, 65535)),
+    ("pos.http_port", "http_port", "int", (0, 65535)),
+    ("pos.key", "pos_key", "secret", None),
+    ("pos.key_file", "pos_key", "secret_file", None),
+    ("pos.token", "pos_token", "str", None),
+    ("pos.replay_window_s", "replay_window_s", "int", (10, 3600)),
+    ("pos.max_age_s", "max_age_s", "int", (10, 86400)),
+    ("answer_grace_s", "answer_grace_s", "int", (1, 600)),
+    ("catalogue_poll_s", "catalogue_poll_s", "num", (0.1, 60)),
+    ("log_level", "log_level", "level", None),
+]
+_REQUIRED = ("store", "catalogue", "database")
+_SECTIONS = {"broker", "pos"}
+
+
+def _get(doc: dict, dotted: str):
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
+    problems: list[str] = []
+    if not isinstance(doc, dict):
+        raise HostConfigError([f"{source}: must be a mapping of settings"])
+    known = {name.split(".")[0] for name, *_ in _FIELDS}
+    for key, value in doc.items():
+        if key not in known:
+            problems.append(f"{key}: unknown setting (known: {', '.join(sorted(known))})")
+        elif key in _SECTIONS:
+            if not isinstance(value, dict):
+                problems.append(f"{key}: must be a mapping")
+                continue
+            sub = {name.split(".")[1] for name, *_ in _FIELDS if name.startswith(key + ".")}
+            for k in value:
+                if k not in sub:
+                    problems.append(f"{key}.{k}: unknown setting (known: {', '.join(sorted(sub))})")
+    values = {}
+    for name, attr, kind, limits in _FIELDS:
+        present, value = _get(doc, name)
+        if not present or value is None:
+            if name in _REQUIRED:
+                problems.append(f"{name}: is required")
+            continue
+        if kind == "id":
+            if not protocol.valid_id(value):
+                problems.append(f"{name}: must be an id (A-Z a-z 0-9 . _ -), got {value!r}")
+                continue
+        elif kind in ("str", "secret", "secret_file", "path"):
+            if not isinstance(value, str) or not value:
+                problems.append(f"{name}: must be a non-empty text")
+                continue
+            if kind == "path":
+                value = (base / value).resolve()
+            elif kind == "secret":
+                if len(value) < 16:
+                    problems.append(f"{name}: a shared key needs at least 16 characters")
+                    continue
+                value = value.encode()
+            elif kind == "secret_file":
+                path = base / value
+                try:
+                    value = path.read_bytes().strip()
+                except OSError as e:
+                    problems.append(f"{name}: cannot read {path}: {e.strerror}")
+                    continue
+                if len(value) < 16:
+                    problems.append(f"{name}: the key in {path} needs at least 16 characters")
+                    continue
+        elif kind in ("int", "num"):
+            ok = int if kind == "int" else (int, float)
+            lo, hi = limits
+            if not isinstance(value, ok) or isinstance(value, bool) or not lo <= value <= hi:
+                problems.append(f"{name}: must be a number {lo}..{hi}, got {value!r}")
+                continue
+        elif kind == "tz":
+            try:
+                values["tz"] = zoneinfo.ZoneInfo(str(value))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                problems.append(f"{name}: unknown time zone {value!r} (e.g. Europe/Moscow)")
+                continue
+        elif kind == "level":
+            value = str(value).upper()
+            if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                problems.append(f"{name}: must be DEBUG, INFO, WARNING or ERROR")
+                continue
+        values[attr] = value
+    if _get(doc, "pos.key")[1] and _get(doc, "pos.key_file")[1]:
+        problems.append("pos.key and pos.key_file: give one of them, not both")
+    if problems:
+        raise HostConfigError(problems)
+    cfg = HostConfig(**values, source=source)
+    if cfg.tz is None:
+        cfg.tz = zoneinfo.ZoneInfo(cfg.timezone)
+    return cfg
+
+
+def load(path: Path) -> HostConfig:
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise HostConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        raise HostConfigError([f"{path}: not valid YAML: {e}"]) from None
+    return parse(doc, path.parent, str(path))

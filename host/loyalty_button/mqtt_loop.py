@@ -1,0 +1,134 @@
+"""A paho MQTT client driven by an asyncio loop (paho's socket callbacks), so
+the concentrator runs on one thread: a question is written to the socket in
+the same loop turn that took the receipt, with no hand-over to paho's own
+network thread, and answers arrive as ordinary loop callbacks.
+
+paho does not reconnect by itself in this mode; `MqttLoop` does, with a
+doubling backoff, and reports the link state through `on_up`/`on_down`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+
+class MqttLoop:
+    def __init__(self, client: mqtt.Client, host: str, port: int, keepalive: int = 30,
+                 retry_max_s: float = 10.0):
+        self.client = client
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.retry_max_s = retry_max_s
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.up = asyncio.Event()
+        self.on_up = None    # callback() after CONNACK accepted
+        self.on_down = None  # callback(reason)
+        self._misc: asyncio.Task | None = None
+        self._runner: asyncio.Task | None = None
+        self._lost = asyncio.Event()
+        self._stopping = False
+        self._got_in = False
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        client.on_connect = self._connected
+        client.on_disconnect = self._disconnected
+
+    # --- paho's socket callbacks -> the loop ----------------------------------
+
+    def _socket_open(self, client, userdata, sock) -> None:
+        # Questions are small packets that must not wait for a delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.loop.add_reader(sock, client.loop_read)
+        self._misc = self.loop.create_task(self._misc_loop())
+
+    def _socket_close(self, client, userdata, sock) -> None:
+        self.loop.remove_reader(sock)
+        self.loop.remove_writer(sock)
+        if self._misc:
+            self._misc.cancel()
+            self._misc = None
+
+    def _register_write(self, client, userdata, sock) -> None:
+        self.loop.add_writer(sock, client.loop_write)
+
+    def _unregister_write(self, client, userdata, sock) -> None:
+        self.loop.remove_writer(sock)
+
+    async def _misc_loop(self) -> None:
+        # Keepalive pings and retries of unacknowledged messages.
+        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1)
+
+    def _connected(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s (check broker.user and "
+                      "broker.password)", self.host, self.port, reason_code)
+            return
+        log.info("connected to broker %s:%d", self.host, self.port)
+        self._got_in = True
+        self.up.set()
+        if self.on_up:
+            self.on_up()
+
+    def _disconnected(self, client, userdata, flags, reason_code, properties=None) -> None:
+        was_up = self.up.is_set()
+        self.up.clear()
+        self._lost.set()
+        if was_up and not self._stopping:
+            log.warning("lost the broker %s:%d: %s", self.host, self.port, reason_code)
+        if self.on_down:
+            self.on_down(str(reason_code))
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._runner = self.loop.create_task(self._keep_connected())
+
+    async def _keep_connected(self) -> None:
+        delay = 0.5
+        first = True
+        while not self._stopping:
+            self._lost.clear()
+            self._got_in = False
+            try:
+                if first:
+                    self.client.connect(self.host, self.port, self.keepalive)
+                else:
+                    self.client.reconnect()
+                first = False
+            except OSError as e:
+                log.warning("cannot reach the broker %s:%d: %s; retrying in %.1fs",
+                            self.host, self.port, e, delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            await self._lost.wait()
+            if self._stopping:
+                return
+            # A refused login also ends here: back off, do not hammer.
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            if self._got_in:
+                delay = 0.5
+            else:
+                delay = min(delay * 2, self.retry_max_s)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.up.is_set():
+            self.client.disconnect()
+            try:
+                await asyncio.wait_for(self._lost.wait(), 2)
+            except asyncio.TimeoutError:
+                pass
+        if self._runner:
+            self._runner.cancel()
+        if self._misc:
+            self._misc.cancel()

@@ -1,0 +1,160 @@
+"""The two ways a till reaches the concentrator (docs/protocol.md, "POS ->
+host"): a UDP datagram and an HTTP endpoint. Both hand a checked receipt to
+Concentrator.offer(); every refusal is logged (rate-limited), counted and
+kept in the record store's `rejects` table."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+
+from aiohttp import web
+
+from . import receipt as receipt_mod
+from .receipt import ReceiptError
+
+log = logging.getLogger(__name__)
+
+
+class UdpReceipts(asyncio.DatagramProtocol):
+    def __init__(self, conc):
+        self.conc = conc
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        conc = self.conc
+        conc.counters["udp_rx"] += 1
+        try:
+            doc = receipt_mod.open_datagram(data, conc.cfg.pos_key)
+            receipt = receipt_mod.validate(doc, conc.store)
+            conc.replay.check(receipt["till"], receipt["id"], receipt["ts"], time.time())
+            status, session, _ = conc.offer(receipt, "udp")
+        except ReceiptError as e:
+            self._refuse(e, data, addr)
+            return
+        except Exception:  # a bug must cost one datagram, never the listener
+            conc.counters["udp_error"] += 1
+            log.exception("UDP datagram from %s:%d could not be handled", *addr[:2])
+            conc.records.reject(f"udp:{addr[0]}", "error", "internal error", data)
+            return
+        conc.counters["udp_" + status] += 1
+
+    def _refuse(self, e: ReceiptError, data: bytes, addr) -> None:
+        conc = self.conc
+        conc.counters["udp_" + e.code] += 1
+        conc.limit("udp_" + e.code, logging.WARNING, "UDP receipt from %s refused (%s): %s",
+                   addr[0], e.code, e.message)
+        conc.records.reject(f"udp:{addr[0]}", e.code, e.message, data)
+
+    def error_received(self, exc) -> None:
+        self.conc.counters["udp_socket_error"] += 1
+        log.warning("UDP socket error: %s", exc)
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    return web.json_response(ReceiptError(code, message, field).body(), status=status)
+
+
+def http_app(conc) -> web.Application:
+    token = conc.cfg.pos_token
+
+    async def post_receipt(request: web.Request) -> web.Response:
+        conc.counters["http_rx"] += 1
+        peer = request.remote or "?"
+
+        def refuse(status: int, e: ReceiptError, raw: bytes | None = None) -> web.Response:
+            conc.counters["http_" + e.code] += 1
+            conc.limit("http_" + e.code, logging.WARNING,
+                       "HTTP receipt from %s refused (%d %s): %s", peer, status, e.code, e.message)
+            conc.records.reject(f"http:{peer}", e.code, e.message, raw)
+            return web.json_response(e.body(), status=status)
+
+        if token:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return refuse(401, ReceiptError("unauthorized", "missing or wrong bearer "
+                                                "token (Authorization: Bearer <token>)"))
+        if request.content_type != "application/json":
+            return refuse(415, ReceiptError("content_type", "send Content-Type: "
+                                            f"application/json, not {request.content_type!r}"))
+        limit = receipt_mod.MAX_HTTP_BODY
+        if request.content_length is not None and request.content_length > limit:
+            return refuse(413, ReceiptError("too_large", f"body is {request.content_length} "
+                                            f"bytes, limit {limit}"))
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return refuse(413, ReceiptError("too_large", f"body is over {limit} bytes"))
+        try:
+            receipt = receipt_mod.validate(receipt_mod.parse_json(body), conc.store)
+        except ReceiptError as e:
+            return refuse(400, e, body)
+        if not conc.ready:
+            return refuse(503, ReceiptError("not_ready", "the host is starting (not yet "
+                                            "connected to its broker); retry in a second"), body)
+        try:
+            status, session, durable = conc.offer(receipt, "http")
+        except ReceiptError as e:
+            return refuse(503 if e.code == "not_ready" else 400, e, body)
+        if durable is not None:
+            await durable  # 202 means: the record is on disk
+        conc.counters["http_" + status] += 1
+        return web.json_response({"status": status, "session": session},
+                                 status=202 if status == "accepted" else 200)
+
+    async def get_status(request: web.Request) -> web.Response:
+        return web.json_response(conc.status())
+
+    async def get_record(request: web.Request) -> web.Response:
+        rec = conc.records.get(request.match_info["id"])
+        if rec is None:
+            return _error(404, "not_found", "no record with this id")
+        return web.json_response(rec)
+
+    async def not_found(request: web.Request) -> web.Response:
+        return _error(404, "not_found", f"no such endpoint: {request.method} {request.path}")
+
+    app = web.Application(client_max_size=receipt_mod.MAX_HTTP_BODY * 4)
+    app.router.add_post("/api/v1/receipts", post_receipt)
+    app.router.add_get("/api/v1/status", get_status)
+    app.router.add_get("/api/v1/records/{id}", get_record)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+class Listeners:
+    def __init__(self):
+        self.udp_transport = None
+        self.runner: web.AppRunner | None = None
+        self.udp_port = None
+        self.http_port = None
+
+    async def stop(self) -> None:
+        if self.udp_transport:
+            self.udp_transport.close()
+        if self.runner:
+            await self.runner.cleanup()
+
+
+async def start_listeners(conc) -> Listeners:
+    cfg = conc.cfg
+    out = Listeners()
+    loop = asyncio.get_running_loop()
+    if not cfg.pos_key and cfg.udp_port:
+        log.warning("pos.key is not set: UDP receipts are not authenticated; anyone on the "
+                    "store LAN can send them (see docs/protocol.md)")
+    if cfg.udp_port:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: UdpReceipts(conc), local_addr=(cfg.bind, cfg.udp_port))
+        out.udp_transport = transport
+        out.udp_port = transport.get_extra_info("sockname")[1]
+        log.info("POS UDP receipts on %s:%d", cfg.bind, out.udp_port)
+    if cfg.http_port:
+        out.runner = web.AppRunner(http_app(conc), access_log=None)
+        await out.runner.setup()
+        site = web.TCPSite(out.runner, cfg.bind, cfg.http_port)
+        await site.start()
+        out.http_port = site._server.sockets[0].getsockname()[1]
+        log.info("POS HTTP receipts on http://%s:%d/api/v1/receipts", cfg.bind, out.http_port)
+    return out
+

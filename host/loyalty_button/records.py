@@ -1,0 +1,298 @@
+"""The store's feedback records in SQLite (WAL).
+
+One row per receipt, keyed by the record id (store + receipt number), so a
+receipt sent twice or an answer delivered twice can never make a second row.
+Writes go through one writer thread that commits whatever has queued up in
+one transaction (group commit): a busy store pays one fsync per batch, not
+per write, and the event loop never waits on the disk. A caller that must
+know its write is durable (the HTTP endpoint, before it says 202) awaits
+the write's future."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id          TEXT PRIMARY KEY,   -- <store>-<receipt>: the stable record id
+    store       TEXT NOT NULL,
+    till        TEXT NOT NULL,
+    receipt     TEXT NOT NULL,
+    panel       TEXT,
+    loyalty_id  TEXT,
+    cashier     TEXT,
+    total       REAL,
+    currency    TEXT,
+    items       INTEGER,
+    extras      TEXT,               -- JSON object from the POS
+    lang        TEXT,
+    source      TEXT NOT NULL,      -- udp | http
+    pos_msg_id  TEXT,
+    sale_ts     INTEGER NOT NULL,   -- the POS's time of sale, Unix s
+    received_ms INTEGER NOT NULL,   -- when the host took the receipt, Unix ms
+    rule        TEXT,
+    qid         TEXT,
+    kind        TEXT,
+    asked_ms    INTEGER,            -- question published, Unix ms
+    state       TEXT NOT NULL,      -- pending | closed
+    outcome     TEXT,               -- see docs/concentrator.md
+    reason      TEXT,               -- why not asked / what went wrong
+    value,                          -- int (nps, csat) or text (yesno, choice)
+    reasons     TEXT,               -- JSON list of reason ids
+    answer_ms   INTEGER,            -- question shown -> rating, on the panel
+    shown_ms    INTEGER,
+    answer_id   TEXT,
+    late        INTEGER NOT NULL DEFAULT 0,  -- answer came after the host's deadline
+    closed_ms   INTEGER,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_loyalty ON records (loyalty_id, asked_ms);
+CREATE INDEX IF NOT EXISTS records_received ON records (received_ms);
+-- Input the host refused, kept (capped) so nothing a till or panel sent is
+-- lost without a trace: what came, from where, and why it was refused.
+CREATE TABLE IF NOT EXISTS rejects (
+    n       INTEGER PRIMARY KEY,
+    at_ms   INTEGER NOT NULL,
+    source  TEXT NOT NULL,
+    code    TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    raw     BLOB
+);
+"""
+
+RECORD_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashier", "total",
+                 "currency", "items", "extras", "lang", "source", "pos_msg_id", "sale_ts",
+                 "received_ms", "rule", "qid", "kind", "asked_ms", "state", "outcome",
+                 "reason", "value", "reasons", "answer_ms", "shown_ms", "answer_id", "late",
+                 "closed_ms", "updated_ms")
+CLOSE_FIELDS = ("outcome", "reason", "value", "reasons", "answer_ms", "shown_ms",
+                "answer_id", "late", "closed_ms")
+MAX_REJECTS = 10000
+MAX_RAW = 2048
+_BATCH = 1000
+_STOP = object()
+
+# ON CONFLICT(id), not OR IGNORE: only a second copy of a record is skipped;
+# any other constraint failure is an error to see.
+_INSERT = (f"INSERT INTO records ({', '.join(RECORD_FIELDS)}) "
+           f"VALUES ({', '.join('?' * len(RECORD_FIELDS))}) ON CONFLICT(id) DO NOTHING")
+_CLOSE = (f"UPDATE records SET state = 'closed', "
+          f"{', '.join(f + ' = ?' for f in CLOSE_FIELDS)}, updated_ms = ? WHERE id = ?")
+_REJECT = "INSERT INTO rejects (at_ms, source, code, detail, raw) VALUES (?, ?, ?, ?, ?)"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed batch survives a power cut, not only a crash.
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _encode(value):
+    return None if value is None else json.dumps(value, ensure_ascii=False,
+                                                 separators=(",", ":"))
+
+
+def row_to_record(row: sqlite3.Row) -> dict:
+    rec = dict(row)
+    for key in ("extras", "reasons"):
+        if rec.get(key) is not None:
+            rec[key] = json.loads(rec[key])
+    rec["late"] = bool(rec["late"])
+    return rec
+
+
+class RecordStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.counters: Counter[str] = Counter()
+        writer = connect(self.path)
+        writer.executescript(SCHEMA)
+        row = writer.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            writer.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer version "
+                               f"(schema {row[0]}; this one knows {SCHEMA_VERSION})")
+        self._writer = writer
+        # Reads from the event loop (duplicate checks, late answers) use their
+        # own connection: WAL lets them run beside the writer.
+        self.reader = connect(self.path)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="records-writer", daemon=True)
+        self._thread.start()
+
+    # --- writes (any thread; futures resolve on their own loop) -------------
+
+    def _put(self, sql: str, params: tuple, wait: bool):
+        fut = None
+        if wait:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+        self._queue.put((sql, params, fut))
+        return fut
+
+    def insert(self, rec: dict, wait: bool = False):
+        """A new record (a receipt taken). Does nothing if the id exists."""
+        rec.setdefault("updated_ms", now_ms())
+        rec.setdefault("late", 0)
+        params = tuple(_encode(rec.get(f)) if f in ("extras", "reasons")
+                       else rec.get(f) for f in RECORD_FIELDS)
+        return self._put(_INSERT, params, wait)
+
+    def close(self, record_id: str, fields: dict, wait: bool = False):
+        """Set the outcome of a record (the transaction is over)."""
+        params = tuple(_encode(fields.get(f)) if f == "reasons" else fields.get(f)
+                       for f in CLOSE_FIELDS)
+        return self._put(_CLOSE, params + (now_ms(), record_id), wait)
+
+    def reject(self, source: str, code: str, detail: str, raw: bytes | None = None) -> None:
+        self._put(_REJECT, (now_ms(), source, code, detail[:500],
+                            raw[:MAX_RAW] if raw else None), False)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything queued so far is committed (tests, shutdown)."""
+        done = threading.Event()
+        self._queue.put(("", (), done))
+        if not done.wait(timeout):
+            raise TimeoutError("record store did not commit within %ss" % timeout)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(30)
+        self.reader.close()
+
+    # --- the writer thread --------------------------------------------------
+
+    def _run(self) -> None:
+        rejects = 0
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            batch = [item for item in batch if item is not _STOP]
+            while batch:
+                try:
+                    self._commit(batch)
+                    break
+                except (sqlite3.IntegrityError, sqlite3.InterfaceError,
+                        sqlite3.ProgrammingError) as e:
+                    # A write that can never succeed (a bug): commit the rest
+                    # one by one and log the bad one, rather than retry forever.
+                    log.error("record store: a batch failed (%s); writing one by one", e)
+                    self._commit_singly(batch)
+                    break
+                except sqlite3.Error as e:
+                    # Disk full, I/O error: keep the batch and try again; the
+                    # records are still in memory and nothing is dropped.
+                    self.counters["db_errors"] += 1
+                    log.error("record store: commit of %d writes failed (%s); retrying in 1 s",
+                              len(batch), e)
+                    time.sleep(1)
+            rejects += sum(1 for sql, _, _ in batch if sql is _REJECT)
+            if rejects > MAX_REJECTS // 10:
+                rejects = 0
+                self._trim_rejects()
+            for _, _, fut in batch:
+                if isinstance(fut, threading.Event):
+                    fut.set()
+                elif fut is not None:
+                    fut.get_loop().call_soon_threadsafe(_resolve, fut)
+            if stop:
+                self._writer.close()
+                return
+
+    def _commit(self, batch) -> None:
+        conn = self._writer
+        conn.execute("BEGIN")
+        try:
+            for sql, params, _ in batch:
+                if sql:
+                    conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.counters["db_batches"] += 1
+        self.counters["db_writes"] += len(batch)
+
+    def _commit_singly(self, batch) -> None:
+        for item in batch:
+            try:
+                self._commit([item])
+            except (sqlite3.IntegrityError, sqlite3.InterfaceError,
+                    sqlite3.ProgrammingError) as e:
+                self.counters["db_refused"] += 1
+                log.error("record store: write refused by the database (%s): %s %r",
+                          e, item[0].split("(")[0], item[1][:4])
+
+    def _trim_rejects(self) -> None:
+        try:
+            self._writer.execute("DELETE FROM rejects WHERE n <= "
+                                 "(SELECT MAX(n) FROM rejects) - ?", (MAX_REJECTS,))
+        except sqlite3.Error as e:
+            log.warning("record store: could not trim rejects: %s", e)
+
+    # --- reads (the event loop's connection) --------------------------------
+
+    def get(self, record_id: str) -> dict | None:
+        # fetchall, not fetchone: an unfinished statement would hold its read
+        # snapshot open, and later reads would not see newer commits.
+        rows = self.reader.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchall()
+        return row_to_record(rows[0]) if rows else None
+
+    def last_asked(self, since_ms: int) -> dict[str, int]:
+        """loyalty id -> when it was last asked (Unix ms), since `since_ms`."""
+        rows = self.reader.execute(
+            "SELECT loyalty_id, MAX(asked_ms) FROM records WHERE loyalty_id IS NOT NULL "
+            "AND asked_ms >= ? GROUP BY loyalty_id", (since_ms,)).fetchall()
+        return {lid: at for lid, at in rows}
+
+    def pending(self) -> list[dict]:
+        rows = self.reader.execute("SELECT * FROM records WHERE state = 'pending'").fetchall()
+        return [row_to_record(r) for r in rows]
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(True)
+
+
+def open_records(path: Path) -> list[dict]:
+    """All records, oldest first, from a separate read-only connection."""
+    conn = connect(path, readonly=True)
+    try:
+        return [row_to_record(r) for r in
+                conn.execute("SELECT * FROM records ORDER BY received_ms, id")]
+    finally:
+        conn.close()
