@@ -13,6 +13,7 @@ from lbpanel import log, protocol
 
 _TAG = "outbox"
 _SUFFIX = ".json"
+_FRESH_MAX = 4
 
 
 def _exists(path):
@@ -31,6 +32,10 @@ class Outbox:
         if not _exists(directory):
             os.mkdir(directory)
         self.names = []
+        # The payloads of the last few answers written in this boot: they
+        # were checked when written, so sending them needs no flash read and
+        # no second parse. Few, because a long outage must not fill the heap.
+        self._fresh = {}
         self.next_seq = 1
         self._scan()
 
@@ -91,6 +96,8 @@ class Outbox:
             return False
         self.next_seq += 1
         self.names.append(name)
+        if len(self._fresh) < _FRESH_MAX:
+            self._fresh[name] = data
         return True
 
     def peek(self):
@@ -98,6 +105,9 @@ class Outbox:
         Unreadable entries are quarantined and skipped."""
         while self.names:
             name = self.names[0]
+            data = self._fresh.get(name)
+            if data is not None:
+                return name, data
             try:
                 with open(self._path(name), "rb") as f:
                     data = f.read()
@@ -109,6 +119,7 @@ class Outbox:
 
     def remove(self, name):
         """The broker acknowledged `name`: forget it."""
+        self._fresh.pop(name, None)
         try:
             os.remove(self._path(name))
         except OSError as e:

@@ -31,9 +31,11 @@ class HeadlessUI:
 
     def show_question(self, q, timeout_ms):
         self.remaining_ms = timeout_ms
-        self._show("question", {"session": q["session"], "qid": q["qid"],
-                                "kind": q["kind"], "text": q["text"],
-                                "timeout_ms": timeout_ms})
+        detail = {"session": q["session"], "qid": q["qid"], "kind": q["kind"],
+                  "text": q["text"], "timeout_ms": timeout_ms}
+        if "options" in q:
+            detail["options"] = [o["id"] for o in q["options"]]
+        self._show("question", detail)
 
     def show_why(self, q, timeout_ms):
         self.remaining_ms = timeout_ms

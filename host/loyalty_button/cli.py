@@ -11,7 +11,12 @@ from pathlib import Path
 
 def _demo(args) -> int:
     from . import demo
-    demo.run(timeout_s=args.timeout)
+    if not 0 <= args.answer_rate <= 1 or args.panels < 1 or args.rate <= 0:
+        print("--answer-rate must be 0..1, --panels at least 1, --rate above 0", file=sys.stderr)
+        return 2
+    demo.run(panels=args.panels, rate=args.rate, duration=args.duration,
+             answer_rate=args.answer_rate, timeout_s=args.timeout, pos=args.pos,
+             seed=args.seed)
     return 0
 
 
@@ -34,8 +39,8 @@ def _concentrator(args) -> int:
 
 def _bench(args) -> int:
     import json
-    from . import bench_heap
-    benches = {"heap": bench_heap.run}
+    from . import bench_heap, bench_store
+    benches = {"store": bench_store.run, "heap": bench_heap.run}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)
@@ -61,16 +66,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="DEBUG, INFO, WARNING or ERROR (default: WARNING; for the "
                              "concentrator, its config's log_level)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="one simulated panel answering questions through a real broker")
-    p.add_argument("--timeout", type=int, default=4, help="question timeout in seconds (3-300)")
+    p = sub.add_parser("demo", help="a simulated store: broker, concentrator, panels, POS, shoppers")
+    p.add_argument("--panels", type=int, default=4, help="panels (one per till), default 4")
+    p.add_argument("--rate", type=float, default=1.0, help="sales per second, store-wide (default 1)")
+    p.add_argument("--duration", type=float, default=20, help="seconds of trading (default 20)")
+    p.add_argument("--answer-rate", type=float, default=0.8,
+                   help="share of shoppers who answer (default 0.8)")
+    p.add_argument("--timeout", type=int, default=6,
+                   help="question timeout on the panels, seconds (3-300, default 6)")
+    p.add_argument("--pos", choices=("udp", "http", "both"), default="both",
+                   help="how the POS sends receipts (default: both, alternating)")
+    p.add_argument("--seed", type=int, help="random seed, for a repeatable run")
     p.set_defaults(func=_demo)
     p = sub.add_parser("concentrator", help="run the store's concentrator (POS intake, "
                                             "questions, feedback records)")
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
     p.add_argument("--ready-file", help="write the PID here once ready (for supervisors)")
     p.set_defaults(func=_concentrator)
-    p = sub.add_parser("bench", help="benchmarks: heap")
-    p.add_argument("names", nargs="*", default=["heap"])
+    p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap")
+    p.add_argument("names", nargs="*", default=["store"])
     p.set_defaults(func=_bench)
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")

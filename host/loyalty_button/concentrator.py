@@ -255,7 +255,7 @@ class Concentrator:
     def _known(self, session: str) -> bool:
         if session in self.pending or session in self.recent:
             return True
-        return self.records.get(session) is not None
+        return self.records.exists(session)
 
     def _take(self, receipt: dict, source: str) -> asyncio.Future | None:
         cat = self.catalogue

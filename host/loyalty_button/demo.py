@@ -1,86 +1,151 @@
-"""The demo: a real Mosquitto, one panel running the real firmware under the
-MicroPython unix port, and the host asking it two questions as a till would
-after two sales. The first shopper answers 9 (a promoter); the second walks
-away, and the timeout is recorded as an answer of its own."""
+"""The demo: a simulated store running for a while. A real Mosquitto, the
+concentrator, N panels running the real firmware under the MicroPython unix
+port, a POS ringing up sales over UDP and HTTP, and shoppers who answer, decline
+or walk away. Prints a live summary, then the outcome of every receipt and a
+few feedback records, and stops cleanly."""
 
 from __future__ import annotations
 
 import json
-import logging
+import random
+import sqlite3
 import tempfile
+import time
+from collections import Counter
 from pathlib import Path
 
-from .broker import Broker
-from .panel_link import PanelLink, session_id
-from .simpanel import SimPanel, panel_config
-
-log = logging.getLogger(__name__)
+from .records import open_records
+from .store_sim import Shoppers, Store
 
 STORE = "demo-store"
-PANEL = "till-1"
 
 
-def merged_record(receipt: dict, question: dict, answer: dict) -> dict:
-    """POS data + what the panel said, as one record (the concentrator will
-    own this; the demo shows its shape)."""
-    return {
-        "id": question["session"],
-        "store": receipt["store"],
-        "till": receipt["till"],
-        "receipt": receipt["receipt"],
-        "loyalty_id": receipt.get("loyalty_id"),
-        "question": question["qid"],
-        "kind": question["kind"],
-        "outcome": answer["outcome"],
-        "value": answer["value"],
-        "answer_ms": answer.get("answer_ms"),
-        "answer_id": answer["id"],
-        "panel": answer["panel"],
-    }
+def nps(values: list[int]) -> float | None:
+    """% promoters (9-10) - % detractors (0-6), -100..100."""
+    if not values:
+        return None
+    promoters = sum(1 for v in values if v >= 9)
+    detractors = sum(1 for v in values if v <= 6)
+    return 100.0 * (promoters - detractors) / len(values)
 
 
-def run(workdir: Path | None = None, timeout_s: int = 4, out=print) -> list[dict]:
+def summarize(db: Path) -> dict:
+    """Counts by outcome and the NPS so far, from the store's database."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {"receipts": 0, "outcomes": {}, "nps": None, "nps_n": 0}
+    try:
+        outcomes = Counter()
+        scores = []
+        for state, outcome, kind, value in conn.execute(
+                "SELECT state, outcome, kind, value FROM records"):
+            outcomes[outcome or state] += 1
+            if outcome == "answered" and kind == "nps":
+                scores.append(value)
+    except sqlite3.Error:
+        return {"receipts": 0, "outcomes": {}, "nps": None, "nps_n": 0}
+    finally:
+        conn.close()
+    return {"receipts": sum(outcomes.values()), "outcomes": dict(outcomes),
+            "nps": nps(scores), "nps_n": len(scores)}
+
+
+def summary_line(s: dict, elapsed: float) -> str:
+    o = s["outcomes"]
+    score = "-" if s["nps"] is None else f"{s['nps']:+.0f}"
+    return (f"[{elapsed:5.1f}s] receipts {s['receipts']:3d} | answered {o.get('answered', 0):3d}"
+            f" | declined {o.get('declined', 0):2d} | timed out {o.get('timeout', 0):2d}"
+            f" | not asked {o.get('not_asked', 0):2d} | open {o.get('pending', 0):2d}"
+            f" | NPS {score} (n={s['nps_n']})")
+
+
+def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
+        duration: float = 20.0, answer_rate: float = 0.8, timeout_s: int = 6,
+        pos: str = "both", seed: int | None = None, members: float = 0.6,
+        out=print, every: float = 2.0) -> list[dict]:
+    """Returns the feedback records of the run."""
     tmp = tempfile.TemporaryDirectory(prefix="lb-demo-") if workdir is None else None
     root = Path(tmp.name if tmp else workdir)
-    records = []
-    broker = Broker(root / "broker", store=STORE).start()
-    out(f"broker: mosquitto on 127.0.0.1:{broker.port}")
-    panel = SimPanel(root / PANEL, panel_config(PANEL, STORE, broker.port, root / PANEL / "outbox"))
-    link = PanelLink(STORE, port=broker.port)
+    rng = random.Random(seed)
+    shoppers = Shoppers(answer_rate=answer_rate, seed=seed, delay=(0.4, min(1.5, timeout_s / 3)))
+    store = Store(root, panels=panels, store=STORE, timeout_s=timeout_s, answer_grace_s=3)
+    refused = Counter()
     try:
-        link.start()
-        panel.start()
-        link.wait_status(PANEL, "online", timeout=15)
-        out(f"panel {PANEL}: online (MicroPython unix port, log in {panel.log_path})")
-        sales = [
-            ({"store": STORE, "till": "1", "receipt": "R-1001", "loyalty_id": "7700123"}, 9),
-            ({"store": STORE, "till": "1", "receipt": "R-1002"}, None),
-        ]
-        for receipt, score in sales:
-            session = session_id(STORE, receipt["receipt"])
-            question = link.ask(PANEL, session, "nps-member" if receipt.get("loyalty_id") else "nps",
-                                "nps", "How likely are you to recommend us to a friend?",
-                                timeout_s=timeout_s)
-            out(f"\nPOS closed sale {receipt['receipt']} -> question {question['qid']} "
-                f"sent to {PANEL}")
-            if score is not None:
-                shown = panel.answer(session, score)
-                out(f"panel shows: {shown['text']!r} ({shown['timeout_ms'] // 1000}s to answer)")
-                out(f"shopper taps {score}")
-            else:
-                shown = panel.wait_screen("question", session=session)
-                out(f"panel shows: {shown['text']!r} ({shown['timeout_ms'] // 1000}s to answer)")
-                out("shopper walks away without answering...")
-            answer = link.wait_answer(session, timeout=timeout_s + 10)
-            record = merged_record(receipt, question, answer)
-            records.append(record)
-            out("merged record: " + json.dumps(record, indent=None))
-        out(f"\nhost counted {link.counters['answers']} answers, "
-            f"{link.counters['answer_duplicate']} duplicate deliveries ignored")
-        return records
+        out(f"starting a simulated store in {root}: Mosquitto, the concentrator, "
+            f"{panels} panels (MicroPython unix port)")
+        store.start(on_screen=shoppers.react)
+        out(f"broker on 127.0.0.1:{store.broker.port}; POS receipts on UDP "
+            f"{store.cfg.udp_port} (signed) and http://127.0.0.1:{store.cfg.http_port}"
+            f"/api/v1/receipts; store database {store.cfg.database}")
+        out(f"ringing up about {rate:g} sales/s for {duration:g}s; shoppers answer "
+            f"{answer_rate:.0%} of questions\n")
+        start = time.monotonic()
+        next_sale = start
+        next_report = start + every
+        n = 0
+        last_sale = {t: 0.0 for t in store.tills}
+        while time.monotonic() - start < duration:
+            now = time.monotonic()
+            if now >= next_sale:
+                n += 1
+                # A till rings up its next sale only after the last shopper
+                # left: take the till that has been quiet the longest.
+                till = min(store.tills, key=lambda t: (last_sale[t], rng.random()))
+                last_sale[till] = now
+                member = rng.random() < members
+                extra = {"items": rng.randint(1, 25), "total": round(rng.uniform(50, 5000), 2),
+                         "currency": "RUB", "cashier": f"c{rng.randint(1, 4)}"}
+                doc = store.pos.receipt(till, f"R-{n:05d}",
+                                        f"77{rng.randint(0, 10**6):06d}" if member else None,
+                                        **extra)
+                via = pos if pos != "both" else ("udp" if n % 2 else "http")
+                if via == "udp":
+                    store.pos.send_udp(doc)
+                else:
+                    status, body = store.pos.send_http(doc)
+                    if status >= 300:
+                        refused[status] += 1
+                        out(f"  HTTP {status}: {json.dumps(body)}")
+                next_sale = now + rng.expovariate(rate)
+            if now >= next_report:
+                out(summary_line(summarize(store.cfg.database), now - start))
+                next_report += every
+            time.sleep(min(0.05, max(0.0, min(next_sale, next_report) - time.monotonic())))
+        out("\nthe POS stops; waiting for the shoppers still at a panel...")
+        deadline = time.monotonic() + timeout_s + 20
+        while time.monotonic() < deadline:
+            if summarize(store.cfg.database)["outcomes"].get("pending", 0) == 0:
+                break
+            time.sleep(0.2)
+        status = store.conc.status()
     finally:
-        panel.stop()
-        link.stop()
-        broker.stop()
-        if tmp:
-            tmp.cleanup()
+        store.stop()
+    s = summarize(store.cfg.database)
+    out(summary_line(s, time.monotonic() - start))
+    records = open_records(store.cfg.database)
+    out("\noutcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())))
+    reasons = Counter(r["reason"] for r in records if r["outcome"] == "not_asked")
+    if reasons:
+        out("not asked because: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()))
+    c = status["counters"]
+    out(f"concentrator: {c.get('receipts_udp', 0)} receipts by UDP, "
+        f"{c.get('receipts_http', 0)} by HTTP, {c.get('asked', 0)} questions asked, "
+        f"{c.get('answers', 0)} answers ({c.get('answer_duplicate', 0)} duplicate deliveries "
+        f"ignored)")
+    out("\na few feedback records:")
+    shown = set()
+    for r in records:
+        key = r["outcome"]
+        if key in shown:
+            continue
+        shown.add(key)
+        keep = {k: r[k] for k in ("id", "till", "panel", "loyalty_id", "qid", "lang", "outcome",
+                                  "reason", "value", "reasons", "answer_ms", "items", "total")
+                if r.get(k) is not None}
+        out("  " + json.dumps(keep, ensure_ascii=False))
+    out(f"\nstopped cleanly ({len(records)} records)")
+    if tmp:
+        tmp.cleanup()
+    return records
+

@@ -33,6 +33,7 @@ class MqttLoop:
         self._lost = asyncio.Event()
         self._stopping = False
         self._got_in = False
+        self._flush_pending = False
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -56,7 +57,23 @@ class MqttLoop:
             self._misc = None
 
     def _register_write(self, client, userdata, sock) -> None:
-        self.loop.add_writer(sock, client.loop_write)
+        # paho has packets to send. Write them at the end of this loop turn
+        # (every question of the turn in one go) rather than after a round
+        # trip through epoll; wait for writability only if the socket is full.
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush, sock)
+
+    def _flush(self, sock) -> None:
+        self._flush_pending = False
+        if self.client.socket() is not sock:
+            return
+        self.client.loop_write()
+        if self.client.want_write():
+            self.loop.add_writer(sock, self._writable)
+
+    def _writable(self) -> None:
+        self.client.loop_write()
 
     def _unregister_write(self, client, userdata, sock) -> None:
         self.loop.remove_writer(sock)

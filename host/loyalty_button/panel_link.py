@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -49,6 +50,9 @@ class PanelLink:
                                   clean_session=False)
         if user:
             self.client.username_pw_set(user, password)
+        # Small packets must not wait for the broker's delayed ACK.
+        self.client.on_socket_open = lambda client, userdata, sock: sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 2)
@@ -139,7 +143,3 @@ class PanelLink:
             return None
         return self._wait(match, timeout, f"status {state} from panel {panel}")
 
-
-def session_id(store: str, receipt: str) -> str:
-    """The record id the architecture asks for: store + receipt number."""
-    return f"{store}-{receipt}"

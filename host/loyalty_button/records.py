@@ -83,6 +83,9 @@ CLOSE_FIELDS = ("outcome", "reason", "value", "reasons", "answer_ms", "shown_ms"
 MAX_REJECTS = 10000
 MAX_RAW = 2048
 _BATCH = 1000
+# Group commit: at most one commit (one fsync) per this many seconds; a busy
+# store's writes of that span share it. It is also the most a write waits.
+_COMMIT_EVERY_S = 0.01
 _STOP = object()
 
 # ON CONFLICT(id), not OR IGNORE: only a second copy of a record is skipped;
@@ -191,8 +194,12 @@ class RecordStore:
 
     def _run(self) -> None:
         rejects = 0
+        last_commit = 0.0
         while True:
             first = self._queue.get()
+            pause = last_commit + _COMMIT_EVERY_S - time.monotonic()
+            if pause > 0 and first is not _STOP:
+                time.sleep(pause)
             batch = [first]
             while len(batch) < _BATCH:
                 try:
@@ -201,6 +208,7 @@ class RecordStore:
                     break
             stop = any(item is _STOP for item in batch)
             batch = [item for item in batch if item is not _STOP]
+            last_commit = time.monotonic()
             while batch:
                 try:
                     self._commit(batch)
@@ -270,6 +278,10 @@ class RecordStore:
         # snapshot open, and later reads would not see newer commits.
         rows = self.reader.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchall()
         return row_to_record(rows[0]) if rows else None
+
+    def exists(self, record_id: str) -> bool:
+        return bool(self.reader.execute("SELECT 1 FROM records WHERE id = ?",
+                                        (record_id,)).fetchall())
 
     def last_asked(self, since_ms: int) -> dict[str, int]:
         """loyalty id -> when it was last asked (Unix ms), since `since_ms`."""

@@ -106,7 +106,7 @@ class ConcentratorThread:
 class ConcentratorProcess:
     """`loyalty-button concentrator --config FILE` as a child process."""
 
-    def __init__(self, config_path: Path, workdir: Path, log_level: str = "INFO"):
+    def __init__(self, config_path: Path, workdir: Path, log_level: str | None = None):
         self.config_path = Path(config_path)
         self.workdir = Path(workdir)
         self.log_path = self.workdir / "concentrator.log"
@@ -117,10 +117,12 @@ class ConcentratorProcess:
     def start(self, timeout: float = 20.0) -> "ConcentratorProcess":
         self.ready_file.unlink(missing_ok=True)
         logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loyalty_button.cli", "--log-level", self.log_level,
-             "concentrator", "--config", str(self.config_path),
-             "--ready-file", str(self.ready_file)],
+        cmd = [sys.executable, "-m", "loyalty_button.cli"]
+        if self.log_level:
+            cmd += ["--log-level", self.log_level]
+        cmd += ["concentrator", "--config", str(self.config_path),
+                "--ready-file", str(self.ready_file)]
+        self.proc = subprocess.Popen(cmd,
             stdout=logf, stderr=subprocess.STDOUT, env=dict(os.environ))
         logf.close()
         deadline = time.monotonic() + timeout

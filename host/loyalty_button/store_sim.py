@@ -1,0 +1,246 @@
+"""The simulated store: a real Mosquitto, the concentrator, N panels running
+the real firmware under the MicroPython unix port, a POS that sends receipts
+over the real UDP and HTTP interfaces, and simulated shoppers who answer (or
+not) on the panels. Used by `tools/demo`, the benchmark and the tests."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import host_config, receipt as receipt_mod
+from .broker import Broker, free_port
+from .service import ConcentratorProcess, ConcentratorThread
+from .simpanel import SimPanel, panel_config
+
+EXAMPLES = Path(__file__).parent / "examples"
+POS_KEY = "simulated-store-shared-key"
+
+
+def till_ids(n: int) -> list[str]:
+    return [str(i) for i in range(1, n + 1)]
+
+
+def panel_of(till: str) -> str:
+    return f"till-{till}"
+
+
+def write_config(root: Path, store: str, broker_port: int, tills: list[str],
+                 catalogue: dict | None = None, timeout_s: int | None = None,
+                 **settings) -> Path:
+    """concentrator.yaml + catalogue.yaml for a simulated store in `root`.
+    The catalogue is the shipped example, with one till per panel."""
+    root.mkdir(parents=True, exist_ok=True)
+    cat = catalogue or yaml.safe_load((EXAMPLES / "catalogue.yaml").read_text())
+    shipped = cat.get("tills") or {}
+    cat["tills"] = {}
+    for t in tills:
+        spec = {"panel": panel_of(t)}
+        lang = (shipped.get(t) or {}).get("lang") if isinstance(shipped.get(t), dict) else None
+        if lang:
+            spec["lang"] = lang  # the shipped example has an English-speaking till
+        cat["tills"][t] = spec
+    if timeout_s is not None:
+        for q in cat["questions"].values():
+            q["timeout_s"] = timeout_s
+    (root / "catalogue.yaml").write_text(yaml.safe_dump(cat, allow_unicode=True, sort_keys=False))
+    cfg = {
+        "store": store,
+        "catalogue": "catalogue.yaml",
+        "database": "records.db",
+        "timezone": "UTC",
+        "broker": {"host": "127.0.0.1", "port": broker_port},
+        "pos": {"bind": "127.0.0.1", "udp_port": free_port(), "http_port": free_port(),
+                "key": POS_KEY},
+    }
+    for key, value in settings.items():
+        node = cfg
+        parts = key.split("__")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    path = root / "concentrator.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+class Pos:
+    """The till software's side: makes receipts and sends them."""
+
+    def __init__(self, store: str, udp_port: int | None, http_port: int | None,
+                 key: bytes | None = None, token: str | None = None):
+        self.store = store
+        self.udp_addr = ("127.0.0.1", udp_port) if udp_port else None
+        self.http_url = f"http://127.0.0.1:{http_port}/api/v1/receipts" if http_port else None
+        self.key = key
+        self.token = token
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def receipt(self, till: str, number: str, loyalty_id: str | None = None,
+                **extra) -> dict:
+        with self._lock:
+            self._seq += 1
+            msg_id = f"t{till}-{self._seq}"
+        doc = {"v": 1, "type": "receipt", "id": msg_id, "ts": int(time.time()),
+               "store": self.store, "till": till, "receipt": number}
+        if loyalty_id:
+            doc["loyalty_id"] = loyalty_id
+        doc.update(extra)
+        return doc
+
+    def datagram(self, doc: dict) -> bytes:
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return receipt_mod.sign(body, self.key) if self.key else body
+
+    def send_udp(self, doc: dict) -> None:
+        self.sock.sendto(self.datagram(doc), self.udp_addr)
+
+    def send_http(self, doc: dict, timeout: float = 10.0) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return http_post(self.http_url, json.dumps(doc).encode(), headers, timeout)
+
+
+def http_post(url: str, body: bytes, headers: dict, timeout: float = 10.0) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@dataclass
+class Shoppers:
+    """How simulated shoppers behave at a panel. `scores` weighs NPS 0-10;
+    CSAT is derived from the same mood. Delays are in seconds."""
+    answer_rate: float = 0.8      # the rest walk away (timeout) or decline
+    decline_share: float = 0.3    # of those who do not answer, how many press "no thanks"
+    scores: dict = field(default_factory=lambda: {10: 25, 9: 25, 8: 15, 7: 10, 6: 8, 5: 6,
+                                                  4: 4, 3: 3, 2: 2, 1: 1, 0: 1})
+    delay: tuple = (0.6, 2.5)
+    why_rate: float = 0.6
+    seed: int | None = None
+
+    def __post_init__(self):
+        self.rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def value(self, kind: str, options: list | None):
+        with self._lock:
+            score = self.rng.choices(list(self.scores), list(self.scores.values()))[0]
+            pick = self.rng.random()
+        if kind == "nps":
+            return score
+        if kind == "csat":
+            return max(1, min(5, round(score / 2.5) + 1)) if score else 1
+        if kind == "yesno":
+            return "yes" if score >= 7 else "no"
+        return options[min(len(options) - 1, int(pick * len(options)))] if options else None
+
+    def react(self, panel: SimPanel, line: dict, question: dict | None = None) -> None:
+        """Called with each screen the panel shows."""
+        screen = line["ui"]
+        if screen == "question":
+            with self._lock:
+                r = self.rng.random()
+                wait = self.rng.uniform(*self.delay)
+            if r < self.answer_rate:
+                value = self.value(line["kind"], line.get("options"))
+                _later(wait, panel.tap, value)
+            elif r < self.answer_rate + (1 - self.answer_rate) * self.decline_share:
+                _later(wait, panel.send, "decline")
+            # else: the shopper walks away; the panel's timeout answers
+        elif screen == "why":
+            with self._lock:
+                n = self.rng.choice([0, 1, 1, 2]) if self.rng.random() < self.why_rate else 0
+                picked = self.rng.sample(line["reasons"], min(n, len(line["reasons"])))
+                wait = self.rng.uniform(*self.delay)
+            _later(wait, panel.send, "reasons " + ",".join(picked))
+
+
+def _later(delay: float, fn, *args) -> None:
+    if delay <= 0:
+        fn(*args)
+        return
+    t = threading.Timer(delay, fn, args)
+    t.daemon = True
+    t.start()
+
+
+class Store:
+    """Starts and stops the parts of a simulated store, in order."""
+
+    def __init__(self, root: Path, panels: int = 3, store: str = "demo-store",
+                 timeout_s: int | None = None, concentrator: str = "thread",
+                 guard_ms: int | None = None, thanks_s: int | None = None,
+                 catalogue: dict | None = None, **settings):
+        self.root = Path(root)
+        self.store_id = store
+        self.tills = till_ids(panels)
+        self.broker = Broker(self.root / "broker", store=store)
+        self.config_path = write_config(self.root / "host", store, self.broker.port, self.tills,
+                                        catalogue=catalogue, timeout_s=timeout_s, **settings)
+        self.cfg = host_config.load(self.config_path)
+        self.mode = concentrator
+        self.conc: ConcentratorThread | ConcentratorProcess | None = None
+        self.panels: dict[str, SimPanel] = {}
+        self._panel_overrides = {}
+        if guard_ms is not None:
+            self._panel_overrides["question_guard_ms"] = guard_ms
+        if thanks_s is not None:
+            self._panel_overrides["thanks_s"] = thanks_s
+        self.pos = Pos(store, self.cfg.udp_port, self.cfg.http_port, self.cfg.pos_key,
+                       self.cfg.pos_token)
+
+    def start(self, on_screen=None) -> "Store":
+        self.broker.start()
+        for till in self.tills:
+            pid = panel_of(till)
+            cfg = panel_config(pid, self.store_id, self.broker.port,
+                               self.root / pid / "outbox", heartbeat_s=3600,
+                               **self._panel_overrides)
+            panel = SimPanel(self.root / pid, cfg, name=pid)
+            panel.on_screen = on_screen
+            self.panels[till] = panel.start()
+        for panel in self.panels.values():
+            panel.wait_screen("adverts", timeout=20)
+        if self.mode == "process":
+            self.conc = ConcentratorProcess(self.config_path, self.root / "host").start()
+        else:
+            self.conc = ConcentratorThread(self.cfg).start()
+        self._wait_panels_online()
+        return self
+
+    def _wait_panels_online(self, timeout: float = 20.0) -> None:
+        """The concentrator asks only panels it sees online."""
+        if self.mode != "thread":
+            return
+        deadline = time.monotonic() + timeout
+        want = {panel_of(t) for t in self.tills}
+        while True:
+            states = self.conc.call(lambda: dict(self.conc.conc.panel_state))
+            if all(states.get(p) == "online" for p in want):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"panels not online at the concentrator: {states}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for panel in self.panels.values():
+            panel.stop()
+        if self.conc:
+            self.conc.stop()
+        self.broker.stop()
