@@ -81,3 +81,122 @@ def status_counters(link: PanelLink, panel: str) -> dict:
 
 def raw_json(obj) -> bytes:
     return json.dumps(obj).encode()
+
+
+# --- the concentrator --------------------------------------------------------
+
+TEST_CATALOGUE = {
+    "languages": ["en", "ru"],
+    "tills": {"1": "till-1", "2": "till-2", "3": {"panel": "till-3", "lang": "ru"}},
+    "questions": {
+        "nps": {"kind": "nps", "timeout_s": 3,
+                "text": {"en": "Would you recommend us?", "ru": "Порекомендуете нас?"},
+                "why": {"text": {"en": "Why?", "ru": "Почему?"},
+                        "reasons": {"queue": {"en": "Queue", "ru": "Очередь"},
+                                    "staff": {"en": "Staff", "ru": "Кассир"}}}},
+        "csat": {"kind": "csat", "timeout_s": 3,
+                 "text": {"en": "How was your visit?", "ru": "Как вам покупка?"}},
+    },
+    "rules": [{"name": "members", "when": {"member": True}, "ask": "nps", "quiet_days": 30},
+              {"name": "rest", "ask": "csat"}],
+}
+POS_TOKEN = "test-token-0123456789"
+
+
+class Host:
+    """The concentrator of store s1 in a thread, with its files in `root`."""
+
+    def __init__(self, root: Path, broker: Broker, catalogue: dict | None = None, **settings):
+        import yaml
+        from loyalty_button import host_config
+        from loyalty_button.broker import free_port
+        from loyalty_button.store_sim import POS_KEY, Pos
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.catalogue_path = root / "catalogue.yaml"
+        self.write_catalogue(catalogue or TEST_CATALOGUE)
+        doc = {"store": STORE, "catalogue": "catalogue.yaml", "database": "records.db",
+               "broker": {"port": broker.port},
+               "pos": {"bind": "127.0.0.1", "udp_port": free_port(), "http_port": free_port(),
+                       "key": POS_KEY, "token": POS_TOKEN},
+               "answer_grace_s": 1, "catalogue_poll_s": 0.1}
+        doc.update(settings)
+        (root / "concentrator.yaml").write_text(yaml.safe_dump(doc))
+        self.cfg = host_config.load(root / "concentrator.yaml")
+        self.pos = Pos(STORE, self.cfg.udp_port, self.cfg.http_port, self.cfg.pos_key, POS_TOKEN)
+        self.thread = None
+
+    def write_catalogue(self, doc: dict) -> None:
+        import yaml
+        self.catalogue_path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+
+    def start(self) -> "Host":
+        from loyalty_button.service import ConcentratorThread
+        self.thread = ConcentratorThread(self.cfg).start()
+        return self
+
+    def stop(self) -> None:
+        if self.thread:
+            self.thread.stop()
+
+    @property
+    def conc(self):
+        return self.thread.conc
+
+    def counters(self) -> dict:
+        return self.thread.status()["counters"]
+
+    def wait(self, predicate, what: str, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} within {timeout}s; counters {self.counters()}")
+            time.sleep(0.05)
+
+    def wait_online(self, panel: str, state: str = "online") -> None:
+        self.wait(lambda: self.thread.call(lambda: self.conc.panel_state.get(panel)) == state,
+                  f"panel {panel} {state} at the concentrator")
+
+    def wait_counter(self, name: str, value: int = 1, timeout: float = 10.0) -> dict:
+        return self.wait(lambda: (c := self.counters()).get(name, 0) >= value and c,
+                         f"counter {name} >= {value}", timeout)
+
+    def record(self, session: str) -> dict | None:
+        self.thread.flush()
+        return self.thread.call(self.conc.records.get, session)
+
+    def wait_record(self, session: str, timeout: float = 10.0, **match) -> dict:
+        def done():
+            rec = self.record(session)
+            if rec and rec["state"] == "closed" and all(rec.get(k) == v for k, v in match.items()):
+                return rec
+            return None
+        return self.wait(done, f"closed record {session} {match or ''}", timeout)
+
+    def rejects(self) -> list[tuple]:
+        import sqlite3
+        self.thread.flush()
+        conn = sqlite3.connect(self.cfg.database)
+        try:
+            return conn.execute("SELECT source, code, detail FROM rejects ORDER BY n").fetchall()
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def host(tmp_path: Path, broker: Broker):
+    h = Host(tmp_path / "host", broker).start()
+    yield h
+    h.stop()
+
+
+def receipt_doc(till: str, number: str, loyalty_id: str | None = None, **extra) -> dict:
+    doc = {"v": 1, "type": "receipt", "id": new_id(), "ts": int(time.time()), "store": STORE,
+           "till": till, "receipt": number}
+    if loyalty_id:
+        doc["loyalty_id"] = loyalty_id
+    doc.update(extra)
+    return doc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loyalty_button import demo
+from loyalty_button import bench_store, cli, demo
 
 
 def test_compiled_panel_core_runs_a_question_cycle_in_a_96k_heap(link, panels, compiled_firmware):
@@ -18,10 +18,35 @@ def test_compiled_panel_core_runs_a_question_cycle_in_a_96k_heap(link, panels, c
     assert "MemoryError" not in panel.log_tail()
 
 
-def test_demo_prints_merged_records_for_an_answer_and_a_timeout(tmp_path):
+def test_demo_runs_a_store_and_prints_a_summary_and_records(tmp_path):
     lines = []
-    records = demo.run(workdir=tmp_path, timeout_s=3, out=lines.append)
-    assert [(r["outcome"], r["value"]) for r in records] == [("answered", 9), ("timeout", None)]
-    assert records[0]["loyalty_id"] == "7700123" and records[0]["receipt"] == "R-1001"
-    assert records[1]["loyalty_id"] is None
-    assert any(line.startswith("merged record:") for line in lines)
+    records = demo.run(workdir=tmp_path, panels=2, rate=2.0, duration=5, timeout_s=3,
+                       seed=7, out=lines.append, every=1.0)
+    assert len(records) >= 5
+    assert len({r["id"] for r in records}) == len(records)
+    assert all(r["state"] == "closed" for r in records)
+    assert {r["source"] for r in records} == {"udp", "http"}
+    assert {r["outcome"] for r in records} <= {"answered", "declined", "timeout", "superseded",
+                                               "not_asked"}
+    assert any(r["outcome"] == "answered" for r in records)
+    text = "\n".join(lines)
+    assert "receipts" in text and "NPS" in text and "stopped cleanly" in text
+
+
+def test_store_benchmark_prints_its_figures_and_loses_nothing():
+    # A short run: the figures are not checked (benchmarks are not timed
+    # tests), only that the benchmark works and counts what it must.
+    lines = []
+    result = bench_store.run(out=lines.append, panels=2, latency_samples=20, throughput_s=2)
+    for key in ("pos_to_question_p50_ms", "pos_to_question_p99_ms", "broker_rtt_p99_ms",
+                "tx_per_s", "broker_qos1_per_s", "transactions", "lost"):
+        assert key in result
+    assert result["lost"] == 0 and result["transactions"] > 0
+    assert result["receipts_sent"] >= result["transactions"] + 20
+
+
+def test_concentrator_command_refuses_bad_settings_with_the_problems(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("store: my store\ncatalogue: nope.yaml\n")
+    assert cli.main(["concentrator", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "store: must be an id" in err and "database: is required" in err

@@ -169,6 +169,8 @@ class RecordStore:
 
     def close(self, record_id: str, fields: dict, wait: bool = False):
         """Set the outcome of a record (the transaction is over)."""
+        fields = dict(fields)
+        fields.setdefault("late", 0)
         params = tuple(_encode(fields.get(f)) if f == "reasons" else fields.get(f)
                        for f in CLOSE_FIELDS)
         return self._put(_CLOSE, params + (now_ms(), record_id), wait)

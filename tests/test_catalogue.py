@@ -1,0 +1,189 @@
+"""The question catalogue: what a bad file is told, and which question each
+receipt gets (members, tills, time of day, basket, sampling, quiet period)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loyalty_button import catalogue as cat
+from loyalty_button.catalogue import CatalogueError
+from loyalty_button.store_sim import EXAMPLES
+
+UTC = dt.timezone.utc
+BASE = {
+    "languages": ["ru", "en"],
+    "tills": {"1": "till-1", "2": {"panel": "till-2", "lang": "en"}},
+    "questions": {
+        "nps": {"kind": "nps", "text": {"ru": "Порекомендуете?", "en": "Recommend us?"},
+                "why": {"text": {"ru": "Почему?", "en": "Why?"},
+                        "reasons": {"queue": {"ru": "Очередь", "en": "Queue"}}}},
+        "csat": {"kind": "csat", "timeout_s": 10, "text": {"ru": "Как вам?", "en": "How was it?"}},
+    },
+    "rules": [{"name": "members", "when": {"member": True}, "ask": "nps", "quiet_days": 7},
+              {"name": "rest", "ask": "csat"}],
+}
+
+
+def parse(doc) -> cat.Catalogue:
+    return cat.parse(yaml.safe_dump(doc, allow_unicode=True))
+
+
+def problems(doc) -> list[str]:
+    with pytest.raises(CatalogueError) as e:
+        parse(doc)
+    return e.value.problems
+
+
+def edited(**changes) -> dict:
+    doc = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        node = doc
+        keys = path.split("__")
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        node[keys[-1]] = value
+    return doc
+
+
+def receipt(**kw) -> dict:
+    r = {"till": "1", "receipt": "R1", "loyalty_id": None, "items": None, "total": None,
+         "lang": None}
+    r.update(kw)
+    return r
+
+
+NOON = dt.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
+
+
+def test_the_shipped_example_catalogue_is_valid():
+    c = cat.load(EXAMPLES / "catalogue.yaml")
+    assert set(c.kinds) == {"nps-member", "csat-visit", "card-offer", "found-all"}
+    assert c.question_fields("nps-member", "ru")["text"].startswith("Порекомендуете")
+    assert [o["id"] for o in c.question_fields("found-all", "en")["options"]] == \
+        ["all", "most", "little"]
+
+
+def test_question_fields_are_ready_panel_messages_per_language():
+    c = parse(BASE)
+    ru, en = c.question_fields("nps", "ru"), c.question_fields("nps", "en")
+    assert (ru["text"], en["text"]) == ("Порекомендуете?", "Recommend us?")
+    assert ru["why"]["reasons"] == [{"id": "queue", "text": "Очередь"}]
+    assert ru["timeout_s"] == 20 and c.question_fields("csat", "en")["timeout_s"] == 10
+
+
+def test_invalid_yaml_says_where():
+    with pytest.raises(CatalogueError) as e:
+        cat.parse("languages: [ru\nrules: {", "cat.yaml")
+    assert "not valid YAML at line" in e.value.problems[0]
+    assert e.value.problems[0].startswith("cat.yaml")
+
+
+@pytest.mark.parametrize("doc, expect", [
+    (edited(questions__nps__text={"ru": "Порекомендуете?"}), "questions.nps.text.en"),
+    (edited(questions__nps__kind="stars"), "questions.nps.kind"),
+    (edited(questions__nps__timeout_s=1), "questions.nps.timeout_s"),
+    (edited(questions__nps__colour="red"), "unknown key 'colour'"),
+    (edited(rules__0__ask="nope"), "rules[0].ask"),
+    (edited(rules__0__when={"member": "yes"}), "rules[0].when.member"),
+    (edited(rules__0__when={"tills": ["9"]}), "till '9' is not in tills"),
+    (edited(rules__0__when={"hours": ["25:00-26:00"]}), "rules[0].when.hours"),
+    (edited(rules__0__when={"days": ["monday"]}), "rules[0].when.days"),
+    (edited(rules__0__when={"memebr": True}), "unknown key 'memebr'"),
+    (edited(rules__0__sample=1.5), "rules[0].sample"),
+    (edited(tills={"1": "till-1", "2": "till-1"}), "already the panel of till"),
+    (edited(tills={"1": "till 1"}), "tills.1.panel"),
+    (edited(default_lang="de"), "default_lang"),
+    (edited(questions__csat__options={"a": {"ru": "a", "en": "a"}}), "only a 'choice'"),
+    (edited(questions__csat={"kind": "choice", "text": {"ru": "?", "en": "?"},
+                             "options": {"a": {"ru": "a", "en": "a"}}}), "needs 2-6 entries"),
+    (edited(questions__nps__text={"ru": "Я" * 190, "en": "x"},
+            questions__nps__why={"text": {"ru": "Я" * 190, "en": "y"},
+                                 "reasons": {f"r{i}": {"ru": "Я" * 100, "en": "z"}
+                                             for i in range(8)}}), "bytes, limit 1024"),
+    (edited(rules=[]), "list at least one rule"),
+])
+def test_each_mistake_is_named_with_its_place(doc, expect):
+    found = problems(doc)
+    assert any(expect in p for p in found), found
+
+
+def test_all_mistakes_are_listed_at_once():
+    doc = edited(questions__nps__kind="stars", rules__1__ask="missing", default_lang="de")
+    assert len(problems(doc)) >= 3
+
+
+def test_members_and_non_members_get_different_questions():
+    c = parse(BASE)
+    member = c.decide(receipt(loyalty_id="77"), "s1-R1", NOON, None, 0)
+    other = c.decide(receipt(), "s1-R1", NOON, None, 0)
+    assert (member.qid, member.rule) == ("nps", "members")
+    assert (other.qid, other.rule) == ("csat", "rest")
+
+
+def test_language_comes_from_receipt_then_till_then_default():
+    c = parse(BASE)
+    assert c.language(receipt()) == "ru"
+    assert c.language(receipt(till="2")) == "en"
+    assert c.language(receipt(till="2", lang="ru")) == "ru"
+    assert c.language(receipt(lang="de")) == "ru"  # not offered: the till's/store's
+
+
+def test_till_hours_days_and_basket_conditions():
+    doc = edited(rules=[
+        {"name": "till2-evening", "ask": "nps",
+         "when": {"tills": ["2"], "hours": ["18:00-22:00"], "days": ["mon", "tue"]}},
+        {"name": "night", "ask": "nps", "when": {"hours": "22:00-06:00"}},
+        {"name": "big", "ask": "nps", "when": {"items_min": 10, "total_min": 1000}},
+        {"name": "rest", "ask": "csat"}])
+    c = parse(doc)
+
+    def rule(at, **kw):
+        return c.decide(receipt(**kw), "s1-X", at, None, 0).rule
+    evening = NOON.replace(hour=19)
+    assert rule(evening, till="2") == "till2-evening"
+    assert rule(evening, till="1") == "rest"
+    assert rule(evening + dt.timedelta(days=3), till="2") == "rest"  # a Thursday
+    assert rule(NOON.replace(hour=23), till="1") == "night"
+    assert rule(NOON.replace(hour=5, minute=59), till="1") == "night"
+    assert rule(NOON.replace(hour=6), till="1") == "rest"
+    assert rule(NOON, items=12, total=1500.0) == "big"
+    assert rule(NOON, items=12, total=999.0) == "rest"
+    assert rule(NOON, items=None, total=None) == "rest"  # unknown basket: no match
+
+
+def test_no_matching_rule_is_a_reason():
+    c = parse(edited(rules=[{"ask": "nps", "when": {"member": True}}]))
+    d = c.decide(receipt(), "s1-R1", NOON, None, 0)
+    assert (d.qid, d.reason) == (None, cat.NO_RULE)
+
+
+def test_sampling_is_stable_per_session_and_close_to_its_rate():
+    c = parse(edited(rules=[{"name": "some", "ask": "csat", "sample": 0.25}]))
+    picks = [c.decide(receipt(), f"s1-R{i}", NOON, None, 0) for i in range(4000)]
+    asked = sum(1 for d in picks if d.qid)
+    assert 0.22 < asked / 4000 < 0.28
+    assert all(d.reason == cat.SAMPLED_OUT for d in picks if not d.qid)
+    again = [c.decide(receipt(), f"s1-R{i}", NOON, None, 0).qid for i in range(100)]
+    assert again == [d.qid for d in picks[:100]]
+
+
+def test_quiet_period_per_loyalty_id():
+    c = parse(BASE)
+    day = 86400
+    now = 100 * day
+    asked_6_days_ago = c.decide(receipt(loyalty_id="77"), "s1-R1", NOON, now - 6 * day, now)
+    asked_8_days_ago = c.decide(receipt(loyalty_id="77"), "s1-R1", NOON, now - 8 * day, now)
+    assert (asked_6_days_ago.qid, asked_6_days_ago.reason) == (None, cat.QUIET_PERIOD)
+    assert asked_8_days_ago.qid == "nps"
+    assert c.max_quiet_days() == 7
+
+
+def test_load_reports_an_unreadable_file(tmp_path: Path):
+    with pytest.raises(CatalogueError) as e:
+        cat.load(tmp_path / "missing.yaml")
+    assert "cannot read" in e.value.problems[0]

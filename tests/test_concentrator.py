@@ -1,0 +1,295 @@
+"""The concentrator end to end: receipts over the real UDP and HTTP
+listeners, questions through a real Mosquitto to panels running the real
+firmware under the MicroPython unix port, feedback records in SQLite. And
+every kind of bad input the issue lists: each is logged, counted, kept in
+`rejects`, and neither loses nor duplicates a record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from conftest import STORE, TEST_CATALOGUE, Host, receipt_doc
+from lbpanel import protocol
+from loyalty_button import receipt as receipt_mod
+from loyalty_button.panel_link import new_id
+from loyalty_button.records import open_records
+from loyalty_button.store_sim import http_post
+
+
+def test_udp_receipt_of_a_member_asks_the_nps_and_records_answer_and_reasons(host, panels):
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-1", "7700123", total=812.5, items=4,
+                                  cashier="c7", extras={"promo": "autumn"}))
+    shown = panel.answer("s1-R-1", 9)
+    assert (shown["qid"], shown["kind"], shown["text"]) == ("nps", "nps", "Would you recommend us?")
+    panel.wait_screen("why", session="s1-R-1")
+    panel.send("reasons queue,staff")
+    rec = host.wait_record("s1-R-1")
+    assert (rec["outcome"], rec["value"], rec["reasons"]) == ("answered", 9, ["queue", "staff"])
+    assert (rec["rule"], rec["qid"], rec["lang"], rec["source"]) == ("members", "nps", "en", "udp")
+    assert (rec["loyalty_id"], rec["total"], rec["items"], rec["cashier"]) == \
+        ("7700123", 812.5, 4, "c7")
+    assert rec["extras"] == {"promo": "autumn"} and rec["panel"] == "till-1"
+    assert 0 < rec["answer_ms"] <= rec["shown_ms"] and not rec["late"]
+    c = host.counters()
+    assert (c["receipts_udp"], c["asked"], c["outcome_answered"]) == (1, 1, 1)
+
+
+def test_http_202_means_on_disk_and_a_repeat_is_200_duplicate_with_one_record(host, panels):
+    panel = panels.start("till-3")
+    host.wait_online("till-3")
+    doc = receipt_doc("3", "R-2")
+    status, body = host.pos.send_http(doc)
+    assert (status, body) == (202, {"status": "accepted", "session": "s1-R-2"})
+    assert [r["id"] for r in open_records(host.cfg.database)] == ["s1-R-2"]
+    shown = panel.wait_screen("question", session="s1-R-2")
+    assert (shown["kind"], shown["text"]) == ("csat", "Как вам покупка?")  # till 3 speaks ru
+    # The POS retries (HTTP, then UDP with a new message id): nothing new.
+    assert host.pos.send_http(doc) == (200, {"status": "duplicate", "session": "s1-R-2"})
+    host.pos.send_udp(dict(doc, id=new_id()))
+    host.wait_counter("receipt_duplicate", 2)
+    panel.answer("s1-R-2", 4)
+    rec = host.wait_record("s1-R-2", outcome="answered")
+    assert rec["value"] == 4 and rec["source"] == "http"
+    assert len(open_records(host.cfg.database)) == 1
+    assert host.counters()["asked"] == 1
+
+
+def test_a_member_asked_recently_is_left_in_peace(host, panels):
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-3", "7700999"))
+    panel.answer("s1-R-3", 10)
+    panel.wait_screen("why")
+    panel.send("decline")  # skips the "why?" step; the rating stands
+    assert host.wait_record("s1-R-3")["value"] == 10
+    host.pos.send_udp(receipt_doc("1", "R-4", "7700999"))
+    rec = host.wait_record("s1-R-4")
+    assert (rec["outcome"], rec["reason"], rec["rule"]) == ("not_asked", "quiet_period", "members")
+    host.pos.send_udp(receipt_doc("1", "R-5"))  # a non-member at the same till is asked
+    panel.wait_screen("question", session="s1-R-5")
+
+
+def test_bad_datagrams_are_refused_counted_logged_kept_and_the_listener_goes_on(host, panels,
+                                                                                 caplog):
+    caplog.set_level(logging.WARNING)
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    pos = host.pos
+    good = pos.datagram(receipt_doc("1", "R-ok-1"))
+    key = host.cfg.pos_key
+    replayed = pos.datagram(receipt_doc("1", "R-6"))
+    cases = {
+        # Truncated, or signed garbage from someone who has the key.
+        "malformed_json": [receipt_mod.sign(b'{"v":1,"type":"rec', key),
+                           receipt_mod.sign(b"\x00\xffgarbage", key)],
+        "too_large": [good + b" " * 1300],
+        "bad_signature": [receipt_mod.sign(json.dumps(receipt_doc("1", "R-7")).encode(),
+                                           b"not-the-store-key-000")],
+        # With a key set, the signature is checked first: garbage is unsigned.
+        "unsigned": [json.dumps(receipt_doc("1", "R-8")).encode(), b"\x00\xffgarbage"],
+        "stale": [pos.datagram(receipt_doc("1", "R-9", ts=int(time.time()) - 3600))],
+        "unknown_till": [pos.datagram(receipt_doc("99", "R-10"))],
+        "invalid_field": [pos.datagram(receipt_doc("1", "R 11"))],
+        "replayed": [replayed],
+    }
+    pos.sock.sendto(replayed, pos.udp_addr)  # the first copy is taken
+    host.wait(lambda: host.record("s1-R-6"), "first copy of R-6")
+    for datagrams in cases.values():
+        for data in datagrams:
+            pos.sock.sendto(data, pos.udp_addr)
+    pos.sock.sendto(good, pos.udp_addr)
+    panel.wait_screen("question", session="s1-R-ok-1")
+    host.thread.flush()
+    c = host.counters()
+    for code, datagrams in cases.items():
+        assert c.get("udp_" + code) == len(datagrams), (code, c)
+    assert sorted(r["id"] for r in open_records(host.cfg.database)) == ["s1-R-6", "s1-R-ok-1"]
+    kept = host.rejects()
+    assert sorted({code for _, code, _ in kept}) == sorted(cases)
+    assert all(source == "udp:127.0.0.1" for source, _, _ in kept)
+    logged = caplog.text
+    for code in cases:
+        assert f"refused ({code})" in logged
+
+
+@pytest.mark.parametrize("body, headers, status, code, field", [
+    ({"drop": "till"}, None, 400, "invalid_field", "till"),
+    ({"total": "a lot"}, None, 400, "invalid_field", "total"),
+    ({"items": "3"}, None, 400, "invalid_field", "items"),
+    ({"store": "s9"}, None, 400, "invalid_field", "store"),
+    ({"till": "77"}, None, 400, "unknown_till", "till"),
+    (b"{this is not json", None, 400, "malformed_json", None),
+    (b"[1,2,3]", None, 400, "malformed_json", None),
+    ({}, {"Content-Type": "text/plain"}, 415, "content_type", None),
+    (b'{"v":1,' + b" " * 5000 + b"}", None, 413, "too_large", None),
+    ({}, {"Authorization": "Bearer wrong"}, 401, "unauthorized", None),
+    ({}, {"Authorization": ""}, 401, "unauthorized", None),
+])
+def test_bad_http_requests_get_a_clear_json_error_and_no_record(host, body, headers, status,
+                                                                 code, field):
+    if isinstance(body, dict):
+        doc = receipt_doc("1", "R-20")
+        for k in body.pop("drop", "").split():
+            doc.pop(k)
+        doc.update(body)
+        data = json.dumps(doc).encode()
+    else:
+        data = body
+    hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {host.pos.token}"}
+    hdrs.update(headers or {})
+    got_status, got = http_post(host.pos.http_url, data, hdrs)
+    assert got_status == status, got
+    assert got["error"]["code"] == code and got["error"]["message"]
+    assert got["error"].get("field") == field
+    assert open_records(host.cfg.database) == []
+    assert host.counters()["http_" + code] == 1
+    assert [c for _, c, _ in host.rejects()] == [code]
+
+
+def test_unknown_endpoint_is_a_json_404(host):
+    status, body = http_post(f"http://127.0.0.1:{host.cfg.http_port}/api/v1/receipt", b"{}",
+                             {"Content-Type": "application/json"})
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_a_till_whose_panel_is_not_there_is_recorded_as_panel_offline(host, panels):
+    host.pos.send_udp(receipt_doc("2", "R-30"))
+    rec = host.wait_record("s1-R-30")
+    assert (rec["outcome"], rec["reason"], rec["qid"]) == ("panel_offline",
+                                                           "panel never connected", None)
+    panel = panels.start("till-2")
+    host.wait_online("till-2")
+    panel.kill()  # pulled the plug: the broker's will says offline
+    host.wait_online("till-2", "offline")
+    host.pos.send_udp(receipt_doc("2", "R-31"))
+    assert host.wait_record("s1-R-31")["reason"] == "panel is offline"
+
+
+def test_a_panel_that_never_answers_is_no_reply_and_its_late_answer_still_lands(host, panels):
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-40"))
+    panel.wait_screen("question", session="s1-R-40")
+    panel.proc.send_signal(signal.SIGSTOP)  # frozen: it will not answer in time
+    try:
+        rec = host.wait_record("s1-R-40", timeout=15)
+        assert (rec["outcome"], rec["value"], rec["late"]) == ("no_reply", None, False)
+    finally:
+        panel.proc.send_signal(signal.SIGCONT)
+    # Thawed, the panel's own timeout closes the question and sends it.
+    rec = host.wait_record("s1-R-40", outcome="timeout", timeout=15)
+    assert rec["late"] and rec["answer_id"]
+    c = host.counters()
+    assert (c["outcome_no_reply"], c["answer_late"]) == (1, 1)
+    assert len(open_records(host.cfg.database)) == 1
+
+
+def _as_panel(port: int, panel: str) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fake-{panel}")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def _answer(panel: str, session: str, qid: str, kind: str, value, aid: str | None = None) -> dict:
+    msg = protocol.envelope("answer", aid or new_id(), int(time.time()), STORE, panel)
+    msg.update(session=session, qid=qid, kind=kind, outcome="answered", value=value,
+               answer_ms=500, shown_ms=600)
+    return msg
+
+
+def test_duplicate_conflicting_and_unknown_answers_never_touch_another_record(host, panels,
+                                                                              broker):
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-50"))
+    panel.wait_screen("question", session="s1-R-50")
+    fake = _as_panel(broker.port, "till-1")
+    topic = protocol.panel_topic(STORE, "till-1", "answer")
+    first = _answer("till-1", "s1-R-50", "csat", "csat", 2, aid="a0000000000000a1")
+    for _ in range(2):  # QoS 1 redelivery: the same answer id twice
+        fake.publish(topic, protocol.encode(first), qos=1).wait_for_publish(5)
+    rec = host.wait_record("s1-R-50")
+    assert (rec["value"], rec["answer_id"]) == (2, "a0000000000000a1")
+    host.wait_counter("answer_duplicate")
+    # The real panel still answers its question: a second, different answer.
+    panel.answer("s1-R-50", 5)
+    host.wait_counter("answer_conflict")
+    unknown = _answer("till-1", "s1-R-nothing", "csat", "csat", 3)
+    fake.publish(topic, protocol.encode(unknown), qos=1).wait_for_publish(5)
+    host.wait_counter("answer_unknown_session")
+    wrong_qid = dict(_answer("till-1", "s1-R-51", "nps", "nps", 7))
+    host.pos.send_udp(receipt_doc("1", "R-51"))
+    panel.wait_screen("question", session="s1-R-51")
+    fake.publish(topic, protocol.encode(wrong_qid), qos=1).wait_for_publish(5)
+    host.wait_counter("answer_mismatch")
+    fake.publish(topic, b'{"v":1,"type":"answer"', qos=1).wait_for_publish(5)
+    host.wait_counter("rx_malformed")
+    fake.loop_stop()
+    assert host.record("s1-R-50")["value"] == 2
+    assert [r["id"] for r in open_records(host.cfg.database)] == ["s1-R-50", "s1-R-51"]
+    codes = [c for _, c, _ in host.rejects()]
+    assert codes == ["answer_conflict", "answer_unknown_session", "answer_mismatch",
+                     "rx_malformed"]
+
+
+def test_catalogue_edited_into_invalid_yaml_keeps_the_last_good_one(host, panels, caplog):
+    caplog.set_level(logging.INFO)
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    good_digest = host.thread.status()["catalogue"]["digest"]
+    host.catalogue_path.write_text("languages: [en\nquestions: {")
+    host.wait_counter("catalogue_rejected")
+    status = host.thread.status()
+    assert status["catalogue"]["digest"] == good_digest
+    assert "not valid YAML at line" in status["catalogue"]["error"]
+    assert "keeping the last good one" in caplog.text
+    host.pos.send_udp(receipt_doc("1", "R-60"))
+    assert panel.wait_screen("question", session="s1-R-60")["text"] == "How was your visit?"
+    # Fixed (and changed) while running: taken without a restart.
+    fixed = json.loads(json.dumps(TEST_CATALOGUE))
+    fixed["questions"]["csat"]["text"]["en"] = "Did we do well today?"
+    host.write_catalogue(fixed)
+    host.wait_counter("catalogue_reloaded")
+    assert host.thread.status()["catalogue"]["error"] is None
+    host.pos.send_udp(receipt_doc("1", "R-61"))
+    assert panel.wait_screen("question", session="s1-R-61")["text"] == "Did we do well today?"
+    assert host.counters()["catalogue_rejected"] == 1  # one bad file, one log line
+
+
+def test_an_open_transaction_survives_a_concentrator_restart(tmp_path, broker, panels):
+    host = Host(tmp_path / "host", broker).start()
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-70"))
+    panel.wait_screen("question", session="s1-R-70")
+    host.stop()
+    panel.answer("s1-R-70", 3)  # answered while the concentrator is down
+    again = Host(tmp_path / "host", broker).start()
+    try:
+        rec = again.wait_record("s1-R-70")
+        assert (rec["outcome"], rec["value"], rec["late"]) == ("answered", 3, False)
+        assert again.counters()["tx_restored"] == 1
+    finally:
+        again.stop()
+
+
+def test_with_the_broker_down_the_receipt_is_kept_as_panel_offline(host, panels, broker):
+    panels.start("till-1")
+    host.wait_online("till-1")
+    broker.stop()
+    host.wait(lambda: host.thread.status()["broker"] == "down", "broker down")
+    status, body = host.pos.send_http(receipt_doc("1", "R-80"))
+    assert status == 202
+    rec = host.record("s1-R-80")
+    assert (rec["outcome"], rec["reason"]) == ("panel_offline", "broker_down")
+    broker.start()
+    host.wait(lambda: host.thread.status()["broker"] == "up", "broker back", timeout=20)
