@@ -169,8 +169,12 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
         rtt = broker_rtt(store.broker.port)
         out(f"broker round trip (paho -> Mosquitto -> paho, QoS 1, {len(rtt)} samples): "
             f"p50 {_pct(rtt, 50):.3f} ms, p99 {_pct(rtt, 99):.3f} ms")
+        cpu_q0 = time.process_time() + _cpu_s(store.broker.proc.pid)
         qos1 = broker_qos1_rate(store.broker.port)
-        out(f"broker QoS 1 publish rate (one paho client, window 100): {qos1:.0f} msg/s")
+        qos1_cpu_us = (time.process_time() + _cpu_s(store.broker.proc.pid) - cpu_q0) \
+            / QOS1_MESSAGES * 1e6
+        out(f"broker QoS 1 publish rate (one paho client, window 100): {qos1:.0f} msg/s, "
+            f"{qos1_cpu_us:.0f} us of CPU per message (client + broker)")
 
         # (a) latency, one transaction at a time, rotating over the tills
         lat = []
@@ -227,7 +231,9 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
     cpu = {k: (cpu1[k] - cpu0[k]) / n_tp * 1e6 for k in cpu0}
     out(f"closed transactions with {panels} panels answering at once: {len(tp)} in "
         f"{throughput_s:.0f} s -> {tx_per_s:.0f} tx/s")
-    out("CPU per transaction (us): " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+    out("CPU per transaction (us): " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+        + f"; total {sum(cpu.values()):.0f} = {sum(cpu.values()) / qos1_cpu_us:.1f} raw QoS 1 "
+        f"messages; {os.cpu_count()} cores")
     outcomes: dict[str, int] = {}
     for n in driver.sent:
         o = records[n]["outcome"] if n in records else "missing"
@@ -249,6 +255,7 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
         "lost": lost,
         "panels": panels,
         "cpu_us_per_tx": {k: round(v) for k, v in cpu.items()},
+        "cpu_us_per_qos1_msg": round(qos1_cpu_us, 1),
     }
 
 
