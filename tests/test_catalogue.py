@@ -187,3 +187,18 @@ def test_load_reports_an_unreadable_file(tmp_path: Path):
     with pytest.raises(CatalogueError) as e:
         cat.load(tmp_path / "missing.yaml")
     assert "cannot read" in e.value.problems[0]
+
+
+def test_the_concentrator_forgets_quiet_periods_that_are_over(tmp_path: Path):
+    # The map of last-asked times keeps only ids that a rule could still
+    # leave in peace (BASE's longest quiet period is 7 days).
+    from loyalty_button.concentrator import Concentrator
+    from loyalty_button.host_config import parse as parse_settings
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(BASE, allow_unicode=True))
+    conc = Concentrator(parse_settings({"store": "s1", "catalogue": "c.yaml",
+                                        "database": "r.db"}, tmp_path))
+    day = 86400
+    conc.quiet = {"old": 100 * day - 8 * day, "recent": 100 * day - 6 * day}
+    conc._forget_quiet(100 * day)
+    assert list(conc.quiet) == ["recent"]
+    conc.records.stop()

@@ -454,9 +454,17 @@ class Concentrator:
             await asyncio.sleep(self.cfg.catalogue_poll_s)
             self.reload_catalogue()
 
+    def _forget_quiet(self, now: float) -> None:
+        """Loyalty ids asked longer ago than any rule's quiet period can be
+        asked again: keep the map to the ids that still matter."""
+        horizon = now - self.catalogue.max_quiet_days() * 86400
+        for lid in [k for k, at in self.quiet.items() if at < horizon]:
+            del self.quiet[lid]
+
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(60)
+            self._forget_quiet(time.time())
             c = self.counters
             log.info("last counts: receipts %d, asked %d, answered %d, open %d, refused udp %d",
                      c["receipts"], c["asked"], c["outcome_answered"], len(self.pending),

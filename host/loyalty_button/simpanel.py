@@ -21,6 +21,7 @@ import lbpanel
 
 FIRMWARE_DIR = Path(lbpanel.__file__).resolve().parent.parent
 STUBS_DIR = FIRMWARE_DIR / "unix_port_stubs"
+_SCREENS_KEPT = 1000
 
 
 def venv_tool(name: str, package: str) -> str:
@@ -87,7 +88,7 @@ class SimPanel:
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
         self.proc: subprocess.Popen | None = None
-        self.screens: "queue.Queue[dict]" = queue.Queue()
+        self.screens: "queue.Queue[dict]" = queue.Queue(_SCREENS_KEPT)
         self.last_screen: dict | None = None
         # Optional callback(panel, screen line), called on the reader thread
         # for every screen change: simulated shoppers react here.
@@ -103,7 +104,7 @@ class SimPanel:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=logf, env=panel_env(self.firmware), cwd=self.workdir)
         logf.close()
-        self.screens = queue.Queue()
+        self.screens = queue.Queue(_SCREENS_KEPT)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         return self
@@ -116,7 +117,7 @@ class SimPanel:
                 line = None
             if isinstance(line, dict) and "ui" in line:
                 self.last_screen = line
-                self.screens.put(line)
+                self._queue_screen(line)
                 if self.on_screen is not None:
                     try:
                         self.on_screen(self, line)
@@ -127,6 +128,19 @@ class SimPanel:
                 # with the panel's log, where a person will look.
                 with open(self.log_path, "ab") as f:
                     f.write(b"stdout: " + raw)
+
+    def _queue_screen(self, line: dict) -> None:
+        # Bounded: a long demo or benchmark nobody waits on must not grow
+        # without end; the oldest screens go first.
+        while True:
+            try:
+                self.screens.put_nowait(line)
+                return
+            except queue.Full:
+                try:
+                    self.screens.get_nowait()
+                except queue.Empty:
+                    pass
 
     def wait_screen(self, screen: str, timeout: float = 10.0, **match) -> dict:
         """Wait for the next screen change to `screen` (with fields equal to
