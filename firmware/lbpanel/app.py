@@ -71,6 +71,7 @@ class PanelApp:
         self.ui.show_adverts()
         self._tasks = [asyncio.create_task(self._ticker()),
                        asyncio.create_task(self._flusher()),
+                       asyncio.create_task(self._flush_timer()),
                        asyncio.create_task(self._heartbeat())]
         await self._link()
 
@@ -191,15 +192,18 @@ class PanelApp:
         if self.outbox.add(answer):
             self._outbox_ready.set()
 
+    async def _flush_timer(self):
+        # The periodic wake-up retries an answer whose PUBACK timed out while
+        # the link itself stayed up. A task of its own rather than a
+        # wait_for() per answer: that made a task for every answer.
+        while True:
+            await asyncio.sleep(_FLUSH_RETRY_S)
+            self._outbox_ready.set()
+
     async def _flusher(self):
         while True:
-            try:
-                # Woken by a new answer or a new connection; the periodic
-                # wake-up retries an answer whose PUBACK timed out while the
-                # link itself stayed up.
-                await asyncio.wait_for(self._outbox_ready.wait(), _FLUSH_RETRY_S)
-            except asyncio.TimeoutError:
-                pass
+            # Woken by a new answer, a new connection, or the flush timer.
+            await self._outbox_ready.wait()
             self._outbox_ready.clear()
             while self.client.up:
                 entry = self.outbox.peek()
