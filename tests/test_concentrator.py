@@ -293,3 +293,37 @@ def test_with_the_broker_down_the_receipt_is_kept_as_panel_offline(host, panels,
     assert (rec["outcome"], rec["reason"]) == ("panel_offline", "broker_down")
     broker.start()
     host.wait(lambda: host.thread.status()["broker"] == "up", "broker back", timeout=20)
+
+
+def test_status_and_record_api_and_an_old_receipt_stored_without_asking(host, panels):
+    import urllib.request
+    panels.start("till-1")
+    host.wait_online("till-1")
+    base = f"http://127.0.0.1:{host.cfg.http_port}/api/v1"
+    old = receipt_doc("1", "R-90", ts=int(time.time()) - 3600)  # the shopper left an hour ago
+    assert host.pos.send_http(old)[0] == 202
+    with urllib.request.urlopen(f"{base}/records/s1-R-90") as resp:
+        rec = json.loads(resp.read())
+    assert (rec["outcome"], rec["reason"], rec["qid"]) == ("not_asked", "stale_receipt", None)
+    with urllib.request.urlopen(f"{base}/status") as resp:
+        status = json.loads(resp.read())
+    assert status["ready"] and status["broker"] == "up"
+    assert status["panels"] == {"till-1": "online"}
+    assert status["counters"]["not_asked_stale_receipt"] == 1
+    got, body = http_post(f"{base}/records/s1-R-91", b"", {})  # POST: no such endpoint
+    assert got == 404
+    import urllib.error
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{base}/records/s1-R-nope")
+    assert e.value.code == 404
+
+
+def test_a_flood_of_one_problem_is_logged_a_few_times_and_counted_every_time(caplog):
+    from loyalty_button.concentrator import LogLimiter
+    caplog.set_level(logging.WARNING)
+    limit = LogLimiter(burst=5, period_s=60)
+    for i in range(50):
+        limit("udp_unsigned", logging.WARNING, "refused %d", i)
+    limit("udp_stale", logging.WARNING, "another kind")
+    assert [r.getMessage() for r in caplog.records] == \
+        [f"refused {i}" for i in range(5)] + ["another kind"]

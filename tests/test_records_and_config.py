@@ -97,3 +97,19 @@ def test_key_file_is_read_relative_to_the_settings(tmp_path: Path):
     path.write_text(yaml.safe_dump({"store": "s1", "catalogue": "c.yaml", "database": "r.db",
                                     "pos": {"key_file": "pos.key"}}))
     assert host_config.load(path).pos_key == b"0123456789abcdef0123"
+
+
+def test_refused_input_is_kept_but_capped(tmp_path: Path, monkeypatch):
+    from loyalty_button import records
+    monkeypatch.setattr(records, "MAX_REJECTS", 20)
+    store = RecordStore(tmp_path / "r.db")
+    for i in range(100):
+        store.reject("udp:10.0.0.9", "unsigned", f"datagram {i}", b"x" * 5000)
+        if i % 10 == 9:
+            store.flush()
+    store.flush()
+    rows = sqlite3.connect(tmp_path / "r.db").execute(
+        "SELECT detail, length(raw) FROM rejects ORDER BY n").fetchall()
+    assert len(rows) <= 20 + 10
+    assert rows[-1] == ("datagram 99", records.MAX_RAW)
+    store.stop()

@@ -48,7 +48,8 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def _lookup(doc, dotted):
+def lookup(doc, dotted):
+    """doc['a']['b'] for 'a.b' -> (found, value). The host's settings use it too."""
     node = doc
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -92,7 +93,7 @@ def parse(doc, source="panel.json"):
     problems = []
     warnings = []
     for name, kind, default, limits in FIELDS:
-        present, value = _lookup(doc, name)
+        present, value = lookup(doc, name)
         if not present or value is None:
             if default is REQUIRED:
                 problems.append("%s: '%s' is missing" % (source, name))

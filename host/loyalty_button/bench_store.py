@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -134,15 +135,17 @@ class _Driver:
             till = panel.name.split("-", 1)[1]
             self.ring(till)
 
-    def ring(self, till: str) -> tuple[str, float]:
+    def next_number(self) -> str:
         with self.lock:
             self.seq += 1
             number = f"{self.prefix}-{self.seq}"
             self.sent.append(number)
-        doc = self.store.pos.receipt(till, number, loyalty_id=f"77{self.seq:08d}")
-        t0 = time.perf_counter()
-        self.store.pos.send_udp(doc)
-        return f"{self.store.store_id}-{number}", t0
+        return number
+
+    def ring(self, till: str) -> None:
+        number = self.next_number()
+        self.store.pos.send_udp(self.store.pos.receipt(till, number,
+                                                       loyalty_id=f"77{self.seq:08d}"))
 
 
 def _catalogue() -> dict:
@@ -180,10 +183,7 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
         lat = []
         for i in range(latency_samples):
             till = store.tills[i % len(store.tills)]
-            with driver.lock:
-                driver.seq += 1
-                number = f"L-{driver.seq}"
-                driver.sent.append(number)
+            number = driver.next_number()
             session = f"{store.store_id}-{number}"
             ev = driver.events[session] = threading.Event()
             doc = store.pos.receipt(till, number)
@@ -218,6 +218,7 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
     finally:
         store.stop()  # SIGTERM: the concentrator commits what it holds
     records = {r["receipt"]: r for r in open_records(store.cfg.database)}
+    shutil.rmtree(root, ignore_errors=True)
     answered = [records[n] for n in driver.sent if n in records
                 and records[n]["outcome"] == "answered"]
     lost = len(driver.sent) - len(answered)

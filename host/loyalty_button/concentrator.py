@@ -27,6 +27,7 @@ from lbpanel import protocol
 from . import catalogue as catalogue_mod
 from .host_config import HostConfig
 from .mqtt_loop import MqttLoop
+from .panel_link import panel_message
 from .receipt import ReceiptError, ReplayGuard, session_id
 from .records import RecordStore, now_ms
 
@@ -198,22 +199,18 @@ class Concentrator:
             self._take(receipt, source)
 
     def _on_message(self, client, userdata, message) -> None:
-        parsed = protocol.parse_panel_topic(message.topic)
-        if parsed is None or parsed[0] != self.store:
-            self.counters["rx_unexpected_topic"] += 1
-            return
-        _, panel, leaf = parsed
-        if not message.payload:
-            return  # a cleared retained message
         try:
-            msg = protocol.decode(message.payload, leaf)
-            protocol.check_addressed(msg, self.store, panel)
+            got = panel_message(self.store, message.topic, message.payload)
         except protocol.ProtocolError as e:
             self.counters["rx_" + e.code] += 1
-            self.limit("rx_" + e.code, logging.WARNING, "refused %s from panel %s: %s",
-                       leaf, panel, e.message)
-            self.records.reject("mqtt:" + panel, "rx_" + e.code, e.message, message.payload)
+            self.limit("rx_" + e.code, logging.WARNING, "refused message on %s: %s",
+                       message.topic, e.message)
+            self.records.reject("mqtt:" + message.topic, "rx_" + e.code, e.message,
+                                message.payload)
             return
+        if got is None:
+            return  # a cleared retained message
+        panel, leaf, msg = got
         if leaf == "answer":
             self._on_answer(msg)
         elif leaf == "status":

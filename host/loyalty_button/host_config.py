@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from lbpanel import protocol
+from lbpanel.config import lookup
 
 
 class HostConfigError(ValueError):
@@ -72,15 +73,6 @@ _REQUIRED = ("store", "catalogue", "database")
 _SECTIONS = {"broker", "pos"}
 
 
-def _get(doc: dict, dotted: str):
-    node = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
     problems: list[str] = []
     if not isinstance(doc, dict):
@@ -99,7 +91,7 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
                     problems.append(f"{key}.{k}: unknown setting (known: {', '.join(sorted(sub))})")
     values = {}
     for name, attr, kind, limits in _FIELDS:
-        present, value = _get(doc, name)
+        present, value = lookup(doc, name)
         if not present or value is None:
             if name in _REQUIRED:
                 problems.append(f"{name}: is required")
@@ -147,7 +139,7 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
                 problems.append(f"{name}: must be DEBUG, INFO, WARNING or ERROR")
                 continue
         values[attr] = value
-    if _get(doc, "pos.key")[1] and _get(doc, "pos.key_file")[1]:
+    if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         problems.append("pos.key and pos.key_file: give one of them, not both")
     if problems:
         raise HostConfigError(problems)

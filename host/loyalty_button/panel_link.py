@@ -23,6 +23,21 @@ def new_id() -> str:
     return os.urandom(8).hex()
 
 
+def panel_message(store: str, topic: str, payload: bytes) -> tuple[str, str, dict] | None:
+    """A message a panel published, checked: (panel, leaf, message), or None
+    for an empty payload (a cleared retained message). Raises ProtocolError;
+    code `unexpected_topic` for a topic outside this store's panel tree."""
+    parsed = protocol.parse_panel_topic(topic)
+    if parsed is None or parsed[0] != store:
+        raise protocol.ProtocolError("unexpected_topic", f"message on {topic!r} ignored")
+    _, panel, leaf = parsed
+    if not payload:
+        return None
+    msg = protocol.decode(payload, leaf)
+    protocol.check_addressed(msg, store, panel)
+    return panel, leaf, msg
+
+
 def question_message(store: str, panel: str, session: str, qid: str, kind: str,
                      text: str, lang: str = "en", timeout_s: int = 20, **extra) -> dict:
     msg = protocol.envelope("question", new_id(), int(time.time()), store, panel)
@@ -79,20 +94,15 @@ class PanelLink:
         self.connected.set()
 
     def _on_message(self, client, userdata, message):
-        parsed = protocol.parse_panel_topic(message.topic)
-        if parsed is None or parsed[0] != self.store:
-            self.counters["rx_unexpected_topic"] += 1
-            return
-        _, panel, leaf = parsed
-        if not message.payload:
-            return  # a cleared retained message
         try:
-            msg = protocol.decode(message.payload, leaf)
-            protocol.check_addressed(msg, self.store, panel)
+            got = panel_message(self.store, message.topic, message.payload)
         except protocol.ProtocolError as e:
             self.counters["rx_" + e.code] += 1
-            log.warning("rejected %s from panel %s: %s", leaf, panel, e.message)
+            log.warning("rejected message on %s: %s", message.topic, e.message)
             return
+        if got is None:
+            return
+        panel, leaf, msg = got
         with self._cond:
             if leaf == "status":
                 self.statuses[panel] = msg

@@ -154,7 +154,7 @@ async def start_listeners(conc) -> Listeners:
         await out.runner.setup()
         site = web.TCPSite(out.runner, cfg.bind, cfg.http_port)
         await site.start()
-        out.http_port = site._server.sockets[0].getsockname()[1]
+        out.http_port = out.runner.addresses[0][1]
         log.info("POS HTTP receipts on http://%s:%d/api/v1/receipts", cfg.bind, out.http_port)
     return out
 

@@ -64,6 +64,11 @@ def panel_config(panel_id: str, store: str, port: int, outbox_dir: Path,
     if user:
         cfg["broker"]["user"] = user
         cfg["broker"]["password"] = password
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: dict, overrides: dict) -> dict:
+    """Set nested settings from keyword names: broker__port=1 -> cfg["broker"]["port"]."""
     for key, value in overrides.items():
         node = cfg
         parts = key.split("__")

@@ -20,7 +20,7 @@ import yaml
 from . import host_config, receipt as receipt_mod
 from .broker import Broker, free_port
 from .service import ConcentratorProcess, ConcentratorThread
-from .simpanel import SimPanel, panel_config
+from .simpanel import SimPanel, apply_overrides, panel_config
 
 EXAMPLES = Path(__file__).parent / "examples"
 POS_KEY = "simulated-store-shared-key"
@@ -62,12 +62,7 @@ def write_config(root: Path, store: str, broker_port: int, tills: list[str],
         "pos": {"bind": "127.0.0.1", "udp_port": free_port(), "http_port": free_port(),
                 "key": POS_KEY},
     }
-    for key, value in settings.items():
-        node = cfg
-        parts = key.split("__")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+    apply_overrides(cfg, settings)
     path = root / "concentrator.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
