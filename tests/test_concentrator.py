@@ -319,7 +319,7 @@ def test_status_and_record_api_and_an_old_receipt_stored_without_asking(host, pa
 
 
 def test_a_flood_of_one_problem_is_logged_a_few_times_and_counted_every_time(caplog):
-    from loyalty_button.concentrator import LogLimiter
+    from loyalty_button.loglimit import LogLimiter
     caplog.set_level(logging.WARNING)
     limit = LogLimiter(burst=5, period_s=60)
     for i in range(50):

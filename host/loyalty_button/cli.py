@@ -40,7 +40,10 @@ def _concentrator(args) -> int:
 def _bench(args) -> int:
     import json
     from . import bench_heap, bench_store
-    benches = {"store": bench_store.run, "heap": bench_heap.run}
+    def bench_probe(out):
+        from .probe import bench
+        return bench.run(out=out)
+    benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)
@@ -50,6 +53,11 @@ def _bench(args) -> int:
         results.update(benches[name](out=print))
     print(json.dumps(results))  # the last line of stdout: one JSON object
     return 0
+
+
+def _probe(args) -> int:
+    from .probe import cli as probe_cli
+    return probe_cli.run(args)
 
 
 def _build_firmware(args) -> int:
@@ -83,9 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
     p.add_argument("--ready-file", help="write the PID here once ready (for supervisors)")
     p.set_defaults(func=_concentrator)
-    p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap")
+    p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe")
     p.add_argument("names", nargs="*", default=["store"])
     p.set_defaults(func=_bench)
+    p = sub.add_parser("probe", help="the emotion probe: analyze an image, run the service, "
+                                     "fetch its models")
+    from .probe.cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=_probe)
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)

@@ -26,9 +26,12 @@ from lbpanel import protocol
 
 from . import catalogue as catalogue_mod
 from .host_config import HostConfig
+from .loglimit import LogLimiter
 from .mqtt_loop import MqttLoop
 from .panel_link import panel_message
 from .receipt import ReceiptError, ReplayGuard, session_id
+from .probe import messages as probe_messages
+from .probe.client import ProbeClient
 from .records import RecordStore, now_ms
 
 log = logging.getLogger(__name__)
@@ -66,29 +69,6 @@ class Closed:
     answer_id: str | None
 
 
-class LogLimiter:
-    """At most `burst` lines per `period_s` for one kind of problem: a flood
-    of garbage must not bury the log. The counters still count all."""
-
-    def __init__(self, burst: int = 5, period_s: float = 10.0):
-        self.burst, self.period_s = burst, period_s
-        self._window: dict[str, list] = {}
-
-    def __call__(self, key: str, level: int, text: str, *args) -> None:
-        now = time.monotonic()
-        start, n, dropped = self._window.get(key, (now, 0, 0))
-        if now - start > self.period_s:
-            if dropped:
-                log.warning("%d more %s messages were not logged", dropped, key)
-            start, n, dropped = now, 0, 0
-        if n < self.burst:
-            log.log(level, text, *args)
-            n += 1
-        else:
-            dropped += 1
-        self._window[key] = (start, n, dropped)
-
-
 class Concentrator:
     def __init__(self, cfg: HostConfig, catalogue: catalogue_mod.Catalogue | None = None):
         self.cfg = cfg
@@ -107,7 +87,7 @@ class Concentrator:
         self.quiet: dict[str, float] = {}
         self.ready = False
         self.started = time.time()
-        self.limit = LogLimiter()
+        self.limit = LogLimiter(logger=log)
         self._backlog: list = []
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
@@ -121,6 +101,10 @@ class Concentrator:
         self.mqtt = MqttLoop(client, cfg.broker_host, cfg.broker_port, cfg.broker_keepalive_s)
         self.mqtt.on_up = self._on_broker_up
         self.mqtt.on_down = self._on_broker_down
+        self.probe = None
+        if cfg.probe_enabled:
+            self.probe = ProbeClient(cfg.store, self.records, self.counters,
+                                     cfg.probe_deadline_ms, self.limit, self._publish_qos0)
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -140,6 +124,8 @@ class Concentrator:
         for tx in self.pending.values():
             if tx.timer:
                 tx.timer.cancel()
+        if self.probe:
+            self.probe.stop()
         await self.mqtt.stop()
         # Open transactions stay `pending` in the database; the next start
         # picks them up (a late answer still lands).
@@ -181,7 +167,10 @@ class Concentrator:
 
     def _on_broker_up(self) -> None:
         root = f"{protocol.ROOT}/{self.store}/panel/+/"
-        self.mqtt.client.subscribe([(root + "answer", 1), (root + "status", 1)])
+        topics = [(root + "answer", 1), (root + "status", 1)]
+        if self.probe:
+            topics += self.probe.subscriptions()
+        self.mqtt.client.subscribe(topics)
         self.counters["broker_connects"] += 1
         asyncio.get_running_loop().call_later(_READY_SETTLE_S, self._become_ready)
 
@@ -198,7 +187,14 @@ class Concentrator:
         for receipt, source in backlog:
             self._take(receipt, source)
 
+    def _publish_qos0(self, topic: str, payload: bytes) -> bool:
+        return self.mqtt.client.publish(topic, payload, qos=0).rc == mqtt.MQTT_ERR_SUCCESS
+
     def _on_message(self, client, userdata, message) -> None:
+        if self.probe:
+            leaf = probe_messages.parse_topic(self.store, message.topic)
+            if leaf:
+                return self.probe.on_message(leaf, message.payload)
         try:
             got = panel_message(self.store, message.topic, message.payload)
         except protocol.ProtocolError as e:
@@ -293,6 +289,8 @@ class Concentrator:
                     outcome = PANEL_OFFLINE
                 elif loyalty:
                     self.quiet[loyalty] = now
+        if self.probe and reason != STALE_RECEIPT:
+            self.probe.ask(rec)
         if outcome:
             rec.update(state="closed", outcome=outcome, reason=reason, closed_ms=rec["received_ms"])
             self.counters["outcome_" + outcome] += 1
@@ -478,6 +476,8 @@ class Concentrator:
                           "error": self.catalogue_error},
             "panels": dict(sorted(self.panel_state.items())),
             "open_transactions": len(self.pending),
+            "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
+                      if self.probe else "not used"),
             "counters": dict(sorted(counters.items())),
         }
 

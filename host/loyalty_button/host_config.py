@@ -42,6 +42,8 @@ class HostConfig:
     answer_grace_s: int = 10      # the host waits timeout_s (+ why) + this for an answer
     catalogue_poll_s: float = 1.0
     log_level: str = "INFO"
+    probe_enabled: bool = False   # ask the emotion probe (docs/probe.md)
+    probe_deadline_ms: int = 300  # the most a record waits for the probe's estimate
     source: str = ""
     tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
 
@@ -68,37 +70,47 @@ _FIELDS = [
     ("answer_grace_s", "answer_grace_s", "int", (1, 600)),
     ("catalogue_poll_s", "catalogue_poll_s", "num", (0.1, 60)),
     ("log_level", "log_level", "level", None),
+    ("probe.enabled", "probe_enabled", "bool", None),
+    ("probe.deadline_ms", "probe_deadline_ms", "int", (10, 5000)),
 ]
 _REQUIRED = ("store", "catalogue", "database")
-_SECTIONS = {"broker", "pos"}
+_SECTIONS = {"broker", "pos", "probe"}
 
 
-def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
+def check_fields(doc, fields, required, sections, base: Path,
+                 source: str = "<config>") -> tuple[dict, list[str]]:
+    """Check a settings mapping against a field table (name, attribute, kind,
+    range): unknown keys, missing required ones, wrong types and ranges.
+    Returns (attribute values, problems); a person can act on each problem."""
     problems: list[str] = []
     if not isinstance(doc, dict):
-        raise HostConfigError([f"{source}: must be a mapping of settings"])
-    known = {name.split(".")[0] for name, *_ in _FIELDS}
+        return {}, [f"{source}: must be a mapping of settings"]
+    known = {name.split(".")[0] for name, *_ in fields}
     for key, value in doc.items():
         if key not in known:
             problems.append(f"{key}: unknown setting (known: {', '.join(sorted(known))})")
-        elif key in _SECTIONS:
+        elif key in sections:
             if not isinstance(value, dict):
                 problems.append(f"{key}: must be a mapping")
                 continue
-            sub = {name.split(".")[1] for name, *_ in _FIELDS if name.startswith(key + ".")}
+            sub = {name.split(".")[1] for name, *_ in fields if name.startswith(key + ".")}
             for k in value:
                 if k not in sub:
                     problems.append(f"{key}.{k}: unknown setting (known: {', '.join(sorted(sub))})")
     values = {}
-    for name, attr, kind, limits in _FIELDS:
+    for name, attr, kind, limits in fields:
         present, value = lookup(doc, name)
         if not present or value is None:
-            if name in _REQUIRED:
+            if name in required:
                 problems.append(f"{name}: is required")
             continue
         if kind == "id":
             if not protocol.valid_id(value):
                 problems.append(f"{name}: must be an id (A-Z a-z 0-9 . _ -), got {value!r}")
+                continue
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                problems.append(f"{name}: must be true or false, got {value!r}")
                 continue
         elif kind in ("str", "secret", "secret_file", "path"):
             if not isinstance(value, str) or not value:
@@ -139,6 +151,25 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
                 problems.append(f"{name}: must be DEBUG, INFO, WARNING or ERROR")
                 continue
         values[attr] = value
+    return values, problems
+
+
+def read_yaml(path: Path, error=None):
+    """A YAML settings file, or `error([problem])` raised saying why not."""
+    error = error or HostConfigError
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error([f"{path}: cannot read: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        raise error([f"{path}: not valid YAML: {e}"]) from None
+
+
+def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
+    values, problems = check_fields(doc, _FIELDS, _REQUIRED, _SECTIONS, base, source)
+    if not isinstance(doc, dict):
+        raise HostConfigError(problems)
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         problems.append("pos.key and pos.key_file: give one of them, not both")
     if problems:
@@ -151,10 +182,4 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
 
 def load(path: Path) -> HostConfig:
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise HostConfigError([f"{path}: cannot read: {e.strerror}"]) from None
-    except yaml.YAMLError as e:
-        raise HostConfigError([f"{path}: not valid YAML: {e}"]) from None
-    return parse(doc, path.parent, str(path))
+    return parse(read_yaml(path), path.parent, str(path))

@@ -44,8 +44,7 @@ class MqttLoop:
     # --- paho's socket callbacks -> the loop ----------------------------------
 
     def _socket_open(self, client, userdata, sock) -> None:
-        # Questions are small packets that must not wait for a delayed ACK.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        nodelay(client, userdata, sock)
         self.loop.add_reader(sock, client.loop_read)
         self._misc = self.loop.create_task(self._misc_loop())
 
@@ -149,3 +148,9 @@ class MqttLoop:
             self._runner.cancel()
         if self._misc:
             self._misc.cancel()
+
+
+def nodelay(client, userdata, sock) -> None:
+    """paho's on_socket_open: MQTT packets here are small and must not wait
+    ~40 ms for the peer's delayed ACK (paho does not set this itself)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections import Counter
 
 import paho.mqtt.client as mqtt
 from lbpanel import protocol
+
+from .mqtt_loop import nodelay
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,7 @@ class PanelLink:
                                   clean_session=False)
         if user:
             self.client.username_pw_set(user, password)
-        # Small packets must not wait for the broker's delayed ACK.
-        self.client.on_socket_open = lambda client, userdata, sock: sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.on_socket_open = nodelay
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 2)

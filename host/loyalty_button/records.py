@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +57,17 @@ CREATE TABLE IF NOT EXISTS records (
     answer_id   TEXT,
     late        INTEGER NOT NULL DEFAULT 0,  -- answer came after the host's deadline
     closed_ms   INTEGER,
-    updated_ms  INTEGER NOT NULL
+    updated_ms  INTEGER NOT NULL,
+    -- The emotion probe's estimate (schema 2; docs/probe.md). probe is NULL
+    -- when the concentrator does not use a probe, else asked | ok | no_face
+    -- | stale | no_camera | late | off | absent.
+    probe       TEXT,
+    emotion     TEXT,               -- the most likely of the 7 classes
+    emotions    TEXT,               -- JSON {class: probability}
+    c_value     INTEGER,            -- emotional score -100..100
+    age_band    TEXT,
+    gender      TEXT,
+    probe_age_ms INTEGER            -- estimate's distance in time from the sale
 );
 CREATE INDEX IF NOT EXISTS records_loyalty ON records (loyalty_id, asked_ms);
 CREATE INDEX IF NOT EXISTS records_received ON records (received_ms);
@@ -77,7 +87,8 @@ RECORD_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashi
                  "currency", "items", "extras", "lang", "source", "pos_msg_id", "sale_ts",
                  "received_ms", "rule", "qid", "kind", "asked_ms", "state", "outcome",
                  "reason", "value", "reasons", "answer_ms", "shown_ms", "answer_id", "late",
-                 "closed_ms", "updated_ms")
+                 "closed_ms", "updated_ms", "probe", "emotion", "emotions", "c_value",
+                 "age_band", "gender", "probe_age_ms")
 CLOSE_FIELDS = ("outcome", "reason", "value", "reasons", "answer_ms", "shown_ms",
                 "answer_id", "late", "closed_ms")
 MAX_REJECTS = 10000
@@ -94,6 +105,14 @@ _INSERT = (f"INSERT INTO records ({', '.join(RECORD_FIELDS)}) "
            f"VALUES ({', '.join('?' * len(RECORD_FIELDS))}) ON CONFLICT(id) DO NOTHING")
 _CLOSE = (f"UPDATE records SET state = 'closed', "
           f"{', '.join(f + ' = ?' for f in CLOSE_FIELDS)}, updated_ms = ? WHERE id = ?")
+PROBE_FIELDS = ("probe", "emotion", "emotions", "c_value", "age_band", "gender", "probe_age_ms")
+# Columns added after schema 1, for databases written by an older version.
+_MIGRATIONS = {2: [f"ALTER TABLE records ADD COLUMN {c}" for c in
+                   ("probe TEXT", "emotion TEXT", "emotions TEXT", "c_value INTEGER",
+                    "age_band TEXT", "gender TEXT", "probe_age_ms INTEGER")]}
+_JSON_FIELDS = ("extras", "reasons", "emotions")
+_PROBE = (f"UPDATE records SET {', '.join(f + ' = ?' for f in PROBE_FIELDS)}, "
+          f"updated_ms = ? WHERE id = ?")
 _REJECT = "INSERT INTO rejects (at_ms, source, code, detail, raw) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -121,7 +140,7 @@ def _encode(value):
 
 def row_to_record(row: sqlite3.Row) -> dict:
     rec = dict(row)
-    for key in ("extras", "reasons"):
+    for key in _JSON_FIELDS:
         if rec.get(key) is not None:
             rec[key] = json.loads(rec[key])
     rec["late"] = bool(rec["late"])
@@ -134,13 +153,7 @@ class RecordStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.counters: Counter[str] = Counter()
         writer = connect(self.path)
-        writer.executescript(SCHEMA)
-        row = writer.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
-            writer.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} was written by a newer version "
-                               f"(schema {row[0]}; this one knows {SCHEMA_VERSION})")
+        self._migrate(writer)
         self._writer = writer
         # Reads from the event loop (duplicate checks, late answers) use their
         # own connection: WAL lets them run beside the writer.
@@ -148,6 +161,25 @@ class RecordStore:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="records-writer", daemon=True)
         self._thread.start()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        have = int(row[0]) if row else None
+        if have is not None and have > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer version "
+                               f"(schema {have}; this one knows {SCHEMA_VERSION})")
+        if have is not None and have < SCHEMA_VERSION:
+            conn.execute("BEGIN")
+            for version in range(have + 1, SCHEMA_VERSION + 1):
+                for sql in _MIGRATIONS.get(version, []):
+                    conn.execute(sql)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+            log.info("record store %s: schema %d -> %d", self.path, have, SCHEMA_VERSION)
+        conn.executescript(SCHEMA)
+        if have is None:
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     # --- writes (any thread; futures resolve on their own loop) -------------
 
@@ -163,7 +195,7 @@ class RecordStore:
         """A new record (a receipt taken). Does nothing if the id exists."""
         rec.setdefault("updated_ms", now_ms())
         rec.setdefault("late", 0)
-        params = tuple(_encode(rec.get(f)) if f in ("extras", "reasons")
+        params = tuple(_encode(rec.get(f)) if f in _JSON_FIELDS
                        else rec.get(f) for f in RECORD_FIELDS)
         return self._put(_INSERT, params, wait)
 
@@ -174,6 +206,12 @@ class RecordStore:
         params = tuple(_encode(fields.get(f)) if f == "reasons" else fields.get(f)
                        for f in CLOSE_FIELDS)
         return self._put(_CLOSE, params + (now_ms(), record_id), wait)
+
+    def set_probe(self, record_id: str, fields: dict) -> None:
+        """Merge the emotion probe's estimate (or why there is none)."""
+        params = tuple(_encode(fields.get(f)) if f in _JSON_FIELDS else fields.get(f)
+                       for f in PROBE_FIELDS)
+        self._put(_PROBE, params + (now_ms(), record_id), False)
 
     def reject(self, source: str, code: str, detail: str, raw: bytes | None = None) -> None:
         self._put(_REJECT, (now_ms(), source, code, detail[:500],
