@@ -33,6 +33,20 @@ def test_demo_runs_a_store_and_prints_a_summary_and_records(tmp_path):
     assert "receipts" in text and "NPS" in text and "stopped cleanly" in text
 
 
+def test_demo_with_the_probe_fills_emotion_fields_from_an_image_folder(tmp_path):
+    lines = []
+    records = demo.run(workdir=tmp_path, panels=2, rate=2.0, duration=5, timeout_s=3,
+                       seed=3, out=lines.append, every=1.0, probe=True)
+    assert records and all(r["probe"] in ("ok", "no_face", "stale") for r in records)
+    seen = [r for r in records if r["probe"] == "ok"]
+    assert seen, [r["probe"] for r in records]
+    for r in seen:
+        # The sample frames' shopper is the astronaut, who smiles.
+        assert r["emotion"] == "happy" and r["c_value"] > 50 and r["age_band"]
+    assert all(r["emotion"] is None for r in records if r["probe"] != "ok")
+    assert any(line.startswith("emotion probe: ") and "mean C-Value" in line for line in lines)
+
+
 def test_store_benchmark_prints_its_figures_and_loses_nothing():
     # A short run: the figures are not checked (benchmarks are not timed
     # tests), only that the benchmark works and counts what it must.

@@ -16,7 +16,7 @@ def _demo(args) -> int:
         return 2
     demo.run(panels=args.panels, rate=args.rate, duration=args.duration,
              answer_rate=args.answer_rate, timeout_s=args.timeout, pos=args.pos,
-             seed=args.seed)
+             seed=args.seed, probe=args.probe)
     return 0
 
 
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pos", choices=("udp", "http", "both"), default="both",
                    help="how the POS sends receipts (default: both, alternating)")
     p.add_argument("--seed", type=int, help="random seed, for a repeatable run")
+    p.add_argument("--probe", nargs="?", const=True, default=False, type=Path, metavar="FOLDER",
+                   help="run the emotion probe too; its cameras play FOLDER's images "
+                        "(default: sample frames made from scikit-image's photos)")
     p.set_defaults(func=_demo)
     p = sub.add_parser("concentrator", help="run the store's concentrator (POS intake, "
                                             "questions, feedback records)")

@@ -60,16 +60,32 @@ def summary_line(s: dict, elapsed: float) -> str:
             f" | NPS {score} (n={s['nps_n']})")
 
 
+def probe_line(records: list[dict]) -> str:
+    states = Counter(r["probe"] for r in records if r.get("probe"))
+    values = [r["c_value"] for r in records if r.get("c_value") is not None]
+    mean = f"{sum(values) / len(values):+.0f}" if values else "-"
+    return ("emotion probe: " + ", ".join(f"{k} {v}" for k, v in states.most_common())
+            + f"; mean C-Value {mean} over {len(values)} shoppers")
+
+
 def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
         duration: float = 20.0, answer_rate: float = 0.8, timeout_s: int = 6,
         pos: str = "both", seed: int | None = None, members: float = 0.6,
-        out=print, every: float = 2.0) -> list[dict]:
-    """Returns the feedback records of the run."""
+        out=print, every: float = 2.0, probe: bool | Path = False) -> list[dict]:
+    """Returns the feedback records of the run. `probe`: run the emotion
+    probe too, its cameras playing an image folder (True: sample frames)."""
     tmp = tempfile.TemporaryDirectory(prefix="lb-demo-") if workdir is None else None
     root = Path(tmp.name if tmp else workdir)
     rng = random.Random(seed)
     shoppers = Shoppers(answer_rate=answer_rate, seed=seed, delay=(0.4, min(1.5, timeout_s / 3)))
-    store = Store(root, panels=panels, store=STORE, timeout_s=timeout_s, answer_grace_s=3)
+    probe_images = None
+    if probe:
+        probe_images = Path(probe) if probe is not True else None
+        if probe_images is None:
+            from .probe import samples
+            probe_images = samples.write_folder(root / "probe-frames")
+    store = Store(root, panels=panels, store=STORE, timeout_s=timeout_s, answer_grace_s=3,
+                  probe_images=probe_images)
     refused = Counter()
     try:
         out(f"starting a simulated store in {root}: Mosquitto, the concentrator, "
@@ -78,6 +94,8 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
         out(f"broker on 127.0.0.1:{store.broker.port}; POS receipts on UDP "
             f"{store.cfg.udp_port} (signed) and http://127.0.0.1:{store.cfg.http_port}"
             f"/api/v1/receipts; store database {store.cfg.database}")
+        if probe_images is not None:
+            out(f"emotion probe: one camera per till playing {probe_images}")
         out(f"ringing up about {rate:g} sales/s for {duration:g}s; shoppers answer "
             f"{answer_rate:.0%} of questions\n")
         start = time.monotonic()
@@ -133,6 +151,8 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
         f"{c.get('receipts_http', 0)} by HTTP, {c.get('asked', 0)} questions asked, "
         f"{c.get('answers', 0)} answers ({c.get('answer_duplicate', 0)} duplicate deliveries "
         f"ignored)")
+    if probe_images is not None:
+        out(probe_line(records))
     out("\na few feedback records:")
     shown = set()
     for r in records:
@@ -141,7 +161,8 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
             continue
         shown.add(key)
         keep = {k: r[k] for k in ("id", "till", "panel", "loyalty_id", "qid", "lang", "outcome",
-                                  "reason", "value", "reasons", "answer_ms", "items", "total")
+                                  "reason", "value", "reasons", "answer_ms", "items", "total",
+                                  "probe", "emotion", "c_value", "age_band", "gender")
                 if r.get(k) is not None}
         out("  " + json.dumps(keep, ensure_ascii=False))
     out(f"\nstopped cleanly ({len(records)} records)")

@@ -181,8 +181,13 @@ class Store:
     def __init__(self, root: Path, panels: int = 3, store: str = "demo-store",
                  timeout_s: int | None = None, concentrator: str = "thread",
                  guard_ms: int | None = None, thanks_s: int | None = None,
-                 catalogue: dict | None = None, **settings):
+                 catalogue: dict | None = None, probe_images: Path | None = None,
+                 **settings):
         self.root = Path(root)
+        self.probe_images = probe_images
+        self.probe = None
+        if probe_images is not None:
+            settings.setdefault("probe__enabled", True)
         self.store_id = store
         self.tills = till_ids(panels)
         self.broker = Broker(self.root / "broker", store=store)
@@ -212,12 +217,34 @@ class Store:
             self.panels[till] = panel.start()
         for panel in self.panels.values():
             panel.wait_screen("adverts", timeout=20)
+        if self.probe_images is not None:
+            self._start_probe()
         if self.mode == "process":
             self.conc = ConcentratorProcess(self.config_path, self.root / "host").start()
         else:
             self.conc = ConcentratorThread(self.cfg).start()
         self._wait_panels_online()
         return self
+
+    def _start_probe(self, timeout: float = 30.0) -> None:
+        """The real probe service, one camera per till playing the image
+        folder; waits until every till has an estimate in its buffer."""
+        from .probe import config as probe_config
+        from .probe.service import ProbeService
+        doc = {"store": self.store_id, "enabled": True,
+               "broker": {"host": "127.0.0.1", "port": self.broker.port},
+               "fps": 5, "persist_frames": 2, "max_age_ms": 1000, "age_gender": True,
+               "cameras": [{"till": t, "source": f"folder:{self.probe_images}"}
+                           for t in self.tills]}
+        path = self.root / "probe.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        self.probe = ProbeService(probe_config.load(path))
+        self.probe.start()
+        deadline = time.monotonic() + timeout
+        while not (self.probe.connected.is_set() and self.probe.counters["estimates"] >= 1):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the probe gave no estimate: {self.probe.status()}")
+            time.sleep(0.05)
 
     def _wait_panels_online(self, timeout: float = 20.0) -> None:
         """The concentrator asks only panels it sees online."""
@@ -238,4 +265,6 @@ class Store:
             panel.stop()
         if self.conc:
             self.conc.stop()
+        if self.probe:
+            self.probe.stop()
         self.broker.stop()
