@@ -64,3 +64,13 @@ def test_concentrator_command_refuses_bad_settings_with_the_problems(tmp_path, c
     assert cli.main(["concentrator", "--config", str(tmp_path / "c.yaml")]) == 2
     err = capsys.readouterr().err
     assert "store: must be an id" in err and "database: is required" in err
+
+
+def test_probe_benchmark_reports_each_stage_memory_and_answer_latency():
+    from loyalty_button.probe import bench
+    lines = []
+    result = bench.run(out=lines.append, frames=5, requests=5)
+    for stage in ("detect", "emotion", "age_gender"):
+        assert result[f"probe_{stage}_p50_ms"] > 0 and f"probe_{stage}_x_baseline" in result
+    assert result["probe_rss_models_mb"] >= result["probe_rss_start_mb"] > 0
+    assert result["probe_answer_p99_ms"] > 0 and result["probe_broker_rtt_p99_ms"] > 0

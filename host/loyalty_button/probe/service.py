@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 
+import cv2
 import paho.mqtt.client as mqtt
 
 from lbpanel.protocol import ProtocolError
@@ -146,6 +147,9 @@ class ProbeService:
         self.rings: dict[str, Ring] = {}
         self.workers: list[CameraWorker] = []
         self.connected = threading.Event()
+        # One OpenCV thread per camera worker: the probe must never take the
+        # cores the concentrator needs to answer a till at once.
+        cv2.setNumThreads(1)
         if cfg.enabled:
             size = max(1, int(cfg.buffer_s * cfg.fps))
             settings = pipeline.DetectorSettings
