@@ -206,6 +206,15 @@ def test_probe_config_lists_every_problem(tmp_path):
     assert probe_config.parse({"store": "s1"}, tmp_path).enabled is False  # off by default
 
 
+def test_the_shipped_example_settings_are_valid_and_off():
+    from loyalty_button import host_config
+    example = Path(host_config.__file__).parent / "examples" / "probe.yaml"
+    cfg = probe_config.load(example)
+    assert cfg.enabled is False and cfg.cameras[0].roi == (0.3, 0.0, 1.0, 1.0)
+    conc = host_config.load(example.parent / "concentrator.yaml")
+    assert (conc.probe_enabled, conc.probe_deadline_ms) == (False, 300)
+
+
 def test_probe_run_refuses_a_bad_config_with_exit_2(tmp_path):
     path = tmp_path / "probe.yaml"
     path.write_text("store: s1\nenabled: true\ncameras: [{till: '1', source: 'scanner'}]\n")
