@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 
 from conftest import STORE, Host, receipt_doc
 from loyalty_button.probe import cameras, config as probe_config, messages, models, pipeline, samples
 from loyalty_button.probe.service import ProbeService, Ring
+from loyalty_button import store_sim
 from loyalty_button.records import RecordStore, open_records
 
 CLI = [sys.executable, "-m", "loyalty_button.cli"]
@@ -233,18 +233,39 @@ def test_a_folder_source_skips_a_corrupt_image_and_says_so(tmp_path, caplog, ast
     assert sum("b.jpg" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_video_file_plays_and_loops(tmp_path, astronaut):
+    path = tmp_path / "till.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (512, 512))
+    for _ in range(3):
+        writer.write(astronaut)
+    writer.release()
+    src = cameras.open_source(f"video:{path}")
+    frames = [src.read() for _ in range(7)]  # past the end: it starts again
+    src.close()
+    assert all(f is not None and f.shape == astronaut.shape for f in frames)
+    with pytest.raises(cameras.SourceError, match="not a video"):
+        cameras.open_source(f"video:{tmp_path / 'none.avi'}")
+
+
+def test_a_camera_that_will_not_open_is_retried_and_its_till_says_no_camera(tmp_path, broker):
+    gone = tmp_path / "unplugged"  # a folder camera whose folder is not there
+    cfg = probe_config.parse({"store": STORE, "enabled": True, "broker": {"port": broker.port},
+                              "cameras": [{"till": "1", "source": f"folder:{gone}"}]}, tmp_path)
+    svc = ProbeService(cfg)
+    svc.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not svc.counters["camera_errors"]:
+            assert time.monotonic() < deadline, svc.status()
+            time.sleep(0.05)
+        req = messages.request("r1", 1, STORE, "1", "s1-R-1", int(time.time() * 1000))
+        assert svc.answer(req)["status"] == "no_camera"
+        assert svc.status()["cameras"] == {"1": "closed"}
+    finally:
+        svc.stop()
+
+
 # --- the service and the concentrator over MQTT ---------------------------------
-
-def probe_yaml(root: Path, broker, frames: Path | None, **extra) -> Path:
-    doc = {"store": STORE, "enabled": frames is not None, "broker": {"port": broker.port},
-           "fps": 10, "persist_frames": 2, "max_age_ms": 5000}
-    if frames is not None:
-        doc["cameras"] = [{"till": "1", "source": f"folder:{frames}"}]
-    doc.update(extra)
-    path = root / "probe.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
 
 @pytest.fixture
 def frames(tmp_path, astronaut):
@@ -255,14 +276,11 @@ def frames(tmp_path, astronaut):
     return folder
 
 
-def start_probe(cfg_path: Path, cls=ProbeService) -> ProbeService:
-    svc = cls(probe_config.load(cfg_path))
-    svc.start()
-    deadline = time.monotonic() + 30
-    while not svc.connected.is_set() or (svc.cfg.enabled and not svc.counters["estimates"]):
-        assert time.monotonic() < deadline, svc.status()
-        time.sleep(0.05)
-    return svc
+def start_probe(root: Path, broker, frames: Path | None, service=None, **extra):
+    """The real service; camera at till 1 playing `frames` (None: off)."""
+    return store_sim.start_probe(root / "probe.yaml", STORE, broker.port,
+                                 {"1": frames} if frames else {}, service, fps=10,
+                                 persist_frames=2, max_age_ms=5000, **extra)
 
 
 @pytest.fixture
@@ -279,7 +297,7 @@ def wait_probe_state(host, state):
 
 def test_a_transaction_gets_the_shoppers_emotion_in_its_record(probe_host, broker, panels,
                                                                frames, tmp_path):
-    svc = start_probe(probe_yaml(tmp_path, broker, frames, age_gender=True))
+    svc = start_probe(tmp_path, broker, frames, age_gender=True)
     try:
         panel = panels.start("till-1")
         probe_host.start()
@@ -324,7 +342,7 @@ class SlowProbe(ProbeService):
 
 def test_a_slow_probe_never_delays_a_transaction_and_its_late_answer_is_dropped(
         probe_host, broker, panels, frames, tmp_path):
-    svc = start_probe(probe_yaml(tmp_path, broker, frames), SlowProbe)
+    svc = start_probe(tmp_path, broker, frames, SlowProbe)
     try:
         panel = panels.start("till-1")
         probe_host.start()
@@ -353,7 +371,7 @@ def test_a_slow_probe_never_delays_a_transaction_and_its_late_answer_is_dropped(
 
 def test_a_probe_switched_off_opens_no_camera_and_records_say_off(probe_host, broker,
                                                                    tmp_path):
-    svc = start_probe(probe_yaml(tmp_path, broker, None))
+    svc = start_probe(tmp_path, broker, None)
     try:
         assert svc.workers == [] and svc.rings == {}
         probe_host.start()

@@ -48,17 +48,22 @@ class HostConfig:
     tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
 
 
+# The store broker's login: the same keys in every service's settings file.
+BROKER_FIELDS = [
+    ("broker.host", "broker_host", "str", None),
+    ("broker.port", "broker_port", "int", (1, 65535)),
+    ("broker.user", "broker_user", "str", None),
+    ("broker.password", "broker_password", "str", None),
+    ("broker.keepalive_s", "broker_keepalive_s", "int", (5, 600)),
+]
+
 # name in the file (dotted), attribute, kind, range
 _FIELDS = [
     ("store", "store", "id", None),
     ("catalogue", "catalogue", "path", None),
     ("database", "database", "path", None),
     ("timezone", "timezone", "tz", None),
-    ("broker.host", "broker_host", "str", None),
-    ("broker.port", "broker_port", "int", (1, 65535)),
-    ("broker.user", "broker_user", "str", None),
-    ("broker.password", "broker_password", "str", None),
-    ("broker.keepalive_s", "broker_keepalive_s", "int", (5, 600)),
+    *BROKER_FIELDS,
     ("pos.bind", "bind", "str", None),
     ("pos.udp_port", "udp_port", "int", (0, 65535)),
     ("pos.http_port", "http_port", "int", (0, 65535)),

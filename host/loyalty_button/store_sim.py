@@ -226,25 +226,10 @@ class Store:
         self._wait_panels_online()
         return self
 
-    def _start_probe(self, timeout: float = 30.0) -> None:
-        """The real probe service, one camera per till playing the image
-        folder; waits until every till has an estimate in its buffer."""
-        from .probe import config as probe_config
-        from .probe.service import ProbeService
-        doc = {"store": self.store_id, "enabled": True,
-               "broker": {"host": "127.0.0.1", "port": self.broker.port},
-               "fps": 5, "persist_frames": 2, "max_age_ms": 1000, "age_gender": True,
-               "cameras": [{"till": t, "source": f"folder:{self.probe_images}"}
-                           for t in self.tills]}
-        path = self.root / "probe.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        self.probe = ProbeService(probe_config.load(path))
-        self.probe.start()
-        deadline = time.monotonic() + timeout
-        while not (self.probe.connected.is_set() and self.probe.counters["estimates"] >= 1):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the probe gave no estimate: {self.probe.status()}")
-            time.sleep(0.05)
+    def _start_probe(self) -> None:
+        self.probe = start_probe(self.root / "probe.yaml", self.store_id, self.broker.port,
+                                 {t: self.probe_images for t in self.tills}, fps=5,
+                                 persist_frames=2, max_age_ms=1000, age_gender=True)
 
     def _wait_panels_online(self, timeout: float = 20.0) -> None:
         """The concentrator asks only panels it sees online."""
@@ -268,3 +253,26 @@ class Store:
         if self.probe:
             self.probe.stop()
         self.broker.stop()
+
+
+def start_probe(path: Path, store: str, broker_port: int, cameras: dict, service=None,
+                timeout: float = 30.0, **settings):
+    """The real probe service for a simulated store: writes its settings to
+    `path` ({till: image folder} as cameras; none means switched off), starts
+    it, and returns once it is on the broker with a first estimate."""
+    from .probe import config as probe_config
+    from .probe.service import ProbeService
+    doc = {"store": store, "enabled": bool(cameras),
+           "broker": {"host": "127.0.0.1", "port": broker_port},
+           "cameras": [{"till": t, "source": f"folder:{folder}"} for t, folder in cameras.items()]}
+    doc.update(settings)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    probe = (service or ProbeService)(probe_config.load(path))
+    probe.start()
+    deadline = time.monotonic() + timeout
+    while not (probe.connected.is_set() and (not cameras or probe.counters["estimates"])):
+        if time.monotonic() > deadline:
+            probe.stop()
+            raise TimeoutError(f"the probe gave no estimate: {probe.status()}")
+        time.sleep(0.05)
+    return probe

@@ -106,12 +106,11 @@ def _answer_latency(n: int, out) -> dict:
     """Request -> estimate through Mosquitto against the broker's own round
     trip (publish -> the same client gets it back), same run."""
     import paho.mqtt.client as mqtt
-    import yaml
 
     from ..broker import Broker
     from ..mqtt_loop import nodelay
-    from . import config, messages, samples
-    from .service import ProbeService
+    from ..store_sim import start_probe
+    from . import messages, samples
 
     store = "bench"
     with tempfile.TemporaryDirectory(prefix="lb-bench-probe-") as tmp:
@@ -122,14 +121,8 @@ def _answer_latency(n: int, out) -> dict:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         try:
             frames = samples.write_folder(root / "frames", run=3)
-            doc = {"store": store, "enabled": True, "broker": {"port": broker.port}, "fps": 5,
-                   "persist_frames": 1, "max_age_ms": 60000,
-                   "cameras": [{"till": "1", "source": f"folder:{frames}"}]}
-            (root / "probe.yaml").write_text(yaml.safe_dump(doc))
-            svc = ProbeService(config.load(root / "probe.yaml"))
-            svc.start()
-            while not (svc.connected.is_set() and svc.counters["estimates"]):
-                time.sleep(0.05)
+            svc = start_probe(root / "probe.yaml", store, broker.port, {"1": frames}, fps=5,
+                              persist_frames=1, max_age_ms=60000)
             got = threading.Event()
             client.on_socket_open = nodelay
             client.on_message = lambda c, u, m: got.set()

@@ -76,7 +76,7 @@ def _run(args) -> int:
         return 2
     except models.ModelError as e:
         return _fail(f"cannot start: {e}")
-    if logging.getLogger().level > logging.getLevelName(cfg.log_level):
+    if args.log_level is None:  # --log-level given on the command line wins
         logging.getLogger().setLevel(cfg.log_level)
     service.serve(cfg, ready_file=args.ready_file)
     return 0

@@ -64,8 +64,6 @@ class ProbeClient:
         self.records.set_probe(session, {"probe": LATE})
 
     def on_message(self, leaf: str, payload: bytes) -> None:
-        if leaf == "request":
-            return  # our own requests, if the subscription ever overlaps
         if leaf == "status":
             if not payload:
                 self.state = None

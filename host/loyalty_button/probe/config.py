@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lbpanel import protocol
 
-from ..host_config import HostConfigError, check_fields, read_yaml
+from ..host_config import BROKER_FIELDS, HostConfigError, check_fields, read_yaml
 from . import cameras, models
 
 
@@ -50,11 +50,7 @@ _FIELDS = [
     ("store", "store", "id", None),
     ("enabled", "enabled", "bool", None),
     ("models", "models", "path", None),
-    ("broker.host", "broker_host", "str", None),
-    ("broker.port", "broker_port", "int", (1, 65535)),
-    ("broker.user", "broker_user", "str", None),
-    ("broker.password", "broker_password", "str", None),
-    ("broker.keepalive_s", "broker_keepalive_s", "int", (5, 600)),
+    *BROKER_FIELDS,
     ("age_gender", "age_gender", "bool", None),
     ("fps", "fps", "num", (0.5, 30)),
     ("buffer_s", "buffer_s", "int", (1, 120)),

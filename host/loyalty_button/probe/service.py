@@ -72,7 +72,6 @@ class CameraWorker(threading.Thread):
         self.analyzer, self.limit = analyzer, limit
         self.persist = pipeline.Persistence(cfg.persist_frames)
         self.stopping = threading.Event()
-        self.times: deque = deque(maxlen=1000)  # (detect, emotion, age_gender) ms
         self.source = None
 
     def run(self) -> None:
@@ -117,18 +116,16 @@ class CameraWorker(threading.Thread):
 
     def process(self, frame) -> None:
         ts = now_ms()
-        grey, faces, t_detect = self.analyzer.faces(frame)
+        grey, faces, _ = self.analyzer.faces(frame)
         self.counters["frames"] += 1
         main = faces[0] if faces else None
         if self.persist.update(main):
-            est, times = self.analyzer.describe(frame, grey, main)
+            est, _ = self.analyzer.describe(frame, grey, main)
             est["faces"] = len(faces)
             self.ring.add(ts, est)
             self.counters["estimates"] += 1
-            self.times.append((t_detect, times.get("emotion"), times.get("age_gender")))
         else:
             self.ring.add(ts, None)
-            self.times.append((t_detect, None, None))
 
     def _close(self) -> None:
         if self.source is not None:
@@ -152,11 +149,10 @@ class ProbeService:
         cv2.setNumThreads(1)
         if cfg.enabled:
             size = max(1, int(cfg.buffer_s * cfg.fps))
-            settings = pipeline.DetectorSettings
             for cam in cfg.cameras:
                 ring = self.rings[cam.till] = Ring(size)
-                analyzer = pipeline.Analyzer(cfg.models, settings(cfg.work_width, cfg.min_face,
-                                                                   cam.roi), cfg.age_gender)
+                detector = pipeline.DetectorSettings(cfg.work_width, cfg.min_face, cam.roi)
+                analyzer = pipeline.Analyzer(cfg.models, detector, cfg.age_gender)
                 self.workers.append(CameraWorker(cam, cfg, ring, self.counters, analyzer,
                                                  self.limit))
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
