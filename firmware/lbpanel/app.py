@@ -3,6 +3,7 @@
 # watchdog) is passed in; nothing here knows which board it runs on.
 import asyncio
 import binascii
+import gc
 import os
 import random
 
@@ -119,6 +120,13 @@ class PanelApp:
                     # keeps it. Only an idle screen says the link is down.
                     self.ui.show_problem("broker_unreachable", str(e))
                 await self.client.disconnect()
+            except MemoryError:
+                # A fragmented heap must not end the panel: drop the link,
+                # let the collector run, and come back as after any loss.
+                self.counters.add("memory_errors")
+                log.error(_TAG, "out of memory on the broker link; reconnecting")
+                await self.client.disconnect()
+                gc.collect()
             if not self.running:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
