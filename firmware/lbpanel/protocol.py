@@ -265,6 +265,8 @@ def _validate_answer(msg):
             if not valid_id(r):
                 _fail(msg, "reasons", "has an invalid reason id %r" % (r,))
     _int(msg, "answer_ms", 0, 3600000, outcome == "answered")
+    # Proof of play: the advert on screen when the question arrived.
+    _ident(msg, "advert", required=False)
 
 
 def _validate_status(msg):

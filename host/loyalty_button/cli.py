@@ -60,6 +60,16 @@ def _probe(args) -> int:
     return probe_cli.run(args)
 
 
+def _report(args) -> int:
+    from . import report_cli
+    return report_cli.run(args)
+
+
+def _export(args) -> int:
+    from . import report_cli
+    return report_cli.export(args)
+
+
 def _build_firmware(args) -> int:
     from . import firmware_build
     out = firmware_build.build(args.out_dir)
@@ -102,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     from .probe.cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=_probe)
+    from . import report_cli
+    p = sub.add_parser("report", help="NPS (with its 95%% interval), CSAT, response rate, "
+                                      "breakdowns and trends")
+    report_cli.add_arguments(p)
+    p.set_defaults(func=_report)
+    p = sub.add_parser("export", help="all records of a store database as CSV")
+    report_cli.add_export_arguments(p)
+    p.set_defaults(func=_export)
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)

@@ -78,7 +78,9 @@ class Concentrator:
         self._catalogue_stat = self._stat()
         self._catalogue_failed_stat = None
         self.catalogue_error: str | None = None
-        self.records = RecordStore(cfg.database)
+        fwd = cfg.forwarding
+        self.records = RecordStore(cfg.database, destinations=[
+            d.name for d in fwd.destinations] if fwd else ())
         self.pending: dict[str, Tx] = {}
         self.recent: OrderedDict[str, Closed] = OrderedDict()
         self.answer_ids: OrderedDict[str, None] = OrderedDict()
@@ -101,6 +103,10 @@ class Concentrator:
         self.mqtt = MqttLoop(client, cfg.broker_host, cfg.broker_port, cfg.broker_keepalive_s)
         self.mqtt.on_up = self._on_broker_up
         self.mqtt.on_down = self._on_broker_down
+        self.forwarder = None
+        if fwd and (fwd.destinations or fwd.cloud):
+            from .forward.forwarder import Forwarder
+            self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters)
         self.probe = None
         if cfg.probe_enabled:
             self.probe = ProbeClient(cfg.store, self.records, self.counters,
@@ -114,6 +120,10 @@ class Concentrator:
         self.mqtt.start()
         self._tasks = [loop.create_task(self._watch_catalogue()),
                        loop.create_task(self._report())]
+        if self.forwarder:
+            self.forwarder.start()
+        if self.cfg.forwarding and self.cfg.forwarding.retention_days:
+            self._tasks.append(loop.create_task(self._retention()))
         log.info("concentrator for store %s: catalogue %s (%s), %d tills, database %s",
                  self.store, self.cfg.catalogue, self.catalogue.digest,
                  len(self.catalogue.tills), self.cfg.database)
@@ -126,6 +136,8 @@ class Concentrator:
                 tx.timer.cancel()
         if self.probe:
             self.probe.stop()
+        if self.forwarder:
+            await asyncio.get_running_loop().run_in_executor(None, self.forwarder.stop)
         await self.mqtt.stop()
         # Open transactions stay `pending` in the database; the next start
         # picks them up (a late answer still lands).
@@ -407,7 +419,8 @@ class Concentrator:
         self.records.close(msg["session"], {
             "outcome": outcome, "value": msg["value"], "reasons": msg.get("reasons"),
             "answer_ms": msg.get("answer_ms"), "shown_ms": msg.get("shown_ms"),
-            "answer_id": msg["id"], "late": 1 if late else 0, "closed_ms": now_ms()})
+            "answer_id": msg["id"], "late": 1 if late else 0, "closed_ms": now_ms(),
+            "advert": msg.get("advert")})
         self._remember(msg["session"], Closed(msg["panel"], msg["qid"], outcome, msg["id"]))
 
     # --- the catalogue ----------------------------------------------------------
@@ -465,6 +478,29 @@ class Concentrator:
                      c["receipts"], c["asked"], c["outcome_answered"], len(self.pending),
                      sum(v for k, v in c.items() if k.startswith("udp_") and k != "udp_rx"))
 
+    async def _retention(self) -> None:
+        """Delete raw records older than forwarding.retention_days, once an
+        hour (in a thread: a big delete must not stall the event loop)."""
+        from .forward.outbox import OutboxDB
+        days = self.cfg.forwarding.retention_days
+        loop = asyncio.get_running_loop()
+        while True:
+            def purge():
+                db = OutboxDB(self.cfg.database)
+                try:
+                    return db.purge(now_ms() - days * 86_400_000)
+                finally:
+                    db.close()
+            try:
+                deleted, held = await loop.run_in_executor(None, purge)
+                self.counters["retention_deleted"] += deleted
+                if deleted or held:
+                    log.info("retention (%d days): %d record(s) deleted, %d kept until "
+                             "every destination has them", days, deleted, held)
+            except Exception as e:
+                log.error("retention: %s", e)
+            await asyncio.sleep(3600)
+
     def status(self) -> dict:
         counters = dict(self.counters)
         counters.update(self.records.counters)
@@ -478,6 +514,7 @@ class Concentrator:
             "open_transactions": len(self.pending),
             "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
                       if self.probe else "not used"),
+            "forwarding": self.forwarder.status() if self.forwarder else {},
             "counters": dict(sorted(counters.items())),
         }
 

@@ -46,6 +46,11 @@ class HostConfig:
     probe_deadline_ms: int = 300  # the most a record waits for the probe's estimate
     source: str = ""
     tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
+    # Sections with their own modules and checks (docs/forwarding.md,
+    # docs/alerts.md, docs/dashboard.md).
+    forwarding: object = None
+    alerts: object = None
+    dashboard: object = None
 
 
 # The store broker's login: the same keys in every service's settings file.
@@ -171,10 +176,21 @@ def read_yaml(path: Path, error=None):
         raise error([f"{path}: not valid YAML: {e}"]) from None
 
 
+# Sections with lists and their own checks, parsed by their own modules.
+_OWN_SECTIONS = ("forwarding",)
+
+
 def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
+    from .forward import config as forward_config
+    own = {}
+    if isinstance(doc, dict):
+        own = {k: doc.get(k) for k in _OWN_SECTIONS}
+        doc = {k: v for k, v in doc.items() if k not in _OWN_SECTIONS}
     values, problems = check_fields(doc, _FIELDS, _REQUIRED, _SECTIONS, base, source)
     if not isinstance(doc, dict):
         raise HostConfigError(problems)
+    values["forwarding"], more = forward_config.parse(own["forwarding"], base)
+    problems += more
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         problems.append("pos.key and pos.key_file: give one of them, not both")
     if problems:

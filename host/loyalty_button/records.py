@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,10 +67,27 @@ CREATE TABLE IF NOT EXISTS records (
     c_value     INTEGER,            -- emotional score -100..100
     age_band    TEXT,
     gender      TEXT,
-    probe_age_ms INTEGER            -- estimate's distance in time from the sale
+    probe_age_ms INTEGER,           -- estimate's distance in time from the sale
+    advert      TEXT                -- the advert on screen when asked (schema 3)
 );
 CREATE INDEX IF NOT EXISTS records_loyalty ON records (loyalty_id, asked_ms);
 CREATE INDEX IF NOT EXISTS records_received ON records (received_ms);
+-- One durable outbox per destination (schema 3; docs/forwarding.md): a row
+-- per closed record and destination, written in the same transaction as
+-- the close, and marked sent only when the destination confirmed it.
+CREATE TABLE IF NOT EXISTS outbox (
+    dest        TEXT NOT NULL,
+    record_id   TEXT NOT NULL,
+    state       TEXT NOT NULL,      -- pending | sent | dead
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_ms     INTEGER NOT NULL,   -- not before this time (backoff)
+    queued_ms   INTEGER NOT NULL,
+    sent_ms     INTEGER,
+    last_error  TEXT,
+    remote_ref  TEXT,               -- what the destination calls it
+    PRIMARY KEY (dest, record_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (dest, state, next_ms);
 -- Input the host refused, kept (capped) so nothing a till or panel sent is
 -- lost without a trace: what came, from where, and why it was refused.
 CREATE TABLE IF NOT EXISTS rejects (
@@ -88,9 +105,9 @@ RECORD_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashi
                  "received_ms", "rule", "qid", "kind", "asked_ms", "state", "outcome",
                  "reason", "value", "reasons", "answer_ms", "shown_ms", "answer_id", "late",
                  "closed_ms", "updated_ms", "probe", "emotion", "emotions", "c_value",
-                 "age_band", "gender", "probe_age_ms")
+                 "age_band", "gender", "probe_age_ms", "advert")
 CLOSE_FIELDS = ("outcome", "reason", "value", "reasons", "answer_ms", "shown_ms",
-                "answer_id", "late", "closed_ms")
+                "answer_id", "late", "closed_ms", "advert")
 MAX_REJECTS = 10000
 MAX_RAW = 2048
 _BATCH = 1000
@@ -109,10 +126,16 @@ PROBE_FIELDS = ("probe", "emotion", "emotions", "c_value", "age_band", "gender",
 # Columns added after schema 1, for databases written by an older version.
 _MIGRATIONS = {2: [f"ALTER TABLE records ADD COLUMN {c}" for c in
                    ("probe TEXT", "emotion TEXT", "emotions TEXT", "c_value INTEGER",
-                    "age_band TEXT", "gender TEXT", "probe_age_ms INTEGER")]}
+                    "age_band TEXT", "gender TEXT", "probe_age_ms INTEGER")],
+               3: ["ALTER TABLE records ADD COLUMN advert TEXT"]}
 _JSON_FIELDS = ("extras", "reasons", "emotions")
 _PROBE = (f"UPDATE records SET {', '.join(f + ' = ?' for f in PROBE_FIELDS)}, "
           f"updated_ms = ? WHERE id = ?")
+# A (re-)closed record goes (back) into every destination's outbox: a late
+# answer that changes a record is sent again, under the same key.
+_ENQUEUE = ("INSERT INTO outbox (dest, record_id, state, attempts, next_ms, queued_ms) "
+            "VALUES (?, ?, 'pending', 0, ?, ?) ON CONFLICT(dest, record_id) DO UPDATE SET "
+            "state = 'pending', attempts = 0, next_ms = excluded.next_ms, last_error = NULL")
 _REJECT = "INSERT INTO rejects (at_ms, source, code, detail, raw) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -148,8 +171,11 @@ def row_to_record(row: sqlite3.Row) -> dict:
 
 
 class RecordStore:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, destinations=()):
         self.path = Path(path)
+        # Names of the forwarding destinations: every closed record is put
+        # in each one's outbox in the same transaction that closes it.
+        self.destinations = tuple(destinations)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.counters: Counter[str] = Counter()
         writer = connect(self.path)
@@ -183,7 +209,9 @@ class RecordStore:
 
     # --- writes (any thread; futures resolve on their own loop) -------------
 
-    def _put(self, sql: str, params: tuple, wait: bool):
+    def _put(self, sql, params, wait: bool):
+        """Queue one write; `sql` may be a list of (sql, params) pairs that
+        must commit together (a close and its outbox rows)."""
         fut = None
         if wait:
             loop = asyncio.get_running_loop()
@@ -191,12 +219,21 @@ class RecordStore:
         self._queue.put((sql, params, fut))
         return fut
 
+    def _with_outbox(self, sql: str, params: tuple, record_id: str):
+        if not self.destinations:
+            return sql, params
+        now = now_ms()
+        return [(sql, params)] + [(_ENQUEUE, (d, record_id, now, now))
+                                  for d in self.destinations], ()
+
     def insert(self, rec: dict, wait: bool = False):
         """A new record (a receipt taken). Does nothing if the id exists."""
         rec.setdefault("updated_ms", now_ms())
         rec.setdefault("late", 0)
         params = tuple(_encode(rec.get(f)) if f in _JSON_FIELDS
                        else rec.get(f) for f in RECORD_FIELDS)
+        if rec.get("state") == "closed":  # not asked: final at once
+            return self._put(*self._with_outbox(_INSERT, params, rec["id"]), wait)
         return self._put(_INSERT, params, wait)
 
     def close(self, record_id: str, fields: dict, wait: bool = False):
@@ -205,7 +242,8 @@ class RecordStore:
         fields.setdefault("late", 0)
         params = tuple(_encode(fields.get(f)) if f == "reasons" else fields.get(f)
                        for f in CLOSE_FIELDS)
-        return self._put(_CLOSE, params + (now_ms(), record_id), wait)
+        return self._put(*self._with_outbox(_CLOSE, params + (now_ms(), record_id),
+                                            record_id), wait)
 
     def set_probe(self, record_id: str, fields: dict) -> None:
         """Merge the emotion probe's estimate (or why there is none)."""
@@ -285,7 +323,10 @@ class RecordStore:
         conn.execute("BEGIN")
         try:
             for sql, params, _ in batch:
-                if sql:
+                if isinstance(sql, list):
+                    for one, p in sql:
+                        conn.execute(one, p)
+                elif sql:
                     conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
@@ -301,8 +342,9 @@ class RecordStore:
             except (sqlite3.IntegrityError, sqlite3.InterfaceError,
                     sqlite3.ProgrammingError) as e:
                 self.counters["db_refused"] += 1
-                log.error("record store: write refused by the database (%s): %s %r",
-                          e, item[0].split("(")[0], item[1][:4])
+                first = item[0][0][0] if isinstance(item[0], list) else item[0]
+                log.error("record store: write refused by the database (%s): %s",
+                          e, first.split("(")[0])
 
     def _trim_rejects(self) -> None:
         try:

@@ -1,0 +1,2 @@
+"""Forwarding closed records out of the store: one durable outbox per
+destination (docs/forwarding.md)."""

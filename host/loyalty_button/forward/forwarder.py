@@ -1,0 +1,229 @@
+"""The forwarder: one thread per destination takes due rows from its outbox,
+sends them, and marks each sent, to be retried, or dead.
+
+Backoff is per destination, not per record: when a destination fails (down,
+rate-limiting, 5xx) the whole destination pauses, doubling up to
+backoff_max_s with jitter, and only the record that was tried counts an
+attempt. So a destination that is down for a day costs one request per
+pause, and with the defaults (2 s doubling to 1 h, 50 attempts) its first
+record reaches the dead letters only after about two days. A record the
+destination refuses for good (a 4xx) goes to the dead letters at once.
+Threads and their own SQLite connections keep all of this off the
+concentrator's event loop and its writer."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+
+from ..records import now_ms
+from . import http
+from .bitrix24 import Bitrix24
+from .hubspot import HubSpot
+from .outbox import OutboxDB
+from .payload import record_payload
+from .postgres import Postgres
+from .webhook import Webhook
+
+log = logging.getLogger(__name__)
+
+ADAPTERS = {"webhook": Webhook, "hubspot": HubSpot, "bitrix24": Bitrix24, "postgres": Postgres}
+POLL_S = 0.5
+
+
+def backoff_s(failures: int, base: float, cap: float, after_s: float | None = None) -> float:
+    """Exponential with 'equal jitter' (half fixed, half random), so many
+    store hosts that lost the same destination do not come back in step.
+    A Retry-After from the destination is honoured (within the cap)."""
+    delay = min(cap, base * 2 ** max(0, failures - 1))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    if after_s is not None:
+        delay = max(delay, min(after_s, cap))
+    return delay
+
+
+class Worker(threading.Thread):
+    def __init__(self, db_path, dest, key: bytes | None, counters: Counter):
+        super().__init__(name=f"forward-{dest.name}", daemon=True)
+        self.dest = dest
+        self.key = key
+        self.counters = counters
+        self.adapter = ADAPTERS[dest.type](dest)
+        self.db = OutboxDB(db_path)
+        self.failures = 0
+        self.paused_until = 0.0
+        self.last_error: str | None = None
+        self.last_ok_ms: int | None = None
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def status(self) -> dict:
+        return {"type": self.dest.type, "failures_in_a_row": self.failures,
+                "paused_s": max(0, round(self.paused_until - time.monotonic(), 1)),
+                "last_error": self.last_error, "last_ok_ms": self.last_ok_ms}
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                wait = self.paused_until - time.monotonic()
+                if wait > 0:
+                    self._halt.wait(min(wait, POLL_S))
+                    continue
+                try:
+                    items = self.db.due(self.dest.name, self.dest.batch)
+                except Exception as e:  # the database is the store's; log, go on
+                    log.error("forward %s: cannot read the outbox: %s", self.dest.name, e)
+                    self._halt.wait(5)
+                    continue
+                if not items:
+                    self._halt.wait(POLL_S)
+                    continue
+                self._send(items)
+        finally:
+            close = getattr(self.adapter, "close", None)
+            if close:
+                close()
+            self.db.close()
+
+    def _send(self, items) -> None:
+        name = self.dest.name
+        payloads = []
+        for rec, attempts, ref in items:
+            payloads.append((record_payload(rec, self.dest.raw_ids, self.key), attempts, ref))
+        try:
+            if hasattr(self.adapter, "send_batch"):
+                results = self.adapter.send_batch(payloads)
+            else:
+                results = []
+                for i, (p, attempts, ref) in enumerate(payloads):
+                    try:
+                        results.append(("ref", self.adapter.send(p, attempts, ref)))
+                    except http.Refused as e:
+                        results.append(e)
+                    except http.Retry as e:
+                        # Sent what went through; the rest waits for the pause.
+                        self._results(payloads[:i], results)
+                        return self._retry(payloads[i], e)
+        except http.Retry as e:
+            return self._retry(payloads[0], e)
+        except Exception as e:  # a bug in an adapter must not kill the thread
+            log.exception("forward %s: unexpected error", name)
+            return self._retry(payloads[0], http.Retry(f"{type(e).__name__}: {e}"))
+        self._results(payloads, results)
+
+    def _results(self, payloads, results) -> None:
+        name = self.dest.name
+        for (p, attempts, _), res in zip(payloads, results):
+            if isinstance(res, http.Refused):
+                self.counters[f"forward_{name}_dead"] += 1
+                log.error("forward %s: record %s refused, moved to dead letters: %s",
+                          name, p["id"], res)
+                self.db.failed(name, p["id"], str(res), None)
+            else:
+                ref = res[1] if isinstance(res, tuple) else None
+                self.db.sent(name, p["id"], ref)
+                self.counters[f"forward_{name}_sent"] += 1
+        if payloads:
+            if self.failures:
+                log.info("forward %s: delivering again after %d failure(s)", name, self.failures)
+            self.failures = 0
+            self.last_error = None
+            self.last_ok_ms = now_ms()
+
+    def _retry(self, item, err: http.Retry) -> None:
+        name = self.dest.name
+        p, attempts, _ = item
+        self.failures += 1
+        self.last_error = str(err)
+        self.counters[f"forward_{name}_retries"] += 1
+        delay = backoff_s(self.failures, self.dest.backoff_base_s, self.dest.backoff_max_s,
+                          err.after_s)
+        self.paused_until = time.monotonic() + delay
+        if attempts + 1 >= self.dest.max_attempts:
+            self.counters[f"forward_{name}_dead"] += 1
+            log.error("forward %s: record %s failed %d times, moved to dead letters: %s",
+                      name, p["id"], attempts + 1, err)
+            self.db.failed(name, p["id"], str(err), None)
+        else:
+            self.db.failed(name, p["id"], str(err), now_ms() + int(delay * 1000))
+        level = logging.WARNING if self.failures in (1, 5) or self.failures % 50 == 0 \
+            else logging.DEBUG
+        log.log(level, "forward %s: %s; pausing %.1f s (failure %d in a row)",
+                name, err, delay, self.failures)
+
+
+class Forwarder:
+    """All destinations of one store host (plus the cloud reporter)."""
+
+    def __init__(self, db_path, forwarding, store: str, tz, counters: Counter | None = None):
+        self.db_path = db_path
+        self.cfg = forwarding
+        self.store = store
+        self.tz = tz
+        self.counters = counters if counters is not None else Counter()
+        self.workers: list[Worker] = []
+        self.cloud = None
+        self._meta = None
+
+    def start(self) -> None:
+        from .cloud import CloudReporter
+        db = OutboxDB(self.db_path)
+        try:
+            for dest in self.cfg.destinations:
+                since = _since(db, dest.name)
+                n = db.backfill(dest.name, since)
+                if n:
+                    log.info("forward %s: %d closed record(s) not yet in its outbox queued",
+                             dest.name, n)
+        finally:
+            db.close()
+        self.workers = [Worker(self.db_path, d, self.cfg.pseudonym_key, self.counters)
+                        for d in self.cfg.destinations]
+        for w in self.workers:
+            w.start()
+        if self.cfg.cloud:
+            self.cloud = CloudReporter(self.db_path, self.cfg.cloud, self.store, self.tz,
+                                       self.counters)
+            self.cloud.start()
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        if self.cloud:
+            self.cloud.stop()
+        for w in self.workers:
+            w.join(2)  # a request in flight may hang; its row stays pending
+        if self.cloud:
+            self.cloud.join(2)
+
+    def status(self) -> dict:
+        db = OutboxDB(self.db_path)
+        try:
+            stats = db.stats()
+        finally:
+            db.close()
+        out = {}
+        for w in self.workers:
+            out[w.dest.name] = {**{"pending": 0, "sent": 0, "dead": 0,
+                                   "oldest_pending_ms": None},
+                                **stats.get(w.dest.name, {}), **w.status()}
+        if self.cloud:
+            out["cloud"] = self.cloud.status()
+        return out
+
+
+def _since(db: OutboxDB, name: str) -> int:
+    """When this destination was first configured on this host (kept in
+    the records database): records closed before then are not backfilled."""
+    key = f"dest_since:{name}"
+    rows = db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
+    if rows:
+        return int(rows[0][0])
+    now = now_ms()
+    db.conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, str(now)))
+    return now
