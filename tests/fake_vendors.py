@@ -298,3 +298,30 @@ class CloudFake(FakeServer):
         need(method == "POST" and path == "/v1/aggregates", "POST /v1/aggregates")
         self.pushes.append(body)
         return 200, {"ok": True}, {}
+
+
+class TelegramFake(FakeServer):
+    """The Bot API's sendMessage: POST /bot<token>/sendMessage, JSON with
+    chat_id and text; answers {"ok": true, "result": Message}, or a 429 with
+    parameters.retry_after as Telegram does."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+        self.messages: list[dict] = []
+
+    def handle(self, method, path, headers, body, raw):
+        if path != f"/bot{self.token}/sendMessage":
+            return 401 if path.endswith("/sendMessage") else 404, {
+                "ok": False, "error_code": 401, "description": "Unauthorized"}, {}
+        need(method == "POST" and headers.get("Content-Type") == "application/json", "POST JSON")
+        need(isinstance(body.get("chat_id"), (int, str)) and body["chat_id"], "chat_id")
+        need(isinstance(body.get("text"), str) and 0 < len(body["text"]) <= 4096, "text 1-4096")
+        self.messages.append(body)
+        return 200, {"ok": True, "result": {"message_id": len(self.messages),
+                                            "chat": {"id": body["chat_id"]},
+                                            "date": int(time.time()), "text": body["text"]}}, {}
+
+
+TELEGRAM_429 = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                "parameters": {"retry_after": 1}}

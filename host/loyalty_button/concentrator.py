@@ -79,8 +79,11 @@ class Concentrator:
         self._catalogue_failed_stat = None
         self.catalogue_error: str | None = None
         fwd = cfg.forwarding
-        self.records = RecordStore(cfg.database, destinations=[
-            d.name for d in fwd.destinations] if fwd else ())
+        outboxes = [d.name for d in fwd.destinations] if fwd else []
+        if cfg.alerts:
+            outboxes.append("alerts")
+        self.records = RecordStore(cfg.database, destinations=outboxes)
+        self.panel_info: dict[str, dict] = {}  # panel -> its last status, last answer
         self.pending: dict[str, Tx] = {}
         self.recent: OrderedDict[str, Closed] = OrderedDict()
         self.answer_ids: OrderedDict[str, None] = OrderedDict()
@@ -104,9 +107,10 @@ class Concentrator:
         self.mqtt.on_up = self._on_broker_up
         self.mqtt.on_down = self._on_broker_down
         self.forwarder = None
-        if fwd and (fwd.destinations or fwd.cloud):
+        if (fwd and (fwd.destinations or fwd.cloud)) or cfg.alerts:
             from .forward.forwarder import Forwarder
-            self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters)
+            self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters,
+                                       alerts=cfg.alerts)
         self.probe = None
         if cfg.probe_enabled:
             self.probe = ProbeClient(cfg.store, self.records, self.counters,
@@ -124,6 +128,8 @@ class Concentrator:
             self.forwarder.start()
         if self.cfg.forwarding and self.cfg.forwarding.retention_days:
             self._tasks.append(loop.create_task(self._retention()))
+        if self.cfg.alerts:
+            self._tasks.append(loop.create_task(self._silent_panels()))
         log.info("concentrator for store %s: catalogue %s (%s), %d tills, database %s",
                  self.store, self.cfg.catalogue, self.catalogue.digest,
                  len(self.catalogue.tills), self.cfg.database)
@@ -228,6 +234,10 @@ class Concentrator:
         state = msg["state"]
         before = self.panel_state.get(panel)
         self.panel_state[panel] = state
+        info = self.panel_info.setdefault(panel, {})
+        info.update({"state": state, "seen_ms": now_ms()})
+        info.update({k: msg[k] for k in ("fw", "outbox", "uptime_s", "rssi", "ip")
+                     if msg.get(k) is not None})
         if before != state:
             log.info("panel %s is %s", panel, state)
 
@@ -416,6 +426,7 @@ class Concentrator:
     def _close_with(self, msg: dict, late: bool) -> None:
         outcome = msg["outcome"]
         self.counters["outcome_" + outcome] += 1
+        self.panel_info.setdefault(msg["panel"], {})["last_answer_ms"] = now_ms()
         self.records.close(msg["session"], {
             "outcome": outcome, "value": msg["value"], "reasons": msg.get("reasons"),
             "answer_ms": msg.get("answer_ms"), "shown_ms": msg.get("shown_ms"),
@@ -501,6 +512,35 @@ class Concentrator:
                 log.error("retention: %s", e)
             await asyncio.sleep(3600)
 
+    async def _silent_panels(self, every_s: float = 60.0) -> None:
+        """The silent-panel alert rule, once a minute; each panel's alert is
+        repeated at most once per silent_panel.minutes while it lasts."""
+        from . import alerts
+        cfg = self.cfg.alerts
+        told: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every_s)
+            till_panels = {t: v.panel for t, v in self.catalogue.tills.items()}
+            try:
+                found = await loop.run_in_executor(
+                    None, alerts.silent_panels, cfg, self.cfg.database, dict(self.panel_state),
+                    till_panels, dt.datetime.now(self.cfg.tz))
+            except Exception as e:
+                log.error("silent panel check: %s", e)
+                continue
+            now = time.monotonic()
+            for a in found:
+                if now - told.get(a["panel"], -1e9) < cfg.silent_minutes * 60:
+                    continue
+                try:
+                    await loop.run_in_executor(None, alerts.broadcast, cfg.channels, a, set())
+                    told[a["panel"]] = now
+                    self.counters["alerts_silent_panel"] += 1
+                    log.warning("alert: panel %s: %s", a["panel"], a["why"])
+                except Exception as e:  # tried again next minute
+                    log.error("alert for panel %s not sent: %s", a["panel"], e)
+
     def status(self) -> dict:
         counters = dict(self.counters)
         counters.update(self.records.counters)
@@ -511,6 +551,7 @@ class Concentrator:
             "catalogue": {"file": str(self.cfg.catalogue), "digest": self.catalogue.digest,
                           "error": self.catalogue_error},
             "panels": dict(sorted(self.panel_state.items())),
+            "fleet": {p: dict(i) for p, i in sorted(self.panel_info.items())},
             "open_transactions": len(self.pending),
             "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
                       if self.probe else "not used"),

@@ -177,7 +177,7 @@ def read_yaml(path: Path, error=None):
 
 
 # Sections with lists and their own checks, parsed by their own modules.
-_OWN_SECTIONS = ("forwarding",)
+_OWN_SECTIONS = ("forwarding", "alerts")
 
 
 def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
@@ -189,7 +189,10 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
     values, problems = check_fields(doc, _FIELDS, _REQUIRED, _SECTIONS, base, source)
     if not isinstance(doc, dict):
         raise HostConfigError(problems)
+    from . import alerts
     values["forwarding"], more = forward_config.parse(own["forwarding"], base)
+    problems += more
+    values["alerts"], more = alerts.parse(own["alerts"], base)
     problems += more
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         problems.append("pos.key and pos.key_file: give one of them, not both")

@@ -22,6 +22,7 @@ from collections import Counter
 from ..records import now_ms
 from . import http
 from .bitrix24 import Bitrix24
+from .config import Destination
 from .hubspot import HubSpot
 from .outbox import OutboxDB
 from .payload import record_payload
@@ -46,12 +47,12 @@ def backoff_s(failures: int, base: float, cap: float, after_s: float | None = No
 
 
 class Worker(threading.Thread):
-    def __init__(self, db_path, dest, key: bytes | None, counters: Counter):
+    def __init__(self, db_path, dest, key: bytes | None, counters: Counter, adapter=None):
         super().__init__(name=f"forward-{dest.name}", daemon=True)
         self.dest = dest
         self.key = key
         self.counters = counters
-        self.adapter = ADAPTERS[dest.type](dest)
+        self.adapter = adapter or ADAPTERS[dest.type](dest)
         self.db = OutboxDB(db_path)
         self.failures = 0
         self.paused_until = 0.0
@@ -148,9 +149,9 @@ class Worker(threading.Thread):
             self.counters[f"forward_{name}_dead"] += 1
             log.error("forward %s: record %s failed %d times, moved to dead letters: %s",
                       name, p["id"], attempts + 1, err)
-            self.db.failed(name, p["id"], str(err), None)
+            self.db.failed(name, p["id"], str(err), None, err.ref)
         else:
-            self.db.failed(name, p["id"], str(err), now_ms() + int(delay * 1000))
+            self.db.failed(name, p["id"], str(err), now_ms() + int(delay * 1000), err.ref)
         level = logging.WARNING if self.failures in (1, 5) or self.failures % 50 == 0 \
             else logging.DEBUG
         log.log(level, "forward %s: %s; pausing %.1f s (failure %d in a row)",
@@ -160,9 +161,11 @@ class Worker(threading.Thread):
 class Forwarder:
     """All destinations of one store host (plus the cloud reporter)."""
 
-    def __init__(self, db_path, forwarding, store: str, tz, counters: Counter | None = None):
+    def __init__(self, db_path, forwarding, store: str, tz, counters: Counter | None = None,
+                 alerts=None):
         self.db_path = db_path
         self.cfg = forwarding
+        self.alerts = alerts
         self.store = store
         self.tz = tz
         self.counters = counters if counters is not None else Counter()
@@ -173,17 +176,27 @@ class Forwarder:
     def start(self) -> None:
         from .cloud import CloudReporter
         db = OutboxDB(self.db_path)
+        names = [d.name for d in self.cfg.destinations]
+        if self.alerts is not None:
+            names.append("alerts")
         try:
-            for dest in self.cfg.destinations:
-                since = _since(db, dest.name)
-                n = db.backfill(dest.name, since)
+            for name in names:
+                n = db.backfill(name, _since(db, name))
                 if n:
                     log.info("forward %s: %d closed record(s) not yet in its outbox queued",
-                             dest.name, n)
+                             name, n)
         finally:
             db.close()
         self.workers = [Worker(self.db_path, d, self.cfg.pseudonym_key, self.counters)
                         for d in self.cfg.destinations]
+        if self.alerts is not None:
+            from ..alerts import DEST, RecordRules
+            # Alerts are for the store's own staff: raw ids (the call-back
+            # needs the card), and they keep trying for a long time.
+            dest = Destination(name=DEST, type="alerts", raw_ids=True, max_attempts=1000,
+                               backoff_max_s=300, batch=1)
+            self.workers.append(Worker(self.db_path, dest, None, self.counters,
+                                       RecordRules(self.alerts, self.db_path)))
         for w in self.workers:
             w.start()
         if self.cfg.cloud:

@@ -14,9 +14,10 @@ class Retry(Exception):
     """Not delivered, worth trying again: the destination is down, slow,
     rate-limiting (after_s: when it said to come back) or failing (5xx)."""
 
-    def __init__(self, message: str, after_s: float | None = None):
+    def __init__(self, message: str, after_s: float | None = None, ref: str | None = None):
         super().__init__(message)
         self.after_s = after_s
+        self.ref = ref  # progress to keep (e.g. which alert channels have it)
 
 
 class Refused(Exception):

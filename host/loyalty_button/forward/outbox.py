@@ -52,16 +52,13 @@ class OutboxDB:
                     "attempts = attempts + 1, remote_ref = COALESCE(?, remote_ref) "
                     "WHERE dest = ? AND record_id = ?", (now_ms(), ref, dest, record_id))
 
-    def failed(self, dest: str, record_id: str, error: str, next_ms: int | None) -> None:
+    def failed(self, dest: str, record_id: str, error: str, next_ms: int | None,
+               ref: str | None = None) -> None:
         """next_ms None: dead letter; else try again then."""
-        if next_ms is None:
-            self._write("UPDATE outbox SET state = 'dead', attempts = attempts + 1, "
-                        "last_error = ? WHERE dest = ? AND record_id = ?",
-                        (error[:500], dest, record_id))
-        else:
-            self._write("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
-                        "next_ms = ? WHERE dest = ? AND record_id = ?",
-                        (error[:500], next_ms, dest, record_id))
+        self._write("UPDATE outbox SET state = CASE WHEN ? IS NULL THEN 'dead' ELSE state END, "
+                    "attempts = attempts + 1, last_error = ?, next_ms = COALESCE(?, next_ms), "
+                    "remote_ref = COALESCE(?, remote_ref) WHERE dest = ? AND record_id = ?",
+                    (next_ms, error[:500], next_ms, ref, dest, record_id))
 
     def resend(self, dest: str, record_ids: list[str] | None = None) -> int:
         """Dead letters back to pending (all of a destination's, or some)."""
