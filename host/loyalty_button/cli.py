@@ -70,6 +70,24 @@ def _export(args) -> int:
     return report_cli.export(args)
 
 
+def _dashboard(args) -> int:
+    from . import dashboard
+    return dashboard.cli(args)
+
+
+def _aggregator(args) -> int:
+    import psycopg
+    from .forward import postgres
+    try:
+        with psycopg.connect(args.dsn, autocommit=True) as conn:
+            before = postgres.migrate(conn)
+    except (psycopg.Error, RuntimeError) as e:
+        print(f"cannot migrate: {e}", file=sys.stderr)
+        return 2
+    print(f"central database schema: {before} -> {postgres.SCHEMA_VERSION}")
+    return 0
+
+
 def _build_firmware(args) -> int:
     from . import firmware_build
     out = firmware_build.build(args.out_dir)
@@ -120,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export", help="all records of a store database as CSV")
     report_cli.add_export_arguments(p)
     p.set_defaults(func=_export)
+    p = sub.add_parser("dashboard", help="dashboard users")
+    dsub = p.add_subparsers(dest="action", required=True)
+    d = dsub.add_parser("add-user", help="add a user (or set a new password)")
+    d.add_argument("name")
+    d.add_argument("--users", type=Path, required=True, help="the users file (dashboard.users_file)")
+    d.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(func=_dashboard)
+    p = sub.add_parser("aggregator", help="the chain's central PostgreSQL")
+    asub = p.add_subparsers(dest="action", required=True)
+    a = asub.add_parser("migrate", help="create or migrate its schema (store hosts also do it)")
+    a.add_argument("--dsn", required=True, help="postgresql://user:password@host:5432/db")
+    p.set_defaults(func=_aggregator)
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)

@@ -552,6 +552,7 @@ class Concentrator:
                           "error": self.catalogue_error},
             "panels": dict(sorted(self.panel_state.items())),
             "fleet": {p: dict(i) for p, i in sorted(self.panel_info.items())},
+            "tills": {t: v.panel for t, v in sorted(self.catalogue.tills.items())},
             "open_transactions": len(self.pending),
             "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
                       if self.probe else "not used"),

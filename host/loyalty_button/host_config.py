@@ -50,7 +50,10 @@ class HostConfig:
     # docs/alerts.md, docs/dashboard.md).
     forwarding: object = None
     alerts: object = None
-    dashboard: object = None
+    dashboard_port: int = 0       # 0: no dashboard
+    dashboard_bind: str = "0.0.0.0"
+    dashboard_users: Path | None = None  # made by `loyalty-button dashboard add-user`
+    dashboard_session_h: int = 12
 
 
 # The store broker's login: the same keys in every service's settings file.
@@ -82,9 +85,13 @@ _FIELDS = [
     ("log_level", "log_level", "level", None),
     ("probe.enabled", "probe_enabled", "bool", None),
     ("probe.deadline_ms", "probe_deadline_ms", "int", (10, 5000)),
+    ("dashboard.port", "dashboard_port", "int", (0, 65535)),
+    ("dashboard.bind", "dashboard_bind", "str", None),
+    ("dashboard.users_file", "dashboard_users", "path", None),
+    ("dashboard.session_hours", "dashboard_session_h", "int", (1, 720)),
 ]
 _REQUIRED = ("store", "catalogue", "database")
-_SECTIONS = {"broker", "pos", "probe"}
+_SECTIONS = {"broker", "pos", "probe", "dashboard"}
 
 
 def check_fields(doc, fields, required, sections, base: Path,
@@ -194,6 +201,9 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
     problems += more
     values["alerts"], more = alerts.parse(own["alerts"], base)
     problems += more
+    if values.get("dashboard_port") and not values.get("dashboard_users"):
+        problems.append("dashboard.users_file: is required with dashboard.port (make it with "
+                        "'loyalty-button dashboard add-user NAME --users FILE')")
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         problems.append("pos.key and pos.key_file: give one of them, not both")
     if problems:

@@ -128,12 +128,15 @@ class Listeners:
         self.runner: web.AppRunner | None = None
         self.udp_port = None
         self.http_port = None
+        self.dashboard: web.AppRunner | None = None
 
     async def stop(self) -> None:
         if self.udp_transport:
             self.udp_transport.close()
         if self.runner:
             await self.runner.cleanup()
+        if self.dashboard:
+            await self.dashboard.cleanup()
 
 
 async def start_listeners(conc) -> Listeners:
@@ -156,5 +159,8 @@ async def start_listeners(conc) -> Listeners:
         await site.start()
         out.http_port = out.runner.addresses[0][1]
         log.info("POS HTTP receipts on http://%s:%d/api/v1/receipts", cfg.bind, out.http_port)
+    if cfg.dashboard_port:
+        from . import dashboard
+        out.dashboard = await dashboard.start(cfg, conc.status)
     return out
 

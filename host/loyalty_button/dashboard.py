@@ -1,0 +1,244 @@
+"""The store's dashboard (docs/dashboard.md): a web page served by the
+concentrator, working with no internet (every asset ships in
+dashboard_static/), behind a login whose users are set at install.
+
+Everything it shows comes from reports.py (the same numbers as the CLI),
+the concentrator's status (panel fleet, forwarding) and the outboxes
+(dead letters, re-send)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from . import reports
+from .forward.outbox import OutboxDB
+from .records import open_records
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "dashboard_static"
+COOKIE = "lb_session"
+_SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+
+
+# --- users --------------------------------------------------------------------
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def check_password(stored: str, password: str) -> bool:
+    try:
+        kind, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32, **_SCRYPT)
+        return hmac.compare_digest(got, base64.b64decode(digest))
+    except (ValueError, TypeError):
+        return False
+
+
+def read_users(path: Path) -> dict[str, str]:
+    """`name:scrypt$salt$hash` per line (like htpasswd)."""
+    users = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#") and ":" in line:
+            name, stored = line.split(":", 1)
+            users[name.strip()] = stored.strip()
+    return users
+
+
+def add_user(path: Path, name: str, password: str) -> None:
+    if not name or ":" in name or len(password) < 8:
+        raise ValueError("a user name without ':' and a password of at least 8 characters")
+    path = Path(path)
+    users = read_users(path) if path.exists() else {}
+    users[name] = hash_password(password)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+# --- sessions: a signed cookie, no server-side state ---------------------------------
+
+class Sessions:
+    def __init__(self, hours: int):
+        # A fresh key per start: a restart signs everyone out, which is fine.
+        self.key = secrets.token_bytes(32)
+        self.ttl = hours * 3600
+
+    def make(self, user: str) -> str:
+        body = f"{user}|{int(time.time()) + self.ttl}"
+        mac = hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
+        return base64.urlsafe_b64encode(f"{body}|{mac}".encode()).decode()
+
+    def user(self, cookie: str | None) -> str | None:
+        try:
+            user, expires, mac = base64.urlsafe_b64decode(cookie.encode()).decode().rsplit("|", 2)
+        except (AttributeError, ValueError, UnicodeDecodeError):
+            return None
+        want = hmac.new(self.key, f"{user}|{expires}".encode(), hashlib.sha256).hexdigest()
+        if hmac.compare_digest(want, mac) and int(expires) > time.time():
+            return user
+        return None
+
+
+# --- the app ------------------------------------------------------------------------
+
+def make_app(cfg, status=lambda: {}) -> web.Application:
+    """cfg: HostConfig; status: the concentrator's status() (fleet, forwarding)."""
+    sessions = Sessions(cfg.dashboard_session_h)
+    users_file = cfg.dashboard_users
+    failures: dict[str, list[float]] = {}
+
+    def records():
+        return open_records(cfg.database) if Path(cfg.database).exists() else []
+
+    @web.middleware
+    async def auth(request, handler):
+        if request.path in ("/login", "/static/style.css"):
+            return await handler(request)
+        if sessions.user(request.cookies.get(COOKIE)) is None:
+            if request.path.startswith(("/api/", "/export/")):
+                return web.json_response({"error": "log in first"}, status=401)
+            raise web.HTTPFound("/login")
+        return await handler(request)
+
+    async def login_page(request):
+        html = (STATIC / "login.html").read_text(encoding="utf-8")
+        error = request.query.get("error", "")
+        return web.Response(text=html.replace("{{error}}", "Wrong user name or password."
+                                              if error else ""), content_type="text/html")
+
+    async def login(request):
+        form = await request.post()
+        name, password = str(form.get("user", "")), str(form.get("password", ""))
+        peer = request.remote or "?"
+        recent = [t for t in failures.get(peer, []) if t > time.monotonic() - 60]
+        if len(recent) >= 10:  # slow down guessing from one address
+            raise web.HTTPTooManyRequests(text="too many failed log-ins; wait a minute")
+        try:
+            users = await asyncio.get_running_loop().run_in_executor(None, read_users, users_file)
+        except OSError as e:
+            log.error("dashboard: cannot read the users file %s: %s", users_file, e)
+            raise web.HTTPServiceUnavailable(text="the dashboard's users file is unreadable")
+        stored = users.get(name)
+        ok = stored is not None and await asyncio.get_running_loop().run_in_executor(
+            None, check_password, stored, password)
+        if not ok:
+            failures[peer] = recent + [time.monotonic()]
+            log.warning("dashboard: failed log-in for %r from %s", name, peer)
+            raise web.HTTPFound("/login?error=1")
+        log.info("dashboard: %s logged in from %s", name, peer)
+        resp = web.HTTPFound("/")
+        resp.set_cookie(COOKIE, sessions.make(name), httponly=True, samesite="Strict",
+                        max_age=sessions.ttl)
+        raise resp
+
+    async def logout(request):
+        resp = web.HTTPFound("/login")
+        resp.del_cookie(COOKIE)
+        raise resp
+
+    async def index(request):
+        return web.FileResponse(STATIC / "index.html")
+
+    async def in_thread(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def api_summary(request):
+        recs = await in_thread(records)
+        out = reports.summary(recs)
+        out["store"] = cfg.store
+        out["records"] = len(recs)
+        return web.json_response(out)
+
+    def _by(request) -> str:
+        by = request.query.get("by", "till")
+        if by not in reports.BREAKDOWNS:
+            raise web.HTTPBadRequest(text=f"unknown breakdown {by!r}")
+        return by
+
+    async def api_breakdown(request):
+        by = _by(request)
+        rows = await in_thread(lambda: reports.breakdown(records(), by, cfg.tz))
+        return web.json_response({"by": by, "rows": rows})
+
+    async def api_status(request):
+        st = status()
+        db = OutboxDB(cfg.database)
+        try:
+            dead = db.dead()
+        finally:
+            db.close()
+        return web.json_response({"fleet": st.get("fleet", {}), "panels": st.get("panels", {}),
+                                  "tills": st.get("tills", {}),
+                                  "forwarding": st.get("forwarding", {}), "dead": dead,
+                                  "broker": st.get("broker")})
+
+    async def api_resend(request):
+        body = await request.json()
+        dest = str(body.get("dest", ""))
+        db = OutboxDB(cfg.database)
+        try:
+            n = db.resend(dest, body.get("ids") or None)
+        finally:
+            db.close()
+        log.info("dashboard: re-sending %d dead letter(s) to %s", n, dest)
+        return web.json_response({"resent": n})
+
+    async def export_records(request):
+        text = await in_thread(lambda: reports.to_csv(records(), reports.EXPORT_FIELDS))
+        return web.Response(text=text, content_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{cfg.store}-records.csv"'})
+
+    async def export_breakdown(request):
+        by = _by(request)
+        text = await in_thread(lambda: reports.to_csv(reports.breakdown(records(), by, cfg.tz)))
+        return web.Response(text=text, content_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{cfg.store}-by-{by}.csv"'})
+
+    app = web.Application(middlewares=[auth])
+    app.add_routes([web.get("/login", login_page), web.post("/login", login),
+                    web.get("/logout", logout), web.get("/", index),
+                    web.get("/api/summary", api_summary), web.get("/api/breakdown", api_breakdown),
+                    web.get("/api/status", api_status), web.post("/api/resend", api_resend),
+                    web.get("/export/records.csv", export_records),
+                    web.get("/export/breakdown.csv", export_breakdown),
+                    web.static("/static", STATIC)])
+    return app
+
+
+async def start(cfg, status) -> web.AppRunner:
+    runner = web.AppRunner(make_app(cfg, status), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, cfg.dashboard_bind, cfg.dashboard_port).start()
+    log.info("dashboard on http://%s:%d/", cfg.dashboard_bind, cfg.dashboard_port)
+    return runner
+
+
+def cli(args) -> int:
+    import getpass
+    import sys
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else \
+        getpass.getpass(f"password for {args.name}: ")
+    try:
+        add_user(args.users, args.name, password)
+    except (ValueError, OSError) as e:
+        print(f"cannot add the user: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.name} can log in to the dashboard ({args.users})")
+    return 0
