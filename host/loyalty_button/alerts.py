@@ -86,8 +86,7 @@ _TOP = [("detractor", "detractor", "bool", None),
         ("burst.share", "burst_share", "num", (0.01, 1)),
         ("silent_panel.minutes", "silent_minutes", "int", (1, 1440)),
         ("silent_panel.min_receipts", "silent_min_receipts", "int", (1, 1000)),
-        ("silent_panel.hours", "hours", "str", None),
-        ("channels", "channels", "str", None)]
+        ("silent_panel.hours", "hours", "str", None)]  # plus `channels`, a list
 
 
 def parse(doc, base: Path) -> tuple[Alerts | None, list[str]]:
@@ -96,8 +95,7 @@ def parse(doc, base: Path) -> tuple[Alerts | None, list[str]]:
     if not isinstance(doc, dict):
         return None, ["alerts: must be a mapping"]
     plain = {k: v for k, v in doc.items() if k != "channels"}
-    values, problems = check_fields(plain, [f for f in _TOP if f[0] != "channels"], (),
-                                    {"burst", "silent_panel"}, base, "alerts")
+    values, problems = check_fields(plain, _TOP, (), {"burst", "silent_panel"}, base, "alerts")
     problems = [f"alerts.{p}" for p in problems]
     hours = values.pop("hours", None)
     cfg = Alerts(**values)

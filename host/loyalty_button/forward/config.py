@@ -45,9 +45,7 @@ _TOP = [
     ("pseudonym_key", "pseudonym_key", "secret", None),
     ("pseudonym_key_file", "pseudonym_key", "secret_file", None),
     ("retention_days", "retention_days", "int", (1, 36500)),
-    ("destinations", "destinations", "list", None),
-    ("cloud", "cloud", "mapping", None),
-]
+]  # plus `destinations` (a list) and `cloud` (a mapping), checked below
 _CLOUD = [
     ("url", "url", "str", None),
     ("token", "token", "str", None),
@@ -106,12 +104,9 @@ def _one_of(doc: dict, group: tuple, where: str) -> list[str]:
 def parse(doc, base: Path) -> tuple[Forwarding, list[str]]:
     if doc is None:
         return Forwarding(), []
-    top_fields = [(n, a, "str" if k in ("list", "mapping") else k, r) for n, a, k, r in _TOP]
     plain = {k: v for k, v in doc.items() if k not in ("destinations", "cloud")} \
         if isinstance(doc, dict) else doc
-    values, problems = check_fields(plain, [f for f in top_fields
-                                            if f[0] not in ("destinations", "cloud")],
-                                    (), set(), base, "forwarding")
+    values, problems = check_fields(plain, _TOP, (), set(), base, "forwarding")
     problems = [f"forwarding.{p}" for p in problems]
     if not isinstance(doc, dict):
         return Forwarding(), problems
