@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import STORE, Host
+from fake_vendors import WebhookReceiver
 from loyalty_button import dashboard, reports
 from loyalty_button.broker import free_port
 from loyalty_button.records import RecordStore, now_ms
@@ -68,8 +69,17 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
     recs = _dataset(root / "records.db")
     dashboard.add_user(root / "users", "manager", "correct horse")
     port = free_port()
-    h = Host(root, broker, dashboard={"port": port, "bind": "127.0.0.1",
-                                      "users_file": "users"}).start()
+    hook = WebhookReceiver(b"hook-secret-0123456789").start()
+    h = Host(root, broker, dashboard={"port": port, "bind": "127.0.0.1", "users_file": "users"},
+             forwarding={"pseudonym_key": "pseudonym-key-0123456789", "destinations": [
+                 {"name": "crm", "type": "webhook", "url": hook.url + "/hook",
+                  "secret": "hook-secret-0123456789"}]}).start()
+    # A record the CRM once refused for good: a dead letter to re-send.
+    import sqlite3
+    with sqlite3.connect(root / "records.db") as conn:
+        conn.execute("INSERT INTO outbox (dest, record_id, state, attempts, next_ms, queued_ms, "
+                     "last_error) VALUES ('crm', ?, 'dead', 1, 0, 0, 'webhook: HTTP 422')",
+                     (f"{STORE}-K1",))
     try:
         base = f"http://127.0.0.1:{port}"
         # Without a session: the page sends you to log in, the API says 401.
@@ -117,9 +127,16 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         assert text.splitlines()[0].startswith("cashier,n,nps")
         status = json.loads(urllib.request.urlopen(urllib.request.Request(
             base + "/api/status", headers={"Cookie": f"{dashboard.COOKIE}={cookie}"})).read())
-        assert status["dead"] == [] and "broker" in status
+        assert [d["record_id"] for d in status["dead"]] == [f"{STORE}-K1"]
+        # The dead letter is on the page; Re-send delivers it.
+        assert f"{STORE}-K1" in browser.find_element(By.ID, "dead").text
+        browser.find_element(By.CSS_SELECTOR, "#forwarding button").click()
+        wait.until(lambda d: f"{STORE}-K1" in hook.entries)
+        wait.until(lambda d: f"{STORE}-K1" not in d.find_element(By.ID, "dead").text)
+        assert hook.entries[f"{STORE}-K1"]["value"] == recs[1]["value"]
     finally:
         h.stop()
+        hook.stop()
 
 
 def test_users_file_and_sessions(tmp_path):

@@ -398,8 +398,13 @@ def test_a_real_answer_reaches_the_webhook_and_a_slow_crm_does_not_slow_the_stor
         assert hook.entries[f"{STORE}-F1"]["value"] == 8
         assert hook.entries[f"{STORE}-F1"]["reasons"] == ["queue"]
         assert hook.entries[f"{STORE}-F1"]["loyalty_id"] == pseudonym(KEY, "L-1")
-        fwd = h.thread.status()["forwarding"]
+        status = h.thread.status()
+        fwd = status["forwarding"]
         assert fwd["hook"]["sent"] == 3 and fwd["slow"]["pending"] == 3
+        # The fleet the dashboard shows: the panel's own status and last answer.
+        fleet = status["fleet"]["till-1"]
+        assert fleet["state"] == "online" and fleet["fw"] and fleet["last_answer_ms"]
+        assert status["tills"]["1"] == "till-1"
     finally:
         h.stop()
         hook.stop()
