@@ -7,7 +7,8 @@ import gc
 import os
 import random
 
-from lbpanel import clock, config, log, protocol, telemetry
+from lbpanel import VERSION, boards, clock, config, log, protocol, telemetry
+from lbpanel.adverts import AdvertCache, Playlist
 from lbpanel.flow import QuestionFlow
 from lbpanel.mqtt import Client, MQTTError
 from lbpanel.outbox import Outbox
@@ -16,6 +17,8 @@ _TAG = "panel"
 # Subscriptions: what the host tells a panel. All QoS 1.
 _INBOUND = ("question", "config", "cmd", "adverts")
 _FLUSH_RETRY_S = 5
+# Adverts that failed to download for a network reason are tried again.
+_ADVERT_RETRY_S = 60
 
 
 class Identity:
@@ -47,6 +50,16 @@ class PanelApp:
         self.identity = Identity(settings["store"], settings["panel_id"])
         self.outbox = Outbox(settings["outbox.dir"], settings["outbox.max_entries"], self.counters)
         self.flow = QuestionFlow(ui, self._on_answer, settings, self.identity, self.counters)
+        board = boards.BOARDS.get(settings["board"]) if settings["board"] != "none" else None
+        self.board = board
+        screen_w = getattr(ui, "w", None) or (board["width"] if board else 4096)
+        screen_h = getattr(ui, "h", None) or (board["height"] if board else 4096)
+        budget_kb = settings["adverts.budget_kb"] or (board["advert_budget_kb"] if board else 1024)
+        self.adverts = AdvertCache(settings["adverts.dir"], budget_kb * 1024, screen_w, screen_h,
+                                   self.counters)
+        self.playlist = Playlist(self.adverts)
+        self.flow.advert_on_screen = self.playlist.current_id
+        self._fetch_now = asyncio.Event()
         self.started = clock.ticks_ms()
         self.heap_min_free = None
         self.running = True
@@ -65,6 +78,8 @@ class PanelApp:
             on_message=self._on_message, on_oversized=self._on_oversized,
             max_packet=protocol.MAX_PAYLOAD + 256)
         self._tasks = []
+        if hasattr(ui, "bind"):
+            ui.bind(self)
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -73,7 +88,8 @@ class PanelApp:
         self._tasks = [asyncio.create_task(self._ticker()),
                        asyncio.create_task(self._flusher()),
                        asyncio.create_task(self._flush_timer()),
-                       asyncio.create_task(self._heartbeat())]
+                       asyncio.create_task(self._heartbeat()),
+                       asyncio.create_task(self._advert_fetcher())]
         await self._link()
 
     async def stop(self):
@@ -171,6 +187,8 @@ class PanelApp:
             self._on_command(msg["cmd"])
         elif leaf == "adverts":
             self.counters.add("adverts_manifest")
+            self.adverts.set_manifest(msg)
+            self._fetch_now.set()
 
     def _on_command(self, cmd):
         log.info(_TAG, "command %s" % cmd)
@@ -187,6 +205,14 @@ class PanelApp:
 
     def touch(self, value):
         return self.flow.on_touch(value, clock.ticks_ms())
+
+    def stray_press(self):
+        self.flow.on_stray_press(clock.ticks_ms())
+
+    def advert_failed(self, advert_id, reason):
+        """The UI could not put an advert on the glass: skip it."""
+        self.adverts.bad[advert_id] = reason
+        self._show_next_advert(force=True)
 
     def reasons(self, reason_ids):
         return self.flow.on_reasons(reason_ids, clock.ticks_ms())
@@ -226,9 +252,33 @@ class PanelApp:
                 self.outbox.remove(name)
                 self.counters.add("answers_sent")
 
+    def _show_next_advert(self, force=False):
+        changed, item = self.playlist.tick(clock.ticks_ms(), force)
+        if changed and self.flow.state == "adverts":
+            if hasattr(self.ui, "show_advert"):
+                self.ui.show_advert(item)
+
+    async def _advert_fetcher(self):
+        while True:
+            try:
+                await asyncio.wait_for(self._fetch_now.wait(), _ADVERT_RETRY_S)
+            except asyncio.TimeoutError:
+                pass
+            self._fetch_now.clear()
+            if self.adverts.url is None:
+                continue
+            try:
+                await self.adverts.fetch_missing()
+            except Exception as e:
+                self.counters.add("advert_fetch_failed")
+                log.exception(_TAG, "advert fetch failed", e)
+            self._show_next_advert(force=self.playlist.current is None)
+
     async def _ticker(self):
         while True:
             try:
+                if self.flow.state == "adverts":
+                    self._show_next_advert()
                 self.flow.tick(clock.ticks_ms())
             except Exception as e:
                 # A bug in one screen change must not stop the panel.
@@ -249,9 +299,12 @@ class PanelApp:
                 await self._publish_status()
 
     def service_info(self):
+        ads = self.adverts.status()
         info = {"panel": self.identity.panel, "store": self.identity.store,
                 "broker": "up" if self.client.up else "down",
-                "outbox": self.outbox.depth(), "screen": self.flow.state}
+                "outbox": self.outbox.depth(), "screen": self.flow.state,
+                "fw": VERSION, "board": self.settings["board"],
+                "adverts": "%d of %d ready, %d bad" % (ads["ready"], ads["planned"], len(ads["bad"]))}
         if self.net is not None:
             info["ip"] = self.net.ip()
             info["rssi"] = self.net.rssi()
@@ -265,7 +318,8 @@ class PanelApp:
         applied = {}
         for name in config.HOST_SETTINGS:
             applied[name] = self.settings[name]
-        extra = {"screen": self.flow.state, "settings": applied}
+        extra = {"screen": self.flow.state, "settings": applied,
+                 "board": self.settings["board"], "adverts": self.adverts.status()}
         if free is not None:
             extra["heap_free"] = free
             extra["heap_min_free"] = self.heap_min_free

@@ -33,13 +33,25 @@ FIELDS = (
     # Touches this soon after a question appears are the previous shopper's
     # or a stray palm, not an answer.
     ("question_guard_ms", "int", 300, (0, 3000)),
+    # A pick settles this long before it counts; presses meanwhile are the
+    # same shopper (or a child mashing), not more answers.
+    ("touch.settle_ms", "int", 300, (0, 2000)),
+    # This many presses on one question flag its answer as a burst.
+    ("touch.burst_presses", "int", 4, (2, 100)),
+    ("thanks_qr_s", "int", 12, (3, 60)),
+    # The panel's hardware (firmware/lbpanel/boards.py); "none" = headless.
+    ("board", "str", "none", None),
+    ("adverts.dir", "str", "adverts", None),
+    # Flash the advert cache may fill; 0 = the board's own budget.
+    ("adverts.budget_kb", "int", 0, (0, 1 << 20)),
     ("outbox.dir", "str", "outbox", None),
     ("outbox.max_entries", "int", 100, (1, 5000)),
     ("log_level", "str", "INFO", None),
 )
 
 # What the host may set over lb/v1/<store>/panel/<panel>/config.
-HOST_SETTINGS = ("lang", "thanks_s", "heartbeat_s", "question_guard_ms")
+HOST_SETTINGS = ("lang", "thanks_s", "heartbeat_s", "question_guard_ms", "touch.settle_ms",
+                 "touch.burst_presses", "thanks_qr_s")
 
 
 class ConfigError(ValueError):

@@ -10,6 +10,10 @@
 # thanks" is "declined", and a question replaced by a newer one is
 # "superseded". The records go to `on_answer` (the app puts them in the
 # outbox).
+#
+# A pick is not final at once: it settles for `touch.settle_ms`, so a child
+# mashing buttons gives one answer (the first pick) flagged with the number
+# of presses ("burst"), not many answers.
 from lbpanel import protocol
 from lbpanel.clock import ticks_add, ticks_diff
 
@@ -20,6 +24,31 @@ THANKS = "thanks"
 
 # The follow-up "why?" gets its own, shorter wait: the rating is already in.
 WHY_TIMEOUT_MS = 15000
+
+
+def unhappy(kind, value):
+    """Detractor, dissatisfied or 'no'."""
+    if kind == "nps":
+        return value is not None and value <= 6
+    if kind == "csat":
+        return value is not None and value <= 2
+    if kind == "yesno":
+        return value == "no"
+    return False
+
+
+def invitation(qr, outcome, kind, value):
+    """The QR to show on the thank-you screen, by the question's policy:
+    'all' offers it to every shopper who reached the thank-you screen,
+    whatever they answered (review platforms forbid inviting only the
+    happy ones); 'unhappy' offers a follow-up survey to detractors only
+    (the host refuses 'unhappy' for review links)."""
+    if not qr or outcome not in ("answered", "declined"):
+        return None
+    to = qr.get("to", "all")
+    if to == "all" or (to == "unhappy" and outcome == "answered" and unhappy(kind, value)):
+        return qr
+    return None
 
 
 class QuestionFlow:
@@ -38,6 +67,13 @@ class QuestionFlow:
         self.rated_ms = None
         self.last_session = None
         self.thanks_until = 0
+        self.pending = None
+        self.pending_at = 0
+        self.presses = 0
+        self.advert = None
+        # Which advert was on screen when a question arrives (proof of
+        # play): a callable returning an advert id or None.
+        self.advert_on_screen = None
 
     # --- events -------------------------------------------------------------
 
@@ -52,12 +88,22 @@ class QuestionFlow:
         if self.state in (QUESTION, WHY):
             # A newer receipt at this till means the shopper we were asking
             # has gone: close their question honestly, then ask the new one.
+            if self.pending is not None:
+                self.rating = self.pending
+                self.rated_ms = ticks_diff(self.pending_at, self.shown_at)
+                self.pending = None
             self._finish("superseded" if self.rating is None else "answered", now)
             self.counters.add("question_superseded")
+        if self.state == ADVERTS and self.advert_on_screen is not None:
+            self.advert = self.advert_on_screen()
+        elif self.state != THANKS:
+            self.advert = None
         self.question = msg
         self.state = QUESTION
         self.rating = None
         self.rated_ms = None
+        self.pending = None
+        self.presses = 0
         self.shown_at = now
         self.deadline = ticks_add(now, msg["timeout_s"] * 1000)
         self.ui.show_question(msg, msg["timeout_s"] * 1000)
@@ -68,6 +114,7 @@ class QuestionFlow:
         if self.state != QUESTION:
             self.counters.add("touch_ignored")
             return False
+        self.presses += 1
         if ticks_diff(now, self.shown_at) < self.settings["question_guard_ms"]:
             self.counters.add("touch_guarded")
             return False
@@ -79,15 +126,32 @@ class QuestionFlow:
         if err:
             self.counters.add("touch_invalid")
             return False
-        self.rating = value
-        self.rated_ms = ticks_diff(now, self.shown_at)
+        if self.pending is not None:
+            # A second pick while the first settles: one shopper, one answer.
+            self.counters.add("touch_extra")
+            return False
+        self.pending = value
+        self.pending_at = now
+        if self.settings["touch.settle_ms"] == 0:
+            self._commit(now)
+        return True
+
+    def on_stray_press(self, now):
+        """A press on the question screen that hit no answer."""
+        if self.state in (QUESTION, WHY):
+            self.presses += 1
+
+    def _commit(self, now):
+        q = self.question
+        self.rating = self.pending
+        self.rated_ms = ticks_diff(self.pending_at, self.shown_at)
+        self.pending = None
         if q.get("why"):
             self.state = WHY
             self.deadline = ticks_add(now, WHY_TIMEOUT_MS)
             self.ui.show_why(q, WHY_TIMEOUT_MS)
         else:
             self._finish("answered", now)
-        return True
 
     def on_reasons(self, reasons, now):
         """The shopper finished the follow-up; `reasons` may be empty."""
@@ -103,6 +167,9 @@ class QuestionFlow:
 
     def on_decline(self, now):
         """The shopper pressed "no thanks"."""
+        if self.state == QUESTION and self.pending is not None:
+            self.presses += 1  # a pick already stands; this is mashing
+            return False
         if self.state == QUESTION:
             self._finish("declined", now)
             return True
@@ -114,6 +181,11 @@ class QuestionFlow:
 
     def tick(self, now):
         """Called often (every 100 ms or so): timeouts and screen changes."""
+        if self.pending is not None and (
+                ticks_diff(now, self.pending_at) >= self.settings["touch.settle_ms"]
+                or ticks_diff(now, self.deadline) >= 0):
+            self._commit(now)
+            return
         if self.state in (QUESTION, WHY):
             if ticks_diff(now, self.deadline) >= 0:
                 self._finish("timeout" if self.rating is None else "answered", now)
@@ -145,6 +217,13 @@ class QuestionFlow:
         if reasons:
             answer["reasons"] = reasons
         answer["shown_ms"] = ticks_diff(now, self.shown_at)
+        if self.advert is not None:
+            answer["advert"] = self.advert
+        if self.presses >= self.settings["touch.burst_presses"]:
+            # Many presses for one question: a child, or someone testing.
+            # One answer, flagged, so reports can leave it out.
+            answer["burst"] = self.presses
+            self.counters.add("answer_burst")
         self.counters.add("outcome_" + outcome)
         self.last_session = q["session"]
         self.question = None
@@ -152,7 +231,11 @@ class QuestionFlow:
         if outcome in ("answered", "declined"):
             self.state = THANKS
             self.thanks_until = ticks_add(now, self.settings["thanks_s"] * 1000)
-            self.ui.show_thanks(answer)
+            invite = invitation(q.get("qr"), outcome, q["kind"], answer["value"])
+            if invite is not None:
+                # A QR needs time to be scanned.
+                self.thanks_until = ticks_add(now, self.settings["thanks_qr_s"] * 1000)
+            self.ui.show_thanks(answer, invite, q.get("lang"))
         else:
             self.state = ADVERTS
             self.ui.show_adverts()

@@ -24,6 +24,9 @@ MAX_TEXT = 200
 TIMEOUT_RANGE = (3, 300)
 MAX_OPTIONS = 6
 MAX_REASONS = 8
+MAX_URL = 200
+MAX_ADVERTS = 6
+QR_TO = ("all", "unhappy")
 
 
 class ProtocolError(ValueError):
@@ -225,6 +228,19 @@ def _validate_question(msg):
             _fail(msg, "why", "is an object {text, reasons} after a rating question")
         _text_value(msg, "why.text", why.get("text"))
         _choices(msg, "why.reasons", why.get("reasons"), 1, MAX_REASONS)
+    qr = msg.get("qr")
+    if qr is not None:
+        # The thank-you screen's QR: a review page or a longer survey, and
+        # whom to offer it to (see flow.invitation).
+        if not isinstance(qr, dict):
+            _fail(msg, "qr", "must be an object {url, text, to}")
+        url = qr.get("url")
+        if not isinstance(url, str) or not 0 < len(url) <= MAX_URL or \
+                not (url.startswith("https://") or url.startswith("http://")):
+            _fail(msg, "qr.url", "must be an http(s) URL of at most %d characters" % MAX_URL)
+        _text_value(msg, "qr.text", qr.get("text"), False)
+        if qr.get("to", "all") not in QR_TO:
+            _fail(msg, "qr.to", "must be one of %s" % ", ".join(QR_TO))
 
 
 def check_value(kind, value, option_ids=None):
@@ -267,6 +283,9 @@ def _validate_answer(msg):
     _int(msg, "answer_ms", 0, 3600000, outcome == "answered")
     # Proof of play: the advert on screen when the question arrived.
     _ident(msg, "advert", required=False)
+    # Presses on the question, when so many that a child or a tester is
+    # likely: the answer is still one answer.
+    _int(msg, "burst", 2, 100000, False)
 
 
 def _validate_status(msg):
@@ -293,9 +312,28 @@ def _validate_cmd(msg):
 
 
 def _validate_adverts(msg):
-    # The playlist format arrives with the LVGL UI; accept the container now.
-    if not isinstance(msg.get("items"), list):
-        _fail(msg, "items", "must be a list")
+    # The playlist: files the panel fetches from `url` + <sha256>.bin and
+    # checks against the sha256 before it shows them.
+    url = msg.get("url")
+    if not isinstance(url, str) or not 0 < len(url) <= MAX_URL or not url.startswith("http://"):
+        _fail(msg, "url", "must be the host's http:// advert folder URL")
+    items = msg.get("items")
+    if not isinstance(items, list) or len(items) > MAX_ADVERTS:
+        _fail(msg, "items", "must be a list of at most %d adverts" % MAX_ADVERTS)
+    for item in items:
+        if not isinstance(item, dict):
+            _fail(msg, "items", "has an entry that is not an object")
+        if not valid_id(item.get("id")):
+            _fail(msg, "items.id", "must be an id, got %r" % (item.get("id"),))
+        sha = item.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64 or \
+                any([c not in "0123456789abcdef" for c in sha]):
+            _fail(msg, "items.sha256", "must be 64 lower-case hex digits")
+        for field, lo, hi in (("size", 1, 1 << 26), ("duration_s", 1, 3600),
+                              ("w", 1, 4096), ("h", 1, 4096)):
+            value = item.get(field)
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                _fail(msg, "items." + field, "must be a whole number %d..%d" % (lo, hi))
 
 
 _VALIDATORS = {

@@ -15,6 +15,7 @@ class HeadlessUI:
         self.screen = None
         self.detail = None
         self.remaining_ms = 0
+        self.advert = None
 
     def _show(self, screen, detail):
         self.screen = screen
@@ -27,7 +28,11 @@ class HeadlessUI:
             pass  # a closed console must not stop the panel
 
     def show_adverts(self):
-        self._show("adverts", {})
+        self._show("adverts", {"advert": self.advert["id"] if self.advert else None})
+
+    def show_advert(self, item):
+        self.advert = item
+        self.show_adverts()
 
     def show_question(self, q, timeout_ms):
         self.remaining_ms = timeout_ms
@@ -46,9 +51,12 @@ class HeadlessUI:
         # No line per tick: a real screen redraws a number, a log would flood.
         self.remaining_ms = remaining_ms
 
-    def show_thanks(self, answer):
-        self._show("thanks", {"session": answer["session"], "outcome": answer["outcome"],
-                              "value": answer["value"]})
+    def show_thanks(self, answer, invite=None, lang=None):
+        detail = {"session": answer["session"], "outcome": answer["outcome"],
+                  "value": answer["value"]}
+        if invite:
+            detail["qr"] = invite["url"]
+        self._show("thanks", detail)
 
     def show_problem(self, problem, text):
         """problem: not_configured, no_network or broker_unreachable."""

@@ -88,6 +88,18 @@ def _aggregator(args) -> int:
     return 0
 
 
+def _lazy(module: str, args) -> int:
+    import importlib
+    return importlib.import_module(f"loyalty_button.{module}").main(args)
+
+
+def _build_fonts(args) -> int:
+    from . import fonts
+    for path in fonts.build(Path(args.out_dir) if args.out_dir else None):
+        print(f"{path}  {path.stat().st_size} bytes")
+    return 0
+
+
 def _build_firmware(args) -> int:
     from . import firmware_build
     out = firmware_build.build(args.out_dir)
@@ -153,6 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)
+    p = sub.add_parser("screens", help="render every panel screen of every board to PNG")
+    p.add_argument("out_dir")
+    p.add_argument("--board", default=None)
+    p.add_argument("--measure", action="store_true",
+                   help="also time each screen's full redraw and its heap")
+    p.set_defaults(func=lambda a: _lazy("screens", a))
+    p = sub.add_parser("advert-image", help="convert a PNG/JPEG to a board's advert image file")
+    p.add_argument("--board", default="cyd")
+    p.add_argument("source")
+    p.add_argument("out")
+    p.set_defaults(func=lambda a: _lazy("advert_image", a))
+    p = sub.add_parser("build-fonts", help="make the panel's Latin + Cyrillic fonts (lv_font_conv)")
+    p.add_argument("out_dir", nargs="?", default=None)
+    p.set_defaults(func=_build_fonts)
     args = parser.parse_args(argv)
     logging.basicConfig(level=(args.log_level or "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -56,7 +56,8 @@ class FixedIdentity:
 
 
 def settings(**over):
-    s = {"question_guard_ms": 300, "thanks_s": 3}
+    s = {"question_guard_ms": 300, "thanks_s": 3, "thanks_qr_s": 12,
+         "touch.settle_ms": 0, "touch.burst_presses": 4}
     s.update(over)
     return s
 

@@ -1,0 +1,318 @@
+"""The panel with its LVGL screens, simulated on the host: the real panel
+core (firmware/lbpanel) and the real UI module (lvui.py) under CPython with
+`pydevices-lvgl`, drawing into an offscreen display of the board's
+resolution. Touches go through an LVGL pointer input device, as a finger on
+the glass would.
+
+    python -m loyalty_button.lvpanel --board cyd [--shots DIR] panel.json
+
+Console (stdin), the same words as the MicroPython panel's, each turned into
+real touches on the control that shows that answer:
+    tap 9 | tap yes | tap opt-b       touch that answer's button
+    reasons queue,price               touch those chips, then "Done"
+    decline                           touch "No, thanks"
+    touch X Y [MS]                    touch a point (held MS ms, default 80)
+    shot FILE                         save the screen as PNG
+    status                            open the service screen
+    quit                              go offline cleanly and stop
+Screen changes are printed as JSON lines on stdout, like the headless UI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import threading
+import time
+import zlib
+import struct
+from pathlib import Path
+
+import lvgl as lv
+
+from lbpanel import app as panel_app
+from lbpanel import boards, lvui
+
+from . import fonts as font_files
+
+_initialised = False
+
+
+def lv_init() -> None:
+    global _initialised
+    if not _initialised:
+        lv.init()
+        _initialised = True
+
+
+def rgb565_to_png(fb: bytes | bytearray, width: int, height: int) -> bytes:
+    """A PNG of a little-endian RGB565 frame, with numpy."""
+    import numpy as np
+    px = np.frombuffer(bytes(fb), dtype="<u2").reshape(height, width)
+    r = ((px >> 11) & 0x1F).astype(np.uint16)
+    g = ((px >> 5) & 0x3F).astype(np.uint16)
+    b = (px & 0x1F).astype(np.uint16)
+    rgb = np.dstack(((r * 527 + 23) >> 6, (g * 259 + 33) >> 6, (b * 527 + 23) >> 6)).astype(np.uint8)
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+class SimDisplay:
+    """An offscreen LVGL display of the board's size. `fb` is the panel's
+    own memory (what the glass shows): LVGL's partial renders are copied
+    into it by the flush callback, and adverts are blitted into it band by
+    band, as the real display drivers do."""
+
+    def __init__(self, width: int, height: int, buffer_lines: int = 20):
+        lv_init()
+        self.width = width
+        self.height = height
+        self.fb = bytearray(width * height * 2)
+        self.disp = lv.display_create(width, height)
+        self.disp.set_color_format(lv.COLOR_FORMAT.RGB565)
+        lines = min(buffer_lines, height)
+        self._buf = bytearray(width * lines * 2)
+        self.disp.set_buffers(self._buf, None, len(self._buf), lv.DISPLAY_RENDER_MODE.PARTIAL)
+        self.disp.set_flush_cb(self._flush)
+        self.disp.set_default()
+        self.flushes = 0
+
+    def _flush(self, disp, area, _px) -> None:
+        w = area.x2 - area.x1 + 1
+        row = w * 2
+        for i, y in enumerate(range(area.y1, area.y2 + 1)):
+            start = (y * self.width + area.x1) * 2
+            self.fb[start:start + row] = self._buf[i * row:(i + 1) * row]
+        self.flushes += 1
+        disp.flush_ready()
+
+    def blit(self, x: int, y: int, w: int, h: int, data) -> None:
+        row = w * 2
+        for i in range(h):
+            start = ((y + i) * self.width + x) * 2
+            self.fb[start:start + row] = data[i * row:(i + 1) * row]
+
+    def png(self) -> bytes:
+        return rgb565_to_png(self.fb, self.width, self.height)
+
+    def save_png(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.png())
+
+    def delete(self) -> None:
+        self.disp.delete()
+
+
+class SimTouch:
+    """A finger as an LVGL pointer input device: press(x, y) ... release()."""
+
+    def __init__(self, display: SimDisplay):
+        self.x = 0
+        self.y = 0
+        self.down = False
+        self.indev = lv.indev_create()
+        self.indev.set_type(lv.INDEV_TYPE.POINTER)
+        self.indev.set_read_cb(self._read)
+        self.indev.set_display(display.disp)
+
+    def _read(self, _indev, data) -> None:
+        data.point.x = self.x
+        data.point.y = self.y
+        data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
+
+    def press(self, x: int, y: int) -> None:
+        self.x, self.y, self.down = x, y, True
+
+    def release(self) -> None:
+        self.down = False
+
+    def delete(self) -> None:
+        self.indev.delete()
+
+
+def centre(obj) -> tuple[int, int]:
+    area = lv.area_t()
+    obj.get_coords(area)
+    return (area.x1 + area.x2) // 2, (area.y1 + area.y2) // 2
+
+
+class LvglLoop:
+    """LVGL driven from the panel's asyncio loop: tick and timer handler
+    every few milliseconds, then the UI's after-render work (adverts)."""
+
+    def __init__(self, ui: lvui.LvglUI, period_ms: int = 10):
+        self.ui = ui
+        self.period_ms = period_ms
+        self._last = time.monotonic()
+
+    def step(self, ms: int | None = None) -> None:
+        now = time.monotonic()
+        elapsed = ms if ms is not None else max(1, int((now - self._last) * 1000))
+        self._last = now
+        lv.tick_inc(elapsed)
+        lv.timer_handler()
+        self.ui.after_render()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.step()
+            except Exception:
+                logging.getLogger("lvgl").exception("LVGL step failed")
+            await asyncio.sleep(self.period_ms / 1000)
+
+
+def read_font_file(directory: Path):
+    def read(name: str) -> bytes:
+        path = Path(directory) / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run tools/fonts")
+        return path.read_bytes()
+    return read
+
+
+def make_ui(board_name: str, counters=None, fonts_dir: Path | None = None,
+            lang: str = "en") -> tuple[lvui.LvglUI, SimDisplay, SimTouch]:
+    board = boards.get(board_name)
+    display = SimDisplay(board["width"], board["height"], board["display"]["buffer_lines"])
+    touch = SimTouch(display)
+    fonts = lvui.load_fonts(board, read_font_file(fonts_dir or font_files.fonts_dir()))
+    ui = lvui.LvglUI(board, display, fonts, counters, lang)
+    return ui, display, touch
+
+
+class Finger:
+    """Touches for the console's words, through the LVGL input device."""
+
+    def __init__(self, ui: lvui.LvglUI, touch: SimTouch):
+        self.ui = ui
+        self.touch = touch
+
+    async def touch_at(self, x: int, y: int, hold_ms: int = 80) -> None:
+        self.touch.press(x, y)
+        await asyncio.sleep(hold_ms / 1000)
+        self.touch.release()
+        await asyncio.sleep(0.03)
+
+    async def touch_target(self, key) -> bool:
+        obj = self.ui.targets.get(key)
+        if obj is None:
+            logging.getLogger("sim").warning("nothing on the %s screen answers %r",
+                                             self.ui.screen, key)
+            return False
+        x, y = centre(obj)
+        await self.touch_at(x, y)
+        return True
+
+
+def _parse_value(text: str):
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+async def console(app, finger: Finger, display: SimDisplay) -> None:
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue = asyncio.Queue()
+
+    def reader() -> None:
+        for raw in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, raw)
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+    threading.Thread(target=reader, daemon=True).start()
+    log = logging.getLogger("sim")
+    while True:
+        raw = await lines.get()
+        if raw is None:
+            return
+        words = raw.strip().split(None, 1)
+        if not words:
+            continue
+        cmd, arg = words[0], (words[1] if len(words) > 1 else "")
+        try:
+            if cmd == "tap":
+                await finger.touch_target(_parse_value(arg))
+            elif cmd == "reasons":
+                for rid in [r for r in arg.replace(" ", "").split(",") if r]:
+                    await finger.touch_target("reason:" + rid)
+                await finger.touch_target("done")
+            elif cmd == "decline":
+                await finger.touch_target("decline")
+            elif cmd == "touch":
+                parts = arg.split()
+                await finger.touch_at(int(parts[0]), int(parts[1]),
+                                      int(parts[2]) if len(parts) > 2 else 80)
+            elif cmd == "shot":
+                display.save_png(Path(arg))
+                print(json.dumps({"shot": arg}), flush=True)
+            elif cmd == "status":
+                finger.ui.show_status(app.service_info())
+            elif cmd == "quit":
+                await app.stop()
+                asyncio.get_running_loop().stop()
+                return
+            else:
+                log.warning("unknown command %r", cmd)
+        except Exception:
+            log.exception("console command %r failed", raw.strip())
+
+
+async def _shots(display: SimDisplay, ui: lvui.LvglUI, directory: Path, name: str) -> None:
+    """Save the current screen whenever it changes (tools/demo --shots)."""
+    last = None
+    while True:
+        await asyncio.sleep(0.5)
+        key = (ui.screen, json.dumps(ui.detail, sort_keys=True, default=str))
+        if key != last and display.flushes:
+            last = key
+            display.save_png(directory / f"{name}.png")
+
+
+async def main_async(args) -> None:
+    ui, display, touch = make_ui(args.board, fonts_dir=args.fonts)
+
+    def announce(name, detail):
+        line = {"ui": name}
+        line.update(detail)
+        print(json.dumps(line, default=str), flush=True)
+    ui.on_screen = announce
+    loop = LvglLoop(ui)
+    asyncio.create_task(loop.run())
+    finger = Finger(ui, touch)
+    if args.shots:
+        asyncio.create_task(_shots(display, ui, Path(args.shots), args.name or args.board))
+
+    async def start_console(app):
+        await console(app, finger, display)
+    await panel_app.start(args.config, ui, console=start_console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loyalty_button.lvpanel")
+    parser.add_argument("--board", default="cyd", choices=sorted(boards.BOARDS))
+    parser.add_argument("--fonts", type=Path, default=None)
+    parser.add_argument("--shots", type=Path, default=None,
+                        help="save the screen to DIR/NAME.png whenever it changes")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("config")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(main_async(args))
+    except RuntimeError as e:
+        if "Event loop stopped" not in str(e):
+            raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
