@@ -1,13 +1,54 @@
-# Boot on the ESP32: config -> board -> UI -> network -> app.
-# Until the LVGL UI lands, the headless UI reports screens on the console.
+# Boot on the ESP32: config -> board (display, touch) -> UI -> network -> app.
+# panel.json names the board ("cyd", "s3_8048"); without one (or without
+# the LVGL firmware) the headless UI reports screens on the console.
 import asyncio
+import json
 
 import machine
 import network
 
-from lbpanel import app, console
-from lbpanel.ui import HeadlessUI
+from lbpanel import app, console, log
 
-asyncio.run(app.start("panel.json", HeadlessUI(), network=network,
-                      reset=machine.reset, wdt=machine.WDT(timeout=10000),
-                      console=console.run))
+
+def board_name():
+    try:
+        with open("panel.json") as f:
+            return json.load(f).get("board", "none")
+    except (OSError, ValueError):
+        return "none"
+
+
+def make_ui(name):
+    if name == "none":
+        from lbpanel.ui import HeadlessUI
+        return HeadlessUI(), None
+    try:
+        board_module = __import__("boards." + name, None, None, ["Display"])
+        from lbpanel import lvui
+    except ImportError as e:
+        log.error("boot", "board %r needs the LVGL firmware: %s" % (name, e))
+        from lbpanel.ui import HeadlessUI
+        return HeadlessUI(), None
+    import lvgl as lv
+    lv.init()
+    display = board_module.Display()
+    board_module.touch(display)
+
+    def read_font(file_name):
+        with open("fonts/" + file_name, "rb") as f:
+            return f.read()
+    fonts = lvui.load_fonts(board_module.BOARD, read_font)
+    ui = lvui.LvglUI(board_module.BOARD, display, fonts)
+    ui.board_name = name
+    return ui, lvui.run_lvgl(ui)
+
+
+async def main():
+    ui, lvgl_loop = make_ui(board_name())
+    if lvgl_loop is not None:
+        asyncio.create_task(lvgl_loop)
+    await app.start("panel.json", ui, network=network, reset=machine.reset,
+                    wdt=machine.WDT(timeout=10000), console=console.run)
+
+
+asyncio.run(main())

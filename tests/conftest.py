@@ -51,10 +51,10 @@ class PanelFactory:
 
     def start(self, panel_id: str = "p1", config: dict | str | None = None,
               heapsize: str | None = None, firmware: Path | None = None,
-              **overrides) -> SimPanel:
+              board: str | None = None, **overrides) -> SimPanel:
         cfg = config if config is not None else self.config(panel_id, **overrides)
         panel = SimPanel(self.root / panel_id, cfg, heapsize=heapsize, name=panel_id,
-                         firmware=firmware).start()
+                         firmware=firmware, board=board).start()
         self.panels.append(panel)
         return panel
 

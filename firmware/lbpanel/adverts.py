@@ -100,6 +100,21 @@ class AdvertCache:
                 log.warning(_TAG, "advert %s was corrupt on flash; fetching it again" % item["id"])
                 return False
             self.checked[item["sha256"]] = True
+            return self._header_ok(item)
+        return True
+
+    def _header_ok(self, item):
+        """Right hash, but is it a picture for this screen? Checked as soon
+        as the file is on flash, so a bad one is reported at once."""
+        try:
+            w, h = read_header(self._path(item))
+        except (OSError, ValueError) as e:
+            self._report(item, "advert_corrupt", str(e))
+            return False
+        if (w, h) != (item["w"], item["h"]):
+            self._report(item, "advert_corrupt", "header says %dx%d, manifest %dx%d"
+                         % (w, h, item["w"], item["h"]))
+            return False
         return True
 
     def missing(self):
@@ -116,6 +131,7 @@ class AdvertCache:
                 self.checked[item["sha256"]] = True
                 self.counters.add("advert_fetched")
                 log.info(_TAG, "advert %s cached (%d bytes)" % (item["id"], item["size"]))
+                self._header_ok(item)
             except FetchError as e:
                 if "sha256" in str(e) or "allowed" in str(e):
                     self._report(item, "advert_corrupt", "download " + str(e))
@@ -140,17 +156,10 @@ class AdvertCache:
     def show_item(self, item):
         """The UI's view of an item, after its header check; None (and the
         item reported) when the file is not a picture for this screen."""
-        path = self._path(item)
-        try:
-            w, h = read_header(path)
-        except (OSError, ValueError) as e:
-            self._report(item, "advert_corrupt", str(e))
+        if not self._header_ok(item):
             return None
-        if (w, h) != (item["w"], item["h"]):
-            self._report(item, "advert_corrupt", "header says %dx%d, manifest %dx%d"
-                         % (w, h, item["w"], item["h"]))
-            return None
-        return {"id": item["id"], "path": path, "w": w, "h": h, "offset": HEADER_SIZE}
+        return {"id": item["id"], "path": self._path(item), "w": item["w"], "h": item["h"],
+                "offset": HEADER_SIZE}
 
     def status(self):
         return {"ready": len(self.playable()), "planned": len(self.items),

@@ -7,8 +7,7 @@ import gc
 import os
 import random
 
-from lbpanel import VERSION, boards, clock, config, log, protocol, telemetry
-from lbpanel.adverts import AdvertCache, Playlist
+from lbpanel import VERSION, clock, config, log, protocol, telemetry
 from lbpanel.flow import QuestionFlow
 from lbpanel.mqtt import Client, MQTTError
 from lbpanel.outbox import Outbox
@@ -50,15 +49,18 @@ class PanelApp:
         self.identity = Identity(settings["store"], settings["panel_id"])
         self.outbox = Outbox(settings["outbox.dir"], settings["outbox.max_entries"], self.counters)
         self.flow = QuestionFlow(ui, self._on_answer, settings, self.identity, self.counters)
-        board = boards.BOARDS.get(settings["board"]) if settings["board"] != "none" else None
-        self.board = board
-        screen_w = getattr(ui, "w", None) or (board["width"] if board else 4096)
-        screen_h = getattr(ui, "h", None) or (board["height"] if board else 4096)
-        budget_kb = settings["adverts.budget_kb"] or (board["advert_budget_kb"] if board else 1024)
-        self.adverts = AdvertCache(settings["adverts.dir"], budget_kb * 1024, screen_w, screen_h,
-                                   self.counters)
-        self.playlist = Playlist(self.adverts)
-        self.flow.advert_on_screen = self.playlist.current_id
+        # The LVGL UI knows its board; panel.json may also name it.
+        self.board = getattr(ui, "board", None)
+        if settings["board"] == "none" and getattr(ui, "board_name", None):
+            settings["board"] = ui.board_name
+        elif settings["board"] != "none" and self.board is None:
+            from lbpanel import boards
+            self.board = boards.get(settings["board"])
+        # The advert code is loaded with the first playlist: a panel that
+        # never gets one keeps ~20 KB of heap (docs/memory.md).
+        self.adverts = None
+        self.playlist = None
+        self.flow.advert_on_screen = self._advert_on_screen
         self._fetch_now = asyncio.Event()
         self.started = clock.ticks_ms()
         self.heap_min_free = None
@@ -187,7 +189,7 @@ class PanelApp:
             self._on_command(msg["cmd"])
         elif leaf == "adverts":
             self.counters.add("adverts_manifest")
-            self.adverts.set_manifest(msg)
+            self._advert_cache().set_manifest(msg)
             self._fetch_now.set()
 
     def _on_command(self, cmd):
@@ -206,13 +208,30 @@ class PanelApp:
     def touch(self, value):
         return self.flow.on_touch(value, clock.ticks_ms())
 
+    def _advert_cache(self):
+        if self.adverts is None:
+            from lbpanel.adverts import AdvertCache, Playlist
+            board = self.board
+            screen_w = getattr(self.ui, "w", None) or (board["width"] if board else 4096)
+            screen_h = getattr(self.ui, "h", None) or (board["height"] if board else 4096)
+            budget_kb = self.settings["adverts.budget_kb"] or (
+                board["advert_budget_kb"] if board else 1024)
+            self.adverts = AdvertCache(self.settings["adverts.dir"], budget_kb * 1024,
+                                       screen_w, screen_h, self.counters)
+            self.playlist = Playlist(self.adverts)
+        return self.adverts
+
+    def _advert_on_screen(self):
+        return self.playlist.current_id() if self.playlist is not None else None
+
     def stray_press(self):
         self.flow.on_stray_press(clock.ticks_ms())
 
     def advert_failed(self, advert_id, reason):
         """The UI could not put an advert on the glass: skip it."""
-        self.adverts.bad[advert_id] = reason
-        self._show_next_advert(force=True)
+        if self.adverts is not None:
+            self.adverts.bad[advert_id] = reason
+            self._show_next_advert(force=True)
 
     def reasons(self, reason_ids):
         return self.flow.on_reasons(reason_ids, clock.ticks_ms())
@@ -253,6 +272,8 @@ class PanelApp:
                 self.counters.add("answers_sent")
 
     def _show_next_advert(self, force=False):
+        if self.playlist is None:
+            return
         changed, item = self.playlist.tick(clock.ticks_ms(), force)
         if changed and self.flow.state == "adverts":
             if hasattr(self.ui, "show_advert"):
@@ -265,7 +286,7 @@ class PanelApp:
             except asyncio.TimeoutError:
                 pass
             self._fetch_now.clear()
-            if self.adverts.url is None:
+            if self.adverts is None or self.adverts.url is None:
                 continue
             try:
                 await self.adverts.fetch_missing()
@@ -299,7 +320,8 @@ class PanelApp:
                 await self._publish_status()
 
     def service_info(self):
-        ads = self.adverts.status()
+        ads = self.adverts.status() if self.adverts is not None else \
+            {"ready": 0, "planned": 0, "bad": []}
         info = {"panel": self.identity.panel, "store": self.identity.store,
                 "broker": "up" if self.client.up else "down",
                 "outbox": self.outbox.depth(), "screen": self.flow.state,
@@ -319,7 +341,9 @@ class PanelApp:
         for name in config.HOST_SETTINGS:
             applied[name] = self.settings[name]
         extra = {"screen": self.flow.state, "settings": applied,
-                 "board": self.settings["board"], "adverts": self.adverts.status()}
+                 "board": self.settings["board"]}
+        if self.adverts is not None:
+            extra["adverts"] = self.adverts.status()
         if free is not None:
             extra["heap_free"] = free
             extra["heap_min_free"] = self.heap_min_free

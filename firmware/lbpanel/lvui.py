@@ -89,6 +89,7 @@ class LvglUI:
         """board: an entry of boards.BOARDS; display: the board's display
         object (width, height, blit(x, y, w, h, buf)); fonts: Fonts."""
         self.board = board
+        self.board_name = None
         self.display = display
         self.fonts = fonts
         self.counters = counters
@@ -363,8 +364,15 @@ class LvglUI:
             label.center()
             return
         # The image is streamed from flash to the display after LVGL has
-        # drawn this (empty) screen: it never sits in the heap whole.
+        # drawn this (empty) screen: it never sits in the heap whole. Draw
+        # now, so no later refresh paints the empty screen over it.
+        lv.refr_now(None)
         self._advert_pending = item
+
+    def step(self, elapsed_ms):
+        lv.tick_inc(elapsed_ms)
+        lv.timer_handler()
+        self.after_render()
 
     def after_render(self):
         """Called by the LVGL loop after each timer_handler(): puts a
@@ -424,11 +432,12 @@ class LvglUI:
         scr = self._new_screen("question", detail)
         self._stray_presses(scr)
         self._service_corner(scr)
-        text_h = self.h // 4
+        # Six options need three rows on a small screen: the text gives way.
+        text_h = self.h // 5 if kind == "choice" and len(q["options"]) > 4 else self.h // 4
         self._fit_text(scr, q["text"], self.w - 2 * self.pad - self.target, text_h,
                        self.pad)
         top = self.pad + text_h + self.gap
-        decline_h = max(self.target * 2 // 3, 36)
+        decline_h = self.min_target
         bottom = self.h - self.pad - decline_h - self.gap - max(4, self.h // 60)
         build(scr, q, lang, top, bottom)
         self._decline_button(scr, lang, bottom + self.gap, decline_h, "no_thanks")
@@ -564,7 +573,7 @@ class LvglUI:
                        self.pad)
         self._picked = []
         top = self.pad + text_h + self.gap
-        done_h = max(self.target * 2 // 3, 36)
+        done_h = self.min_target
         bottom = self.h - self.pad - done_h - self.gap - max(4, self.h // 60)
         cols = 2 if len(reasons) > 1 else 1
         if self.w >= 600 and len(reasons) > 4:
@@ -687,6 +696,23 @@ class LvglUI:
             if self.app is not None and self.app.flow.state == "adverts":
                 self.show_adverts()
         scr.add_event_cb(self._safe(leave), lv.EVENT.CLICKED, None)
+
+
+async def run_lvgl(ui, period_ms=10):
+    """Drive LVGL from the panel's asyncio loop (time passed in through
+    tick_inc; the ESP32 binding's own tick timer is not used). An exception
+    in a step is logged and the loop goes on."""
+    import asyncio
+    last = ticks_ms()
+    while True:
+        now = ticks_ms()
+        try:
+            ui.step(max(1, ticks_diff(now, last)))
+        except Exception as e:
+            ui._count("ui_error")
+            log.exception(_TAG, "LVGL step failed", e)
+        last = now
+        await asyncio.sleep(period_ms / 1000)
 
 
 def count_objects(obj):

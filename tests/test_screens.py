@@ -1,0 +1,130 @@
+"""Every screen of every board, rendered by the real UI module under
+pydevices-lvgl, against the reviewed reference images in
+tests/reference/screens/. After a deliberate change to the screens:
+
+    tools/screens tests/reference/screens     (then look at every image
+                                                that changed, and commit)
+
+On a mismatch the rendered image and a diff are left in the test's
+temporary folder, named in the failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lvgl as lv
+import numpy as np
+import pytest
+from PIL import Image
+
+from lbpanel import boards, lvui, telemetry
+from loyalty_button import lvpanel, screens
+
+REFERENCE = Path(__file__).parent / "reference" / "screens"
+# Pixels may differ by rounding (a channel off by a little); more than this
+# share of clearly different pixels is a changed screen.
+MAX_CHANGED = 0.002
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("screens")
+    rows = screens.render_all(out)
+    return out, rows
+
+
+def test_every_board_has_every_screen(rendered):
+    out, rows = rendered
+    names = {p.name for p in out.glob("*.png")}
+    want = {f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None)}
+    assert names == want
+    assert {p.name for p in REFERENCE.glob("*.png")} == want, \
+        "reference set differs: run tools/screens tests/reference/screens and review"
+    for row in rows:
+        assert row["objects"] >= 2
+
+
+@pytest.mark.parametrize("name", sorted(
+    f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None)))
+def test_screen_matches_reviewed_reference(rendered, name):
+    out, _ = rendered
+    got = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.int16)
+    ref = np.asarray(Image.open(REFERENCE / name).convert("RGB"), dtype=np.int16)
+    assert got.shape == ref.shape
+    changed = (np.abs(got - ref).max(axis=2) > 24)
+    share = changed.mean()
+    if share > MAX_CHANGED:
+        diff = np.zeros_like(got, dtype=np.uint8)
+        diff[changed] = (255, 0, 255)
+        Image.fromarray(diff).save(out / ("diff-" + name))
+        pytest.fail(f"{name}: {share:.2%} of pixels changed; see {out / name} and "
+                    f"{out / ('diff-' + name)}")
+
+
+@pytest.mark.parametrize("board", sorted(boards.BOARDS))
+def test_touch_targets_are_big_enough_for_a_thumb(board):
+    """Every answer button is at least 7 mm each way on the glass."""
+    ui, display, touch = lvpanel.make_ui(board, telemetry.Counters())
+    dpi = boards.get(board)["dpi"]
+    min_px = 7 * dpi / 25.4
+    try:
+        for q in (screens.NPS_RU, screens.CSAT_EN, screens.YESNO_RU, screens.CHOICE_EN):
+            ui.show_question(q, 30000)
+            lv.refr_now(display.disp)
+            for key, obj in ui.targets.items():
+                obj.update_layout()
+                w, h = obj.get_width(), obj.get_height()
+                assert w >= min_px and h >= min_px * 0.9, (board, q["kind"], key, w, h)
+        ui.show_why(screens.NPS_RU, 15000)
+        lv.refr_now(display.disp)
+        for key, obj in ui.targets.items():
+            assert obj.get_height() >= min_px * 0.9, (board, "why", key)
+    finally:
+        ui.show_advert(None)
+        lv.refr_now(display.disp)
+        touch.delete()
+        display.delete()
+
+
+def test_an_exception_in_a_ui_callback_is_logged_and_the_ui_goes_on(monkeypatch):
+    import io
+    from lbpanel import log
+    out = io.StringIO()
+    monkeypatch.setattr(log, "_out", out)
+    counters = telemetry.Counters()
+    ui, display, touch = lvpanel.make_ui("cyd", counters)
+
+    class BrokenApp:
+        def __init__(self):
+            self.counters = counters
+            self.calls = 0
+
+        def touch(self, value):
+            self.calls += 1
+            raise RuntimeError("bug in a handler")
+
+        def stray_press(self):
+            pass
+    app = BrokenApp()
+    ui.bind(app)
+    loop = lvpanel.LvglLoop(ui)
+    try:
+        ui.show_question(screens.YESNO_RU, 30000)
+        for _ in range(3):
+            loop.step(10)
+        for value in ("yes", "no"):
+            x, y = lvpanel.centre(ui.targets[value])
+            touch.press(x, y)
+            for _ in range(6):
+                loop.step(20)
+            touch.release()
+            for _ in range(6):
+                loop.step(20)
+        assert app.calls == 2          # the second tap still reached the app
+        assert counters.get("ui_error") == 2
+        assert "UI callback failed: RuntimeError: bug in a handler" in out.getvalue()
+    finally:
+        ui.show_advert(None)
+        lv.refr_now(display.disp)
+        touch.delete()
+        display.delete()
