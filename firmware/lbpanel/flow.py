@@ -94,10 +94,11 @@ class QuestionFlow:
                 self.pending = None
             self._finish("superseded" if self.rating is None else "answered", now)
             self.counters.add("question_superseded")
+        # Only an idle screen shows an advert; a question that replaces
+        # another, or the thank-you screen, had none on screen.
+        self.advert = None
         if self.state == ADVERTS and self.advert_on_screen is not None:
             self.advert = self.advert_on_screen()
-        elif self.state != THANKS:
-            self.advert = None
         self.question = msg
         self.state = QUESTION
         self.rating = None

@@ -419,6 +419,8 @@ class LvglUI:
         kind = q.get("kind")
         lang = q.get("lang") or self.lang
         detail = {"session": q["session"], "qid": q["qid"], "kind": kind}
+        if kind == "choice":
+            detail["options"] = [o["id"] for o in q["options"]]
         builders = {"nps": self._nps, "csat": self._csat, "yesno": self._yesno,
                     "choice": self._choice}
         build = builders.get(kind)

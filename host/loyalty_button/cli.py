@@ -16,7 +16,8 @@ def _demo(args) -> int:
         return 2
     demo.run(panels=args.panels, rate=args.rate, duration=args.duration,
              answer_rate=args.answer_rate, timeout_s=args.timeout, pos=args.pos,
-             seed=args.seed, probe=args.probe)
+             seed=args.seed, probe=args.probe, board=args.board,
+             shots=Path(args.shots) if args.shots else None)
     return 0
 
 
@@ -116,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="a simulated store: broker, concentrator, panels, POS, shoppers")
     p.add_argument("--panels", type=int, default=4, help="panels (one per till), default 4")
+    p.add_argument("--board", default=None,
+                   help="run the panels as LVGL simulators of this board (cyd, s3_8048)")
+    p.add_argument("--shots", default=None,
+                   help="save each panel's current screen to SHOTS/<panel>.png (LVGL; "
+                        "the board defaults to cyd)")
     p.add_argument("--rate", type=float, default=1.0, help="sales per second, store-wide (default 1)")
     p.add_argument("--duration", type=float, default=20, help="seconds of trading (default 20)")
     p.add_argument("--answer-rate", type=float, default=0.8,

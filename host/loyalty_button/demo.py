@@ -71,7 +71,8 @@ def probe_line(records: list[dict]) -> str:
 def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
         duration: float = 20.0, answer_rate: float = 0.8, timeout_s: int = 6,
         pos: str = "both", seed: int | None = None, members: float = 0.6,
-        out=print, every: float = 2.0, probe: bool | Path = False) -> list[dict]:
+        out=print, every: float = 2.0, probe: bool | Path = False,
+        board: str | None = None, shots: Path | None = None) -> list[dict]:
     """Returns the feedback records of the run. `probe`: run the emotion
     probe too, its cameras playing an image folder (True: sample frames)."""
     tmp = tempfile.TemporaryDirectory(prefix="lb-demo-") if workdir is None else None
@@ -88,9 +89,14 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
                   probe_images=probe_images)
     refused = Counter()
     try:
+        if shots is not None and board is None:
+            board = "cyd"
+        kind = f"LVGL {board} simulator" if board else "MicroPython unix port"
         out(f"starting a simulated store in {root}: Mosquitto, the concentrator, "
-            f"{panels} panels (MicroPython unix port)")
-        store.start(on_screen=shoppers.react)
+            f"{panels} panels ({kind})")
+        store.start(on_screen=shoppers.react, board=board, shots=shots)
+        if shots is not None:
+            out(f"each panel's screen is saved to {shots}/<panel>.png as it changes")
         out(f"broker on 127.0.0.1:{store.broker.port}; POS receipts on UDP "
             f"{store.cfg.udp_port} (signed) and http://127.0.0.1:{store.cfg.http_port}"
             f"/api/v1/receipts; store database {store.cfg.database}")

@@ -205,14 +205,18 @@ class Store:
         self.pos = Pos(store, self.cfg.udp_port, self.cfg.http_port, self.cfg.pos_key,
                        self.cfg.pos_token)
 
-    def start(self, on_screen=None) -> "Store":
+    def start(self, on_screen=None, board: str | None = None,
+              shots: Path | None = None) -> "Store":
+        """board: run the panels as LVGL simulators of that board (their
+        touches go through LVGL); shots: each saves its current screen to
+        shots/<panel>.png as the store runs."""
         self.broker.start()
         for till in self.tills:
             pid = panel_of(till)
             cfg = panel_config(pid, self.store_id, self.broker.port,
                                self.root / pid / "outbox", heartbeat_s=3600,
                                **self._panel_overrides)
-            panel = SimPanel(self.root / pid, cfg, name=pid)
+            panel = SimPanel(self.root / pid, cfg, name=pid, board=board, shots=shots)
             panel.on_screen = on_screen
             self.panels[till] = panel.start()
         for panel in self.panels.values():

@@ -30,8 +30,9 @@ class RecordingUI:
     def countdown(self, remaining_ms):
         self.remaining_ms = remaining_ms
 
-    def show_thanks(self, answer):
+    def show_thanks(self, answer, invite=None, lang=None):
         self._rec("thanks", answer["session"], answer["outcome"])
+        self.invite = invite
 
     def show_problem(self, problem, text):
         self._rec("problem", problem, text)

@@ -131,3 +131,85 @@ def test_every_answer_is_a_valid_protocol_message():
     h.flow.tick(5000 + 20000)
     for a in h.answers:
         protocol.validate(a)
+
+
+def test_a_pick_settles_and_mashing_is_one_flagged_answer():
+    h = Harness(**{"touch.settle_ms": 400})
+    h.flow.on_question(support.question("r1"), 0)
+    assert not h.flow.on_touch(2, 100)        # guard: the previous hand
+    assert h.flow.on_touch(7, 1000)           # the pick
+    h.flow.on_stray_press(1050)               # a press between buttons
+    assert not h.flow.on_touch(10, 1100)      # mashing while it settles
+    assert not h.flow.on_touch(0, 1200)
+    h.flow.tick(1399)
+    assert h.answers == []                    # still settling
+    h.flow.tick(1400)
+    (a,) = h.answers
+    assert (a["value"], a["answer_ms"], a["burst"]) == (7, 1000, 5)
+    assert h.counters.get("touch_extra") == 2 and h.counters.get("answer_burst") == 1
+
+
+def test_a_calm_answer_is_not_flagged():
+    h = Harness(**{"touch.settle_ms": 400})
+    h.flow.on_question(support.question("r1"), 0)
+    h.flow.on_touch(9, 2000)
+    h.flow.tick(2400)
+    (a,) = h.answers
+    assert a["value"] == 9 and "burst" not in a
+
+
+def test_a_settling_pick_is_kept_when_the_question_times_out_or_is_superseded():
+    h = Harness(**{"touch.settle_ms": 400})
+    h.flow.on_question(support.question("r1", timeout_s=5), 0)
+    h.flow.on_touch(8, 4900)
+    h.flow.tick(5000)
+    assert (h.answers[0]["outcome"], h.answers[0]["value"]) == ("answered", 8)
+    h.flow.on_question(support.question("r2"), 9000)
+    h.flow.on_touch(3, 10000)
+    h.flow.on_question(support.question("r3"), 10100)
+    assert (h.answers[1]["session"], h.answers[1]["value"]) == ("r2", 3)
+
+
+def test_qr_invitation_policy():
+    from lbpanel.flow import invitation
+    review = {"url": "https://example.com/review", "to": "all"}
+    survey = {"url": "https://example.com/survey", "to": "unhappy"}
+    # "all": every shopper who reaches the thank-you screen, happy or not.
+    for kind, value in (("nps", 10), ("nps", 0), ("csat", 1), ("yesno", "yes")):
+        assert invitation(review, "answered", kind, value) is review
+    assert invitation(review, "declined", "nps", None) is review
+    assert invitation(review, "timeout", "nps", None) is None
+    # "unhappy": a follow-up survey for detractors only.
+    assert invitation(survey, "answered", "nps", 6) is survey
+    assert invitation(survey, "answered", "nps", 7) is None
+    assert invitation(survey, "answered", "csat", 2) is survey
+    assert invitation(survey, "answered", "yesno", "no") is survey
+    assert invitation(survey, "declined", "nps", None) is None
+    assert invitation(None, "answered", "nps", 9) is None
+
+
+def test_thanks_screen_gets_the_qr_and_stays_longer():
+    h = Harness()
+    qr = {"url": "https://example.com/review", "text": "Review us", "to": "all"}
+    h.flow.on_question(support.question("r1", qr=qr), 0)
+    h.flow.on_touch(9, 1000)
+    assert h.ui.invite is qr
+    h.flow.tick(1000 + 3000)
+    assert h.flow.state == "thanks"           # thanks_qr_s (12 s), not thanks_s
+    h.flow.tick(1000 + 12000)
+    assert h.flow.state == "adverts"
+
+
+def test_answer_names_the_advert_on_screen_when_the_question_came():
+    h = Harness()
+    shown = ["spring"]
+    h.flow.advert_on_screen = lambda: shown[0]
+    h.flow.on_question(support.question("r1"), 0)
+    shown[0] = "summer"                       # the playlist moves on meanwhile
+    h.flow.on_touch(9, 1000)
+    assert h.answers[0]["advert"] == "spring"
+    shown[0] = None
+    h.flow.tick(10000)
+    h.flow.on_question(support.question("r2"), 20000)
+    h.flow.on_touch(5, 21000)
+    assert "advert" not in h.answers[1]
