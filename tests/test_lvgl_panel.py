@@ -121,6 +121,14 @@ def test_service_screen_on_long_press_in_corner(panels, link):
     panel.wait_screen("adverts")
 
 
+def test_unknown_board_in_panel_json_is_a_warning_not_a_crash(panels, link):
+    cfg = panels.config("p1", board="cyd-v9")
+    panel = panels.start("p1", config=cfg)  # MicroPython, headless
+    link.wait_status("p1", "online", timeout=20)
+    assert status_counters(link, "p1")["config_warning"] == 1
+    assert "unknown board 'cyd-v9'" in panel.log_tail()
+
+
 def test_bad_questions_are_logged_and_show_something_sensible(panels, link):
     panel = panels.start("p1", board="cyd")
     link.wait_status("p1", "online", timeout=20)
@@ -190,8 +198,9 @@ def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_ser
     not_image = b"\x00" * 500
     items = [_item("spring", good, 320, 240, 30),
              _item("tampered", wrong_sha, 320, 240, sha="0" * 64),
-             _item("garbage", not_image, 320, 240)]
-    for item, body in zip(items, (good, wrong_sha, not_image)):
+             _item("garbage", not_image, 320, 240),
+             _item("unserved", b"x" * 100, 320, 240)]  # the host lost it: 404
+    for item, body in zip(items[:3], (good, wrong_sha, not_image)):
         handler.files["/adverts/cyd/" + item["sha256"] + ".bin"] = body
     manifest = protocol.envelope("adverts", new_id(), int(time.time()), STORE, "p1")
     manifest["url"] = "http://127.0.0.1:%d/adverts/cyd/" % server.server_address[1]
@@ -225,12 +234,14 @@ def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_ser
     counters = status_counters(link, "p1")
     assert counters["advert_fetched"] == 2       # spring and garbage (hash fine)
     assert counters["advert_corrupt"] == 2       # tampered (hash), garbage (header)
+    assert counters["advert_fetch_failed"] == 1  # unserved: tried again later
     status = link.statuses["p1"]
     assert status["adverts"]["bad"] == ["garbage", "tampered"]
-    assert status["adverts"]["ready"] == 1
+    assert status["adverts"]["ready"] == 1 and status["adverts"]["planned"] == 4
     log = panel.log_tail(20000)
     assert "tampered skipped: download sha256 mismatch" in log
     assert "garbage skipped: not an LVGL 9 image" in log
+    assert "unserved not fetched: HTTP" in log
 
     # Corrupt the cached file on flash: after a restart it is hashed,
     # found bad, fetched again, and shown.

@@ -102,8 +102,9 @@ def test_outbox_survives_a_killed_panel_and_a_broker_outage(link, panels, broker
 
 def test_broker_restarts_and_panel_kills_lose_and_double_count_nothing(link, panels, broker):
     """Twelve sales; the broker restarts twice and the panel is killed twice
-    right after a pick has settled into an answer (300 ms after the tap;
-    before that it is not an answer yet), before or after its PUBACK."""
+    right after a pick has settled into an answer (300 ms after the tap,
+    at the panel's next 100 ms tick; before that it is not an answer yet),
+    before or after its PUBACK."""
     panel = panels.start()
     _online(link)
     expected = {}
@@ -117,7 +118,7 @@ def test_broker_restarts_and_panel_kills_lose_and_double_count_nothing(link, pan
             broker.restart()
             link.connected.clear()
         if i in (5, 10):
-            time.sleep(0.3 + 0.01 * i)
+            time.sleep(0.45 + 0.01 * i)
             panel.kill()
             panel = panels.start()
         before = link.statuses.get("p1", {}).get("id")

@@ -107,19 +107,18 @@ def test_an_exception_in_a_ui_callback_is_logged_and_the_ui_goes_on(monkeypatch)
             pass
     app = BrokenApp()
     ui.bind(app)
-    loop = lvpanel.LvglLoop(ui)
     try:
         ui.show_question(screens.YESNO_RU, 30000)
         for _ in range(3):
-            loop.step(10)
+            ui.step(10)
         for value in ("yes", "no"):
             x, y = lvpanel.centre(ui.targets[value])
             touch.press(x, y)
             for _ in range(6):
-                loop.step(20)
+                ui.step(20)
             touch.release()
             for _ in range(6):
-                loop.step(20)
+                ui.step(20)
         assert app.calls == 2          # the second tap still reached the app
         assert counters.get("ui_error") == 2
         assert "UI callback failed: RuntimeError: bug in a handler" in out.getvalue()

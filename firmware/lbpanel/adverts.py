@@ -8,7 +8,8 @@ import struct
 
 from lbpanel import log
 from lbpanel.clock import ticks_add, ticks_diff
-from lbpanel.httpget import FetchError, fetch_to_file, file_sha256
+from lbpanel.httpget import BadContent, FetchError, fetch_to_file, file_sha256
+from lbpanel.outbox import exists
 
 _TAG = "adverts"
 # LVGL 9 image file header: magic, colour format, flags, w, h, stride, reserved.
@@ -33,14 +34,6 @@ def read_header(path):
     return w, h
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 class AdvertCache:
     def __init__(self, directory, budget_bytes, screen_w, screen_h, counters):
         self.dir = directory
@@ -51,7 +44,7 @@ class AdvertCache:
         self.items = []      # the manifest's items that fit the budget
         self.bad = {}        # id -> reason, until the next manifest
         self.checked = {}    # sha256 -> True once hashed this boot
-        if not _exists(directory):
+        if not exists(directory):
             os.mkdir(directory)
 
     def _path(self, item):
@@ -91,7 +84,7 @@ class AdvertCache:
         """Is the cached file whole and right for this screen? Hashed once
         per boot (flash can be cut mid-write), header checked every time."""
         path = self._path(item)
-        if not _exists(path):
+        if not exists(path):
             return False
         if item["sha256"] not in self.checked:
             if file_sha256(path) != item["sha256"]:
@@ -132,14 +125,11 @@ class AdvertCache:
                 self.counters.add("advert_fetched")
                 log.info(_TAG, "advert %s cached (%d bytes)" % (item["id"], item["size"]))
                 self._header_ok(item)
-            except FetchError as e:
-                if "sha256" in str(e) or "allowed" in str(e):
-                    self._report(item, "advert_corrupt", "download " + str(e))
-                else:
-                    failed += 1
-                    self.counters.add("advert_fetch_failed")
-                    log.warning(_TAG, "advert %s not fetched: %s" % (item["id"], e))
-            except OSError as e:
+            except BadContent as e:
+                # The host sent the wrong bytes: fetching again will not help
+                # until it publishes a new manifest.
+                self._report(item, "advert_corrupt", "download " + str(e))
+            except (FetchError, OSError) as e:
                 failed += 1
                 self.counters.add("advert_fetch_failed")
                 log.warning(_TAG, "advert %s not fetched: %s" % (item["id"], e))
@@ -148,7 +138,7 @@ class AdvertCache:
     def playable(self):
         out = []
         for item in self.items:
-            if item["id"] in self.bad or not _exists(self._path(item)):
+            if item["id"] in self.bad or not exists(self._path(item)):
                 continue
             out.append(item)
         return out
@@ -186,15 +176,13 @@ class Playlist:
         for _ in range(len(items)):
             self.index = (self.index + 1) % len(items)
             item = items[self.index]
-            shown = self.cache.show_item(item)
+            shown = self.cache.show_item(item)  # None: reported and skipped
             if shown is not None:
-                changed = self.current is None or self.current["id"] != shown["id"] or force
+                changed = force or self.current is None or self.current["id"] != shown["id"]
                 self.current = shown
                 self.until = ticks_add(now, item["duration_s"] * 1000)
                 return changed, shown
-            items = self.cache.playable()
-            if not items:
-                break
+        # Nothing to show: the welcome screen, and look again in 5 s.
         changed = self.current is not None
         self.current = None
         self.until = ticks_add(now, 5000)

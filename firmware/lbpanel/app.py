@@ -55,7 +55,13 @@ class PanelApp:
             settings["board"] = ui.board_name
         elif settings["board"] != "none" and self.board is None:
             from lbpanel import boards
-            self.board = boards.get(settings["board"])
+            try:
+                self.board = boards.get(settings["board"])
+            except ValueError as e:
+                # A typo in panel.json must not stop a panel that can still
+                # ask questions: warn, and go on as a board-less panel.
+                self.counters.add("config_warning")
+                log.warning(_TAG, "board: %s" % e)
         # The advert code is loaded with the first playlist: a panel that
         # never gets one keeps ~20 KB of heap (docs/memory.md).
         self.adverts = None

@@ -12,7 +12,12 @@ _CHUNK = 512
 
 
 class FetchError(Exception):
-    pass
+    """The fetch failed: the network, the server; worth trying again."""
+
+
+class BadContent(FetchError):
+    """The server sent bytes that are not the file asked for (too big, or
+    the wrong sha256): trying again will not help."""
 
 
 def split_url(url):
@@ -63,7 +68,7 @@ async def fetch_to_file(url, path, sha256_hex, max_size, timeout_s=30):
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
         if length is not None and length > max_size:
-            raise FetchError("%d bytes, more than the %d allowed" % (length, max_size))
+            raise BadContent("%d bytes, more than the %d allowed" % (length, max_size))
         digest = hashlib.sha256()
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
@@ -75,14 +80,14 @@ async def fetch_to_file(url, path, sha256_hex, max_size, timeout_s=30):
                     break
                 total += n
                 if total > max_size:
-                    raise FetchError("more than the %d bytes allowed" % max_size)
+                    raise BadContent("more than the %d bytes allowed" % max_size)
                 digest.update(view[:n])
                 f.write(view[:n])
         if length is not None and total != length:
             raise FetchError("got %d of %d bytes" % (total, length))
         got = hexdigest(digest)
         if got != sha256_hex:
-            raise FetchError("sha256 mismatch: got %s" % got)
+            raise BadContent("sha256 mismatch: got %s" % got)
         try:
             os.remove(path)
         except OSError:

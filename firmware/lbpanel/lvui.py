@@ -167,7 +167,11 @@ class LvglUI:
             if self.keep_screens is not None:
                 self.keep_screens.append(old)  # measuring: keep it alive
             else:
-                old.delete()
+                # Screens change from inside their own event callbacks (a
+                # tap that answers, a hold that opens the service screen):
+                # deleting the old one there would free the object LVGL is
+                # still dispatching to. LVGL deletes it on its next cycle.
+                old.delete_async()
         if self.on_screen is not None:
             self.on_screen(name, detail)
         return scr
@@ -399,15 +403,14 @@ class LvglUI:
             self._band = bytearray(size)
         x0 = (self.w - w) // 2
         y0 = (self.h - h) // 2
-        band = self._band
-        view = memoryview(band)
+        view = memoryview(self._band)
         with open(item["path"], "rb") as f:
             f.seek(item["offset"])
             y = 0
             while y < h:
                 n = min(lines, h - y)
                 want = w * 2 * n
-                got = f.readinto(view[:want]) if want == size else f.readinto(memoryview(band)[:want])
+                got = f.readinto(view[:want])
                 if got != want:
                     raise ValueError("file ends at line %d of %d" % (y + (got or 0) // (w * 2), h))
                 self.display.blit(x0, y0 + y, w, n, view[:want])

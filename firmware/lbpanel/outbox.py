@@ -16,7 +16,7 @@ _SUFFIX = ".json"
 _FRESH_MAX = 4
 
 
-def _exists(path):
+def exists(path):
     try:
         os.stat(path)
         return True
@@ -29,7 +29,7 @@ class Outbox:
         self.dir = directory
         self.max_entries = max_entries
         self.counters = counters
-        if not _exists(directory):
+        if not exists(directory):
             os.mkdir(directory)
         self.names = []
         # The payloads of the last few answers written in this boot: they

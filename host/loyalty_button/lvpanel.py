@@ -25,9 +25,6 @@ import json
 import logging
 import sys
 import threading
-import time
-import zlib
-import struct
 from pathlib import Path
 
 import lvgl as lv
@@ -48,21 +45,18 @@ def lv_init() -> None:
 
 
 def rgb565_to_png(fb: bytes | bytearray, width: int, height: int) -> bytes:
-    """A PNG of a little-endian RGB565 frame, with numpy."""
-    import numpy as np
-    px = np.frombuffer(bytes(fb), dtype="<u2").reshape(height, width)
-    r = ((px >> 11) & 0x1F).astype(np.uint16)
-    g = ((px >> 5) & 0x3F).astype(np.uint16)
-    b = (px & 0x1F).astype(np.uint16)
-    rgb = np.dstack(((r * 527 + 23) >> 6, (g * 259 + 33) >> 6, (b * 527 + 23) >> 6)).astype(np.uint8)
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(height))
+    """A PNG of a little-endian RGB565 frame."""
+    import io
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    import numpy as np
+    from PIL import Image
+    px = np.frombuffer(bytes(fb), dtype="<u2").reshape(height, width).astype(np.uint32)
+    # 5 and 6 bits to 8, rounded to the nearest level.
+    rgb = np.dstack((((px >> 11) & 0x1F) * 255 // 31, ((px >> 5) & 0x3F) * 255 // 63,
+                     (px & 0x1F) * 255 // 31)).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(out, "PNG")
+    return out.getvalue()
 
 
 class SimDisplay:
@@ -109,6 +103,9 @@ class SimDisplay:
         path.write_bytes(self.png())
 
     def delete(self) -> None:
+        # Let LVGL finish the screen deletions it was asked to do later
+        # (lvui deletes old screens asynchronously) while they still exist.
+        lv.timer_handler()
         self.disp.delete()
 
 
@@ -119,14 +116,12 @@ class SimTouch:
         self.x = 0
         self.y = 0
         self.down = False
-        self.reads = 0
         self.indev = lv.indev_create()
         self.indev.set_type(lv.INDEV_TYPE.POINTER)
         self.indev.set_read_cb(self._read)
         self.indev.set_display(display.disp)
 
     def _read(self, _indev, data) -> None:
-        self.reads += 1
         data.point.x = self.x
         data.point.y = self.y
         data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
@@ -148,30 +143,6 @@ def centre(obj) -> tuple[int, int]:
     area = lv.area_t()
     obj.get_coords(area)
     return (area.x1 + area.x2) // 2, (area.y1 + area.y2) // 2
-
-
-class LvglLoop:
-    """LVGL driven from the panel's asyncio loop: tick and timer handler
-    every few milliseconds, then the UI's after-render work (adverts)."""
-
-    def __init__(self, ui: lvui.LvglUI, period_ms: int = 10):
-        self.ui = ui
-        self.period_ms = period_ms
-        self._last = time.monotonic()
-
-    def step(self, ms: int | None = None) -> None:
-        now = time.monotonic()
-        elapsed = ms if ms is not None else max(1, int((now - self._last) * 1000))
-        self._last = now
-        self.ui.step(elapsed)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                self.step()
-            except Exception:
-                logging.getLogger("lvgl").exception("LVGL step failed")
-            await asyncio.sleep(self.period_ms / 1000)
 
 
 def read_font_file(directory: Path):
@@ -204,14 +175,10 @@ class Finger:
     async def touch_at(self, x: int, y: int, hold_ms: int = 100) -> None:
         # LVGL reads the input device every 33 ms: a press and the gap after
         # it must each last a few reads, or two taps merge into one drag.
-        reads = self.touch.reads
         self.touch.press(x, y)
         await asyncio.sleep(max(hold_ms, 70) / 1000)
-        held = self.touch.reads - reads
         self.touch.release()
         await asyncio.sleep(0.1)
-        logging.getLogger("sim").debug("touch %d,%d: %d reads pressed, %d released",
-                                       x, y, held, self.touch.reads - reads - held)
 
     async def touch_target(self, key) -> bool:
         obj = self.ui.targets.get(key)
@@ -294,8 +261,7 @@ async def main_async(args) -> None:
         line.update(detail)
         print(json.dumps(line, default=str), flush=True)
     ui.on_screen = announce
-    loop = LvglLoop(ui)
-    asyncio.create_task(loop.run())
+    asyncio.create_task(lvui.run_lvgl(ui))
     finger = Finger(ui, touch)
     if args.shots:
         asyncio.create_task(_shots(display, ui, Path(args.shots), args.name or args.board))
@@ -314,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None)
     parser.add_argument("config")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(main_async(args))

@@ -58,13 +58,13 @@ SERVICE = {"panel": "till-3", "store": "store-12", "board": "cyd", "ip": "192.16
            "adverts": "3 of 3 ready, 0 bad"}
 
 
-def _settle(loop: lvpanel.LvglLoop, display: lvpanel.SimDisplay) -> None:
+def _settle(ui: lvui.LvglUI, display: lvpanel.SimDisplay) -> None:
     """Run LVGL until the screen is drawn (its refresh timer runs every
     33 ms), then let the UI stream a pending advert."""
     for _ in range(5):
-        loop.step(10)
+        ui.step(10)
     lv.refr_now(display.disp)
-    loop.ui.after_render()
+    ui.after_render()
 
 
 def scenes(ui: lvui.LvglUI, advert: dict | None) -> list[tuple[str, callable]]:
@@ -137,7 +137,6 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
     out_dir.mkdir(parents=True, exist_ok=True)
     counters = telemetry.Counters()
     ui, display, touch = lvpanel.make_ui(board_name, counters)
-    loop = lvpanel.LvglLoop(ui)
     board = boards.get(board_name)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,14 +149,14 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
         if measure:
             # Baseline in the same run: a full redraw of an empty screen.
             ui._new_screen("blank", {})
-            _settle(loop, display)
+            _settle(ui, display)
             baseline = _redraw_ms(display, repeats)
         for name, show in scenes(ui, advert):
             row = {"board": board_name, "screen": name}
             if measure:
                 row["heap_bytes"] = _heap_per_screen(ui, show)
             show()
-            _settle(loop, display)
+            _settle(ui, display)
             row["objects"] = lvui.count_objects(lv.screen_active())
             display.save_png(out_dir / f"{board_name}-{name}.png")
             if measure:
@@ -176,7 +175,7 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
                 row["vs_blank"] = round(ms / baseline, 2)
             results.append(row)
     ui.show_advert(None)
-    _settle(loop, display)
+    _settle(ui, display)
     touch.delete()
     display.delete()
     return results
