@@ -57,7 +57,9 @@ def convert(source: Path | bytes, board_name: str) -> bytes:
     try:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         img.load()
-    except (UnidentifiedImageError, OSError) as e:
+    except UnidentifiedImageError as e:
+        raise ImageError("not a PNG or JPEG image (Pillow cannot identify it)") from e
+    except OSError as e:  # a cut-off file, say
         raise ImageError(f"not a PNG or JPEG image: {e}") from e
     return encode(fit(img, board["width"], board["height"]))
 

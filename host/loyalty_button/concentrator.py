@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from lbpanel import boards
 from lbpanel import flow as panel_flow
 from lbpanel import protocol
 
@@ -111,6 +114,13 @@ class Concentrator:
             from .forward.forwarder import Forwarder
             self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters,
                                        alerts=cfg.alerts)
+        self.adverts = None
+        self._advert_boards: dict[str, str] = {}   # panel -> its board, from its status
+        self._advert_sent: dict[str, str] = {}     # panel -> digest of its last manifest
+        self._adverts_wake: asyncio.Event | None = None
+        if cfg.adverts_folder:
+            from .advert_library import AdvertLibrary
+            self.adverts = AdvertLibrary(cfg.adverts_folder, cfg.adverts_cache, self.counters)
         self.probe = None
         if cfg.probe_enabled:
             self.probe = ProbeClient(cfg.store, self.records, self.counters,
@@ -130,6 +140,9 @@ class Concentrator:
             self._tasks.append(loop.create_task(self._retention()))
         if self.cfg.alerts:
             self._tasks.append(loop.create_task(self._silent_panels()))
+        if self.adverts:
+            self._adverts_wake = asyncio.Event()
+            self._tasks.append(loop.create_task(self._watch_adverts()))
         log.info("concentrator for store %s: catalogue %s (%s), %d tills, database %s",
                  self.store, self.cfg.catalogue, self.catalogue.digest,
                  len(self.catalogue.tills), self.cfg.database)
@@ -190,6 +203,11 @@ class Concentrator:
             topics += self.probe.subscriptions()
         self.mqtt.client.subscribe(topics)
         self.counters["broker_connects"] += 1
+        # A broker that lost its retained messages (no persistence) would
+        # leave the panels without a playlist: publish the manifests again.
+        self._advert_sent.clear()
+        if self._adverts_wake:
+            self._adverts_wake.set()
         asyncio.get_running_loop().call_later(_READY_SETTLE_S, self._become_ready)
 
     def _on_broker_down(self, reason: str) -> None:
@@ -236,10 +254,78 @@ class Concentrator:
         self.panel_state[panel] = state
         info = self.panel_info.setdefault(panel, {})
         info.update({"state": state, "seen_ms": now_ms()})
-        info.update({k: msg[k] for k in ("fw", "outbox", "uptime_s", "rssi", "ip")
+        info.update({k: msg[k] for k in ("fw", "outbox", "uptime_s", "rssi", "ip", "board",
+                                         "adverts")
                      if msg.get(k) is not None})
         if before != state:
             log.info("panel %s is %s", panel, state)
+        if self.adverts and state == "online":
+            self._panel_board(panel, msg.get("board"))
+
+    # --- adverts ----------------------------------------------------------------
+
+    def _panel_board(self, panel: str, board) -> None:
+        """A panel's status names its board: it gets a manifest of pictures
+        made for that screen. A headless panel ("none") gets none."""
+        if board in (None, "none") or board == self._advert_boards.get(panel):
+            return
+        if board not in boards.BOARDS:
+            self.counters["adverts_unknown_board"] += 1
+            self.limit("adverts_unknown_board", logging.WARNING,
+                       "panel %s says it is a %r board; adverts are made for %s", panel, board,
+                       ", ".join(boards.BOARDS))
+            return
+        self._advert_boards[panel] = board
+        self._adverts_wake.set()
+
+    async def _watch_adverts(self) -> None:
+        """Pick up playlist and picture changes; keep every panel's retained
+        manifest in step with them. Files are read and converted in a worker
+        thread: a big picture must not stall receipts."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if await loop.run_in_executor(None, self.adverts.refresh):
+                    self._advert_sent.clear()
+                await self._publish_manifests(loop)
+            except Exception:
+                self.counters["adverts_error"] += 1
+                log.exception("adverts: the manifests could not be brought up to date")
+            try:
+                await asyncio.wait_for(self._adverts_wake.wait(), self.cfg.adverts_poll_s)
+            except asyncio.TimeoutError:
+                pass
+            self._adverts_wake.clear()
+
+    async def _publish_manifests(self, loop) -> None:
+        pruned = False
+        for panel, board in list(self._advert_boards.items()):
+            items = await loop.run_in_executor(None, self.adverts.items, board, panel)
+            body = {"url": f"{self.cfg.adverts_url}adverts/{board}/", "items": items}
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            if self._advert_sent.get(panel) == digest or not self.mqtt.up.is_set():
+                continue
+            msg = protocol.envelope("adverts", os.urandom(8).hex(), int(time.time()),
+                                    self.store, panel)
+            msg.update(body)
+            try:
+                payload = protocol.encode(msg)
+            except protocol.ProtocolError as e:
+                self.counters["adverts_manifest_refused"] += 1
+                self.limit("adverts_manifest_refused", logging.ERROR,
+                           "adverts: no manifest for panel %s: %s", panel, e.message)
+                continue
+            info = self.mqtt.client.publish(protocol.panel_topic(self.store, panel, "adverts"),
+                                            payload, qos=1, retain=True)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # the broker is gone; done again when it is back
+            self._advert_sent[panel] = digest
+            self.counters["adverts_manifests_sent"] += 1
+            pruned = True
+            log.info("adverts: panel %s (%s) gets %d: %s", panel, board, len(items),
+                     ", ".join(i["id"] for i in items) or "none")
+        if pruned:
+            await loop.run_in_executor(None, self.adverts.prune)
 
     # --- receipts -------------------------------------------------------------
 
@@ -554,6 +640,8 @@ class Concentrator:
             "fleet": {p: dict(i) for p, i in sorted(self.panel_info.items())},
             "tills": {t: v.panel for t, v in sorted(self.catalogue.tills.items())},
             "open_transactions": len(self.pending),
+            "adverts": (dict(self.adverts.status(), panels=dict(sorted(
+                self._advert_boards.items()))) if self.adverts else "not used"),
             "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
                       if self.probe else "not used"),
             "forwarding": self.forwarder.status() if self.forwarder else {},

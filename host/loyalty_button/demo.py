@@ -85,12 +85,13 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
         if probe_images is None:
             from .probe import samples
             probe_images = samples.write_folder(root / "probe-frames")
+    if shots is not None and board is None:
+        board = "cyd"
+    # LVGL panels get the store's adverts; the headless ones have no screen.
     store = Store(root, panels=panels, store=STORE, timeout_s=timeout_s, answer_grace_s=3,
-                  probe_images=probe_images)
+                  probe_images=probe_images, adverts=board is not None)
     refused = Counter()
     try:
-        if shots is not None and board is None:
-            board = "cyd"
         kind = f"LVGL {board} simulator" if board else "MicroPython unix port"
         out(f"starting a simulated store in {root}: Mosquitto, the concentrator, "
             f"{panels} panels ({kind})")
@@ -102,6 +103,9 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
             f"/api/v1/receipts; store database {store.cfg.database}")
         if probe_images is not None:
             out(f"emotion probe: one camera per till playing {probe_images}")
+        if store.adverts is not None:
+            out(f"adverts: {store.adverts}/playlist.yaml, converted for {board} and served at "
+                f"{store.cfg.adverts_url}adverts/{board}/")
         out(f"ringing up about {rate:g} sales/s for {duration:g}s; shoppers answer "
             f"{answer_rate:.0%} of questions\n")
         start = time.monotonic()
@@ -167,7 +171,7 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
             continue
         shown.add(key)
         keep = {k: r[k] for k in ("id", "till", "panel", "loyalty_id", "qid", "lang", "outcome",
-                                  "reason", "value", "reasons", "answer_ms", "items", "total",
+                                  "reason", "value", "reasons", "answer_ms", "advert", "items", "total",
                                   "probe", "emotion", "c_value", "age_band", "gender")
                 if r.get(k) is not None}
         out("  " + json.dumps(keep, ensure_ascii=False))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from lbpanel import protocol
+from lbpanel import boards, protocol
 from lbpanel.config import lookup
 
 
@@ -54,6 +54,11 @@ class HostConfig:
     dashboard_bind: str = "0.0.0.0"
     dashboard_users: Path | None = None  # made by `loyalty-button dashboard add-user`
     dashboard_session_h: int = 12
+    # The store's adverts (docs/adverts.md): a folder with playlist.yaml.
+    adverts_folder: Path | None = None
+    adverts_url: str | None = None      # how panels reach pos.http_port
+    adverts_cache: Path | None = None   # converted files; beside the database
+    adverts_poll_s: float = 5.0
 
 
 # The store broker's login: the same keys in every service's settings file.
@@ -89,9 +94,13 @@ _FIELDS = [
     ("dashboard.bind", "dashboard_bind", "str", None),
     ("dashboard.users_file", "dashboard_users", "path", None),
     ("dashboard.session_hours", "dashboard_session_h", "int", (1, 720)),
+    ("adverts.folder", "adverts_folder", "path", None),
+    ("adverts.url", "adverts_url", "str", None),
+    ("adverts.cache", "adverts_cache", "path", None),
+    ("adverts.poll_s", "adverts_poll_s", "num", (0.5, 600)),
 ]
 _REQUIRED = ("store", "catalogue", "database")
-_SECTIONS = {"broker", "pos", "probe", "dashboard"}
+_SECTIONS = {"broker", "pos", "probe", "dashboard", "adverts"}
 
 
 def check_fields(doc, fields, required, sections, base: Path,
@@ -206,12 +215,51 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
                         "'loyalty-button dashboard add-user NAME --users FILE')")
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         problems.append("pos.key and pos.key_file: give one of them, not both")
+    problems += _check_adverts(values)
     if problems:
         raise HostConfigError(problems)
     cfg = HostConfig(**values, source=source)
     if cfg.tz is None:
         cfg.tz = zoneinfo.ZoneInfo(cfg.timezone)
     return cfg
+
+
+def _check_adverts(values: dict) -> list[str]:
+    """The adverts section's cross-checks; fills in the URL and cache
+    folder when they can be worked out."""
+    folder = values.get("adverts_folder")
+    if folder is None:
+        extra = [k for k in ("adverts_url", "adverts_cache") if values.get(k)]
+        return ["adverts.folder: is required with the other adverts settings (the folder "
+                "holding playlist.yaml and the pictures)"] if extra else []
+    problems = []
+    if not folder.is_dir():
+        problems.append(f"adverts.folder: {folder} is not a folder (make it and put "
+                        "playlist.yaml and the pictures in it)")
+    port = values.get("http_port", HostConfig.http_port)
+    if not port:
+        problems.append("adverts.folder: needs pos.http_port; the panels fetch the pictures "
+                        "from the POS HTTP listener")
+    url = values.get("adverts_url")
+    bind = values.get("bind", HostConfig.bind)
+    if url is None and port:
+        if bind in ("0.0.0.0", "::", ""):
+            problems.append(f"adverts.url: is required when pos.bind is {bind}: the address "
+                            f"the panels reach this host at, e.g. http://192.168.1.10:{port}/")
+        else:
+            url = f"http://{bind}:{port}/"
+    if url is not None:
+        url = url if url.endswith("/") else url + "/"
+        longest = max(len(b) for b in boards.BOARDS)
+        if not url.startswith("http://"):
+            problems.append(f"adverts.url: must start with http:// (the panels fetch over plain "
+                            f"HTTP on the store LAN), got {url!r}")
+        elif len(url) + len("adverts//") + longest > protocol.MAX_URL:
+            problems.append(f"adverts.url: at most {protocol.MAX_URL - longest - 9} characters")
+        values["adverts_url"] = url
+    if values.get("adverts_cache") is None and values.get("database") is not None:
+        values["adverts_cache"] = values["database"].parent / "advert-cache"
+    return problems
 
 
 def load(path: Path) -> HostConfig:

@@ -111,6 +111,19 @@ def http_app(conc) -> web.Application:
             return _error(404, "not_found", "no record with this id")
         return web.json_response(rec)
 
+    async def get_advert(request: web.Request) -> web.StreamResponse:
+        # No token: the panels fetch these, and an advert is public anyway.
+        path = conc.adverts.file(request.match_info["board"], request.match_info["name"]) \
+            if conc.adverts else None
+        if path is None:
+            conc.counters["http_advert_not_found"] += 1
+            conc.limit("http_advert_not_found", logging.WARNING,
+                       "advert %s asked by %s is not here (an old manifest?)", request.path,
+                       request.remote)
+            return _error(404, "not_found", "no such advert file")
+        conc.counters["http_advert_sent"] += 1
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
     async def not_found(request: web.Request) -> web.Response:
         return _error(404, "not_found", f"no such endpoint: {request.method} {request.path}")
 
@@ -118,6 +131,7 @@ def http_app(conc) -> web.Application:
     app.router.add_post("/api/v1/receipts", post_receipt)
     app.router.add_get("/api/v1/status", get_status)
     app.router.add_get("/api/v1/records/{id}", get_record)
+    app.router.add_get("/adverts/{board}/{name}", get_advert)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
 

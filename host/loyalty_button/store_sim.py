@@ -182,8 +182,15 @@ class Store:
                  timeout_s: int | None = None, concentrator: str = "thread",
                  guard_ms: int | None = None, thanks_s: int | None = None,
                  catalogue: dict | None = None, probe_images: Path | None = None,
-                 **settings):
+                 adverts: bool = False, **settings):
+        """adverts: give the store two sample advert pictures and a
+        playlist (LVGL panels fetch and show them)."""
         self.root = Path(root)
+        self.adverts = None
+        if adverts:
+            self.adverts = write_sample_adverts(self.root / "host" / "adverts")
+            settings.setdefault("adverts__folder", str(self.adverts))
+            settings.setdefault("adverts__poll_s", 1)
         self.probe_images = probe_images
         self.probe = None
         if probe_images is not None:
@@ -257,6 +264,19 @@ class Store:
         if self.probe:
             self.probe.stop()
         self.broker.stop()
+
+
+def write_sample_adverts(folder: Path) -> Path:
+    """Two made-up advert pictures and a playlist that loops them."""
+    from .advert_image import sample
+    folder.mkdir(parents=True, exist_ok=True)
+    sample(960, 600).save(folder / "spring.jpg", quality=90)
+    sample(960, 600, title="Свежий хлеб к 8:00", subtitle="Fresh bread every morning").save(
+        folder / "bread.png")
+    (folder / "playlist.yaml").write_text(yaml.safe_dump({"adverts": [
+        {"id": "spring-sale", "file": "spring.jpg", "seconds": 6},
+        {"id": "fresh-bread", "file": "bread.png", "seconds": 4}]}, sort_keys=False))
+    return folder
 
 
 def start_probe(path: Path, store: str, broker_port: int, cameras: dict, service=None,
