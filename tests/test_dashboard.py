@@ -80,6 +80,10 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         conn.execute("INSERT INTO outbox (dest, record_id, state, attempts, next_ms, queued_ms, "
                      "last_error) VALUES ('crm', ?, 'dead', 1, 0, 0, 'webhook: HTTP 422')",
                      (f"{STORE}-K1",))
+    # What a CYD panel's status told the concentrator (the fleet table).
+    h.thread.call(lambda: h.conc.panel_info.update({"till-1": {
+        "state": "online", "fw": "0.4.0", "board": "cyd", "outbox": 0,
+        "adverts": {"ready": 1, "planned": 2, "bad": ["autumn"]}}}))
     try:
         base = f"http://127.0.0.1:{port}"
         # Without a session: the page sends you to log in, the API says 401.
@@ -97,6 +101,11 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         browser.find_element(By.ID, "password").send_keys("correct horse")
         browser.find_element(By.ID, "submit").click()
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        fleet = {r.find_elements(By.TAG_NAME, "td")[0].text:
+                 [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+                 for r in browser.find_elements(By.CSS_SELECTOR, "#fleet tbody tr")}
+        assert fleet["till-1"][2:5] == ["0.4.0", "cyd", "1 of 2; refused: autumn"]
+        assert fleet["till-2"][1] == "never connected"
         want = reports.summary(recs)["nps"]
         sign = lambda v: f"{'+' if v > 0 else ''}{v:.1f}"  # noqa: E731
         assert browser.find_element(By.ID, "nps").text == sign(want["nps"])

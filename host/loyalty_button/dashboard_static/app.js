@@ -105,6 +105,10 @@ async function status() {
     cell(tr, p);
     cell(tr, state, state === "online" ? "good" : "bad");
     cell(tr, f.fw || "–");
+    cell(tr, f.board === "none" ? "headless" : (f.board || "–"));
+    const ads = f.adverts, bad = ads && ads.bad && ads.bad.length ? ads.bad : null;
+    cell(tr, ads ? `${ads.ready} of ${ads.planned}` + (bad ? `; refused: ${bad.join(", ")}` : "") : "–",
+         bad ? "bad" : "");
     cell(tr, when(f.last_answer_ms));
     cell(tr, f.outbox === undefined ? "–" : f.outbox);
   }
