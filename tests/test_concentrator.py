@@ -42,6 +42,21 @@ def test_udp_receipt_of_a_member_asks_the_nps_and_records_answer_and_reasons(hos
     assert (c["receipts_udp"], c["asked"], c["outcome_answered"]) == (1, 1, 1)
 
 
+def test_a_burst_of_presses_is_one_answer_and_the_record_keeps_the_flag(host, panels):
+    panel = panels.start("till-1", touch={"settle_ms": 1500})
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-1", "7700123"))
+    panel.answer("s1-R-1", 0)
+    for value in (3, 10, 5):
+        time.sleep(0.2)  # past the 150 ms debounce: each press counts
+        panel.tap(value)
+    panel.wait_screen("why", session="s1-R-1")
+    panel.send("reasons ")
+    rec = host.wait_record("s1-R-1")
+    assert (rec["outcome"], rec["value"], rec["burst"]) == ("answered", 0, 4)
+    assert host.counters()["outcome_answered"] == 1
+
+
 def test_http_202_means_on_disk_and_a_repeat_is_200_duplicate_with_one_record(host, panels):
     panel = panels.start("till-3")
     host.wait_online("till-3")

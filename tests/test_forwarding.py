@@ -293,7 +293,7 @@ def test_postgres_aggregator_upserts_survives_a_restart_and_never_duplicates(
     store.start()
     store.wait("chain", sent=30)
     with psycopg.connect(pg.dsn) as conn:
-        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == ("2",)
         n, ids = conn.execute("SELECT COUNT(*), COUNT(DISTINCT loyalty_id) FROM lb_records"
                               ).fetchone()
         assert (n, ids) == (30, 30)
@@ -306,6 +306,29 @@ def test_postgres_aggregator_upserts_survives_a_restart_and_never_duplicates(
     store.wait("chain", sent=30, pending=0)
     with psycopg.connect(pg.dsn) as conn:
         assert conn.execute("SELECT COUNT(*) FROM lb_records").fetchone() == (30,)
+
+
+def test_a_schema_1_central_database_gets_the_burst_column_and_keeps_its_rows(
+        store_factory, pg):
+    from loyalty_button.forward import postgres
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS old_chain")
+        conn.execute("CREATE DATABASE old_chain")
+    dsn = pg.dsn.rsplit("/", 1)[0] + "/old_chain"
+    with psycopg.connect(dsn) as conn:  # what a host of the first version left
+        for sql in postgres.MIGRATIONS[1]:
+            conn.execute(sql)
+        conn.execute("CREATE TABLE lb_meta (key text PRIMARY KEY, value text NOT NULL)")
+        conn.execute("INSERT INTO lb_meta VALUES ('schema', '1')")
+        conn.execute("INSERT INTO lb_records (id, store, member) VALUES ('s1-old', 's1', false)")
+    store = store_factory({"name": "chain", "type": "postgres", "dsn": dsn, **FAST})
+    store.add([_closed(1, value=0, burst=5)])
+    store.start()
+    store.wait("chain", sent=1)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == ("2",)
+        rows = dict(conn.execute("SELECT id, burst FROM lb_records").fetchall())
+    assert rows == {"s1-old": None, f"{STORE}-R1": 5}
 
 
 def test_postgres_down_then_up_loses_nothing(store_factory, tmp_path):

@@ -440,8 +440,8 @@ def test_a_schema_1_database_is_migrated_keeping_its_records(tmp_path):
     [rec] = open_records(db)
     assert (rec["value"], rec["probe"], rec["emotion"], rec["c_value"], rec["emotions"]) == \
         (7, "ok", "sad", -60, {"sad": 0.7})
-    assert rec["advert"] is None  # schema 3's column, added by the same migration
+    assert rec["advert"] is None and rec["burst"] is None  # schemas 3 and 4, same migration
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
     assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
     conn.close()

@@ -3,6 +3,7 @@ acceptance checks), CSAT, response rate, reasons, breakdowns, CSV."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from loyalty_button import reports
+from loyalty_button import alerts, reports
 from loyalty_button.records import RecordStore, now_ms
 
 
@@ -87,7 +88,7 @@ def test_summary_breakdowns_and_trend_from_a_store_database(tmp_path):
     store.stop()
     s = json.loads(cli("report", "summary", "--db", str(tmp_path / "r.db"), "--json").stdout)
     assert (s["nps"]["n"], s["nps"]["declined"], s["nps"]["nps"]) == (3, 2, 33.3)
-    assert s["csat"] == {"n": 2, "mean": 4.0, "satisfied_pct": 50.0,
+    assert s["csat"] == {"n": 2, "mean": 4.0, "satisfied_pct": 50.0, "burst_excluded": 0,
                          "distribution": {"1": 0, "2": 0, "3": 1, "4": 0, "5": 1}}
     assert s["response"]["asked"] == 7 and s["response"]["answered"] == 5
     assert s["response"]["rate_pct"] == round(100 * 5 / 7, 1)
@@ -107,6 +108,27 @@ def test_summary_breakdowns_and_trend_from_a_store_database(tmp_path):
     assert cli("export", "--db", str(tmp_path / "r.db"), "--out", str(export)).returncode == 0
     text = export.read_text().splitlines()
     assert text[0].startswith("id,store,till,receipt") and len(text) == 9
+
+
+def test_a_burst_of_presses_is_answered_but_left_out_of_scores_reasons_and_alerts(tmp_path):
+    recs = [_rec(1, 10), _rec(2, 0, burst=6, reasons=["staff"]), _rec(3, 5, kind="csat"),
+            _rec(4, 1, kind="csat", burst=4)]
+    store = RecordStore(tmp_path / "r.db")
+    for r in recs:
+        store.insert(r)
+    store.stop()
+    db = str(tmp_path / "r.db")
+    s = json.loads(cli("report", "summary", "--db", db, "--json").stdout)
+    assert (s["nps"]["n"], s["nps"]["nps"], s["nps"]["burst_excluded"]) == (1, 100.0, 1)
+    assert (s["csat"]["n"], s["csat"]["mean"], s["csat"]["burst_excluded"]) == (1, 5.0, 1)
+    assert s["response"]["answered"] == 4 and s["reasons"] == {}
+    assert "1 button-mashing answers left out" in cli("report", "nps", "--db", db).stdout
+    export = tmp_path / "all.csv"
+    assert cli("export", "--db", db, "--out", str(export)).returncode == 0
+    rows = {r["id"]: r for r in csv.DictReader(export.open())}
+    assert (rows["s1-2"]["burst"], rows["s1-1"]["burst"]) == ("6", "")
+    # Nor does a child at the buttons page the manager.
+    assert not alerts.unhappy(recs[1]) and alerts.unhappy(dict(recs[1], burst=None))
 
 
 def test_segments_split_regulars_from_occasional_and_by_check():

@@ -142,7 +142,8 @@ def parse(doc, base: Path) -> tuple[Alerts | None, list[str]]:
 
 def unhappy(rec: dict) -> bool:
     v = rec.get("value")
-    if rec.get("outcome") != "answered" or not isinstance(v, int):
+    # A burst of presses (a child at the buttons) is not a shopper's verdict.
+    if rec.get("outcome") != "answered" or not isinstance(v, int) or rec.get("burst"):
         return False
     return (rec.get("kind") == "nps" and v <= 6) or (rec.get("kind") == "csat" and v <= 2)
 
@@ -268,7 +269,7 @@ class RecordRules:
         try:
             rows = conn.execute(
                 "SELECT kind, value, outcome FROM records WHERE outcome = 'answered' AND "
-                "closed_ms > ? AND closed_ms <= ?", (now - window, now)).fetchall()
+                "burst IS NULL AND closed_ms > ? AND closed_ms <= ?", (now - window, now)).fetchall()
         finally:
             conn.close()
         answers = [dict(r) for r in rows]

@@ -517,7 +517,7 @@ class Concentrator:
             "outcome": outcome, "value": msg["value"], "reasons": msg.get("reasons"),
             "answer_ms": msg.get("answer_ms"), "shown_ms": msg.get("shown_ms"),
             "answer_id": msg["id"], "late": 1 if late else 0, "closed_ms": now_ms(),
-            "advert": msg.get("advert")})
+            "advert": msg.get("advert"), "burst": msg.get("burst")})
         self._remember(msg["session"], Closed(msg["panel"], msg["qid"], outcome, msg["id"]))
 
     # --- the catalogue ----------------------------------------------------------

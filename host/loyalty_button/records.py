@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS records (
     age_band    TEXT,
     gender      TEXT,
     probe_age_ms INTEGER,           -- estimate's distance in time from the sale
-    advert      TEXT                -- the advert on screen when asked (schema 3)
+    advert      TEXT,               -- the advert on screen when asked (schema 3)
+    burst       INTEGER             -- presses in a burst the panel flagged (schema 4)
 );
 CREATE INDEX IF NOT EXISTS records_loyalty ON records (loyalty_id, asked_ms);
 CREATE INDEX IF NOT EXISTS records_received ON records (received_ms);
@@ -105,9 +106,9 @@ RECORD_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashi
                  "received_ms", "rule", "qid", "kind", "asked_ms", "state", "outcome",
                  "reason", "value", "reasons", "answer_ms", "shown_ms", "answer_id", "late",
                  "closed_ms", "updated_ms", "probe", "emotion", "emotions", "c_value",
-                 "age_band", "gender", "probe_age_ms", "advert")
+                 "age_band", "gender", "probe_age_ms", "advert", "burst")
 CLOSE_FIELDS = ("outcome", "reason", "value", "reasons", "answer_ms", "shown_ms",
-                "answer_id", "late", "closed_ms", "advert")
+                "answer_id", "late", "closed_ms", "advert", "burst")
 MAX_REJECTS = 10000
 MAX_RAW = 2048
 _BATCH = 1000
@@ -127,7 +128,8 @@ PROBE_FIELDS = ("probe", "emotion", "emotions", "c_value", "age_band", "gender",
 _MIGRATIONS = {2: [f"ALTER TABLE records ADD COLUMN {c}" for c in
                    ("probe TEXT", "emotion TEXT", "emotions TEXT", "c_value INTEGER",
                     "age_band TEXT", "gender TEXT", "probe_age_ms INTEGER")],
-               3: ["ALTER TABLE records ADD COLUMN advert TEXT"]}
+               3: ["ALTER TABLE records ADD COLUMN advert TEXT"],
+               4: ["ALTER TABLE records ADD COLUMN burst INTEGER"]}
 _JSON_FIELDS = ("extras", "reasons", "emotions")
 _PROBE = (f"UPDATE records SET {', '.join(f + ' = ?' for f in PROBE_FIELDS)}, "
           f"updated_ms = ? WHERE id = ?")

@@ -55,7 +55,9 @@ def run(args) -> int:
                 print(f"NPS {result['nps']:+.1f} (95% CI {result['ci95_low']:+.1f} to "
                       f"{result['ci95_high']:+.1f}); n {result['n']}: {result['promoters']} "
                       f"promoters, {result['passives']} passives, {result['detractors']} "
-                      f"detractors; {result['declined']} declined or timed out")
+                      f"detractors; {result['declined']} declined or timed out"
+                      + (f"; {result['burst_excluded']} button-mashing answers left out"
+                         if result.get("burst_excluded") else ""))
             else:
                 print(f"no scores (declined or timed out: {result['declined']})")
         elif args.report == "summary":

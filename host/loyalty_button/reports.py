@@ -4,7 +4,10 @@ the CLI (`loyalty-button report ...`) and the dashboard (docs/reports.md).
 
 Records are the dicts of `records.open_records` (or the same fields from
 any source). Only what the shopper did counts: a record that was never
-asked (`not_asked`, `panel_offline`) is not in the response rate."""
+asked (`not_asked`, `panel_offline`) is not in the response rate, and an
+answer the panel flagged as a burst of presses (`burst`: a child mashing
+the buttons) counts as answered but its score is left out of NPS and CSAT
+(`burst_excluded`)."""
 
 from __future__ import annotations
 
@@ -71,9 +74,17 @@ def response(records) -> dict:
     return out
 
 
-def _scores(records, kind: str) -> list[int]:
-    return [r["value"] for r in records if r.get("kind") == kind
+def _answered(records, kind: str) -> list[dict]:
+    return [r for r in records if r.get("kind") == kind
             and r.get("outcome") == "answered" and isinstance(r.get("value"), int)]
+
+
+def _scores(records, kind: str) -> list[int]:
+    return [r["value"] for r in _answered(records, kind) if not r.get("burst")]
+
+
+def _bursts(records, kind: str) -> int:
+    return sum(1 for r in _answered(records, kind) if r.get("burst"))
 
 
 def _declined(records, kind: str) -> int:
@@ -86,7 +97,7 @@ def reasons(records) -> dict:
     other kinds, per value."""
     out: dict[str, Counter] = defaultdict(Counter)
     for r in records:
-        if r.get("outcome") != "answered" or not r.get("reasons"):
+        if r.get("outcome") != "answered" or not r.get("reasons") or r.get("burst"):
             continue
         if r.get("kind") == "nps" and isinstance(r.get("value"), int):
             group = nps_class(r["value"])
@@ -98,8 +109,9 @@ def reasons(records) -> dict:
 
 def summary(records) -> dict:
     records = list(records)
-    return {"nps": nps(_scores(records, "nps"), _declined(records, "nps")),
-            "csat": csat(_scores(records, "csat")),
+    return {"nps": {**nps(_scores(records, "nps"), _declined(records, "nps")),
+                    "burst_excluded": _bursts(records, "nps")},
+            "csat": {**csat(_scores(records, "csat")), "burst_excluded": _bursts(records, "csat")},
             "response": response(records),
             "reasons": reasons(records)}
 
@@ -199,7 +211,7 @@ def breakdown(records, by: str, tz: tzinfo = timezone.utc) -> list[dict]:
 EXPORT_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashier", "total",
                  "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
                  "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms",
-                 "advert", "probe", "emotion", "c_value", "age_band", "gender")
+                 "advert", "burst", "probe", "emotion", "c_value", "age_band", "gender")
 
 
 def to_csv(rows, fields=None) -> str:

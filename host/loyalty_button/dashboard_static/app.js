@@ -29,7 +29,8 @@ async function summary() {
   $("nps").textContent = fmt(n.nps);
   $("nps").className = "big " + (n.nps === null ? "" : n.nps >= 30 ? "good" : n.nps < 0 ? "bad" : "warn");
   $("nps-ci").textContent = n.n ? `95% CI ${fmt(n.ci95_low)} to ${fmt(n.ci95_high)} · n ${n.n}` : "no answers yet";
-  $("nps-split").textContent = `${n.promoters} promoters · ${n.passives} passives · ${n.detractors} detractors · ${n.declined} declined or timed out`;
+  $("nps-split").textContent = `${n.promoters} promoters · ${n.passives} passives · ${n.detractors} detractors · ${n.declined} declined or timed out` +
+    (n.burst_excluded ? ` · ${n.burst_excluded} button-mashing answers left out` : "");
   const r = s.response;
   $("rate").textContent = r.rate_pct === null ? "–" : r.rate_pct + "%";
   $("rate-detail").textContent = `${r.answered} answered of ${r.asked} asked · declined ${r.declined} · timed out ${r.timeout} · superseded ${r.superseded} · no reply ${r.no_reply}`;

@@ -11,7 +11,7 @@ import hmac
 FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashier", "total",
           "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
           "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms",
-          "advert", "probe", "emotion", "emotions", "c_value", "age_band", "gender")
+          "advert", "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender")
 
 
 def pseudonym(key: bytes, loyalty_id: str) -> str:

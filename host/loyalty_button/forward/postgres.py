@@ -14,7 +14,7 @@ from . import http
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOCK = 0x4C425247  # "LBRG": pg_advisory_xact_lock key for migrations
 
 # version -> statements that take the schema from version-1 to version.
@@ -35,11 +35,13 @@ MIGRATIONS = {
             updated     timestamptz NOT NULL DEFAULT now())""",
         "CREATE INDEX IF NOT EXISTS lb_records_store_asked ON lb_records (store, asked_ms)",
         "CREATE INDEX IF NOT EXISTS lb_records_loyalty ON lb_records (loyalty_id)"],
+    # Presses in a burst the panel flagged (a child mashing the buttons).
+    2: ["ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS burst integer"],
 }
 COLUMNS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "member", "cashier",
            "total", "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
            "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms", "advert",
-           "probe", "emotion", "emotions", "c_value", "age_band", "gender", "extras")
+           "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender", "extras")
 _JSONB = {"value", "reasons", "emotions", "extras"}
 UPSERT = (f"INSERT INTO lb_records ({', '.join(COLUMNS)}) VALUES "
           f"({', '.join('%s' for _ in COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
