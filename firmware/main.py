@@ -19,20 +19,21 @@ def board_name():
 
 
 def make_ui(name):
+    """(ui, LVGL loop coroutine or None, touch-calibration coroutine or None)."""
     if name == "none":
         from lbpanel.ui import HeadlessUI
-        return HeadlessUI(), None
+        return HeadlessUI(), None, None
     try:
         board_module = __import__("boards." + name, None, None, ["Display"])
         from lbpanel import lvui
     except ImportError as e:
         log.error("boot", "board %r needs the LVGL firmware: %s" % (name, e))
         from lbpanel.ui import HeadlessUI
-        return HeadlessUI(), None
+        return HeadlessUI(), None, None
     import lvgl as lv
     lv.init()
     display = board_module.Display()
-    board_module.touch(display)
+    touch = board_module.touch(display)
 
     def read_font(file_name):
         with open("fonts/" + file_name, "rb") as f:
@@ -40,13 +41,23 @@ def make_ui(name):
     fonts = lvui.load_fonts(board_module.BOARD, read_font)
     ui = lvui.LvglUI(board_module.BOARD, display, fonts)
     ui.board_name = name
-    return ui, lvui.run_lvgl(ui)
+    first = None
+    if board_module.BOARD["touch"].get("calibrate"):
+        from lbpanel import calibrate
+        calibrate.offer(ui, touch)
+        if touch.needs_calibration:
+            first = calibrate.run(ui, touch)
+    return ui, lvui.run_lvgl(ui), first
 
 
 async def main():
-    ui, lvgl_loop = make_ui(board_name())
+    ui, lvgl_loop, first_calibration = make_ui(board_name())
     if lvgl_loop is not None:
         asyncio.create_task(lvgl_loop)
+    if first_calibration is not None:
+        # A new CYD cannot be touched sensibly until its film is learnt:
+        # the installer does that before anything else.
+        await first_calibration
     await app.start("panel.json", ui, network=network, reset=machine.reset,
                     wdt=machine.WDT(timeout=10000), console=console.run)
 

@@ -36,7 +36,7 @@ def rendered(tmp_path_factory):
 def test_every_board_has_every_screen(rendered):
     out, rows = rendered
     names = {p.name for p in out.glob("*.png")}
-    want = {f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None)}
+    want = {f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None, b)}
     assert names == want
     assert {p.name for p in REFERENCE.glob("*.png")} == want, \
         "reference set differs: run tools/screens tests/reference/screens and review"
@@ -45,7 +45,7 @@ def test_every_board_has_every_screen(rendered):
 
 
 @pytest.mark.parametrize("name", sorted(
-    f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None)))
+    f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None, b)))
 def test_screen_matches_reviewed_reference(rendered, name):
     out, _ = rendered
     got = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.int16)

@@ -45,27 +45,40 @@ class Display:
         self.bus.tx_color(0x2C, data, x, y, x + w - 1, y + h - 1, self.driver._rotation, True)
 
 
-def touch(display, cal_path=touchcal.DEFAULT_PATH):
+class ResistiveTouch:
     """XPT2046 as an LVGL pointer, mapped through the calibration stored on
-    flash (the resistive film differs from panel to panel)."""
-    import xpt2046
-    t = BOARD["touch"]
-    spi = machine.SPI.Bus(host=t["spi_host"], mosi=t["mosi"], miso=t["miso"], sck=t["sck"])
-    device = machine.SPI.Device(spi_bus=spi, freq=t["freq"], cs=t["cs"])
-    raw = xpt2046.XPT2046(device)
-    cal = touchcal.load(cal_path)
-    state = {"cal": cal}
+    flash (the resistive film differs from panel to panel). What
+    lbpanel.calibrate needs: read_raw() and a settable `calibration`; with
+    none, the pointer stays released (the calibration screen reads raw)."""
 
-    def read(indev, data):
-        point = raw._get_coords()  # (pressed, raw_x, raw_y) or None
-        if not point or not point[0] or state["cal"] is None:
+    def __init__(self, display, cal_path=touchcal.DEFAULT_PATH):
+        import xpt2046
+        t = BOARD["touch"]
+        spi = machine.SPI.Bus(host=t["spi_host"], mosi=t["mosi"], miso=t["miso"], sck=t["sck"])
+        device = machine.SPI.Device(spi_bus=spi, freq=t["freq"], cs=t["cs"])
+        self.display = display
+        self.raw = xpt2046.XPT2046(device)
+        self.calibration = touchcal.load(cal_path)
+        self.needs_calibration = self.calibration is None
+        self.indev = lv.indev_create()
+        self.indev.set_type(lv.INDEV_TYPE.POINTER)
+        self.indev.set_read_cb(self._read)
+
+    def read_raw(self):
+        point = self.raw._get_coords()  # (pressed, raw_x, raw_y) or None
+        if not point or not point[0]:
+            return None
+        return point[1], point[2]
+
+    def _read(self, indev, data):
+        raw = self.read_raw()
+        if raw is None or self.calibration is None:
             data.state = lv.INDEV_STATE.RELEASED
             return
-        x, y = state["cal"].apply(point[1], point[2], display.width, display.height)
+        x, y = self.calibration.apply(raw[0], raw[1], self.display.width, self.display.height)
         data.point.x, data.point.y = x, y
         data.state = lv.INDEV_STATE.PRESSED
 
-    indev = lv.indev_create()
-    indev.set_type(lv.INDEV_TYPE.POINTER)
-    indev.set_read_cb(read)
-    return indev, raw, state
+
+def touch(display):
+    return ResistiveTouch(display)

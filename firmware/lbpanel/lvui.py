@@ -32,14 +32,16 @@ CHROME = {
            "yes": "Yes", "no": "No", "welcome": "Welcome!",
            "not_configured": "Not configured", "no_network": "No network",
            "broker_unreachable": "Cannot reach the store server",
-           "service": "Service", "hint": "Installer: hold the top-left corner"},
+           "service": "Service", "hint": "Installer: hold the top-left corner",
+           "calibrate": "Touch the centre of the cross", "recalibrate": "Calibrate touch"},
     "ru": {"no_thanks": "Нет, спасибо", "done": "Готово", "thanks": "Спасибо!",
            "scan": "Отсканируйте, чтобы рассказать подробнее",
            "review": "Отсканируйте, чтобы оставить отзыв",
            "yes": "Да", "no": "Нет", "welcome": "Добро пожаловать!",
            "not_configured": "Панель не настроена", "no_network": "Нет сети",
            "broker_unreachable": "Нет связи с сервером магазина",
-           "service": "Сервис", "hint": "Установщику: удерживайте левый верхний угол"},
+           "service": "Сервис", "hint": "Установщику: удерживайте левый верхний угол",
+           "calibrate": "Коснитесь центра крестика", "recalibrate": "Калибровка"},
 }
 
 # Touches closer together than this on one button are one bouncy press.
@@ -110,6 +112,9 @@ class LvglUI:
         self._picked = []
         self.targets = {}
         self.on_screen = None
+        # Set by the boot code on boards with a resistive film: the service
+        # screen then offers "Calibrate touch" (lbpanel.calibrate).
+        self.on_calibrate = None
         # A list only while the host measures heap per screen.
         self.keep_screens = None
         self._advert_pending = None
@@ -686,13 +691,23 @@ class LvglUI:
         line_h = self.fonts.get("small").get_line_height() + 2
         y = self.pad + self.fonts.get("body").get_line_height() + self.gap
         key_w = self.w // 3
+        # "Calibrate touch" in the top-right corner (resistive boards); the
+        # rows beside it are cut short of it.
+        button_x, button_bottom = self.w, 0
+        if self.on_calibrate is not None:
+            bw = self.w * 2 // 5
+            button_x, button_bottom = self.w - bw - self.pad, self.pad + self.min_target
+            self._button(scr, button_x, self.pad, bw, self.min_target, ACCENT,
+                         chrome(self.lang, "recalibrate"), "small",
+                         lambda e: self.on_calibrate(), key="calibrate")
         for key, value in rows:
             if value is None:
                 value = "-"
             k = self._label(scr, key, "small", MUTED)
             k.set_pos(self.pad, y)
             v = self._label(scr, "%s" % (value,), "small", TEXT)
-            v.set_width(self.w - key_w - 2 * self.pad)
+            right = button_x - self.gap if y < button_bottom else self.w - self.pad
+            v.set_width(right - key_w)
             v.set_long_mode(lv.label.LONG_MODE.DOTS)
             v.set_pos(key_w, y)
             y += line_h
@@ -701,6 +716,40 @@ class LvglUI:
             if self.app is not None and self.app.flow.state == "adverts":
                 self.show_adverts()
         scr.add_event_cb(self._safe(leave), lv.EVENT.CLICKED, None)
+
+    def show_calibration(self, target, step, total, note=None):
+        """A cross to touch at target (x, y), step of total, and why the
+        last round did not take (note). See lbpanel.calibrate."""
+        scr = self._new_screen("calibrate", {"target": list(target), "step": step,
+                                             "total": total, "note": note})
+        x, y = target
+        arm = max(12, self.min_target // 2)
+        for w, h in ((2 * arm + 1, 3), (3, 2 * arm + 1)):
+            bar = lv.obj(scr)
+            bar.remove_style_all()
+            bar.set_style_bg_color(lv.color_hex(TEXT), 0)
+            bar.set_style_bg_opa(255, 0)
+            bar.set_size(w, h)
+            bar.set_pos(x - w // 2, y - h // 2)
+        ring = lv.obj(scr)
+        ring.remove_style_all()
+        ring.set_size(arm, arm)
+        ring.set_style_radius(arm, 0)
+        ring.set_style_border_color(lv.color_hex(AMBER), 0)
+        ring.set_style_border_width(2, 0)
+        ring.set_pos(x - arm // 2, y - arm // 2)
+        # The words sit between the crosses: a band across the upper and
+        # lower middle, clear of the corners and of the centre cross.
+        width = self.w * 3 // 5
+        title = self._label(scr, chrome(self.lang, "calibrate"), "body", TEXT, width=width,
+                            align=lv.TEXT_ALIGN.CENTER)
+        title.align(lv.ALIGN.CENTER, 0, -self.h // 4)
+        count = self._label(scr, "%d / %d" % (step, total), "small", MUTED)
+        count.align(lv.ALIGN.CENTER, 0, self.h // 5)
+        if note:
+            why = self._label(scr, note, "small", AMBER, width=self.w * 4 // 5,
+                              align=lv.TEXT_ALIGN.CENTER)
+            why.align_to(count, lv.ALIGN.OUT_BOTTOM_MID, 0, self.gap)
 
 
 async def run_lvgl(ui, period_ms=10):

@@ -67,9 +67,21 @@ def _settle(ui: lvui.LvglUI, display: lvpanel.SimDisplay) -> None:
     ui.after_render()
 
 
-def scenes(ui: lvui.LvglUI, advert: dict | None) -> list[tuple[str, callable]]:
-    """(screen name, how to show it) for every screen."""
-    return [
+def calibrates(board_name: str) -> bool:
+    """A resistive film: the board has a calibration screen, and its
+    service screen offers it."""
+    return bool(boards.get(board_name)["touch"].get("calibrate"))
+
+
+def scenes(ui: lvui.LvglUI, advert: dict | None,
+           board_name: str) -> list[tuple[str, callable]]:
+    """(screen name, how to show it) for every screen of the board."""
+    extra = []
+    if calibrates(board_name):
+        extra = [("calibrate", lambda: ui.show_calibration((32, 28), 1, 5)),
+                 ("calibrate-retry", lambda: ui.show_calibration(
+                     (160, 120), 5, 5, "the middle cross was 14 px off: once more"))]
+    return extra + [
         ("adverts", lambda: ui.show_advert(advert)),
         ("adverts-empty", lambda: ui.show_advert(None)),
         ("nps", lambda: ui.show_question(NPS_RU, 30000)),
@@ -151,7 +163,9 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
             ui._new_screen("blank", {})
             _settle(ui, display)
             baseline = _redraw_ms(display, repeats)
-        for name, show in scenes(ui, advert):
+        if calibrates(board_name):
+            ui.on_calibrate = lambda: None
+        for name, show in scenes(ui, advert, board_name):
             row = {"board": board_name, "screen": name}
             if measure:
                 row["heap_bytes"] = _heap_per_screen(ui, show)
