@@ -51,9 +51,11 @@ def scenario(heapsize_kib: int, firmware: Path, root: Path) -> tuple[bool, str, 
         for s in ("r0", "r1", "r2", "r3", "r-why", "r-old", "r-new"):
             link.wait_answer(s, timeout=10)
         _answer(link, panel, "r-outage", 4)
+        # The panel announces itself as it reconnects, before it flushes
+        # its outbox: take the last status seen before the restart.
+        before = link.statuses["p1"]["id"]
         broker.restart()
         link.wait_answer("r-outage", timeout=20)
-        before = link.statuses["p1"]["id"]
         link.wait_status("p1", "online", timeout=20, newer_than=before)
         if link.by_session["r-why"].get("reasons") != ["queue", "staff"]:
             return False, "follow-up reasons lost", {}
