@@ -73,10 +73,14 @@ def test_installer_calibrates_from_the_service_screen_and_a_careless_touch_start
         lvgl = asyncio.create_task(lvui.run_lvgl(ui))
         calibrate.offer(ui, film, path, give_up_s=1)
         ui.show_status({"panel": "till-1", "board": "cyd"})
+        ui.show_advert(None)  # the playlist moves on: the installer's screen stays
+        assert ui.screen == "status"
         finger = lvpanel.Finger(ui, pointer)
         # The service screen's button, tapped through LVGL's pointer.
         assert await finger.touch_target("calibrate")
         await _until(lambda: ui.screen == "calibrate")
+        ui.show_adverts()
+        assert ui.screen == "calibrate"
         # The 5th cross (the check) touched 25 px off the first time.
         await _installer(ui, film, off_by={5: 25}, crosses=10)
         await _until(lambda: ui.screen == "adverts")

@@ -129,7 +129,7 @@ def offer(ui, touch, path=touchcal.DEFAULT_PATH, give_up_s=60):
     async def again():
         await run(ui, touch, path, give_up_s=give_up_s, counters=ui.counters)
         if ui.screen == "calibrate":
-            ui.show_adverts()
+            ui.show_adverts(leave=True)
 
     def start():
         asyncio.create_task(again())

@@ -48,6 +48,10 @@ CHROME = {
 DEBOUNCE_MS = 150
 # Hold this long in the top-left corner for the service screen.
 SERVICE_HOLD_MS = 3000
+# The installer's screens (service, touch calibration) are not swept away
+# by the next advert for this long; a question still takes over at once.
+INSTALLER_SCREENS = ("status", "calibrate")
+INSTALLER_HOLD_MS = 60000
 
 
 def chrome(lang, key):
@@ -104,6 +108,7 @@ class LvglUI:
         self.remaining_ms = 0
         self.advert = None
         self._scr = None
+        self._shown_at = 0
         self._bar = None
         self._secs = None
         self._last_secs = None
@@ -167,6 +172,7 @@ class LvglUI:
         self.screen = name
         self.detail = detail
         self.targets = {}
+        self._shown_at = ticks_ms()
         lv.screen_load(scr)
         if old is not None:
             if self.keep_screens is not None:
@@ -358,14 +364,18 @@ class LvglUI:
 
     # --- adverts ------------------------------------------------------------
 
-    def show_adverts(self):
-        """The idle screen: the playlist's current advert, or a welcome."""
-        self.show_advert(self.advert)
+    def show_adverts(self, leave=False):
+        """The idle screen: the playlist's current advert, or a welcome.
+        leave: the installer is done with the service or calibration screen."""
+        self.show_advert(self.advert, leave)
 
-    def show_advert(self, item):
+    def show_advert(self, item, leave=False):
         """item: None or {"id", "path", "w", "h", "offset"} of an image file
         already checked by the advert cache."""
         self.advert = item
+        if not leave and self.screen in INSTALLER_SCREENS and \
+                ticks_diff(ticks_ms(), self._shown_at) < INSTALLER_HOLD_MS:
+            return  # shown when the installer leaves (or the hold runs out)
         scr = self._new_screen("adverts", {"advert": item["id"] if item else None})
         self._service_corner(scr)
         if item is None:
@@ -714,7 +724,7 @@ class LvglUI:
 
         def leave(e):
             if self.app is not None and self.app.flow.state == "adverts":
-                self.show_adverts()
+                self.show_adverts(leave=True)
         scr.add_event_cb(self._safe(leave), lv.EVENT.CLICKED, None)
 
     def show_calibration(self, target, step, total, note=None):

@@ -269,7 +269,8 @@ class RecordRules:
         try:
             rows = conn.execute(
                 "SELECT kind, value, outcome FROM records WHERE outcome = 'answered' AND "
-                "burst IS NULL AND closed_ms > ? AND closed_ms <= ?", (now - window, now)).fetchall()
+                "burst IS NULL AND closed_ms > ? AND closed_ms <= ?",
+                (now - window, now)).fetchall()
         finally:
             conn.close()
         answers = [dict(r) for r in rows]

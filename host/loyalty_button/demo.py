@@ -171,8 +171,8 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
             continue
         shown.add(key)
         keep = {k: r[k] for k in ("id", "till", "panel", "loyalty_id", "qid", "lang", "outcome",
-                                  "reason", "value", "reasons", "answer_ms", "advert", "items", "total",
-                                  "probe", "emotion", "c_value", "age_band", "gender")
+                                  "reason", "value", "reasons", "answer_ms", "advert", "items",
+                                  "total", "probe", "emotion", "c_value", "age_band", "gender")
                 if r.get(k) is not None}
         out("  " + json.dumps(keep, ensure_ascii=False))
     out(f"\nstopped cleanly ({len(records)} records)")

@@ -82,8 +82,8 @@ def scenes(ui: lvui.LvglUI, advert: dict | None,
                  ("calibrate-retry", lambda: ui.show_calibration(
                      (160, 120), 5, 5, "the middle cross was 14 px off: once more"))]
     return extra + [
-        ("adverts", lambda: ui.show_advert(advert)),
-        ("adverts-empty", lambda: ui.show_advert(None)),
+        ("adverts", lambda: ui.show_advert(advert, leave=True)),
+        ("adverts-empty", lambda: ui.show_advert(None, leave=True)),
         ("nps", lambda: ui.show_question(NPS_RU, 30000)),
         ("why", lambda: ui.show_why(NPS_RU, 15000)),
         ("csat", lambda: ui.show_question(CSAT_EN, 30000)),
@@ -188,7 +188,7 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
                 row["render_ms"] = round(ms, 3)
                 row["vs_blank"] = round(ms / baseline, 2)
             results.append(row)
-    ui.show_advert(None)
+    ui.show_advert(None, leave=True)
     _settle(ui, display)
     touch.delete()
     display.delete()
