@@ -211,5 +211,14 @@ def test_store_adverts_reach_both_boards_and_the_record_says_which_was_on(tmp_pa
         autumn = next((cache / "cyd").glob("*.bin"))
         code, body = _get(base + "cyd/" + autumn.name)
         assert code == 200 and body == autumn.read_bytes()
+
+        # A broker restart: every manifest goes out again (a broker without
+        # persistence would have lost them).
+        broker.restart()
+        host.wait_counter("adverts_manifests_sent", 6, timeout=20)
+        # A panel on a board the host has no picture size for gets none.
+        panels.start("till-3", config=panels.config("till-3", board="cyd-v9"))
+        host.wait_counter("adverts_unknown_board")
+        assert "till-3" not in host.thread.status()["adverts"]["panels"]
     finally:
         host.stop()

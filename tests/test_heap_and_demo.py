@@ -34,6 +34,20 @@ def test_demo_runs_a_store_and_prints_a_summary_and_records(tmp_path):
     assert "receipts" in text and "NPS" in text and "stopped cleanly" in text
 
 
+def test_demo_on_lvgl_panels_plays_the_sample_adverts_and_keeps_shots(tmp_path):
+    lines = []
+    shots = tmp_path / "shots"
+    records = demo.run(workdir=tmp_path / "store", panels=2, rate=2.0, duration=5, timeout_s=3,
+                       seed=3, out=lines.append, every=1.0, shots=shots)
+    # A question that found the panel on an advert (not still thanking the
+    # last shopper) names it.
+    shown = {r["advert"] for r in records if r["outcome"] in ("answered", "declined")}
+    assert shown & {"spring-sale", "fresh-bread"} and shown <= {"spring-sale", "fresh-bread", None}
+    assert any(line.startswith("adverts: ") for line in lines)
+    for panel in ("till-1", "till-2"):
+        assert (shots / f"{panel}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_demo_with_the_probe_fills_emotion_fields_from_an_image_folder(tmp_path):
     lines = []
     records = demo.run(workdir=tmp_path, panels=2, rate=2.0, duration=5, timeout_s=3,

@@ -31,6 +31,7 @@ from lbpanel import boards, protocol
 
 from . import advert_image
 from .loglimit import LogLimiter
+from .problems import ProblemsError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,8 @@ MAX_PICTURE = 40 << 20       # a bigger source file is a mistake, not an advert
 _NAME = re.compile(r"^[0-9a-f]{64}\.bin$")
 
 
-class PlaylistError(ValueError):
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
+class PlaylistError(ProblemsError):
+    """An advert playlist that cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import yaml
 
 from lbpanel import protocol
 
+from .problems import ProblemsError
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Reasons a receipt gets no question; they are stored in the record.
 NO_RULE = "no_rule"
@@ -32,10 +34,8 @@ _WHEN_KEYS = {"member", "tills", "hours", "days", "items_min", "items_max",
               "total_min", "total_max"}
 
 
-class CatalogueError(ValueError):
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
+class CatalogueError(ProblemsError):
+    """A question catalogue that cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,7 @@ class Concentrator:
             self._adverts_wake.clear()
 
     async def _publish_manifests(self, loop) -> None:
-        pruned = False
+        sent = False
         for panel, board in list(self._advert_boards.items()):
             items = await loop.run_in_executor(None, self.adverts.items, board, panel)
             body = {"url": f"{self.cfg.adverts_url}adverts/{board}/", "items": items}
@@ -321,10 +321,10 @@ class Concentrator:
                 return  # the broker is gone; done again when it is back
             self._advert_sent[panel] = digest
             self.counters["adverts_manifests_sent"] += 1
-            pruned = True
+            sent = True
             log.info("adverts: panel %s (%s) gets %d: %s", panel, board, len(items),
                      ", ".join(i["id"] for i in items) or "none")
-        if pruned:
+        if sent:  # files the old manifests named may go now
             await loop.run_in_executor(None, self.adverts.prune)
 
     # --- receipts -------------------------------------------------------------

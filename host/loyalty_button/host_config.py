@@ -14,11 +14,11 @@ import yaml
 from lbpanel import boards, protocol
 from lbpanel.config import lookup
 
+from .problems import ProblemsError
 
-class HostConfigError(ValueError):
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
+
+class HostConfigError(ProblemsError):
+    """A concentrator.yaml that cannot be used."""
 
 
 @dataclass

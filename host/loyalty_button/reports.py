@@ -18,6 +18,8 @@ import statistics
 from collections import Counter, defaultdict
 from datetime import datetime, timezone, tzinfo
 
+from .problems import ProblemsError
+
 # Outcomes of a question that was put to a shopper (docs/concentrator.md).
 ASKED = ("answered", "declined", "timeout", "superseded", "no_reply")
 Z95 = 1.959963984540054  # the normal quantile for a two-sided 95 % interval
@@ -225,10 +227,8 @@ def to_csv(rows, fields=None) -> str:
     return buf.getvalue()
 
 
-class CsvError(ValueError):
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
+class CsvError(ProblemsError):
+    """A scores CSV with rows that cannot be read."""
 
 
 def read_scores(text: str, column: str = "score") -> tuple[list[int], int]:
