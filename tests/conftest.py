@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from lbpanel import protocol
-from loyalty_button.broker import Broker
-from loyalty_button.panel_link import PanelLink, new_id
-from loyalty_button.simpanel import SimPanel, panel_config
+from loyalty_button.sim.broker import Broker
+from lbpanel.protocol import new_id
+from loyalty_button.sim.panel_link import PanelLink
+from loyalty_button.sim.panel import SimPanel, panel_config
 
 STORE = "s1"
 
@@ -21,7 +22,7 @@ STORE = "s1"
 @pytest.fixture(scope="session")
 def compiled_firmware(tmp_path_factory) -> Path:
     """The firmware as a panel gets it: .mpy bytecode from mpy-cross."""
-    from loyalty_button import firmware_build
+    from loyalty_button.panels import firmware_build
     return firmware_build.build(tmp_path_factory.mktemp("firmware"))
 
 
@@ -108,9 +109,9 @@ class Host:
 
     def __init__(self, root: Path, broker: Broker, catalogue: dict | None = None, **settings):
         import yaml
-        from loyalty_button import host_config
-        from loyalty_button.broker import free_port
-        from loyalty_button.store_sim import POS_KEY, Pos
+        from loyalty_button.service import config as host_config
+        from loyalty_button.sim.broker import free_port
+        from loyalty_button.sim.store import POS_KEY, Pos
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.catalogue_path = root / "catalogue.yaml"
@@ -131,7 +132,7 @@ class Host:
         self.catalogue_path.write_text(yaml.safe_dump(doc, allow_unicode=True))
 
     def start(self) -> "Host":
-        from loyalty_button.service import ConcentratorThread
+        from loyalty_button.sim.runner import ConcentratorThread
         self.thread = ConcentratorThread(self.cfg).start()
         return self
 
@@ -140,8 +141,10 @@ class Host:
             self.thread.stop()
 
     @property
-    def conc(self):
-        return self.thread.conc
+    def host(self):
+        """The running StoreHost (service/host.py); touch it on its loop only,
+        through self.thread.call."""
+        return self.thread.host
 
     def counters(self) -> dict:
         return self.thread.status()["counters"]
@@ -157,7 +160,7 @@ class Host:
             time.sleep(0.05)
 
     def wait_online(self, panel: str, state: str = "online") -> None:
-        self.wait(lambda: self.thread.call(lambda: self.conc.panel_state.get(panel)) == state,
+        self.wait(lambda: self.thread.call(lambda: self.host.fleet.state.get(panel)) == state,
                   f"panel {panel} {state} at the concentrator")
 
     def wait_counter(self, name: str, value: int = 1, timeout: float = 10.0) -> dict:
@@ -166,7 +169,7 @@ class Host:
 
     def record(self, session: str) -> dict | None:
         self.thread.flush()
-        return self.thread.call(self.conc.records.get, session)
+        return self.thread.call(self.host.records.get, session)
 
     def wait_record(self, session: str, timeout: float = 10.0, **match) -> dict:
         def done():

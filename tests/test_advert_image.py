@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lbpanel import adverts as panel_adverts
-from loyalty_button import advert_image
+from loyalty_button.adverts import image as advert_image
 
 
 @pytest.mark.parametrize("board,size", [("cyd", (320, 240)), ("s3_8048", (800, 480))])

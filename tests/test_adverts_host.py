@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loyalty_button import advert_image, host_config
-from loyalty_button.advert_library import AdvertLibrary, PlaylistError, parse_playlist
+from loyalty_button.adverts import image as advert_image
+from loyalty_button.service import config as host_config
+from loyalty_button.adverts.library import AdvertLibrary, PlaylistError, parse_playlist
 
 from conftest import Host, receipt_doc
 
@@ -49,13 +50,13 @@ def test_a_playlist_lists_every_problem_with_its_place():
             {"id": "c", "file": "c.png", "seconds": 5, "panels": "till-1"},
             "not a mapping"]}, "pl.yaml")
     text = "\n".join(e.value.problems)
-    assert "adverts[2]: id 'ok' is used twice" in text
-    assert "adverts[2]: file must be a picture's name" in text
-    assert "adverts[2]: seconds must be a whole number 1..3600, got 0" in text
-    assert "adverts[3]: unknown key(s) colour" in text
-    assert "adverts[3]: id must be an id" in text
-    assert "adverts[3]: seconds must be a whole number 1..3600, got True" in text
-    assert "adverts[4]: panels must be a list of panel ids" in text
+    assert "adverts[2].id: 'ok' is used twice" in text
+    assert "adverts[2].file: must be a picture's name" in text
+    assert "adverts[2].seconds: must be a whole number 1..3600, got 0" in text
+    assert "adverts[3].colour: unknown setting" in text
+    assert "adverts[3].id: must be an id" in text
+    assert "adverts[3].seconds: must be a whole number 1..3600, got True" in text
+    assert "adverts[4].panels: must be a list of panel ids" in text
     assert "adverts[5]: must be a mapping" in text
     with pytest.raises(PlaylistError, match="must be a mapping with one key"):
         parse_playlist(["a.jpg"])
@@ -198,7 +199,7 @@ def test_store_adverts_reach_both_boards_and_the_record_says_which_was_on(tmp_pa
         host.wait_counter("adverts_playlist_rejected")
         time.sleep(1.5)  # three polls
         status = host.thread.status()
-        assert "seconds must be a whole number" in status["adverts"]["error"]
+        assert "seconds: must be a whole number" in status["adverts"]["error"]
         assert status["adverts"]["playlist"] == ["autumn"]
         assert status["counters"]["adverts_manifests_sent"] == 4
 

@@ -5,7 +5,7 @@ local server with the Bot API's request shape)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, time as dtime
+from datetime import datetime
 from email import message_from_bytes
 
 import pytest
@@ -13,10 +13,10 @@ from aiosmtpd.controller import Controller
 
 from conftest import STORE, Host, receipt_doc
 from fake_vendors import TELEGRAM_429, TelegramFake, WebhookReceiver
-from loyalty_button import alerts
-from loyalty_button.broker import free_port
-from loyalty_button.forward import http
-from loyalty_button.records import RecordStore, now_ms
+from loyalty_button.forward import alerts, http
+from loyalty_button.service.records import RecordStore, now_ms
+from loyalty_button.settings import Checker
+from loyalty_button.sim.broker import free_port
 
 TG_TOKEN = "123456:ABC-test-token"
 
@@ -28,6 +28,11 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
         return "250 OK"
+
+
+def _parse_alerts(doc, base):
+    check = Checker(base)
+    return alerts.parse(doc, check), check.problems
 
 
 @pytest.fixture
@@ -119,7 +124,7 @@ def _answer(i, value, kind="nps", closed=None):
 
 def test_burst_rule_fires_once_per_window_and_a_failed_channel_is_retried_alone(
         tmp_path, smtp, telegram):
-    cfg, problems = alerts.parse({"detractor": False, "burst": {"window_min": 15,
+    cfg, problems = _parse_alerts({"detractor": False, "burst": {"window_min": 15,
                                                                 "min_answers": 4, "share": 0.5},
                                   "channels": _channels(smtp, telegram)}, tmp_path)
     assert problems == []
@@ -144,7 +149,7 @@ def test_burst_rule_fires_once_per_window_and_a_failed_channel_is_retried_alone(
 
 
 def test_silent_panels_offline_and_no_answers_within_opening_hours(tmp_path):
-    cfg, _ = alerts.parse({"silent_panel": {"minutes": 30, "min_receipts": 3,
+    cfg, _ = _parse_alerts({"silent_panel": {"minutes": 30, "min_receipts": 3,
                                             "hours": "08:00-22:00"},
                            "channels": [{"name": "t", "type": "telegram", "token": "x",
                                          "chat_id": 1}]}, tmp_path)
@@ -163,16 +168,16 @@ def test_silent_panels_offline_and_no_answers_within_opening_hours(tmp_path):
                      "till-2": "4 receipts and no answer in 30 minutes"}
     assert alerts.silent_panels(cfg, tmp_path / "r.db", states, tills,
                                 datetime(2026, 11, 22, 23, 30)) == []
-    assert cfg.open_from == dtime(8, 0)
+    assert cfg.open_hours == (8 * 60, 22 * 60)
 
 
 def test_alert_settings_are_checked(tmp_path):
-    _, problems = alerts.parse({"channels": [{"name": "m", "type": "smtp", "host": "x",
+    _, problems = _parse_alerts({"channels": [{"name": "m", "type": "smtp", "host": "x",
                                               "from": "a@b", "to": ["nobody"]},
                                              {"name": "p", "type": "pager"}],
                                 "silent_panel": {"hours": "late"}}, tmp_path)
     text = "\n".join(problems)
     assert "to: one or more e-mail addresses" in text and "must be webhook, smtp or telegram" \
         in text and "must look like 08:00-22:00" in text
-    _, problems = alerts.parse({}, tmp_path)
+    _, problems = _parse_alerts({}, tmp_path)
     assert any("list at least one channel" in p for p in problems)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loyalty_button import catalogue as cat
-from loyalty_button.catalogue import CatalogueError
-from loyalty_button.store_sim import EXAMPLES
+from loyalty_button.service import catalogue as cat
+from loyalty_button.service.catalogue import CatalogueError
+from loyalty_button.sim.store import EXAMPLES
 
 UTC = dt.timezone.utc
 BASE = {
@@ -87,13 +87,13 @@ def test_invalid_yaml_says_where():
     (edited(questions__nps__text={"ru": "Порекомендуете?"}), "questions.nps.text.en"),
     (edited(questions__nps__kind="stars"), "questions.nps.kind"),
     (edited(questions__nps__timeout_s=1), "questions.nps.timeout_s"),
-    (edited(questions__nps__colour="red"), "unknown key 'colour'"),
+    (edited(questions__nps__colour="red"), "questions.nps.colour: unknown setting"),
     (edited(rules__0__ask="nope"), "rules[0].ask"),
     (edited(rules__0__when={"member": "yes"}), "rules[0].when.member"),
     (edited(rules__0__when={"tills": ["9"]}), "till '9' is not in tills"),
     (edited(rules__0__when={"hours": ["25:00-26:00"]}), "rules[0].when.hours"),
     (edited(rules__0__when={"days": ["monday"]}), "rules[0].when.days"),
-    (edited(rules__0__when={"memebr": True}), "unknown key 'memebr'"),
+    (edited(rules__0__when={"memebr": True}), "rules[0].when.memebr: unknown setting"),
     (edited(rules__0__sample=1.5), "rules[0].sample"),
     (edited(tills={"1": "till-1", "2": "till-1"}), "already the panel of till"),
     (edited(tills={"1": "till 1"}), "tills.1.panel"),
@@ -192,13 +192,14 @@ def test_load_reports_an_unreadable_file(tmp_path: Path):
 def test_the_concentrator_forgets_quiet_periods_that_are_over(tmp_path: Path):
     # The map of last-asked times keeps only ids that a rule could still
     # leave in peace (BASE's longest quiet period is 7 days).
-    from loyalty_button.concentrator import Concentrator
-    from loyalty_button.host_config import parse as parse_settings
+    from loyalty_button.service.config import parse as parse_settings
+    from loyalty_button.service.host import StoreHost
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(BASE, allow_unicode=True))
-    conc = Concentrator(parse_settings({"store": "s1", "catalogue": "c.yaml",
-                                        "database": "r.db"}, tmp_path))
+    host = StoreHost(parse_settings({"store": "s1", "catalogue": "c.yaml",
+                                     "database": "r.db"}, tmp_path))
+    conc = host.concentrator
     day = 86400
     conc.quiet = {"old": 100 * day - 8 * day, "recent": 100 * day - 6 * day}
     conc._forget_quiet(100 * day)
     assert list(conc.quiet) == ["recent"]
-    conc.records.stop()
+    host.records.stop()

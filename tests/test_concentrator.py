@@ -16,10 +16,10 @@ import pytest
 
 from conftest import STORE, TEST_CATALOGUE, Host, receipt_doc
 from lbpanel import protocol
-from loyalty_button import receipt as receipt_mod
-from loyalty_button.panel_link import new_id
-from loyalty_button.records import open_records
-from loyalty_button.store_sim import http_post
+from loyalty_button.service import receipt as receipt_mod
+from lbpanel.protocol import new_id
+from loyalty_button.service.records import open_records
+from loyalty_button.sim.store import http_post
 
 
 def test_udp_receipt_of_a_member_asks_the_nps_and_records_answer_and_reasons(host, panels):

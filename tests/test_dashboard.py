@@ -14,9 +14,9 @@ import pytest
 
 from conftest import STORE, Host
 from fake_vendors import WebhookReceiver
-from loyalty_button import dashboard, reports
-from loyalty_button.broker import free_port
-from loyalty_button.records import RecordStore, now_ms
+from loyalty_button.service import dashboard, reports
+from loyalty_button.sim.broker import free_port
+from loyalty_button.service.records import RecordStore, now_ms
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromedriver"),
                                 reason="Debian chromium-driver is not installed (tools/bootstrap)")
@@ -81,7 +81,7 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
                      "last_error) VALUES ('crm', ?, 'dead', 1, 0, 0, 'webhook: HTTP 422')",
                      (f"{STORE}-K1",))
     # What a CYD panel's status told the concentrator (the fleet table).
-    h.thread.call(lambda: h.conc.panel_info.update({"till-1": {
+    h.thread.call(lambda: h.host.fleet.info.update({"till-1": {
         "state": "online", "fw": "0.4.0", "board": "cyd", "outbox": 0,
         "adverts": {"ready": 1, "planned": 2, "bad": ["autumn"]}}}))
     try:

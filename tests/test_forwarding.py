@@ -13,23 +13,30 @@ import pytest
 from conftest import STORE, Host, receipt_doc
 from fake_vendors import (BITRIX_LIMIT, HUBSPOT_RATE_LIMIT, Bitrix24Fake, CloudFake,
                           HubSpotFake, WebhookReceiver)
-from loyalty_button import host_config
+from loyalty_button.service import config as host_config
 from loyalty_button.forward import config as fconfig
+from loyalty_button.settings import Checker
 from loyalty_button.forward.crm_note import marker
-from loyalty_button.forward.forwarder import Forwarder, backoff_s
+from loyalty_button.forward.forwarder import Forwarder
+from loyalty_button.forward.http import backoff_s
 from loyalty_button.forward.outbox import OutboxDB
 from loyalty_button.forward.payload import pseudonym
-from loyalty_button.pg_server import PgServer
-from loyalty_button.records import RecordStore, now_ms
+from loyalty_button.sim.pg_server import PgServer
+from loyalty_button.service.records import RecordStore, now_ms
 
 KEY = b"pseudonym-key-0123456789"
 SECRET = "webhook-secret-0123456789"
 FAST = {"backoff_base_s": 0.02, "backoff_max_s": 0.2, "timeout_s": 2}
 
 
+
+def _parse_forwarding(doc, base):
+    check = Checker(base)
+    return fconfig.parse(doc, check), check.problems
+
 def _fwd(tmp_path, *dests, **top):
     doc = {"pseudonym_key": KEY.decode(), "destinations": list(dests), **top}
-    fwd, problems = fconfig.parse(doc, tmp_path)
+    fwd, problems = _parse_forwarding(doc, tmp_path)
     assert problems == []
     return fwd
 
@@ -444,12 +451,12 @@ def test_forwarding_settings_problems_are_all_listed(tmp_path):
         {"name": "d", "type": "postgres", "dsn": "x", "dsn_file": "y"},
         {"name": "e", "type": "webhook", "url": "https://x", "secret": "0123456789abcdef"}],
         "cloud": {"url": "https://c"}, "retention_days": -1}
-    _, problems = fconfig.parse(doc, tmp_path)
+    _, problems = _parse_forwarding(doc, tmp_path)
     text = "\n".join(problems)
     for expected in ("type: must be one of webhook, hubspot, bitrix24, postgres",
-                     "needs secret or secret_file", "max_attempts: must be a number",
+                     "needs secret or secret_file", "max_attempts: must be a whole number",
                      "give one of dsn, dsn_file", "cloud: needs token or token_file",
-                     "retention_days: must be a number",
+                     "retention_days: must be a whole number",
                      "pseudonym_key or pseudonym_key_file is required"):
         assert expected in text, (expected, text)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from loyalty_button import bench_store, cli, demo
+from loyalty_button.bench import store as bench_store
+from loyalty_button import cli
+from loyalty_button.sim import demo
 
 
 def test_compiled_panel_core_runs_a_question_cycle_in_a_104k_heap(link, panels, compiled_firmware):
@@ -82,7 +84,7 @@ def test_concentrator_command_refuses_bad_settings_with_the_problems(tmp_path, c
 
 
 def test_probe_benchmark_reports_each_stage_memory_and_answer_latency():
-    from loyalty_button.probe import bench
+    from loyalty_button.bench import probe as bench
     lines = []
     result = bench.run(out=lines.append, frames=5, requests=5)
     for stage in ("detect", "emotion", "age_gender"):

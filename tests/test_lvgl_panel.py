@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lbpanel import protocol
-from loyalty_button import advert_image
-from loyalty_button.panel_link import new_id
+from loyalty_button.adverts import image as advert_image
+from lbpanel.protocol import new_id
 
 from conftest import STORE, status_counters
 

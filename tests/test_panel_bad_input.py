@@ -10,8 +10,8 @@ import pytest
 
 from conftest import STORE, raw_json, status_counters
 from lbpanel import protocol
-from loyalty_button.broker import Broker
-from loyalty_button.panel_link import PanelLink, question_message
+from loyalty_button.sim.broker import Broker
+from loyalty_button.sim.panel_link import PanelLink, question_message
 
 
 def _question(session="s1-B1", panel="p1", **over) -> dict:

@@ -8,7 +8,7 @@ import time
 
 from conftest import status_counters
 from lbpanel import protocol
-from loyalty_button.panel_link import new_id
+from lbpanel.protocol import new_id
 
 
 def _online(link, panel="p1"):

@@ -20,10 +20,11 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import STORE, Host, receipt_doc
-from loyalty_button.probe import cameras, config as probe_config, messages, models, pipeline, samples
+from loyalty_button.probe import cameras, config as probe_config, messages, models, pipeline
+from loyalty_button.sim import probe_frames as samples
 from loyalty_button.probe.service import ProbeService, Ring
-from loyalty_button import store_sim
-from loyalty_button.records import RecordStore, open_records
+from loyalty_button.sim import store as store_sim
+from loyalty_button.service.records import RecordStore, open_records
 
 CLI = [sys.executable, "-m", "loyalty_button.cli"]
 
@@ -207,8 +208,9 @@ def test_probe_config_lists_every_problem(tmp_path):
 
 
 def test_the_shipped_example_settings_are_valid_and_off():
-    from loyalty_button import host_config
-    example = Path(host_config.__file__).parent / "examples" / "probe.yaml"
+    from loyalty_button.service import config as host_config
+    from loyalty_button.sim.store import EXAMPLES
+    example = EXAMPLES / "probe.yaml"
     cfg = probe_config.load(example)
     assert cfg.enabled is False and cfg.cameras[0].roi == (0.3, 0.0, 1.0, 1.0)
     conc = host_config.load(example.parent / "concentrator.yaml")
@@ -291,7 +293,7 @@ def probe_host(tmp_path, broker):
 
 
 def wait_probe_state(host, state):
-    host.wait(lambda: host.thread.call(lambda: host.conc.probe.state) == state,
+    host.wait(lambda: host.thread.call(lambda: host.host.probe.state) == state,
               f"probe {state} at the concentrator")
 
 

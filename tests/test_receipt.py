@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from loyalty_button import receipt as r
-from loyalty_button.receipt import ReceiptError, ReplayGuard
+from loyalty_button.service import receipt as r
+from loyalty_button.service.receipt import ReceiptError, ReplayGuard
 
 KEY = b"a-shared-key-of-some-length"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loyalty_button import host_config
-from loyalty_button.host_config import HostConfigError
-from loyalty_button.records import RecordStore, open_records
-from loyalty_button.store_sim import EXAMPLES
+from loyalty_button.service import config as host_config
+from loyalty_button.service.config import HostConfigError
+from loyalty_button.service.records import RecordStore, open_records
+from loyalty_button.sim.store import EXAMPLES
 
 
 def rec(i: int, **kw) -> dict:
@@ -100,7 +100,7 @@ def test_key_file_is_read_relative_to_the_settings(tmp_path: Path):
 
 
 def test_refused_input_is_kept_but_capped(tmp_path: Path, monkeypatch):
-    from loyalty_button import records
+    from loyalty_button.service import records
     monkeypatch.setattr(records, "MAX_REJECTS", 20)
     store = RecordStore(tmp_path / "r.db")
     for i in range(100):

@@ -11,8 +11,9 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from loyalty_button import alerts, reports
-from loyalty_button.records import RecordStore, now_ms
+from loyalty_button.forward import alerts
+from loyalty_button.service import reports
+from loyalty_button.service.records import RecordStore, now_ms
 
 
 def cli(*args):

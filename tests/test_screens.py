@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from lbpanel import boards, lvui, telemetry
-from loyalty_button import lvpanel, screens
+from loyalty_button.sim import lvpanel, screens
 
 REFERENCE = Path(__file__).parent / "reference" / "screens"
 # Pixels may differ by rounding (a channel off by a little); more than this

@@ -10,7 +10,7 @@ import asyncio
 import json
 
 from lbpanel import calibrate, lvui, telemetry, touchcal
-from loyalty_button import lvpanel
+from loyalty_button.sim import lvpanel
 
 
 class Film:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loyalty_button.simpanel import micropython_path, panel_env
+from loyalty_button.sim.panel import micropython_path, panel_env
 
 UPY = Path(__file__).parent / "upy"
 RUNNER = UPY / "runner.py"

@@ -2,9 +2,7 @@
 # and telemetry on one asyncio loop. Hardware (screen, network, reset,
 # watchdog) is passed in; nothing here knows which board it runs on.
 import asyncio
-import binascii
 import gc
-import os
 import random
 
 from lbpanel import VERSION, clock, config, log, protocol, telemetry
@@ -26,9 +24,7 @@ class Identity:
         self.panel = panel
 
     def new_id(self):
-        # 64 random bits from the hardware RNG: unique across reboots
-        # without a counter on flash.
-        return binascii.hexlify(os.urandom(8)).decode()
+        return protocol.new_id()
 
     def unix_time(self):
         return clock.unix_time()

@@ -26,17 +26,6 @@ THANKS = "thanks"
 WHY_TIMEOUT_MS = 15000
 
 
-def unhappy(kind, value):
-    """Detractor, dissatisfied or 'no'."""
-    if kind == "nps":
-        return value is not None and value <= 6
-    if kind == "csat":
-        return value is not None and value <= 2
-    if kind == "yesno":
-        return value == "no"
-    return False
-
-
 def invitation(qr, outcome, kind, value):
     """The QR to show on the thank-you screen, by the question's policy:
     'all' offers it to every shopper who reached the thank-you screen,
@@ -46,7 +35,8 @@ def invitation(qr, outcome, kind, value):
     if not qr or outcome not in ("answered", "declined"):
         return None
     to = qr.get("to", "all")
-    if to == "all" or (to == "unhappy" and outcome == "answered" and unhappy(kind, value)):
+    if to == "all" or (to == "unhappy" and outcome == "answered"
+                       and protocol.unhappy(kind, value)):
         return qr
     return None
 

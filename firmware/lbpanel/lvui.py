@@ -9,7 +9,7 @@
 # least MIN_TARGET_MM wide on the smallest board.
 import lvgl as lv
 
-from lbpanel import boards, log
+from lbpanel import boards, log, protocol
 from lbpanel.clock import ticks_diff, ticks_ms
 
 _TAG = "ui"
@@ -18,6 +18,7 @@ _TAG = "ui"
 RED = 0xD64541
 AMBER = 0xF0A830
 GREEN = 0x2E9E5B
+_NPS_COLOURS = {"detractor": RED, "passive": AMBER, "promoter": GREEN}
 CSAT_COLOURS = (0xD64541, 0xEE7B30, 0xF0C330, 0x8CC152, 0x2E9E5B)
 BG = 0x14213D
 PANEL = 0x22335A
@@ -60,7 +61,7 @@ def chrome(lang, key):
 
 
 def nps_colour(score):
-    return RED if score <= 6 else (AMBER if score <= 8 else GREEN)
+    return _NPS_COLOURS[protocol.nps_class(score)]
 
 
 class Fonts:

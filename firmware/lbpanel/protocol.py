@@ -3,7 +3,9 @@
 # under MicroPython and the host imports it under CPython, so it keeps to the
 # subset both share (no dataclasses, no typing, no re, no f-string "=").
 # docs/protocol.md describes every message for people; keep the two in step.
+import binascii
 import json
+import os
 
 SCHEMA = 1
 ROOT = "lb/v1"
@@ -48,6 +50,32 @@ def valid_id(value):
         if ch not in _ID_CHARS:
             return False
     return True
+
+
+def new_id():
+    """A message id: 64 random bits from the system's (on the ESP32, the
+    hardware's) RNG, unique across reboots without a counter on flash."""
+    return binascii.hexlify(os.urandom(8)).decode()
+
+
+# --- what a score means: the one rule for the panel, reports and alerts -----
+
+def nps_class(score):
+    """NPS 0-10: 9-10 promoter, 7-8 passive, 0-6 detractor."""
+    if score >= 9:
+        return "promoter"
+    return "passive" if score >= 7 else "detractor"
+
+
+def unhappy(kind, value):
+    """A detractor (NPS 0-6), dissatisfied (CSAT 1-2) or a 'no'."""
+    if value is None or isinstance(value, bool):
+        return False
+    if kind == "nps":
+        return isinstance(value, int) and nps_class(value) == "detractor"
+    if kind == "csat":
+        return isinstance(value, int) and value <= 2
+    return kind == "yesno" and value == "no"
 
 
 # --- topics -----------------------------------------------------------------

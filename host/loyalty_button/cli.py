@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _demo(args) -> int:
-    from . import demo
+    from .sim import demo
     if not 0 <= args.answer_rate <= 1 or args.panels < 1 or args.rate <= 0:
         print("--answer-rate must be 0..1, --panels at least 1, --rate above 0", file=sys.stderr)
         return 2
@@ -23,7 +23,7 @@ def _demo(args) -> int:
 
 def _concentrator(args) -> int:
     import asyncio
-    from . import catalogue, concentrator, host_config
+    from .service import catalogue, config as host_config, host
     try:
         cfg = host_config.load(args.config)
         catalogue.load(cfg.catalogue)  # refuse to start on a bad catalogue
@@ -34,15 +34,15 @@ def _concentrator(args) -> int:
         return 2
     if args.log_level is None:
         logging.getLogger().setLevel(cfg.log_level)
-    asyncio.run(concentrator.serve(cfg, ready_file=args.ready_file))
+    asyncio.run(host.serve(cfg, ready_file=args.ready_file))
     return 0
 
 
 def _bench(args) -> int:
     import json
-    from . import bench_heap, bench_store
+    from .bench import heap as bench_heap, store as bench_store
     def bench_probe(out):
-        from .probe import bench
+        from .bench import probe as bench
         return bench.run(out=out)
     benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe}
     for name in args.names:
@@ -62,17 +62,17 @@ def _probe(args) -> int:
 
 
 def _report(args) -> int:
-    from . import report_cli
+    from .service import report_cli
     return report_cli.run(args)
 
 
 def _export(args) -> int:
-    from . import report_cli
+    from .service import report_cli
     return report_cli.export(args)
 
 
 def _dashboard(args) -> int:
-    from . import dashboard
+    from .service import dashboard
     return dashboard.cli(args)
 
 
@@ -95,14 +95,14 @@ def _lazy(module: str, args) -> int:
 
 
 def _build_fonts(args) -> int:
-    from . import fonts
+    from .panels import fonts
     for path in fonts.build(Path(args.out_dir) if args.out_dir else None):
         print(f"{path}  {path.stat().st_size} bytes")
     return 0
 
 
 def _build_firmware(args) -> int:
-    from . import firmware_build
+    from .panels import firmware_build
     out = firmware_build.build(args.out_dir)
     print(f"firmware built in {out}/ (copy lbpanel/, main.py and a panel.json to the panel)")
     return 0
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from .probe.cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=_probe)
-    from . import report_cli
+    from .service import report_cli
     p = sub.add_parser("report", help="NPS (with its 95%% interval), CSAT, response rate, "
                                       "breakdowns and trends")
     report_cli.add_arguments(p)

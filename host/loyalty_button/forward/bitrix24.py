@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 
 from . import crm_note, http
+from .adapter import OneByOne
 
 
-class Bitrix24:
+class Bitrix24(OneByOne):
     def __init__(self, dest):
         self.dest = dest
         self.base = dest.url if dest.url.endswith("/") else dest.url + "/"

@@ -12,10 +12,9 @@ import threading
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 
-from .. import reports
-from ..records import connect, now_ms, row_to_record
+from ..service import reports
+from ..service.records import connect, now_ms, row_to_record
 from . import http
-from .forwarder import backoff_s
 
 log = logging.getLogger(__name__)
 MAX_DAYS = 31  # after a long outage, at most a month per push
@@ -72,7 +71,7 @@ class CloudReporter(threading.Thread):
                     self.failures += 1
                     self.last_error = str(e)
                     self.counters["cloud_failures"] += 1
-                    wait = min(self.cfg.every_s, backoff_s(self.failures, 2.0, 3600, e.after_s))
+                    wait = min(self.cfg.every_s, http.backoff_s(self.failures, 2.0, 3600, e.after_s))
                     log.warning("cloud reporter: %s; next try in %.0f s", e, wait)
                 except http.Refused as e:
                     self.failures += 1

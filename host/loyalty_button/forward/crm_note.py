@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..reports import nps_class
+from lbpanel.protocol import nps_class
 
 
 def marker(record_id: str) -> str:

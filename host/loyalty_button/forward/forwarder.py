@@ -14,14 +14,16 @@ concentrator's event loop and its writer."""
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import Counter
 
-from ..records import now_ms
+from ..service.records import now_ms
 from . import http
+from .adapter import Adapter
+from .alerts import DEST, RecordRules
 from .bitrix24 import Bitrix24
+from .cloud import CloudReporter
 from .config import Destination
 from .hubspot import HubSpot
 from .outbox import OutboxDB
@@ -35,19 +37,9 @@ ADAPTERS = {"webhook": Webhook, "hubspot": HubSpot, "bitrix24": Bitrix24, "postg
 POLL_S = 0.5
 
 
-def backoff_s(failures: int, base: float, cap: float, after_s: float | None = None) -> float:
-    """Exponential with 'equal jitter' (half fixed, half random), so many
-    store hosts that lost the same destination do not come back in step.
-    A Retry-After from the destination is honoured (within the cap)."""
-    delay = min(cap, base * 2 ** max(0, failures - 1))
-    delay = delay / 2 + random.uniform(0, delay / 2)
-    if after_s is not None:
-        delay = max(delay, min(after_s, cap))
-    return delay
-
-
 class Worker(threading.Thread):
-    def __init__(self, db_path, dest, key: bytes | None, counters: Counter, adapter=None):
+    def __init__(self, db_path, dest, key: bytes | None, counters: Counter,
+                 adapter: Adapter | None = None):
         super().__init__(name=f"forward-{dest.name}", daemon=True)
         self.dest = dest
         self.key = key
@@ -86,9 +78,7 @@ class Worker(threading.Thread):
                     continue
                 self._send(items)
         finally:
-            close = getattr(self.adapter, "close", None)
-            if close:
-                close()
+            self.adapter.close()
             self.db.close()
 
     def _send(self, items) -> None:
@@ -97,21 +87,10 @@ class Worker(threading.Thread):
         for rec, attempts, ref in items:
             payloads.append((record_payload(rec, self.dest.raw_ids, self.key), attempts, ref))
         try:
-            if hasattr(self.adapter, "send_batch"):
-                results = self.adapter.send_batch(payloads)
-            else:
-                results = []
-                for i, (p, attempts, ref) in enumerate(payloads):
-                    try:
-                        results.append(("ref", self.adapter.send(p, attempts, ref)))
-                    except http.Refused as e:
-                        results.append(e)
-                    except http.Retry as e:
-                        # Sent what went through; the rest waits for the pause.
-                        self._results(payloads[:i], results)
-                        return self._retry(payloads[i], e)
+            results = self.adapter.send_batch(payloads)
         except http.Retry as e:
-            return self._retry(payloads[0], e)
+            self._results(payloads[:len(e.done)], e.done)
+            return self._retry(payloads[len(e.done)], e)
         except Exception as e:  # a bug in an adapter must not kill the thread
             log.exception("forward %s: unexpected error", name)
             return self._retry(payloads[0], http.Retry(f"{type(e).__name__}: {e}"))
@@ -126,8 +105,7 @@ class Worker(threading.Thread):
                           name, p["id"], res)
                 self.db.failed(name, p["id"], str(res), None)
             else:
-                ref = res[1] if isinstance(res, tuple) else None
-                self.db.sent(name, p["id"], ref)
+                self.db.sent(name, p["id"], res)
                 self.counters[f"forward_{name}_sent"] += 1
         if payloads:
             if self.failures:
@@ -142,7 +120,7 @@ class Worker(threading.Thread):
         self.failures += 1
         self.last_error = str(err)
         self.counters[f"forward_{name}_retries"] += 1
-        delay = backoff_s(self.failures, self.dest.backoff_base_s, self.dest.backoff_max_s,
+        delay = http.backoff_s(self.failures, self.dest.backoff_base_s, self.dest.backoff_max_s,
                           err.after_s)
         self.paused_until = time.monotonic() + delay
         if attempts + 1 >= self.dest.max_attempts:
@@ -158,8 +136,42 @@ class Worker(threading.Thread):
                 name, err, delay, self.failures)
 
 
+class Retention(threading.Thread):
+    """Deletes raw records older than forwarding.retention_days once an
+    hour, keeping those some destination still has to take."""
+
+    def __init__(self, db_path, days: int, counters: Counter, every_s: float = 3600.0):
+        super().__init__(name="retention", daemon=True)
+        self.db_path, self.days, self.counters, self.every_s = db_path, days, counters, every_s
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.purge()
+            except Exception as e:  # the database is the store's; log, go on
+                log.error("retention: %s", e)
+            self._halt.wait(self.every_s)
+
+    def purge(self) -> tuple[int, int]:
+        db = OutboxDB(self.db_path)
+        try:
+            deleted, held = db.purge(now_ms() - self.days * 86_400_000)
+        finally:
+            db.close()
+        self.counters["retention_deleted"] += deleted
+        if deleted or held:
+            log.info("retention (%d days): %d record(s) deleted, %d kept until every "
+                     "destination has them", self.days, deleted, held)
+        return deleted, held
+
+
 class Forwarder:
-    """All destinations of one store host (plus the cloud reporter)."""
+    """All destinations of one store host (plus the cloud reporter and the
+    retention of raw records)."""
 
     def __init__(self, db_path, forwarding, store: str, tz, counters: Counter | None = None,
                  alerts=None):
@@ -171,10 +183,9 @@ class Forwarder:
         self.counters = counters if counters is not None else Counter()
         self.workers: list[Worker] = []
         self.cloud = None
-        self._meta = None
+        self.retention = None
 
     def start(self) -> None:
-        from .cloud import CloudReporter
         db = OutboxDB(self.db_path)
         names = [d.name for d in self.cfg.destinations]
         if self.alerts is not None:
@@ -190,7 +201,6 @@ class Forwarder:
         self.workers = [Worker(self.db_path, d, self.cfg.pseudonym_key, self.counters)
                         for d in self.cfg.destinations]
         if self.alerts is not None:
-            from ..alerts import DEST, RecordRules
             # Alerts are for the store's own staff: raw ids (the call-back
             # needs the card), and they keep trying for a long time.
             dest = Destination(name=DEST, type="alerts", raw_ids=True, max_attempts=1000,
@@ -203,16 +213,18 @@ class Forwarder:
             self.cloud = CloudReporter(self.db_path, self.cfg.cloud, self.store, self.tz,
                                        self.counters)
             self.cloud.start()
+        if self.cfg.retention_days:
+            self.retention = Retention(self.db_path, self.cfg.retention_days, self.counters)
+            self.retention.start()
 
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
-        if self.cloud:
-            self.cloud.stop()
-        for w in self.workers:
-            w.join(2)  # a request in flight may hang; its row stays pending
-        if self.cloud:
-            self.cloud.join(2)
+        extra = [t for t in (self.cloud, self.retention) if t]
+        for t in extra:
+            t.stop()
+        for t in self.workers + extra:
+            t.join(2)  # a request in flight may hang; its row stays pending
 
     def status(self) -> dict:
         db = OutboxDB(self.db_path)

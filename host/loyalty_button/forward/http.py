@@ -4,6 +4,7 @@ answer maps onto "sent", "try again later" and "will never work"."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ class Retry(Exception):
         super().__init__(message)
         self.after_s = after_s
         self.ref = ref  # progress to keep (e.g. which alert channels have it)
+        self.done: list = []  # results of a batch's items before this one
 
 
 class Refused(Exception):
@@ -77,3 +79,14 @@ def check(resp: Response, what: str) -> Response:
         # Credentials are a setting a person fixes; the records wait for it.
         raise Retry(f"{what}: HTTP {resp.status} {detail}: check the credentials")
     raise Refused(f"{what}: HTTP {resp.status} {detail}")
+
+
+def backoff_s(failures: int, base: float, cap: float, after_s: float | None = None) -> float:
+    """Exponential with 'equal jitter' (half fixed, half random), so many
+    store hosts that lost the same destination do not come back in step.
+    A Retry-After from the destination is honoured (within the cap)."""
+    delay = min(cap, base * 2 ** max(0, failures - 1))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    if after_s is not None:
+        delay = max(delay, min(after_s, cap))
+    return delay

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 
 from . import crm_note, http
+from .adapter import OneByOne
 
 NOTE_TO_CONTACT = 202  # HUBSPOT_DEFINED association type id
 
 
-class HubSpot:
+class HubSpot(OneByOne):
     def __init__(self, dest):
         self.dest = dest
         self.base = dest.url.rstrip("/")

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ..records import connect, now_ms, row_to_record
+from ..service.records import connect, now_ms, row_to_record
 
 _DUE = ("SELECT o.record_id, o.attempts, o.remote_ref, r.* FROM outbox o "
         "JOIN records r ON r.id = o.record_id WHERE o.dest = ? AND o.state = 'pending' "

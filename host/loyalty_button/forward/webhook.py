@@ -15,6 +15,7 @@ import json
 import time
 
 from . import http
+from .adapter import OneByOne
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -22,7 +23,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-class Webhook:
+class Webhook(OneByOne):
     def __init__(self, dest):
         self.dest = dest
 

@@ -35,7 +35,7 @@ def _pct(samples: list[float], p: float) -> float:
 
 def camera_frame() -> np.ndarray:
     """A 640x480 camera frame with a shopper's face in it."""
-    from . import samples
+    from ..sim import probe_frames as samples
     face = cv2.resize(samples.astronaut(), (480, 480), interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640, 3), 110, np.uint8)
     frame[:, 80:560] = face
@@ -52,7 +52,7 @@ def _time(fn, n: int) -> list[float]:
 
 
 def run(out=print, frames: int = 200, requests: int = 300) -> dict:
-    from . import pipeline
+    from ..probe import pipeline
     rss_start, _ = _rss_mb()
     cv2.setNumThreads(1)  # as the probe service runs it
     analyzer = pipeline.Analyzer(age_gender=True)
@@ -107,10 +107,11 @@ def _answer_latency(n: int, out) -> dict:
     trip (publish -> the same client gets it back), same run."""
     import paho.mqtt.client as mqtt
 
-    from ..broker import Broker
+    from ..sim.broker import Broker
     from ..mqtt_loop import nodelay
-    from ..store_sim import start_probe
-    from . import messages, samples
+    from ..sim.store import start_probe
+    from ..probe import messages
+    from ..sim import probe_frames as samples
 
     store = "bench"
     with tempfile.TemporaryDirectory(prefix="lb-bench-probe-") as tmp:

@@ -29,9 +29,9 @@ import yaml
 
 from lbpanel import boards, protocol
 
-from . import advert_image
-from .loglimit import LogLimiter
-from .problems import ProblemsError
+from . import image as advert_image
+from ..loglimit import LogLimiter
+from ..settings import Checker, Field, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,12 @@ MAX_PICTURE = 40 << 20       # a bigger source file is a mistake, not an advert
 _NAME = re.compile(r"^[0-9a-f]{64}\.bin$")
 
 
-class PlaylistError(ProblemsError):
+class PlaylistError(SettingsError):
     """An advert playlist that cannot be used."""
+
+
+_ENTRY = [Field("id", "id", required=True), Field("file", "str", required=True),
+          Field("seconds", "int", SECONDS, required=True)]  # plus `panels`, checked by hand
 
 
 @dataclass(frozen=True)
@@ -63,46 +67,35 @@ def parse_playlist(doc, source: str = PLAYLIST) -> list[Entry]:
     items = doc.get("adverts") or []
     if not isinstance(items, list):
         raise PlaylistError([f"{source}: adverts: must be a list of {{id, file, seconds}}"])
-    problems, entries, seen = [], [], set()
+    check, entries, seen = Checker(), [], set()
     for n, item in enumerate(items, 1):
         where = f"{source}: adverts[{n}]"
+        v = check.fields(item, _ENTRY, where, lists=("panels",))
         if not isinstance(item, dict):
-            problems.append(f"{where}: must be a mapping {{id, file, seconds}}")
             continue
-        unknown = set(item) - {"id", "file", "seconds", "panels"}
-        if unknown:
-            problems.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                            "(known: id, file, seconds, panels)")
-        ident, file, seconds = item.get("id"), item.get("file"), item.get("seconds")
-        if not protocol.valid_id(ident):
-            problems.append(f"{where}: id must be an id (A-Z a-z 0-9 . _ -, at most "
-                            f"{protocol.MAX_ID}), got {ident!r}")
-        elif ident in seen:
-            problems.append(f"{where}: id {ident!r} is used twice")
+        ident, file = v.get("id"), v.get("file")
+        if ident in seen:
+            check.fail(f"{where}.id", f"{ident!r} is used twice")
         seen.add(ident)
-        if not isinstance(file, str) or not file or "/" in file or "\\" in file \
-                or file.startswith("."):
-            problems.append(f"{where}: file must be a picture's name in the adverts folder "
-                            f"(no folders), got {file!r}")
-        if not isinstance(seconds, int) or isinstance(seconds, bool) \
-                or not SECONDS[0] <= seconds <= SECONDS[1]:
-            problems.append(f"{where}: seconds must be a whole number {SECONDS[0]}..{SECONDS[1]}"
-                            f", got {seconds!r}")
+        if file is not None and ("/" in file or "\\" in file or file.startswith(".")):
+            check.fail(f"{where}.file", f"must be a picture's name in the adverts folder "
+                                        f"(no folders), got {file!r}")
         panels = item.get("panels")
         if panels is not None and (not isinstance(panels, list) or not panels
                                    or not all(protocol.valid_id(p) for p in panels)):
-            problems.append(f"{where}: panels must be a list of panel ids, got {panels!r}")
+            check.fail(f"{where}.panels", f"must be a list of panel ids, got {panels!r}")
             panels = None
-        entries.append(Entry(ident, file, seconds, frozenset(panels) if panels else None))
+        entries.append(Entry(ident, file, v.get("seconds"),
+                             frozenset(panels) if panels else None))
     # A panel keeps at most MAX_ADVERTS in its manifest: check the busiest.
     common = sum(1 for e in entries if e.panels is None)
     named = Counter(p for e in entries if e.panels for p in e.panels)
     busiest = max([common] + [common + n for n in named.values()])
     if busiest > protocol.MAX_ADVERTS:
-        problems.append(f"{source}: a panel would get {busiest} adverts; a panel plays at most "
-                        f"{protocol.MAX_ADVERTS} (split them with 'panels:')")
-    if problems:
-        raise PlaylistError(problems)
+        check.fail(source, f"a panel would get {busiest} adverts; a panel plays at most "
+                           f"{protocol.MAX_ADVERTS} (split them with 'panels:')")
+    if check.problems:
+        raise PlaylistError(check.problems)
     return entries
 
 

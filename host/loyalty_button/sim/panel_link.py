@@ -1,5 +1,8 @@
-"""The host's side of the panel protocol over MQTT (paho): publish questions
-to panels, take in their answers exactly once, and follow their status.
+"""A stand-in for the store host in tests and benchmarks: the host's side of
+the panel protocol over MQTT (paho, on its own thread) with no concentrator
+behind it. Publish questions to panels, take in their answers exactly once,
+and follow their status; messages are read with the host's own decoder
+(service.fleet.panel_message).
 
 Answers arrive at least once (QoS 1, and a panel resends after a lost
 PUBACK or a reboot); they are counted once, by answer id."""
@@ -7,7 +10,6 @@ PUBACK or a reboot); they are counted once, by answer id."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -15,33 +17,15 @@ from collections import Counter
 import paho.mqtt.client as mqtt
 from lbpanel import protocol
 
-from .mqtt_loop import nodelay
+from ..mqtt_loop import nodelay
+from ..service.fleet import panel_message
 
 log = logging.getLogger(__name__)
 
 
-def new_id() -> str:
-    return os.urandom(8).hex()
-
-
-def panel_message(store: str, topic: str, payload: bytes) -> tuple[str, str, dict] | None:
-    """A message a panel published, checked: (panel, leaf, message), or None
-    for an empty payload (a cleared retained message). Raises ProtocolError;
-    code `unexpected_topic` for a topic outside this store's panel tree."""
-    parsed = protocol.parse_panel_topic(topic)
-    if parsed is None or parsed[0] != store:
-        raise protocol.ProtocolError("unexpected_topic", f"message on {topic!r} ignored")
-    _, panel, leaf = parsed
-    if not payload:
-        return None
-    msg = protocol.decode(payload, leaf)
-    protocol.check_addressed(msg, store, panel)
-    return panel, leaf, msg
-
-
 def question_message(store: str, panel: str, session: str, qid: str, kind: str,
                      text: str, lang: str = "en", timeout_s: int = 20, **extra) -> dict:
-    msg = protocol.envelope("question", new_id(), int(time.time()), store, panel)
+    msg = protocol.envelope("question", protocol.new_id(), int(time.time()), store, panel)
     msg.update(session=session, qid=qid, kind=kind, text=text, lang=lang, timeout_s=timeout_s)
     msg.update(extra)
     protocol.validate(msg)

@@ -6,9 +6,27 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-from .simpanel import FIRMWARE_DIR, venv_tool
+import lbpanel
+
+from . import fonts
+
+# The firmware/ folder of this checkout: lbpanel/, boards/, main.py.
+FIRMWARE_DIR = Path(lbpanel.__file__).resolve().parent.parent
+
+
+def venv_tool(name: str, package: str) -> str:
+    """A command installed by a PyPI package: beside this Python (the .venv)
+    first, then on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"no `{name}` command: run tools/bootstrap (pip install {package})")
+    return found
 
 
 def build(out_dir: Path) -> Path:
@@ -27,7 +45,6 @@ def build(out_dir: Path) -> Path:
             subprocess.run([tool, "-s", f"{package}/{src.name}", "-o", str(target), str(src)],
                            check=True, capture_output=True)
     # The boards' fonts (tools/fonts), when they have been made.
-    from . import fonts
     made = fonts.fonts_dir()
     if made.exists():
         (out_dir / "fonts").mkdir(exist_ok=True)

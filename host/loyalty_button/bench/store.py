@@ -23,8 +23,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from .records import open_records
-from .store_sim import Store, panel_of
+from ..service.records import open_records
+from ..sim.store import Store, panel_of
 
 PANELS = 20
 LATENCY_SAMPLES = 1000

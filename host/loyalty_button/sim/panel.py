@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,23 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-import lbpanel
+from ..panels.firmware_build import FIRMWARE_DIR, venv_tool
 
-FIRMWARE_DIR = Path(lbpanel.__file__).resolve().parent.parent
 STUBS_DIR = FIRMWARE_DIR / "unix_port_stubs"
 _SCREENS_KEPT = 1000
-
-
-def venv_tool(name: str, package: str) -> str:
-    """A command installed by a PyPI package: beside this Python (the .venv)
-    first, then on PATH."""
-    here = Path(sys.executable).parent / name
-    if here.exists():
-        return str(here)
-    found = shutil.which(name)
-    if not found:
-        raise RuntimeError(f"no `{name}` command: run tools/bootstrap (pip install {package})")
-    return found
 
 
 def micropython_path() -> str:
@@ -109,7 +95,7 @@ class SimPanel:
 
     def start(self) -> "SimPanel":
         if self.board:
-            cmd = [sys.executable, "-m", "loyalty_button.lvpanel", "--board", self.board,
+            cmd = [sys.executable, "-m", "loyalty_button.sim.lvpanel", "--board", self.board,
                    "--name", self.name]
             if self.shots:
                 cmd += ["--shots", str(self.shots)]

@@ -18,15 +18,13 @@ import statistics
 from collections import Counter, defaultdict
 from datetime import datetime, timezone, tzinfo
 
-from .problems import ProblemsError
+from lbpanel.protocol import nps_class
+
+from ..problems import ProblemsError
 
 # Outcomes of a question that was put to a shopper (docs/concentrator.md).
 ASKED = ("answered", "declined", "timeout", "superseded", "no_reply")
 Z95 = 1.959963984540054  # the normal quantile for a two-sided 95 % interval
-
-
-def nps_class(score: int) -> str:
-    return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
 
 
 def nps(scores, declined: int = 0) -> dict:

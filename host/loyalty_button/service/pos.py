@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from . import receipt as receipt_mod
+from . import dashboard, receipt as receipt_mod
 from .receipt import ReceiptError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> we
     return web.json_response(ReceiptError(code, message, field).body(), status=status)
 
 
-def http_app(conc) -> web.Application:
+def http_app(conc, status, adverts=None) -> web.Application:
+    """The POS endpoint, the host's status (`status()`) and the advert files
+    (`adverts`: the store's AdvertLibrary, or None)."""
     token = conc.cfg.pos_token
 
     async def post_receipt(request: web.Request) -> web.Response:
@@ -103,7 +105,7 @@ def http_app(conc) -> web.Application:
                                  status=202 if status == "accepted" else 200)
 
     async def get_status(request: web.Request) -> web.Response:
-        return web.json_response(conc.status())
+        return web.json_response(status())
 
     async def get_record(request: web.Request) -> web.Response:
         rec = conc.records.get(request.match_info["id"])
@@ -113,8 +115,8 @@ def http_app(conc) -> web.Application:
 
     async def get_advert(request: web.Request) -> web.StreamResponse:
         # No token: the panels fetch these, and an advert is public anyway.
-        path = conc.adverts.file(request.match_info["board"], request.match_info["name"]) \
-            if conc.adverts else None
+        path = adverts.file(request.match_info["board"], request.match_info["name"]) \
+            if adverts else None
         if path is None:
             conc.counters["http_advert_not_found"] += 1
             conc.limit("http_advert_not_found", logging.WARNING,
@@ -153,7 +155,8 @@ class Listeners:
             await self.dashboard.cleanup()
 
 
-async def start_listeners(conc) -> Listeners:
+async def start_listeners(conc, status, adverts=None) -> Listeners:
+    """UDP and HTTP receipts for the concentrator `conc`; the dashboard."""
     cfg = conc.cfg
     out = Listeners()
     loop = asyncio.get_running_loop()
@@ -167,14 +170,13 @@ async def start_listeners(conc) -> Listeners:
         out.udp_port = transport.get_extra_info("sockname")[1]
         log.info("POS UDP receipts on %s:%d", cfg.bind, out.udp_port)
     if cfg.http_port:
-        out.runner = web.AppRunner(http_app(conc), access_log=None)
+        out.runner = web.AppRunner(http_app(conc, status, adverts), access_log=None)
         await out.runner.setup()
         site = web.TCPSite(out.runner, cfg.bind, cfg.http_port)
         await site.start()
         out.http_port = out.runner.addresses[0][1]
         log.info("POS HTTP receipts on http://%s:%d/api/v1/receipts", cfg.bind, out.http_port)
     if cfg.dashboard_port:
-        from . import dashboard
-        out.dashboard = await dashboard.start(cfg, conc.status)
+        out.dashboard = await dashboard.start(cfg, status)
     return out
 

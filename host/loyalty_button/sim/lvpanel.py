@@ -4,7 +4,7 @@ core (firmware/lbpanel) and the real UI module (lvui.py) under CPython with
 resolution. Touches go through an LVGL pointer input device, as a finger on
 the glass would.
 
-    python -m loyalty_button.lvpanel --board cyd [--shots DIR] panel.json
+    python -m loyalty_button.sim.lvpanel --board cyd [--shots DIR] panel.json
 
 Console (stdin), the same words as the MicroPython panel's, each turned into
 real touches on the control that shows that answer:
@@ -32,7 +32,7 @@ import lvgl as lv
 from lbpanel import app as panel_app
 from lbpanel import boards, lvui
 
-from . import fonts as font_files
+from ..panels import fonts as font_files
 
 _initialised = False
 
@@ -272,7 +272,7 @@ async def main_async(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loyalty_button.lvpanel")
+    parser = argparse.ArgumentParser(prog="python -m loyalty_button.sim.lvpanel")
     parser.add_argument("--board", default="cyd", choices=sorted(boards.BOARDS))
     parser.add_argument("--fonts", type=Path, default=None)
     parser.add_argument("--shots", type=Path, default=None,

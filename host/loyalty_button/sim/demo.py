@@ -14,19 +14,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .records import open_records
-from .store_sim import Shoppers, Store
+from ..service import reports
+from ..service.records import open_records
+from .store import Shoppers, Store
 
 STORE = "demo-store"
-
-
-def nps(values: list[int]) -> float | None:
-    """% promoters (9-10) - % detractors (0-6), -100..100."""
-    if not values:
-        return None
-    promoters = sum(1 for v in values if v >= 9)
-    detractors = sum(1 for v in values if v <= 6)
-    return 100.0 * (promoters - detractors) / len(values)
 
 
 def summarize(db: Path) -> dict:
@@ -48,7 +40,7 @@ def summarize(db: Path) -> dict:
     finally:
         conn.close()
     return {"receipts": sum(outcomes.values()), "outcomes": dict(outcomes),
-            "nps": nps(scores), "nps_n": len(scores)}
+            "nps": reports.nps(scores)["nps"], "nps_n": len(scores)}
 
 
 def summary_line(s: dict, elapsed: float) -> str:
@@ -83,7 +75,7 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
     if probe:
         probe_images = Path(probe) if probe is not True else None
         if probe_images is None:
-            from .probe import samples
+            from . import probe_frames as samples
             probe_images = samples.write_folder(root / "probe-frames")
     if shots is not None and board is None:
         board = "cyd"

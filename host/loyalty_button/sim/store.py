@@ -17,12 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from . import host_config, receipt as receipt_mod
+from ..service import config as host_config, receipt as receipt_mod
 from .broker import Broker, free_port
-from .service import ConcentratorProcess, ConcentratorThread
-from .simpanel import SimPanel, apply_overrides, panel_config
+from .runner import ConcentratorProcess, ConcentratorThread
+from .panel import SimPanel, apply_overrides, panel_config
 
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 POS_KEY = "simulated-store-shared-key"
 
 
@@ -249,7 +249,7 @@ class Store:
         deadline = time.monotonic() + timeout
         want = {panel_of(t) for t in self.tills}
         while True:
-            states = self.conc.call(lambda: dict(self.conc.conc.panel_state))
+            states = self.conc.call(lambda: dict(self.conc.host.fleet.state))
             if all(states.get(p) == "online" for p in want):
                 return
             if time.monotonic() > deadline:
@@ -268,7 +268,7 @@ class Store:
 
 def write_sample_adverts(folder: Path) -> Path:
     """Two made-up advert pictures and a playlist that loops them."""
-    from .advert_image import sample
+    from ..adverts.image import sample
     folder.mkdir(parents=True, exist_ok=True)
     sample(960, 600).save(folder / "spring.jpg", quality=90)
     sample(960, 600, title="Свежий хлеб к 8:00", subtitle="Fresh bread every morning").save(
@@ -284,8 +284,8 @@ def start_probe(path: Path, store: str, broker_port: int, cameras: dict, service
     """The real probe service for a simulated store: writes its settings to
     `path` ({till: image folder} as cameras; none means switched off), starts
     it, and returns once it is on the broker with a first estimate."""
-    from .probe import config as probe_config
-    from .probe.service import ProbeService
+    from ..probe import config as probe_config
+    from ..probe.service import ProbeService
     doc = {"store": store, "enabled": bool(cameras),
            "broker": {"host": "127.0.0.1", "port": broker_port},
            "cameras": [{"till": t, "source": f"folder:{folder}"} for t, folder in cameras.items()]}

@@ -14,21 +14,20 @@ import threading
 import time
 from pathlib import Path
 
-from .concentrator import Concentrator
-from .host_config import HostConfig
-from .pos_listeners import start_listeners
+from ..service.config import HostConfig
+from ..service.host import StoreHost
 
 log = logging.getLogger(__name__)
 
 
 class ConcentratorThread:
-    """The concentrator and its listeners on an event loop of their own.
-    `call(fn, ...)` runs fn on that loop and returns its result, so a caller
-    never touches the concentrator's state from another thread."""
+    """The store host (concentrator and all) and its listeners on an event
+    loop of their own. `call(fn, ...)` runs fn on that loop and returns its
+    result, so a caller never touches the host's state from another thread."""
 
     def __init__(self, cfg: HostConfig):
         self.cfg = cfg
-        self.conc: Concentrator | None = None
+        self.host: StoreHost | None = None
         self.listeners = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -53,7 +52,7 @@ class ConcentratorThread:
             raise self._error
         if wait_ready:
             deadline = time.monotonic() + timeout
-            while not self.call(lambda: self.conc.ready):
+            while not self.call(lambda: self.host.ready):
                 if time.monotonic() > deadline:
                     raise TimeoutError("concentrator did not get ready (broker reachable?)")
                 time.sleep(0.02)
@@ -69,19 +68,19 @@ class ConcentratorThread:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         try:
-            self.conc = Concentrator(self.cfg)
-            await self.conc.start()
-            self.listeners = await start_listeners(self.conc)
+            self.host = StoreHost(self.cfg)
+            await self.host.start()
+            self.listeners = await self.host.start_listeners()
         except BaseException as e:
             self._error = e
             self._started.set()
-            if self.conc:
-                await self.conc.stop()
+            if self.host:
+                await self.host.stop()
             return
         self._started.set()
         await self._stop.wait()
         await self.listeners.stop()
-        await self.conc.stop()
+        await self.host.stop()
 
     def call(self, fn, *args, timeout: float = 10.0):
         async def run():
@@ -89,13 +88,13 @@ class ConcentratorThread:
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 
     def status(self) -> dict:
-        return self.call(self.conc.status)
+        return self.call(self.host.status)
 
     def flush(self) -> None:
         """Everything the concentrator has handed to the record store so far
         is committed when this returns."""
         self.call(lambda: None)  # let the loop finish what it is doing
-        self.conc.records.flush()
+        self.host.records.flush()
 
     def stop(self) -> None:
         if self._thread and self._thread.is_alive() and self.loop and self._stop:

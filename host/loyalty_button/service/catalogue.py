@@ -7,8 +7,11 @@ docs/catalogue.md describes the file for the people who write it."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +19,9 @@ import yaml
 
 from lbpanel import protocol
 
-from .problems import ProblemsError
+from ..settings import Checker, SettingsError, clock_span, in_span
+
+log = logging.getLogger(__name__)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Reasons a receipt gets no question; they are stored in the record.
@@ -34,7 +39,7 @@ _WHEN_KEYS = {"member", "tills", "hours", "days", "items_min", "items_max",
               "total_min", "total_max"}
 
 
-class CatalogueError(ProblemsError):
+class CatalogueError(SettingsError):
     """A question catalogue that cannot be used."""
 
 
@@ -69,20 +74,13 @@ class Rule:
             return False
         if self.hours is not None:
             minute = local.hour * 60 + local.minute
-            if not any(_in_span(minute, span) for span in self.hours):
+            if not any(in_span(minute, span) for span in self.hours):
                 return False
         if not _in_range(receipt.get("items"), self.items_min, self.items_max):
             return False
         if not _in_range(receipt.get("total"), self.total_min, self.total_max):
             return False
         return True
-
-
-def _in_span(minute: int, span: tuple[int, int]) -> bool:
-    start, end = span
-    if start <= end:
-        return start <= minute < end
-    return minute >= start or minute < end  # e.g. 22:00-06:00
 
 
 def _in_range(value, lo, hi) -> bool:
@@ -161,87 +159,39 @@ def _sample_point(session: str) -> float:
 
 # --- loading -----------------------------------------------------------------
 
-class _Checker:
-    def __init__(self):
-        self.problems: list[str] = []
-
-    def fail(self, where: str, why: str) -> None:
-        self.problems.append(f"{where}: {why}")
-
-    def keys(self, where: str, node: dict, allowed: set[str]) -> None:
-        for key in node:
-            if key not in allowed:
-                self.fail(where, f"unknown key {key!r} (known: {', '.join(sorted(allowed))})")
-
-    def mapping(self, where: str, node) -> dict:
-        if not isinstance(node, dict):
-            self.fail(where, "must be a mapping (key: value lines)")
-            return {}
-        return node
-
-    def ident(self, where: str, value) -> bool:
-        if not protocol.valid_id(value):
-            self.fail(where, f"must be an id of 1-{protocol.MAX_ID} characters "
-                             f"A-Z a-z 0-9 . _ -, got {value!r}")
-            return False
-        return True
-
-    def number(self, where: str, value, lo: float, hi: float, integer: bool = False):
-        ok_type = int if integer else (int, float)
-        if not isinstance(value, ok_type) or isinstance(value, bool) or not lo <= value <= hi:
-            what = "an integer" if integer else "a number"
-            self.fail(where, f"must be {what} {lo}..{hi}, got {value!r}")
-            return None
-        return value
-
-    def texts(self, where: str, node, languages: list[str]) -> dict[str, str]:
-        """A text in every language: {ru: ..., en: ...}."""
-        if isinstance(node, str) and len(languages) == 1:
-            node = {languages[0]: node}
-        if not isinstance(node, dict):
-            self.fail(where, f"must give the text per language ({', '.join(languages)})")
-            return {}
-        out = {}
-        for lang in languages:
-            text = node.get(lang)
-            if not isinstance(text, str) or not 0 < len(text.strip()) <= protocol.MAX_TEXT:
-                self.fail(f"{where}.{lang}", f"needs a text of 1-{protocol.MAX_TEXT} characters")
-            else:
-                out[lang] = text
-        for lang in node:
-            if lang not in languages:
-                self.fail(f"{where}.{lang}", f"language not in languages ({', '.join(languages)})")
-        return out
-
-    def choices(self, where: str, node, languages: list[str], lo: int, hi: int):
-        """{id: {lang: text}} in order -> [(id, {lang: text})]."""
-        node = self.mapping(where, node)
-        if node and not lo <= len(node) <= hi:
-            self.fail(where, f"needs {lo}-{hi} entries, has {len(node)}")
-        out = []
-        for cid, texts in node.items():
-            if self.ident(f"{where}.{cid}", cid):
-                out.append((cid, self.texts(f"{where}.{cid}", texts, languages)))
-        return out
+def _texts(check: Checker, where: str, node, languages: list[str]) -> dict[str, str]:
+    """A text in every language: {ru: ..., en: ...}."""
+    if isinstance(node, str) and len(languages) == 1:
+        node = {languages[0]: node}
+    if not isinstance(node, dict):
+        check.fail(where, f"must give the text per language ({', '.join(languages)})")
+        return {}
+    out = {}
+    for lang in languages:
+        text = node.get(lang)
+        if not isinstance(text, str) or not 0 < len(text.strip()) <= protocol.MAX_TEXT:
+            check.fail(f"{where}.{lang}", f"needs a text of 1-{protocol.MAX_TEXT} characters")
+        else:
+            out[lang] = text
+    for lang in node:
+        if lang not in languages:
+            check.fail(f"{where}.{lang}", f"language not in languages ({', '.join(languages)})")
+    return out
 
 
-def _clock(where: str, text: str, check: _Checker) -> tuple[int, int] | None:
-    try:
-        start, end = text.split("-")
-        spans = []
-        for part in (start, end):
-            h, m = part.strip().split(":")
-            h, m = int(h), int(m)
-            if not (0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 1440):
-                raise ValueError
-            spans.append(h * 60 + m)
-        return spans[0], spans[1]
-    except (ValueError, AttributeError):
-        check.fail(where, f"must be a span like '08:00-12:30' (local time), got {text!r}")
-        return None
+def _choices(check: Checker, where: str, node, languages: list[str], lo: int, hi: int):
+    """{id: {lang: text}} in order -> [(id, {lang: text})]."""
+    node = check.mapping(where, node)
+    if node and not lo <= len(node) <= hi:
+        check.fail(where, f"needs {lo}-{hi} entries, has {len(node)}")
+    out = []
+    for cid, texts in node.items():
+        if check.ident(f"{where}.{cid}", cid):
+            out.append((cid, _texts(check, f"{where}.{cid}", texts, languages)))
+    return out
 
 
-def _question(check: _Checker, qid: str, node, languages: list[str]) -> dict[str, dict]:
+def _question(check: Checker, qid: str, node, languages: list[str]) -> dict[str, dict]:
     """-> {lang: question fields} for one catalogue question."""
     where = f"questions.{qid}"
     before = len(check.problems)
@@ -253,10 +203,10 @@ def _question(check: _Checker, qid: str, node, languages: list[str]) -> dict[str
         return {}
     timeout = check.number(f"{where}.timeout_s", node.get("timeout_s", 20),
                            *protocol.TIMEOUT_RANGE, integer=True)
-    text = check.texts(f"{where}.text", node.get("text"), languages)
+    text = _texts(check, f"{where}.text", node.get("text"), languages)
     options = []
     if kind == "choice":
-        options = check.choices(f"{where}.options", node.get("options"), languages,
+        options = _choices(check, f"{where}.options", node.get("options"), languages,
                                 2, protocol.MAX_OPTIONS)
     elif "options" in node:
         check.fail(f"{where}.options", "only a 'choice' question has options")
@@ -266,7 +216,7 @@ def _question(check: _Checker, qid: str, node, languages: list[str]) -> dict[str
         check.keys(f"{where}.labels", lab, {"low", "high"})
         for end in ("low", "high"):
             if end in lab:
-                labels[end] = check.texts(f"{where}.labels.{end}", lab[end], languages)
+                labels[end] = _texts(check, f"{where}.labels.{end}", lab[end], languages)
     why = None
     if "why" in node:
         if kind == "choice":
@@ -274,8 +224,8 @@ def _question(check: _Checker, qid: str, node, languages: list[str]) -> dict[str
         else:
             w = check.mapping(f"{where}.why", node["why"])
             check.keys(f"{where}.why", w, {"text", "reasons"})
-            why = (check.texts(f"{where}.why.text", w.get("text"), languages),
-                   check.choices(f"{where}.why.reasons", w.get("reasons"), languages,
+            why = (_texts(check, f"{where}.why.text", w.get("text"), languages),
+                   _choices(check, f"{where}.why.reasons", w.get("reasons"), languages,
                                  1, protocol.MAX_REASONS))
     if len(check.problems) > before:
         return {}
@@ -304,7 +254,7 @@ def _question(check: _Checker, qid: str, node, languages: list[str]) -> dict[str
     return out
 
 
-def _rule(check: _Checker, i: int, node, qids: set[str], tills: dict, default_quiet) -> Rule | None:
+def _rule(check: Checker, i: int, node, qids: set[str], tills: dict, default_quiet) -> Rule | None:
     where = f"rules[{i}]"
     node = check.mapping(where, node)
     check.keys(where, node, _RULE_KEYS)
@@ -343,8 +293,14 @@ def _rule(check: _Checker, i: int, node, qids: set[str], tills: dict, default_qu
         if not isinstance(hs, list) or not hs:
             check.fail(f"{where}.when.hours", "must be a list of spans like '08:00-12:00'")
         else:
-            spans = [_clock(f"{where}.when.hours", str(h), check) for h in hs]
-            rule.hours = [s for s in spans if s]
+            rule.hours = []
+            for h in hs:
+                span = clock_span(h)
+                if span is None:
+                    check.fail(f"{where}.when.hours", f"must be a span like '08:00-12:30' "
+                                                      f"(local time), got {h!r}")
+                else:
+                    rule.hours.append(span)
     for key in ("items_min", "items_max"):
         if key in when:
             setattr(rule, key, check.number(f"{where}.when.{key}", when[key], 0, 100000, True))
@@ -362,7 +318,7 @@ def parse(text: str, source: str = "<catalogue>") -> Catalogue:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise CatalogueError([f"{source}: not valid YAML{at}: {problem}"]) from None
-    check = _Checker()
+    check = Checker()
     doc = check.mapping(source, doc)
     if check.problems:
         raise CatalogueError(check.problems)
@@ -440,3 +396,54 @@ def load(path: Path) -> Catalogue:
     except (OSError, UnicodeDecodeError) as e:
         raise CatalogueError([f"{path}: cannot read: {e}"]) from None
     return parse(text, str(path))
+
+
+class CatalogueFile:
+    """The catalogue in force, and the file it comes from: picked up again
+    when the file changes (polled, or `reload(force=True)` on SIGHUP). A bad
+    file is refused as a whole and the last good catalogue stays in force."""
+
+    def __init__(self, path: Path, counters, current: Catalogue | None = None):
+        self.path = Path(path)
+        self.counters = counters
+        self.current = current or load(self.path)
+        self.error: str | None = None
+        self._stat = self._read_stat()
+        self._failed_stat = None
+
+    def _read_stat(self):
+        try:
+            st = os.stat(self.path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    def reload(self, force: bool = False) -> bool:
+        """Load the file again if it changed; True if it was read and good."""
+        stat = self._read_stat()
+        if not force and stat in (self._stat, self._failed_stat):
+            return False
+        try:
+            new = load(self.path)
+        except CatalogueError as e:
+            self._failed_stat = stat
+            self.error = str(e)
+            self.counters["catalogue_rejected"] += 1
+            log.error("catalogue %s refused, keeping the last good one (%s): %s",
+                      self.path, self.current.digest, "; ".join(e.problems))
+            return False
+        self._stat, self._failed_stat, self.error = stat, None, None
+        if new.digest != self.current.digest:
+            self.current = new
+            self.counters["catalogue_reloaded"] += 1
+            log.info("catalogue reloaded: %s (%d questions, %d rules, %d tills)", new.digest,
+                     len(new.kinds), len(new.rules), len(new.tills))
+        return True
+
+    async def watch(self, poll_s: float) -> None:
+        while True:
+            await asyncio.sleep(poll_s)
+            self.reload()
+
+    def status(self) -> dict:
+        return {"file": str(self.path), "digest": self.current.digest, "error": self.error}

@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import reports
-from .forward.outbox import OutboxDB
+from ..forward.outbox import OutboxDB
 from .records import open_records
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ import lvgl as lv
 
 from lbpanel import boards, lvui, telemetry
 
-from . import advert_image, lvpanel
+from ..adverts import image as advert_image
+from . import lvpanel
 
 
 def _q(kind: str, lang: str, text: str, **extra) -> dict:

@@ -20,7 +20,7 @@ log = logging.getLogger("fonts")
 
 TTF = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 LV_FONT_CONV = "lv_font_conv@1.5.3"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = ROOT / "build" / "fonts"
 # 4 bits per pixel: 16 levels of anti-aliasing; 2 bpp saves about 45 % but
 # the strokes of Cyrillic letters at 14-18 px turn ragged.

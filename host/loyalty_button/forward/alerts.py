@@ -17,36 +17,39 @@ are remembered, so a retry does not send twice)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import smtplib
 import ssl
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime
+from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 
-from .forward import http
-from .forward.webhook import sign
-from .host_config import check_fields
-from .records import connect, now_ms
+from lbpanel import protocol
+
+from ..service.records import connect, now_ms
+from ..settings import Checker, Field, clock_span, in_span
+from . import http
+from .adapter import OneByOne
+from .webhook import sign
 
 log = logging.getLogger(__name__)
 
 DEST = "alerts"  # its outbox's name
 
 _CHANNEL_FIELDS = {
-    "webhook": [("url", "url", "str", None), ("secret", "secret", "secret", None)],
-    "smtp": [("host", "host", "str", None), ("port", "port", "int", (1, 65535)),
-             ("from", "sender", "str", None), ("to", "to", "list", None),
-             ("user", "user", "str", None), ("password", "password", "str", None),
-             ("starttls", "starttls", "bool", None)],
-    "telegram": [("token", "token", "str", None), ("chat_id", "chat_id", "str", None),
-                 ("api_base", "url", "str", None)],
+    "webhook": [Field("url", "str", required=True), Field("secret", "secret")],
+    "smtp": [Field("host", "str", required=True), Field("port", "int", (1, 65535)),
+             Field("from", "str", attr="sender", required=True),
+             Field("to", "list", required=True),
+             Field("user", "str"), Field("password", "str"), Field("starttls", "bool")],
+    "telegram": [Field("token", "str", required=True), Field("chat_id", "str", required=True),
+                 Field("api_base", "str", attr="url")],
 }
-_CHANNEL_REQUIRED = {"webhook": ("url",), "smtp": ("host", "from", "to"),
-                     "telegram": ("token", "chat_id")}
+_CHANNEL_COMMON = [Field("name", "id", required=True), Field("type", "str", required=True),
+                   Field("timeout_s", "num", (0.1, 120))]
 
 
 @dataclass
@@ -75,77 +78,67 @@ class Alerts:
     burst_share: float = 0.5
     silent_minutes: int = 30
     silent_min_receipts: int = 3
-    open_from: dtime = dtime(0, 0)
-    open_to: dtime = dtime(23, 59)
+    # Opening hours, minutes since midnight: [start, end), may cross midnight.
+    open_hours: tuple[int, int] = (0, 1440)
     channels: list[Channel] = field(default_factory=list)
 
 
-_TOP = [("detractor", "detractor", "bool", None),
-        ("burst.window_min", "burst_window_min", "int", (1, 1440)),
-        ("burst.min_answers", "burst_min_answers", "int", (1, 10000)),
-        ("burst.share", "burst_share", "num", (0.01, 1)),
-        ("silent_panel.minutes", "silent_minutes", "int", (1, 1440)),
-        ("silent_panel.min_receipts", "silent_min_receipts", "int", (1, 1000)),
-        ("silent_panel.hours", "hours", "str", None)]  # plus `channels`, a list
+_TOP = [Field("detractor", "bool"),
+        Field("burst.window_min", "int", (1, 1440)),
+        Field("burst.min_answers", "int", (1, 10000)),
+        Field("burst.share", "num", (0.01, 1)),
+        Field("silent_panel.minutes", "int", (1, 1440), attr="silent_minutes"),
+        Field("silent_panel.min_receipts", "int", (1, 1000), attr="silent_min_receipts"),
+        Field("silent_panel.hours", "str", attr="hours")]
 
 
-def parse(doc, base: Path) -> tuple[Alerts | None, list[str]]:
+def parse(doc, check: Checker) -> Alerts | None:
+    """The `alerts:` section of concentrator.yaml; its problems go to `check`."""
     if doc is None:
-        return None, []
+        return None
+    values = check.fields(doc, _TOP, "alerts", lists=("channels",))
     if not isinstance(doc, dict):
-        return None, ["alerts: must be a mapping"]
-    plain = {k: v for k, v in doc.items() if k != "channels"}
-    values, problems = check_fields(plain, _TOP, (), {"burst", "silent_panel"}, base, "alerts")
-    problems = [f"alerts.{p}" for p in problems]
+        return None
     hours = values.pop("hours", None)
     cfg = Alerts(**values)
     if hours is not None:
-        try:
-            a, b = hours.split("-")
-            cfg.open_from, cfg.open_to = dtime.fromisoformat(a.strip()), dtime.fromisoformat(b.strip())
-        except ValueError:
-            problems.append(f"alerts.silent_panel.hours: must look like 08:00-22:00, got {hours!r}")
+        span = clock_span(hours)
+        if span is None:
+            check.fail("alerts.silent_panel.hours", f"must look like 08:00-22:00, got {hours!r}")
+        else:
+            cfg.open_hours = span
     channels = doc.get("channels") or []
     if not isinstance(channels, list) or not channels:
-        problems.append("alerts.channels: list at least one channel (webhook, smtp, telegram)")
+        check.fail("alerts.channels", "list at least one channel (webhook, smtp, telegram)")
         channels = []
     for i, ch in enumerate(channels):
         where = f"alerts.channels[{i}]"
         if not isinstance(ch, dict) or ch.get("type") not in _CHANNEL_FIELDS:
-            problems.append(f"{where}.type: must be webhook, smtp or telegram")
+            check.fail(f"{where}.type", "must be webhook, smtp or telegram")
             continue
         kind = ch["type"]
-        fields = [("name", "name", "id", None), ("type", "type", "str", None),
-                  ("timeout_s", "timeout_s", "num", (0.1, 120))] + \
-            [f for f in _CHANNEL_FIELDS[kind] if f[2] != "list"]
-        v, p = check_fields({k: x for k, x in ch.items() if k != "to"}, fields,
-                            ("name", "type") + tuple(r for r in _CHANNEL_REQUIRED[kind]
-                                                     if r != "to"), set(), base, where)
-        problems += [f"{where}.{x}" for x in p]
-        if kind == "smtp":
-            to = ch.get("to")
-            if isinstance(to, str):
-                to = [to]
-            if not to or not all(isinstance(t, str) and "@" in t for t in to):
-                problems.append(f"{where}.to: one or more e-mail addresses")
-                continue
-            v["to"] = to
+        if isinstance(ch.get("chat_id"), int) and not isinstance(ch["chat_id"], bool):
+            ch = dict(ch, chat_id=str(ch["chat_id"]))  # Telegram's chat ids are numbers
+        before = len(check.problems)
+        v = check.fields(ch, _CHANNEL_COMMON + _CHANNEL_FIELDS[kind], where)
+        if kind == "smtp" and "to" in v and not all("@" in t for t in v["to"]):
+            check.fail(f"{where}.to", "one or more e-mail addresses")
         if kind == "telegram":
-            v["chat_id"] = str(ch.get("chat_id"))
             v.setdefault("url", "https://api.telegram.org")
-        if not p:
+        if len(check.problems) == before:
             cfg.channels.append(Channel(**v))
-    return cfg, problems
+    return cfg
 
 
 # --- messages -----------------------------------------------------------------
 
 def unhappy(rec: dict) -> bool:
-    v = rec.get("value")
-    # A burst of presses (a child at the buttons) is not a shopper's verdict.
-    if rec.get("outcome") != "answered" or not isinstance(v, int) or rec.get("burst"):
-        return False
-    return (rec.get("kind") == "nps" and v <= 6) or (rec.get("kind") == "csat" and v <= 2)
+    """A score that calls for a person (protocol.unhappy: NPS 0-6, CSAT
+    1-2). A yes/no 'no' is not an alert, and a burst of presses (a child at
+    the buttons) is not a shopper's verdict."""
+    kind = rec.get("kind")
+    return (rec.get("outcome") == "answered" and kind in ("nps", "csat")
+            and not rec.get("burst") and protocol.unhappy(kind, rec.get("value")))
 
 
 def detractor_alert(rec: dict) -> dict:
@@ -228,7 +221,7 @@ def broadcast(channels: list[Channel], alert: dict, done: set[str]) -> set[str]:
 
 # --- rules over records (the "alerts" outbox) ----------------------------------------
 
-class RecordRules:
+class RecordRules(OneByOne):
     """The forwarding adapter for the `alerts` destination: one closed record
     at a time, in order."""
 
@@ -286,13 +279,13 @@ class RecordRules:
                 "at_ms": now}
 
 
-# --- silent panels (checked every minute by the concentrator) ---------------------------
+# --- silent panels (checked every minute) ---------------------------------------------
 
 def silent_panels(cfg: Alerts, db_path, panel_states: dict[str, str], till_panels: dict,
                   now: datetime) -> list[dict]:
     """Panels that are offline, or whose till had receipts but no answers for
     `silent_minutes`, within opening hours."""
-    if not cfg.open_from <= now.time() <= cfg.open_to:
+    if not in_span(now.hour * 60 + now.minute, cfg.open_hours):
         return []
     since = now_ms() - cfg.silent_minutes * 60_000
     conn = connect(db_path, readonly=True)
@@ -318,3 +311,40 @@ def silent_panels(cfg: Alerts, db_path, panel_states: dict[str, str], till_panel
         a["text"] = (f"Panel {a['panel']}: {a['why']}. Check that it is powered, on the "
                      f"network and showing questions.")
     return out
+
+
+class SilentPanelWatch:
+    """The silent-panel rule, once a minute, off the event loop; each
+    panel's alert is repeated at most once per `silent_minutes` while it
+    lasts. `panel_states()` and `till_panels()` read the host's live view
+    (the fleet, the catalogue in force) on the loop."""
+
+    def __init__(self, cfg: Alerts, db_path, panel_states, till_panels, tz, counters,
+                 every_s: float = 60.0):
+        self.cfg, self.db_path, self.tz = cfg, db_path, tz
+        self.panel_states, self.till_panels = panel_states, till_panels
+        self.counters, self.every_s = counters, every_s
+        self._told: dict[str, float] = {}
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                found = await loop.run_in_executor(
+                    None, silent_panels, self.cfg, self.db_path, dict(self.panel_states()),
+                    self.till_panels(), datetime.now(self.tz))
+            except Exception as e:
+                log.error("silent panel check: %s", e)
+                continue
+            now = time.monotonic()
+            for a in found:
+                if now - self._told.get(a["panel"], -1e9) < self.cfg.silent_minutes * 60:
+                    continue
+                try:
+                    await loop.run_in_executor(None, broadcast, self.cfg.channels, a, set())
+                    self._told[a["panel"]] = now
+                    self.counters["alerts_silent_panel"] += 1
+                    log.warning("alert: panel %s: %s", a["panel"], a["why"])
+                except Exception as e:  # tried again next minute
+                    log.error("alert for panel %s not sent: %s", a["panel"], e)

@@ -14,10 +14,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import firmware_build
-from .broker import Broker
-from .panel_link import PanelLink
-from .simpanel import SimPanel, micropython_path, panel_config, panel_env
+from ..panels import firmware_build
+from ..sim.broker import Broker
+from ..sim.panel_link import PanelLink
+from ..sim.panel import SimPanel, micropython_path, panel_config, panel_env
 
 STORE = "bench"
 WHY = {"text": "What mattered most?",

@@ -1,0 +1,158 @@
+"""The concentrator's own settings (concentrator.yaml): which store, where the
+broker, the catalogue and the database are, and the POS listeners. Checked at
+start; every problem is listed with what to write instead. Unlike the
+catalogue, these need a restart to change."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lbpanel import boards, protocol
+from lbpanel.config import lookup
+
+from ..forward import alerts, config as forward_config
+from ..settings import BROKER_FIELDS, Checker, Field, SettingsError, read_yaml
+
+
+class HostConfigError(SettingsError):
+    """A concentrator.yaml that cannot be used."""
+
+
+@dataclass
+class HostConfig:
+    store: str
+    catalogue: Path
+    database: Path
+    timezone: str = "UTC"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 1883
+    broker_user: str | None = None
+    broker_password: str | None = None
+    broker_keepalive_s: int = 30
+    bind: str = "0.0.0.0"
+    udp_port: int = 47800        # 0: no UDP listener
+    http_port: int = 8080        # 0: no HTTP listener
+    pos_key: bytes | None = None  # shared HMAC key for UDP datagrams
+    pos_token: str | None = None  # bearer token for HTTP
+    replay_window_s: int = 120
+    max_age_s: int = 300          # older receipts are stored but nobody is asked
+    answer_grace_s: int = 10      # the host waits timeout_s (+ why) + this for an answer
+    catalogue_poll_s: float = 1.0
+    log_level: str = "INFO"
+    probe_enabled: bool = False   # ask the emotion probe (docs/probe.md)
+    probe_deadline_ms: int = 300  # the most a record waits for the probe's estimate
+    source: str = ""
+    tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
+    # Sections with their own modules and checks (docs/forwarding.md,
+    # docs/alerts.md, docs/dashboard.md).
+    forwarding: object = None
+    alerts: object = None
+    dashboard_port: int = 0       # 0: no dashboard
+    dashboard_bind: str = "0.0.0.0"
+    dashboard_users: Path | None = None  # made by `loyalty-button dashboard add-user`
+    dashboard_session_h: int = 12
+    # The store's adverts (docs/adverts.md): a folder with playlist.yaml.
+    adverts_folder: Path | None = None
+    adverts_url: str | None = None      # how panels reach pos.http_port
+    adverts_cache: Path | None = None   # converted files; beside the database
+    adverts_poll_s: float = 5.0
+
+
+_FIELDS = [
+    Field("store", "id", required=True),
+    Field("catalogue", "path", required=True),
+    Field("database", "path", required=True),
+    Field("timezone", "tz"),
+    *BROKER_FIELDS,
+    Field("pos.bind", "str", attr="bind"),
+    Field("pos.udp_port", "int", (0, 65535), attr="udp_port"),
+    Field("pos.http_port", "int", (0, 65535), attr="http_port"),
+    Field("pos.key", "secret", attr="pos_key"),
+    Field("pos.key_file", "secret_file", attr="pos_key"),
+    Field("pos.token", "str", attr="pos_token"),
+    Field("pos.replay_window_s", "int", (10, 3600), attr="replay_window_s"),
+    Field("pos.max_age_s", "int", (10, 86400), attr="max_age_s"),
+    Field("answer_grace_s", "int", (1, 600)),
+    Field("catalogue_poll_s", "num", (0.1, 60)),
+    Field("log_level", "level"),
+    Field("probe.enabled", "bool"),
+    Field("probe.deadline_ms", "int", (10, 5000)),
+    Field("dashboard.port", "int", (0, 65535)),
+    Field("dashboard.bind", "str"),
+    Field("dashboard.users_file", "path", attr="dashboard_users"),
+    Field("dashboard.session_hours", "int", (1, 720), attr="dashboard_session_h"),
+    Field("adverts.folder", "path"),
+    Field("adverts.url", "str"),
+    Field("adverts.cache", "path"),
+    Field("adverts.poll_s", "num", (0.5, 600)),
+]
+
+
+# Sections with lists and their own checks, parsed by their own modules.
+_OWN_SECTIONS = ("forwarding", "alerts")
+
+
+def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
+    check = Checker(base)
+    values = check.fields(doc, _FIELDS, lists=_OWN_SECTIONS)
+    if not isinstance(doc, dict):
+        raise HostConfigError([f"{source}: must be a mapping of settings"])
+    values["forwarding"] = forward_config.parse(doc.get("forwarding"), check)
+    values["alerts"] = alerts.parse(doc.get("alerts"), check)
+    if values.get("dashboard_port") and not values.get("dashboard_users"):
+        check.fail("dashboard.users_file", "is required with dashboard.port (make it with "
+                   "'loyalty-button dashboard add-user NAME --users FILE')")
+    if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
+        check.fail("pos.key and pos.key_file", "give one of them, not both")
+    _check_adverts(values, check)
+    if check.problems:
+        raise HostConfigError(check.problems)
+    cfg = HostConfig(**values, source=source)
+    if cfg.tz is None:
+        cfg.tz = zoneinfo.ZoneInfo(cfg.timezone)
+    return cfg
+
+
+def _check_adverts(values: dict, check: Checker) -> None:
+    """The adverts section's cross-checks; fills in the URL and cache
+    folder when they can be worked out."""
+    folder = values.get("adverts_folder")
+    if folder is None:
+        extra = [k for k in ("adverts_url", "adverts_cache") if values.get(k)]
+        if extra:
+            check.fail("adverts.folder", "is required with the other adverts settings (the "
+                       "folder holding playlist.yaml and the pictures)")
+        return
+    if not folder.is_dir():
+        check.fail("adverts.folder", f"{folder} is not a folder (make it and put "
+                        "playlist.yaml and the pictures in it)")
+    port = values.get("http_port", HostConfig.http_port)
+    if not port:
+        check.fail("adverts.folder", "needs pos.http_port; the panels fetch the pictures "
+                        "from the POS HTTP listener")
+    url = values.get("adverts_url")
+    bind = values.get("bind", HostConfig.bind)
+    if url is None and port:
+        if bind in ("0.0.0.0", "::", ""):
+            check.fail("adverts.url", f"is required when pos.bind is {bind}: the address "
+                            f"the panels reach this host at, e.g. http://192.168.1.10:{port}/")
+        else:
+            url = f"http://{bind}:{port}/"
+    if url is not None:
+        url = url if url.endswith("/") else url + "/"
+        longest = max(len(b) for b in boards.BOARDS)
+        if not url.startswith("http://"):
+            check.fail("adverts.url", f"must start with http:// (the panels fetch over plain "
+                            f"HTTP on the store LAN), got {url!r}")
+        elif len(url) + len("adverts//") + longest > protocol.MAX_URL:
+            check.fail("adverts.url", f"at most {protocol.MAX_URL - longest - 9} characters")
+        values["adverts_url"] = url
+    if values.get("adverts_cache") is None and values.get("database") is not None:
+        values["adverts_cache"] = values["database"].parent / "advert-cache"
+
+
+def load(path: Path) -> HostConfig:
+    path = Path(path)
+    return parse(read_yaml(path, HostConfigError), path.parent, str(path))

@@ -1,0 +1,218 @@
+"""One store's host service, wired: the one place its parts are made and
+connected. Everything runs on one asyncio loop (MQTT included, see
+mqtt_loop); the record store, the forwarder and file work have threads of
+their own.
+
+    broker link --answer--> concentrator --record--> record store -> outboxes
+               --status---> fleet, advert manifests
+               --probe----> probe client
+    POS listeners --receipt--> concentrator;  dashboard <- status()
+
+`serve()` runs it until SIGTERM (`loyalty-button concentrator`); the
+simulator runs it on a thread of its own (sim/runner.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import Counter
+
+import paho.mqtt.client as mqtt
+
+from lbpanel import protocol
+
+from ..adverts.library import AdvertLibrary
+from ..adverts.publisher import ManifestPublisher
+from ..forward.alerts import DEST as ALERTS_OUTBOX, SilentPanelWatch
+from ..forward.config import Forwarding
+from ..forward.forwarder import Forwarder
+from ..loglimit import LogLimiter
+from ..mqtt_loop import MqttLoop
+from ..probe import messages as probe_messages
+from ..probe.client import ProbeClient
+from .catalogue import Catalogue, CatalogueFile
+from .concentrator import Concentrator
+from .config import HostConfig
+from .fleet import Fleet, panel_message
+from .pos import Listeners, start_listeners
+from .records import RecordStore
+
+log = logging.getLogger(__name__)
+
+
+def broker_client(cfg: HostConfig) -> mqtt.Client:
+    """The host's own login to the store broker: a persistent session, so
+    the broker keeps QoS 1 answers for it while it restarts."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"lb-concentrator-{cfg.store}", clean_session=False)
+    if cfg.broker_user:
+        client.username_pw_set(cfg.broker_user, cfg.broker_password)
+    # Questions go to many panels at once; do not make them queue in paho.
+    client.max_inflight_messages_set(100)
+    return client
+
+
+class StoreHost:
+    def __init__(self, cfg: HostConfig, catalogue: Catalogue | None = None):
+        self.cfg = cfg
+        self.counters: Counter[str] = Counter()
+        self.limit = LogLimiter(logger=log)
+        self.started = time.time()
+        self.catalogue = CatalogueFile(cfg.catalogue, self.counters, catalogue)
+        fwd = cfg.forwarding or Forwarding()
+        outboxes = [d.name for d in fwd.destinations] + ([ALERTS_OUTBOX] if cfg.alerts else [])
+        self.records = RecordStore(cfg.database, destinations=outboxes)
+        client = broker_client(cfg)
+        client.on_message = self._on_message
+        self.mqtt = MqttLoop(client, cfg.broker_host, cfg.broker_port, cfg.broker_keepalive_s)
+        self.mqtt.on_up = self._on_broker_up
+        self.mqtt.on_down = self._on_broker_down
+        self.fleet = Fleet()
+        self.probe = None
+        if cfg.probe_enabled:
+            self.probe = ProbeClient(cfg.store, self.records, self.counters,
+                                     cfg.probe_deadline_ms, self.limit, self._publish_qos0)
+        self.concentrator = Concentrator(cfg, self.catalogue, self.records, self.mqtt,
+                                         self.fleet, self.counters, self.limit, self.probe)
+        self.forwarder = None
+        if fwd.destinations or fwd.cloud or fwd.retention_days or cfg.alerts:
+            self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters,
+                                       alerts=cfg.alerts)
+        self.adverts = None
+        if cfg.adverts_folder:
+            library = AdvertLibrary(cfg.adverts_folder, cfg.adverts_cache, self.counters)
+            self.adverts = ManifestPublisher(cfg.store, library, self.mqtt, cfg.adverts_url,
+                                             cfg.adverts_poll_s, self.counters, self.limit)
+        self.silent = None
+        if cfg.alerts:
+            self.silent = SilentPanelWatch(
+                cfg.alerts, cfg.database, lambda: self.fleet.state,
+                lambda: {t: v.panel for t, v in self.catalogue.current.tills.items()},
+                cfg.tz, self.counters)
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def ready(self) -> bool:
+        return self.concentrator.ready
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.concentrator.start()
+        self.mqtt.start()
+        self._tasks = [loop.create_task(self.catalogue.watch(self.cfg.catalogue_poll_s)),
+                       loop.create_task(self.concentrator.report())]
+        if self.forwarder:
+            self.forwarder.start()
+        for part in (self.adverts, self.silent):
+            if part:
+                self._tasks.append(loop.create_task(part.run()))
+        cat = self.catalogue.current
+        log.info("concentrator for store %s: catalogue %s (%s), %d tills, database %s",
+                 self.cfg.store, self.cfg.catalogue, cat.digest, len(cat.tills),
+                 self.cfg.database)
+
+    async def start_listeners(self) -> Listeners:
+        return await start_listeners(self.concentrator, self.status,
+                                     self.adverts.library if self.adverts else None)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        self.concentrator.stop()
+        if self.probe:
+            self.probe.stop()
+        if self.forwarder:
+            await asyncio.get_running_loop().run_in_executor(None, self.forwarder.stop)
+        await self.mqtt.stop()
+        self.records.stop()
+
+    # --- the broker -----------------------------------------------------------
+
+    def _on_broker_up(self) -> None:
+        root = f"{protocol.ROOT}/{self.cfg.store}/panel/+/"
+        topics = [(root + "answer", 1), (root + "status", 1)]
+        if self.probe:
+            topics += self.probe.subscriptions()
+        self.mqtt.client.subscribe(topics)
+        self.counters["broker_connects"] += 1
+        if self.adverts:
+            self.adverts.on_broker_up()
+        self.concentrator.on_broker_up()
+
+    def _on_broker_down(self, reason: str) -> None:
+        self.counters["broker_lost"] += 1
+
+    def _publish_qos0(self, topic: str, payload: bytes) -> bool:
+        return self.mqtt.client.publish(topic, payload, qos=0).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _on_message(self, client, userdata, message) -> None:
+        if self.probe:
+            leaf = probe_messages.parse_topic(self.cfg.store, message.topic)
+            if leaf:
+                return self.probe.on_message(leaf, message.payload)
+        try:
+            got = panel_message(self.cfg.store, message.topic, message.payload)
+        except protocol.ProtocolError as e:
+            self.counters["rx_" + e.code] += 1
+            self.limit("rx_" + e.code, logging.WARNING, "refused message on %s: %s",
+                       message.topic, e.message)
+            self.records.reject("mqtt:" + message.topic, "rx_" + e.code, e.message,
+                                message.payload)
+            return
+        if got is None:
+            return  # a cleared retained message
+        panel, leaf, msg = got
+        if leaf == "answer":
+            self.concentrator.on_answer(msg)
+        elif leaf == "status":
+            self.fleet.on_status(panel, msg)
+            if self.adverts:
+                self.adverts.on_status(panel, msg["state"], msg.get("board"))
+
+    # --- what the dashboard and GET /api/v1/status show -----------------------
+
+    def status(self) -> dict:
+        counters = dict(self.counters)
+        counters.update(self.records.counters)
+        cat = self.catalogue.current
+        return {
+            "store": self.cfg.store, "ready": self.ready,
+            "uptime_s": int(time.time() - self.started),
+            "broker": "up" if self.mqtt.up.is_set() else "down",
+            "catalogue": self.catalogue.status(),
+            **self.fleet.status(),
+            "tills": {t: v.panel for t, v in sorted(cat.tills.items())},
+            "open_transactions": self.concentrator.status()["open_transactions"],
+            "adverts": self.adverts.status() if self.adverts else "not used",
+            "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
+                      if self.probe else "not used"),
+            "forwarding": self.forwarder.status() if self.forwarder else {},
+            "counters": dict(sorted(counters.items())),
+        }
+
+
+async def serve(cfg: HostConfig, ready_file=None) -> None:
+    """Run the store host with its POS listeners until SIGTERM/SIGINT;
+    SIGHUP reads the catalogue again."""
+    host = StoreHost(cfg)
+    await host.start()
+    listeners = await host.start_listeners()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: host.catalogue.reload(force=True))
+    if ready_file:
+        while not host.ready:
+            await asyncio.sleep(0.05)
+        with open(ready_file, "w") as f:
+            f.write(str(os.getpid()))
+    await stop.wait()
+    log.info("stopping")
+    await listeners.stop()
+    await host.stop()
