@@ -2,20 +2,21 @@
 # panel.json names the board ("cyd", "s3_8048"); without one (or without
 # the LVGL firmware) the headless UI reports screens on the console.
 import asyncio
-import json
 
 import machine
 import network
 
-from lbpanel import app, console, log
+from lbpanel import app, config, console, log
+
+CONFIG = "panel.json"
 
 
-def board_name():
-    try:
-        with open("panel.json") as f:
-            return json.load(f).get("board", "none")
-    except (OSError, ValueError):
-        return "none"
+def board_name(loaded):
+    """The board panel.json names; a file with mistakes may still name it,
+    so its problem screen shows on the display."""
+    if isinstance(loaded, config.ConfigError):
+        return loaded.board or "none"
+    return loaded[0]["board"]
 
 
 def make_ui(name):
@@ -51,15 +52,16 @@ def make_ui(name):
 
 
 async def main():
-    ui, lvgl_loop, first_calibration = make_ui(board_name())
+    loaded = app.read_config(CONFIG)  # read once: the board first, then the app
+    ui, lvgl_loop, first_calibration = make_ui(board_name(loaded))
     if lvgl_loop is not None:
         asyncio.create_task(lvgl_loop)
     if first_calibration is not None:
         # A new CYD cannot be touched sensibly until its film is learnt:
         # the installer does that before anything else.
         await first_calibration
-    await app.start("panel.json", ui, network=network, reset=machine.reset,
-                    wdt=machine.WDT(timeout=10000), console=console.run)
+    await app.start(CONFIG, ui, network=network, reset=machine.reset,
+                    wdt=machine.WDT(timeout=10000), console=console.run, loaded=loaded)
 
 
 asyncio.run(main())

@@ -171,6 +171,21 @@ def test_silent_panels_offline_and_no_answers_within_opening_hours(tmp_path):
     assert cfg.open_hours == (8 * 60, 22 * 60)
 
 
+def test_opening_hours_read_like_catalogue_hours_and_a_numeric_chat_id_is_taken(tmp_path):
+    channels = [{"name": "t", "type": "telegram", "token": "x", "chat_id": -1001234567890}]
+    cfg, problems = _parse_alerts({"silent_panel": {"hours": "20:00-02:00"},
+                                   "channels": channels}, tmp_path)
+    assert problems == [] and cfg.channels[0].chat_id == "-1001234567890"
+    _store(tmp_path).stop()
+    tills, states = {"1": "till-1"}, {"till-1": "offline"}
+    at = [datetime(2026, 11, 22, h, m) for h, m in ((23, 0), (1, 59), (2, 0), (12, 0))]
+    found = [bool(alerts.silent_panels(cfg, tmp_path / "r.db", states, tills, t)) for t in at]
+    assert found == [True, True, False, False]
+    cfg, problems = _parse_alerts({"silent_panel": {"hours": "08:00-24:00"},
+                                   "channels": channels}, tmp_path)
+    assert problems == [] and cfg.open_hours == (480, 1440)
+
+
 def test_alert_settings_are_checked(tmp_path):
     _, problems = _parse_alerts({"channels": [{"name": "m", "type": "smtp", "host": "x",
                                               "from": "a@b", "to": ["nobody"]},

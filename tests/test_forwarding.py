@@ -5,6 +5,8 @@ PostgreSQL (a real server), the cloud reporter, pseudonyms and retention."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from datetime import timezone
 from pathlib import Path
 
 import psycopg
@@ -13,16 +15,16 @@ import pytest
 from conftest import STORE, Host, receipt_doc
 from fake_vendors import (BITRIX_LIMIT, HUBSPOT_RATE_LIMIT, Bitrix24Fake, CloudFake,
                           HubSpotFake, WebhookReceiver)
-from loyalty_button.service import config as host_config
 from loyalty_button.forward import config as fconfig
-from loyalty_button.settings import Checker
 from loyalty_button.forward.crm_note import marker
 from loyalty_button.forward.forwarder import Forwarder
 from loyalty_button.forward.http import backoff_s
 from loyalty_button.forward.outbox import OutboxDB
 from loyalty_button.forward.payload import pseudonym
-from loyalty_button.sim.pg_server import PgServer
+from loyalty_button.service import config as host_config
 from loyalty_button.service.records import RecordStore, now_ms
+from loyalty_button.settings import Checker
+from loyalty_button.sim.pg_server import PgServer
 
 KEY = b"pseudonym-key-0123456789"
 SECRET = "webhook-secret-0123456789"
@@ -396,6 +398,30 @@ def test_retention_deletes_old_records_only_once_forwarded(tmp_path):
     assert left == [f"{STORE}-R2", f"{STORE}-R3"]
     assert db.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
     store.stop()
+
+
+def test_the_forwarder_runs_retention_with_no_destination_at_all(tmp_path):
+    # retention_days alone (no CRM, no central database) still purges: the
+    # forwarder owns retention, and a host with only that setting has one.
+    store = RecordStore(tmp_path / "r.db", [])
+    store.insert(_closed(1, received_ms=now_ms() - 40 * 86_400_000))
+    store.insert(_closed(2))
+    store.stop()
+    fwd = _fwd(tmp_path, retention_days=30)
+    assert fwd.destinations == []
+    counters = Counter()
+    forwarder = Forwarder(tmp_path / "r.db", fwd, STORE, timezone.utc, counters)
+    forwarder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while counters["retention_deleted"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        forwarder.stop()
+    assert counters["retention_deleted"] == 1
+    db = OutboxDB(tmp_path / "r.db")
+    assert [r[0] for r in db.conn.execute("SELECT id FROM records")] == [f"{STORE}-R2"]
+    db.close()
 
 
 # --- through the concentrator ----------------------------------------------------------

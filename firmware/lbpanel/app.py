@@ -6,7 +6,7 @@ import gc
 import random
 
 from lbpanel import VERSION, clock, config, log, protocol, telemetry
-from lbpanel.flow import QuestionFlow
+from lbpanel.flow import ADVERTS, QuestionFlow
 from lbpanel.mqtt import Client, MQTTError
 from lbpanel.outbox import Outbox
 
@@ -124,7 +124,7 @@ class PanelApp:
                 log.info(_TAG, "connected to %s:%d" % (self.client.host, self.client.port))
                 delay = 1
                 await self._publish_status()
-                if self.flow.state == "adverts":
+                if self.flow.state == ADVERTS:
                     self.ui.show_adverts()
                 self._outbox_ready.set()
                 await self.client.wait_down()
@@ -135,7 +135,7 @@ class PanelApp:
                 self.counters.add("connect_failed")
                 log.warning(_TAG, "broker %s:%d: %s; retrying in about %ds"
                             % (self.client.host, self.client.port, e, delay))
-                if self.flow.state == "adverts":
+                if self.flow.state == ADVERTS:
                     # Mid-question the shopper can still answer: the outbox
                     # keeps it. Only an idle screen says the link is down.
                     self.ui.show_problem("broker_unreachable", str(e))
@@ -277,7 +277,7 @@ class PanelApp:
         if self.playlist is None:
             return
         changed, item = self.playlist.tick(clock.ticks_ms(), force)
-        if changed and self.flow.state == "adverts":
+        if changed and self.flow.state == ADVERTS:
             if hasattr(self.ui, "show_advert"):
                 self.ui.show_advert(item)
 
@@ -300,7 +300,7 @@ class PanelApp:
     async def _ticker(self):
         while True:
             try:
-                if self.flow.state == "adverts":
+                if self.flow.state == ADVERTS:
                     self._show_next_advert()
                 self.flow.tick(clock.ticks_ms())
             except Exception as e:
@@ -361,12 +361,24 @@ class PanelApp:
             log.warning(_TAG, "status not sent: %s" % e)
 
 
-async def start(config_path, ui, network=None, reset=None, wdt=None, console=None):
-    """Boot order: config -> network -> app. A bad config leaves the panel on
-    its 'not configured' screen (alive, watchdog fed) instead of crashing."""
+def read_config(config_path):
+    """config.load's (settings, warnings), or the ConfigError it raised."""
     try:
-        settings, warnings = config.load(config_path)
+        return config.load(config_path)
     except config.ConfigError as e:
+        return e
+
+
+async def start(config_path, ui, network=None, reset=None, wdt=None, console=None,
+                loaded=None):
+    """Boot order: config -> network -> app. A bad config leaves the panel on
+    its 'not configured' screen (alive, watchdog fed) instead of crashing.
+    `loaded`: read_config(config_path), when the caller read the file
+    already (main.py needs the board before the UI exists)."""
+    if loaded is None:
+        loaded = read_config(config_path)
+    if isinstance(loaded, config.ConfigError):
+        e = loaded
         for problem in e.problems:
             log.error(_TAG, problem)
         ui.show_problem("not_configured", str(e))
@@ -374,6 +386,7 @@ async def start(config_path, ui, network=None, reset=None, wdt=None, console=Non
             if wdt is not None:
                 wdt.feed()
             await asyncio.sleep(1)
+    settings, warnings = loaded
     log.set_level(settings["log_level"])
     net = None
     if network is not None:

@@ -23,7 +23,8 @@ BOARDS = {
         "mcu": "esp32",
         "psram": False,
         "flash_mb": 4,
-        # Landscape: the ILI9341 is 240x320 natively, turned 90 degrees.
+        # Landscape: the ILI9341 is 240x320 natively, turned by
+        # display.rotation (the setup module works the native size out).
         "width": 320,
         "height": 240,
         # 2.8" diagonal: 143 pixels per inch, for touch targets in mm.
@@ -31,7 +32,11 @@ BOARDS = {
         "display": {
             "driver": "ili9341", "bus": "spi", "spi_host": 1,  # HSPI (SPI2)
             "mosi": 13, "miso": 12, "sck": 14, "cs": 15, "dc": 2, "reset": None,
-            "backlight": 21, "freq": 40000000,
+            # 24 MHz, as lvgl_micropython's own CYD setup runs it: the
+            # ILI9341 is specified for far less (a 100 ns write cycle), and
+            # the 40 MHz some Arduino set-ups use fails on part of these
+            # boards. A full 320x240 frame still takes 51 ms at 24 MHz.
+            "backlight": 21, "freq": 24000000,
             "bgr": True, "rgb565_swap": True, "rotation": 90,
             # LVGL draws into a partial buffer of this many lines (RGB565):
             # 320 x 20 x 2 = 12.5 KB, outside the MicroPython heap (DMA RAM).
@@ -97,6 +102,13 @@ def get(name):
     if board is None:
         raise ValueError("unknown board %r; known: %s" % (name, ", ".join(sorted(BOARDS))))
     return board
+
+
+def native_size(board):
+    """The display controller's own width x height: the board's size before
+    its rotation (a quarter turn swaps them)."""
+    w, h = board["width"], board["height"]
+    return (h, w) if board["display"]["rotation"] in (90, 270) else (w, h)
 
 
 def font_file(role, size):

@@ -13,7 +13,7 @@ from lbpanel import protocol
 REQUIRED = object()
 
 # dotted name, kind, default, range (for int) -- the one list of settings.
-# docs/panel-config.md explains each for installers.
+# docs/panel.md ("panel.json") explains each for installers.
 FIELDS = (
     ("panel_id", "id", REQUIRED, None),
     ("store", "id", REQUIRED, None),
@@ -55,9 +55,12 @@ HOST_SETTINGS = ("lang", "thanks_s", "heartbeat_s", "question_guard_ms", "touch.
 
 
 class ConfigError(ValueError):
-    def __init__(self, problems):
+    # `board`: the board the file names, when it names one, so a panel with
+    # a bad file can still say so on its own screen.
+    def __init__(self, problems, board=None):
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.board = board
 
 
 def lookup(doc, dotted):
@@ -125,7 +128,8 @@ def parse(doc, source="panel.json"):
     for name in unknown:
         warnings.append("%s: unknown setting '%s' ignored (a typo?)" % (source, name))
     if problems:
-        raise ConfigError(problems)
+        board = doc.get("board")
+        raise ConfigError(problems, board if isinstance(board, str) else None)
     return settings, warnings
 
 

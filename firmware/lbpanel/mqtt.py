@@ -2,7 +2,7 @@
 # credentials and a last will, PUBLISH at QoS 0/1 with PUBACK tracking,
 # SUBSCRIBE, keepalive pings, clean DISCONNECT. One connection per instance
 # lifetime is not assumed: connect() may be called again after the link is
-# lost; reconnect policy (backoff) belongs to the caller (see session.py).
+# lost; reconnect policy (backoff) belongs to the caller (app.py, _link).
 #
 # micropython-lib's umqtt and mqtt_as cannot be installed here, and umqtt is
 # blocking; this one shares the panel's single asyncio loop with the UI.

@@ -121,3 +121,21 @@ def test_unknown_fields_are_tolerated_within_a_version():
     q = support.question()
     q["new_field_from_a_newer_host"] = 1
     protocol.validate(q)
+
+
+def test_one_rule_says_what_a_score_means():
+    # The panel's QR policy, the host's reports, alerts and CRM notes all
+    # ask these two functions.
+    assert [protocol.nps_class(v) for v in (0, 6, 7, 8, 9, 10)] == \
+        ["detractor", "detractor", "passive", "passive", "promoter", "promoter"]
+    assert [protocol.unhappy("nps", v) for v in (6, 7, None)] == [True, False, False]
+    assert [protocol.unhappy("csat", v) for v in (1, 2, 3)] == [True, True, False]
+    assert protocol.unhappy("yesno", "no") and not protocol.unhappy("yesno", "yes")
+    assert not protocol.unhappy("choice", "a") and not protocol.unhappy("nps", True)
+
+
+def test_message_ids_are_16_hex_digits_and_differ():
+    ids = [protocol.new_id() for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert all(len(i) == 16 and protocol.valid_id(i) for i in ids)
+    int(ids[0], 16)

@@ -7,7 +7,6 @@ frame costs), because the machine is shared and its speed varies."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import threading
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from lbpanel import protocol
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -144,7 +145,7 @@ def _answer_latency(n: int, out) -> dict:
             rtt, answer = [], []
             for i in range(n):
                 rtt.append(roundtrip(echo, b"x" * 120))
-                req = messages.request(os.urandom(8).hex(), int(time.time()), store, "1",
+                req = messages.request(protocol.new_id(), int(time.time()), store, "1",
                                        f"bench-{i}", int(time.time() * 1000))
                 answer.append(roundtrip(messages.topic(store, "request"), messages.encode(req)))
         finally:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
+from lbpanel import protocol
 from lbpanel.protocol import ProtocolError
 
 from . import messages
@@ -42,7 +42,7 @@ class ProbeClient:
             rec["probe"] = OFF if self.state == "off" else ABSENT
             self.counters["probe_" + rec["probe"]] += 1
             return
-        req = messages.request(os.urandom(8).hex(), int(time.time()), self.store, rec["till"],
+        req = messages.request(protocol.new_id(), int(time.time()), self.store, rec["till"],
                                rec["id"], rec["received_ms"])
         if not self.publish(messages.topic(self.store, "request"), messages.encode(req)):
             rec["probe"] = ABSENT

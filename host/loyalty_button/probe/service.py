@@ -18,6 +18,7 @@ from collections import Counter, deque
 import cv2
 import paho.mqtt.client as mqtt
 
+from lbpanel import protocol
 from lbpanel.protocol import ProtocolError
 
 from ..loglimit import LogLimiter
@@ -171,7 +172,7 @@ class ProbeService:
         extra = {}
         if state == "online":
             extra = {"tills": sorted(self.rings), "age_gender": self.cfg.age_gender}
-        return messages.status(os.urandom(8).hex(), int(time.time()), self.cfg.store, state,
+        return messages.status(protocol.new_id(), int(time.time()), self.cfg.store, state,
                                **extra)
 
     def start(self) -> None:
@@ -231,7 +232,7 @@ class ProbeService:
         if est is not None:
             fields.update({k: est.get(k) for k in ("emotion", "emotions", "c_value", "faces",
                                                    "age_band", "gender")})
-        return messages.estimate(os.urandom(8).hex(), int(time.time()), self.cfg.store, req,
+        return messages.estimate(protocol.new_id(), int(time.time()), self.cfg.store, req,
                                  status, **fields)
 
     def status(self) -> dict:

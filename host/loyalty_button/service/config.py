@@ -46,7 +46,7 @@ class HostConfig:
     source: str = ""
     tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
     # Sections with their own modules and checks (docs/forwarding.md,
-    # docs/alerts.md, docs/dashboard.md).
+    # docs/alerts.md, docs/reports.md "Dashboard").
     forwarding: object = None
     alerts: object = None
     dashboard_port: int = 0       # 0: no dashboard

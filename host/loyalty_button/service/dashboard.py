@@ -1,4 +1,4 @@
-"""The store's dashboard (docs/dashboard.md): a web page served by the
+"""The store's dashboard (docs/reports.md, "Dashboard"): a web page served by the
 concentrator, working with no internet (every asset ships in
 dashboard_static/), behind a login whose users are set at install.
 
