@@ -52,7 +52,10 @@ def make_ui(name):
 
 
 async def main():
-    loaded = app.read_config(CONFIG)  # read once: the board first, then the app
+    try:  # read once: the board first, then the app
+        loaded = config.load(CONFIG)
+    except config.ConfigError as e:
+        loaded = e
     ui, lvgl_loop, first_calibration = make_ui(board_name(loaded))
     if lvgl_loop is not None:
         asyncio.create_task(lvgl_loop)

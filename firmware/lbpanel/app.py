@@ -23,8 +23,7 @@ class Identity:
         self.store = store
         self.panel = panel
 
-    def new_id(self):
-        return protocol.new_id()
+    new_id = staticmethod(protocol.new_id)
 
     def unix_time(self):
         return clock.unix_time()
@@ -361,24 +360,17 @@ class PanelApp:
             log.warning(_TAG, "status not sent: %s" % e)
 
 
-def read_config(config_path):
-    """config.load's (settings, warnings), or the ConfigError it raised."""
-    try:
-        return config.load(config_path)
-    except config.ConfigError as e:
-        return e
-
-
 async def start(config_path, ui, network=None, reset=None, wdt=None, console=None,
                 loaded=None):
     """Boot order: config -> network -> app. A bad config leaves the panel on
     its 'not configured' screen (alive, watchdog fed) instead of crashing.
-    `loaded`: read_config(config_path), when the caller read the file
-    already (main.py needs the board before the UI exists)."""
-    if loaded is None:
-        loaded = read_config(config_path)
-    if isinstance(loaded, config.ConfigError):
-        e = loaded
+    `loaded`: what config.load(config_path) returned or raised, when the
+    caller read the file already (main.py needs the board before the UI)."""
+    try:
+        if isinstance(loaded, config.ConfigError):
+            raise loaded
+        settings, warnings = loaded or config.load(config_path)
+    except config.ConfigError as e:
         for problem in e.problems:
             log.error(_TAG, problem)
         ui.show_problem("not_configured", str(e))
@@ -386,7 +378,6 @@ async def start(config_path, ui, network=None, reset=None, wdt=None, console=Non
             if wdt is not None:
                 wdt.feed()
             await asyncio.sleep(1)
-    settings, warnings = loaded
     log.set_level(settings["log_level"])
     net = None
     if network is not None:

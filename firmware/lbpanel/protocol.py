@@ -68,13 +68,14 @@ def nps_class(score):
 
 
 def unhappy(kind, value):
-    """A detractor (NPS 0-6), dissatisfied (CSAT 1-2) or a 'no'."""
-    if value is None or isinstance(value, bool):
+    """A detractor (NPS 0-6), dissatisfied (CSAT 1-2) or a 'no'. `value` as
+    validate() lets it through; None: not answered."""
+    if value is None:
         return False
     if kind == "nps":
-        return isinstance(value, int) and nps_class(value) == "detractor"
+        return nps_class(value) == "detractor"
     if kind == "csat":
-        return isinstance(value, int) and value <= 2
+        return value <= 2
     return kind == "yesno" and value == "no"
 
 

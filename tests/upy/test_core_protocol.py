@@ -131,7 +131,7 @@ def test_one_rule_says_what_a_score_means():
     assert [protocol.unhappy("nps", v) for v in (6, 7, None)] == [True, False, False]
     assert [protocol.unhappy("csat", v) for v in (1, 2, 3)] == [True, True, False]
     assert protocol.unhappy("yesno", "no") and not protocol.unhappy("yesno", "yes")
-    assert not protocol.unhappy("choice", "a") and not protocol.unhappy("nps", True)
+    assert not protocol.unhappy("choice", "no") and not protocol.unhappy("csat", None)
 
 
 def test_message_ids_are_16_hex_digits_and_differ():

@@ -136,9 +136,10 @@ def unhappy(rec: dict) -> bool:
     """A score that calls for a person (protocol.unhappy: NPS 0-6, CSAT
     1-2). A yes/no 'no' is not an alert, and a burst of presses (a child at
     the buttons) is not a shopper's verdict."""
-    kind = rec.get("kind")
+    kind, value = rec.get("kind"), rec.get("value")
     return (rec.get("outcome") == "answered" and kind in ("nps", "csat")
-            and not rec.get("burst") and protocol.unhappy(kind, rec.get("value")))
+            and isinstance(value, int) and not isinstance(value, bool)
+            and not rec.get("burst") and protocol.unhappy(kind, value))
 
 
 def detractor_alert(rec: dict) -> dict:

@@ -127,25 +127,26 @@ def _check_adverts(values: dict, check: Checker) -> None:
         return
     if not folder.is_dir():
         check.fail("adverts.folder", f"{folder} is not a folder (make it and put "
-                        "playlist.yaml and the pictures in it)")
+                                     "playlist.yaml and the pictures in it)")
     port = values.get("http_port", HostConfig.http_port)
     if not port:
         check.fail("adverts.folder", "needs pos.http_port; the panels fetch the pictures "
-                        "from the POS HTTP listener")
+                                     "from the POS HTTP listener")
     url = values.get("adverts_url")
     bind = values.get("bind", HostConfig.bind)
     if url is None and port:
         if bind in ("0.0.0.0", "::", ""):
-            check.fail("adverts.url", f"is required when pos.bind is {bind}: the address "
-                            f"the panels reach this host at, e.g. http://192.168.1.10:{port}/")
+            check.fail("adverts.url", f"is required when pos.bind is {bind}: the address the "
+                                      f"panels reach this host at, e.g. "
+                                      f"http://192.168.1.10:{port}/")
         else:
             url = f"http://{bind}:{port}/"
     if url is not None:
         url = url if url.endswith("/") else url + "/"
         longest = max(len(b) for b in boards.BOARDS)
         if not url.startswith("http://"):
-            check.fail("adverts.url", f"must start with http:// (the panels fetch over plain "
-                            f"HTTP on the store LAN), got {url!r}")
+            check.fail("adverts.url", f"must start with http:// (the panels fetch over "
+                                      f"plain HTTP on the store LAN), got {url!r}")
         elif len(url) + len("adverts//") + longest > protocol.MAX_URL:
             check.fail("adverts.url", f"at most {protocol.MAX_URL - longest - 9} characters")
         values["adverts_url"] = url
