@@ -104,7 +104,8 @@ def test_bad_datagrams_are_refused_counted_logged_kept_and_the_listener_goes_on(
     cases = {
         # Truncated, or signed garbage from someone who has the key.
         "malformed_json": [receipt_mod.sign(b'{"v":1,"type":"rec', key),
-                           receipt_mod.sign(b"\x00\xffgarbage", key)],
+                           receipt_mod.sign(b"\x00\xffgarbage", key),
+                           receipt_mod.sign(b"[" * 1000, key)],
         "too_large": [good + b" " * 1300],
         "bad_signature": [receipt_mod.sign(json.dumps(receipt_doc("1", "R-7")).encode(),
                                            b"not-the-store-key-000")],
@@ -143,6 +144,7 @@ def test_bad_datagrams_are_refused_counted_logged_kept_and_the_listener_goes_on(
     ({"till": "77"}, None, 400, "unknown_till", "till"),
     (b"{this is not json", None, 400, "malformed_json", None),
     (b"[1,2,3]", None, 400, "malformed_json", None),
+    (b"[" * 1000, None, 400, "malformed_json", None),
     ({}, {"Content-Type": "text/plain"}, 415, "content_type", None),
     (b'{"v":1,' + b" " * 5000 + b"}", None, 413, "too_large", None),
     ({}, {"Authorization": "Bearer wrong"}, 401, "unauthorized", None),
@@ -254,6 +256,53 @@ def test_duplicate_conflicting_and_unknown_answers_never_touch_another_record(ho
     codes = [c for _, c, _ in host.rejects()]
     assert codes == ["answer_conflict", "answer_unknown_session", "answer_mismatch",
                      "rx_malformed"]
+
+
+def test_a_deeply_nested_message_on_a_panel_topic_is_refused_and_the_link_goes_on(
+        host, panels, broker):
+    # 1000 '[' from any panel's login once made CPython's json recurse out
+    # of its depth inside paho's callback: paho's read state broke and no
+    # answer was taken again. Now it is refused before parsing.
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    fake = _as_panel(broker.port, "till-1")
+    for leaf in ("answer", "status"):
+        fake.publish(protocol.panel_topic(STORE, "till-1", leaf), b"[" * 1000,
+                     qos=1).wait_for_publish(5)
+    host.wait_counter("rx_malformed", 2)
+    fake.loop_stop()
+    host.pos.send_udp(receipt_doc("1", "R-60"))
+    panel.wait_screen("question", session="s1-R-60")
+    panel.answer("s1-R-60", 4)  # a non-member: CSAT 1-5
+    assert host.wait_record("s1-R-60")["value"] == 4
+    kept = [(source, code) for source, code, _ in host.rejects()]
+    assert kept == [(f"mqtt:lb/v1/{STORE}/panel/till-1/{leaf}", "rx_malformed")
+                    for leaf in ("answer", "status")]
+
+
+def test_a_message_the_host_fails_on_is_counted_kept_and_the_next_one_taken(host, panels):
+    # Whatever goes wrong handling one message (here a fault put into the
+    # concentrator's answer path) must not end the broker link.
+    panel = panels.start("till-1")
+    host.wait_online("till-1")
+    conc = host.host.concentrator
+    real = conc.on_answer
+    failed = []
+
+    def fails_once(msg):
+        if not failed:
+            failed.append(msg["session"])
+            raise KeyError("a bug")
+        real(msg)
+    host.thread.call(setattr, conc, "on_answer", fails_once)
+    for n, value in ((61, 3), (62, 5)):
+        host.pos.send_udp(receipt_doc("1", f"R-{n}"))
+        panel.wait_screen("question", session=f"s1-R-{n}")
+        panel.answer(f"s1-R-{n}", value)
+        host.wait_counter("rx_error")
+    assert failed == ["s1-R-61"]
+    assert host.wait_record("s1-R-62")["value"] == 5
+    assert [code for _, code, _ in host.rejects()] == ["rx_error"]
 
 
 def test_catalogue_edited_into_invalid_yaml_keeps_the_last_good_one(host, panels, caplog):

@@ -48,6 +48,19 @@ def test_bad_question_is_counted_logged_and_survived(link, panels, code):
     assert _answer_one(link, panel, "s1-B2")["value"] == 8
 
 
+def test_deeply_nested_json_is_refused_before_it_is_parsed(link, panels):
+    # On a 100 KB heap, a thousand nested lists is an allocation storm: the
+    # panel refuses the message before parsing and goes on.
+    panel = panels.start()
+    link.wait_status("p1", "online", timeout=15)
+    link.publish("p1", "question", b"[" * 1000)
+    link.publish("p1", "config", b'{"a":' * 20 + b"1" + b"}" * 20, retain=False)
+    counters = status_counters(link, "p1")
+    assert counters.get("rx_malformed") == 2 and panel.alive()
+    assert "nested deeper than 8" in panel.log_tail()
+    assert _answer_one(link, panel, "s1-B3")["value"] == 8
+
+
 def test_oversized_message_is_read_past_not_held_in_memory(link, panels, compiled_firmware):
     """100 KB could never fit the 104 KB heap the panel runs in here."""
     panel = panels.start(heapsize="104K", firmware=compiled_firmware)

@@ -28,6 +28,10 @@ MAX_OPTIONS = 6
 MAX_REASONS = 8
 MAX_URL = 200
 MAX_ADVERTS = 6
+# The deepest message nests 4 levels (question.why.reasons[i]). A parser
+# recursing through a thousand '[' is the attack: CPython's raises
+# RecursionError, and on the panel each level is a list in a small heap.
+MAX_DEPTH = 8
 QR_TO = ("all", "unhappy")
 
 
@@ -120,16 +124,43 @@ def encode(msg):
     return data
 
 
+def loads(data):
+    """json.loads with the nesting bounded before parsing (ProtocolError
+    "malformed" for bad JSON or deeper than MAX_DEPTH). Every JSON the host
+    or the panel takes from outside goes through here."""
+    if isinstance(data, str):
+        data = data.encode()
+    depth = 0
+    in_text = escaped = False
+    for c in data:  # ints on both interpreters
+        if in_text:
+            if escaped:
+                escaped = False
+            elif c == 92:    # backslash
+                escaped = True
+            elif c == 34:    # closing quote
+                in_text = False
+        elif c == 34:
+            in_text = True
+        elif c == 91 or c == 123:    # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ProtocolError("malformed", "JSON nested deeper than %d levels" % MAX_DEPTH)
+        elif c == 93 or c == 125:    # ] }
+            depth -= 1
+    try:
+        return json.loads(data)
+    except (ValueError, RuntimeError):  # RuntimeError: CPython's RecursionError
+        raise ProtocolError("malformed", "payload is not valid JSON")
+
+
 def decode(payload, expect=None):
     """Parse and validate one payload (bytes or str). `expect` is the message
     type the topic implies; a different type is refused."""
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError("oversized", "payload is %d bytes, limit %d"
                             % (len(payload), MAX_PAYLOAD))
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        raise ProtocolError("malformed", "payload is not valid JSON")
+    msg = loads(payload)
     if not isinstance(msg, dict):
         raise ProtocolError("malformed", "payload is JSON but not an object")
     if expect is not None and msg.get("type") != expect:

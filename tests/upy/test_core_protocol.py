@@ -139,3 +139,13 @@ def test_message_ids_are_16_hex_digits_and_differ():
     assert len(set(ids)) == 50
     assert all(len(i) == 16 and protocol.valid_id(i) for i in ids)
     int(ids[0], 16)
+
+
+def test_nesting_is_bounded_before_json_is_parsed():
+    assert _code(protocol.decode, b"[" * 1000) == "malformed"
+    assert _code(protocol.loads, b'{"a":' * 9 + b"1" + b"}" * 9) == "malformed"
+    # Brackets inside texts are only text.
+    deep_text = json.dumps({"t": "[" * 50 + "{" * 50})
+    assert protocol.loads(deep_text)["t"].startswith("[[[")
+    # An escaped backslash ends before the closing quote: a real JSON text.
+    assert protocol.loads(b'{"a":' * 8 + b'"x\\\\"' + b"}" * 8)

@@ -140,10 +140,7 @@ def decode(payload: bytes, expect: str) -> dict:
     if len(payload) > protocol.MAX_PAYLOAD:
         raise ProtocolError("oversized", f"payload is {len(payload)} bytes, "
                                          f"limit {protocol.MAX_PAYLOAD}")
-    try:
-        msg = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError("malformed", "payload is not valid JSON") from None
+    msg = protocol.loads(payload)
     validate(msg)
     if msg["type"] != expect:
         raise ProtocolError("invalid", f"expected a {expect}, got {msg['type']}")

@@ -208,6 +208,16 @@ class ProbeService:
         self.connected.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        # An exception escaping into paho would break its read state and
+        # end every later request: whatever fails here is counted and logged.
+        try:
+            self._on_request(client, message)
+        except Exception as e:
+            self.counters["request_error"] += 1
+            self.limit("request_error", logging.ERROR, "request on %s could not be handled "
+                       "(%s: %s); the link goes on", message.topic, type(e).__name__, e)
+
+    def _on_request(self, client, message) -> None:
         try:
             req = messages.decode(message.payload, "probe_request")
             if req["store"] != self.cfg.store:

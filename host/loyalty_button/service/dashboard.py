@@ -98,6 +98,9 @@ class Sessions:
 
 # --- the app ------------------------------------------------------------------------
 
+_GUESSES_PER_MINUTE = 10   # failed log-ins from one address, then 429 for the rest
+
+
 def make_app(cfg, status=lambda: {}) -> web.Application:
     """cfg: HostConfig; status: the concentrator's status() (fleet, forwarding)."""
     sessions = Sessions(cfg.dashboard_session_h)
@@ -127,9 +130,14 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
         form = await request.post()
         name, password = str(form.get("user", "")), str(form.get("password", ""))
         peer = request.remote or "?"
-        recent = [t for t in failures.get(peer, []) if t > time.monotonic() - 60]
-        if len(recent) >= 10:  # slow down guessing from one address
+        now = time.monotonic()
+        recent = [t for t in failures.get(peer, []) if t > now - 60]
+        if len(recent) >= _GUESSES_PER_MINUTE:  # slow down guessing from one address
             raise web.HTTPTooManyRequests(text="too many failed log-ins; wait a minute")
+        # The attempt counts before the (slow, threaded) password check, or
+        # guesses sent in parallel would all pass this gate while the first
+        # is still being checked; a good password gives its slot back.
+        failures[peer] = recent + [now]
         try:
             users = await asyncio.get_running_loop().run_in_executor(None, read_users, users_file)
         except OSError as e:
@@ -139,9 +147,10 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
         ok = stored is not None and await asyncio.get_running_loop().run_in_executor(
             None, check_password, stored, password)
         if not ok:
-            failures[peer] = recent + [time.monotonic()]
             log.warning("dashboard: failed log-in for %r from %s", name, peer)
             raise web.HTTPFound("/login?error=1")
+        if now in failures.get(peer, ()):
+            failures[peer].remove(now)
         log.info("dashboard: %s logged in from %s", name, peer)
         resp = web.HTTPFound("/")
         resp.set_cookie(COOKIE, sessions.make(name), httponly=True, samesite="Strict",

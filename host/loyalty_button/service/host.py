@@ -151,6 +151,24 @@ class StoreHost:
         return self.mqtt.client.publish(topic, payload, qos=0).rc == mqtt.MQTT_ERR_SUCCESS
 
     def _on_message(self, client, userdata, message) -> None:
+        # Nothing a panel or the probe sends may stop the host. An exception
+        # that escapes into paho leaves its read state half-way through a
+        # packet, and every later read fails: no answer would be taken
+        # again. So whatever goes wrong with one message is counted,
+        # logged (rate-limited), kept in `rejects`, and the link goes on.
+        try:
+            self._dispatch(message)
+        except Exception as e:
+            self.counters["rx_error"] += 1
+            self.limit("rx_error", logging.ERROR, "message on %s could not be handled "
+                       "(%s: %s); the link goes on", message.topic, type(e).__name__, e)
+            try:
+                self.records.reject("mqtt:" + message.topic, "rx_error",
+                                    f"{type(e).__name__}: {e}"[:500], message.payload)
+            except Exception:
+                log.exception("the refused message could not be kept")
+
+    def _dispatch(self, message) -> None:
         if self.probe:
             leaf = probe_messages.parse_topic(self.cfg.store, message.topic)
             if leaf:

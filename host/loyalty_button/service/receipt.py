@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from collections import OrderedDict
 
@@ -136,9 +135,13 @@ def validate(doc, store: str) -> dict:
 
 def parse_json(data: bytes) -> object:
     try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data.decode("utf-8")
+        return protocol.loads(data)
+    except UnicodeDecodeError:
         raise ReceiptError("malformed_json", "the body is not UTF-8 JSON") from None
+    except protocol.ProtocolError as e:
+        raise ReceiptError("malformed_json", f"the body is not usable JSON: {e.message}") \
+            from None
 
 
 # --- the UDP datagram --------------------------------------------------------
