@@ -454,6 +454,8 @@ def test_a_real_answer_reaches_the_webhook_and_a_slow_crm_does_not_slow_the_stor
         assert hook.entries[f"{STORE}-F1"]["value"] == 8
         assert hook.entries[f"{STORE}-F1"]["reasons"] == ["queue"]
         assert hook.entries[f"{STORE}-F1"]["loyalty_id"] == pseudonym(KEY, "L-1")
+        # The receiver has a record a moment before the worker marks it sent.
+        h.wait(lambda: h.thread.status()["forwarding"]["hook"]["sent"] == 3, "3 sent to hook")
         status = h.thread.status()
         fwd = status["forwarding"]
         assert fwd["hook"]["sent"] == 3 and fwd["slow"]["pending"] == 3

@@ -192,7 +192,7 @@ class Checker:
             if key not in known:
                 self.keys(where, {key: value}, known)
             elif sections.get(key):
-                sub = self.mapping(_join(where, key), value, "key: value lines")
+                sub = self.mapping(_join(where, key), value)
                 self.keys(_join(where, key), sub, sections[key])
         values = {}
         for f in fields:

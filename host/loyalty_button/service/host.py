@@ -199,13 +199,12 @@ class StoreHost:
         counters.update(self.records.counters)
         cat = self.catalogue.current
         return {
-            "store": self.cfg.store, "ready": self.ready,
+            "store": self.cfg.store, **self.concentrator.status(),
             "uptime_s": int(time.time() - self.started),
             "broker": "up" if self.mqtt.up.is_set() else "down",
             "catalogue": self.catalogue.status(),
             **self.fleet.status(),
             "tills": {t: v.panel for t, v in sorted(cat.tills.items())},
-            "open_transactions": self.concentrator.status()["open_transactions"],
             "adverts": self.adverts.status() if self.adverts else "not used",
             "probe": ({"state": self.probe.state or "unknown", "waiting": len(self.probe.waiting)}
                       if self.probe else "not used"),

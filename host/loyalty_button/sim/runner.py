@@ -1,6 +1,6 @@
-"""Running the concentrator: in a background thread of this process (the
-simulated store, tests), or as its own process (`loyalty-button
-concentrator`, the benchmark, a store host under systemd)."""
+"""Running the store host (service.host): in a background thread of this
+process (the simulated store, tests), or as its own process (`loyalty-button
+concentrator`, the benchmark)."""
 
 from __future__ import annotations
 
