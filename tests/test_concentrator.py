@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import signal
 import time
 
@@ -327,6 +328,59 @@ def test_catalogue_edited_into_invalid_yaml_keeps_the_last_good_one(host, panels
     host.pos.send_udp(receipt_doc("1", "R-61"))
     assert panel.wait_screen("question", session="s1-R-61")["text"] == "Did we do well today?"
     assert host.counters()["catalogue_rejected"] == 1  # one bad file, one log line
+
+
+def _acks_to(fake: mqtt.Client, panel: str) -> queue.Queue:
+    """The acks the host sends `panel`, each with whether its record (or
+    refusal) was already on disk when the ack arrived."""
+    got: queue.Queue = queue.Queue()
+    fake.on_message = lambda c, u, m: got.put(protocol.decode(m.payload, "ack")["answer"])
+    fake.subscribe(protocol.panel_topic(STORE, panel, "ack"), qos=1)
+    online = protocol.envelope("status", new_id(), int(time.time()), STORE, panel)
+    online.update(state="online", fw="test", uptime_s=1, outbox=0)
+    fake.publish(protocol.panel_topic(STORE, panel, "status"), protocol.encode(online),
+                 qos=1, retain=True).wait_for_publish(5)
+    return got
+
+
+def test_the_host_acks_an_answer_once_committed_and_again_after_a_restart(tmp_path, broker):
+    host = Host(tmp_path / "host", broker).start()
+    fake = _as_panel(broker.port, "till-1")
+    acks = _acks_to(fake, "till-1")
+    host.wait_online("till-1")
+    host.pos.send_udp(receipt_doc("1", "R-80"))
+    host.wait(lambda: host.record("s1-R-80"), "the receipt taken")
+    topic = protocol.panel_topic(STORE, "till-1", "answer")
+    answer = _answer("till-1", "s1-R-80", "csat", "csat", 4, aid="a0000000000000b1")
+    fake.publish(topic, protocol.encode(answer), qos=1).wait_for_publish(5)
+    assert acks.get(timeout=10) == "a0000000000000b1"
+    # the ack came after the commit: a reader sees the answer on disk now
+    [rec] = open_records(host.cfg.database)
+    assert (rec["value"], rec["answer_id"]) == (4, "a0000000000000b1")
+    # refused answers are acknowledged once they are kept in rejects, even
+    # one this host cannot read (a panel on a newer schema): else the panel
+    # would resend them for ever
+    stray = _answer("till-1", "s1-R-none", "csat", "csat", 3, aid="a0000000000000b2")
+    newer = dict(answer, v=2, id="a0000000000000b3")
+    for msg in (stray, newer):
+        fake.publish(topic, json.dumps(msg).encode(), qos=1).wait_for_publish(5)
+    assert {acks.get(timeout=10), acks.get(timeout=10)} == {"a0000000000000b2",
+                                                             "a0000000000000b3"}
+    assert [c for _, c, _ in host.rejects()] == ["answer_unknown_session", "rx_schema"]
+    host.stop()
+    # The panel did not get the ack (say) and resends to the next run of
+    # the host: acknowledged again, counted once, the record unchanged.
+    again = Host(tmp_path / "host", broker).start()
+    try:
+        fake.publish(topic, protocol.encode(answer), qos=1).wait_for_publish(5)
+        assert acks.get(timeout=10) == "a0000000000000b1"
+        c = again.counters()
+        assert (c["answer_duplicate"], c.get("answers", 0)) == (1, 0)
+        assert [r["value"] for r in open_records(again.cfg.database)] == [4]
+        assert len(again.rejects()) == 2
+    finally:
+        fake.loop_stop()
+        again.stop()
 
 
 def test_an_open_transaction_survives_a_concentrator_restart(tmp_path, broker, panels):

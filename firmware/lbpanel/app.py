@@ -12,8 +12,12 @@ from lbpanel.outbox import Outbox
 
 _TAG = "panel"
 # Subscriptions: what the host tells a panel. All QoS 1.
-_INBOUND = ("question", "config", "cmd", "adverts")
+_INBOUND = ("question", "ack", "config", "cmd", "adverts")
 _FLUSH_RETRY_S = 5
+# Answers sent and not yet confirmed by the host: a few at a time (a panel
+# makes one answer per shopper), resent when no ack came within this long.
+_WINDOW = 4
+_ACK_WAIT_MS = 10000
 # Adverts that failed to download for a network reason are tried again.
 _ADVERT_RETRY_S = 60
 
@@ -67,6 +71,7 @@ class PanelApp:
         self.heap_min_free = None
         self.running = True
         self._outbox_ready = asyncio.Event()
+        self._in_flight = {}  # outbox name -> ticks_ms it was last sent
         self._heartbeat_now = asyncio.Event()
         store, panel = self.identity.store, self.identity.panel
         self.topics = {}
@@ -127,6 +132,9 @@ class PanelApp:
                     self.ui.show_adverts()
                 self._outbox_ready.set()
                 await self.client.wait_down()
+                # Whatever was in flight may never have reached the host:
+                # it all goes again on the next connection.
+                self._in_flight.clear()
                 if not self.running:
                     return
                 self.counters.add("link_lost")
@@ -179,6 +187,8 @@ class PanelApp:
         clock.learn_from_host(msg["ts"])
         if leaf == "question":
             self.flow.on_question(msg, clock.ticks_ms())
+        elif leaf == "ack":
+            self._on_ack(msg["answer"])
         elif leaf == "config":
             applied, rejected = config.apply_host_settings(self.settings, msg["settings"])
             for text in rejected:
@@ -244,12 +254,25 @@ class PanelApp:
 
     def _on_answer(self, answer):
         if self.outbox.add(answer):
+            # After the write, so the line means "on flash" (a fault test
+            # reads it as the list of answers that must reach the host).
+            log.info(_TAG, "answer %s for %s stored" % (answer["id"], answer["session"]))
             self._outbox_ready.set()
 
+    def _on_ack(self, answer_id):
+        name = self.outbox.acknowledged(answer_id)
+        if name is None:
+            # Acked twice (a resend crossed the first ack): nothing to do.
+            self.counters.add("ack_unknown")
+            return
+        self._in_flight.pop(name, None)
+        self.counters.add("answers_acked")
+        self._outbox_ready.set()
+
     async def _flush_timer(self):
-        # The periodic wake-up retries an answer whose PUBACK timed out while
-        # the link itself stayed up. A task of its own rather than a
-        # wait_for() per answer: that made a task for every answer.
+        # The periodic wake-up resends an answer the host has not confirmed
+        # in time while the link itself stayed up. A task of its own rather
+        # than a wait_for() per answer: that made a task for every answer.
         while True:
             await asyncio.sleep(_FLUSH_RETRY_S)
             self._outbox_ready.set()
@@ -259,8 +282,14 @@ class PanelApp:
             # Woken by a new answer, a new connection, or the flush timer.
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while self.client.up:
-                entry = self.outbox.peek()
+            in_flight = self._in_flight
+            now = clock.ticks_ms()
+            for name in [n for n, at in in_flight.items()
+                         if clock.ticks_diff(now, at) > _ACK_WAIT_MS]:
+                del in_flight[name]
+                self.counters.add("answers_resent")
+            while self.client.up and len(in_flight) < _WINDOW:
+                entry = self.outbox.oldest(in_flight)
                 if entry is None:
                     break
                 name, data = entry
@@ -269,7 +298,7 @@ class PanelApp:
                 except MQTTError as e:
                     log.warning(_TAG, "answer %s kept for resend: %s" % (name, e))
                     break
-                self.outbox.remove(name)
+                in_flight[name] = clock.ticks_ms()
                 self.counters.add("answers_sent")
 
     def _show_next_advert(self, force=False):

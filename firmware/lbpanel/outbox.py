@@ -1,11 +1,13 @@
 # The panel's persistent outbox: every answer is on flash before it is sent,
-# and leaves flash only when the broker has acknowledged it (PUBACK). A
-# reboot, a power cut or a broker outage therefore loses nothing; a resend
-# after a lost PUBACK carries the same answer id, so the host counts it once.
+# and leaves flash only when the host says it has committed it (an "ack"
+# message, docs/protocol.md). A broker's PUBACK is not enough: a broker
+# killed before it saved the message loses it. So a reboot, a power cut, a
+# broker or a host outage loses nothing; a resend carries the same answer
+# id, so the host counts it once and acknowledges it again.
 #
-# One file per answer ("0000000042.json"): writing a new file and renaming
-# it into place is atomic on LittleFS and POSIX, and removing one answer
-# never rewrites the others. A file that does not parse is moved aside to
+# One file per answer ("0000000042.<answer id>.json"): writing a new file
+# and renaming it into place is atomic on LittleFS and POSIX, and removing
+# one answer never rewrites the others. A file that does not parse is moved aside to
 # ".bad" (kept for an installer to retrieve, never silently deleted).
 import os
 
@@ -32,6 +34,7 @@ class Outbox:
         if not exists(directory):
             os.mkdir(directory)
         self.names = []
+        self.ids = {}  # answer id -> file name, to find what an ack names
         # The payloads of the last few answers written in this boot: they
         # were checked when written, so sending them needs no flash read and
         # no second parse. Few, because a long outage must not fill the heap.
@@ -57,10 +60,23 @@ class Outbox:
                 highest = max(highest, int(stem))
                 if name.endswith(_SUFFIX):
                     self.names.append(name)
+                    self._learn_id(name)
         self.names.sort()
         self.next_seq = highest + 1
         if self.names:
             log.info(_TAG, "%d answer(s) waiting from before the restart" % len(self.names))
+
+    def _learn_id(self, name):
+        parts = name.split(".")
+        if len(parts) == 3:
+            self.ids[parts[1]] = name
+            return
+        # Written before acks existed ("0000000042.json"): read its id.
+        try:
+            with open(self._path(name), "rb") as f:
+                self.ids[protocol.loads(f.read())["id"]] = name
+        except Exception as e:  # unreadable: peek() quarantines it
+            log.warning(_TAG, "cannot read the answer id of %s: %s" % (name, e))
 
     def depth(self):
         return len(self.names)
@@ -80,7 +96,7 @@ class Outbox:
             self.counters.add("outbox_rejected")
             log.error(_TAG, "answer %s not stored, it is invalid: %s" % (answer.get("id"), e))
             return False
-        name = "%010d%s" % (self.next_seq, _SUFFIX)
+        name = "%010d.%s%s" % (self.next_seq, answer["id"], _SUFFIX)
         tmp = self._path("%010d.tmp" % self.next_seq)
         try:
             with open(tmp, "wb") as f:
@@ -96,15 +112,21 @@ class Outbox:
             return False
         self.next_seq += 1
         self.names.append(name)
+        self.ids[answer["id"]] = name
         if len(self._fresh) < _FRESH_MAX:
             self._fresh[name] = data
         return True
 
-    def peek(self):
-        """The oldest stored answer as (name, payload bytes), or None.
-        Unreadable entries are quarantined and skipped."""
-        while self.names:
-            name = self.names[0]
+    def oldest(self, skip):
+        """The oldest stored answer whose name is not in `skip` (those in
+        flight), as (name, payload bytes), or None. Unreadable entries are
+        quarantined and skipped."""
+        i = 0
+        while i < len(self.names):
+            name = self.names[i]
+            if name in skip:
+                i += 1
+                continue
             data = self._fresh.get(name)
             if data is not None:
                 return name, data
@@ -117,8 +139,16 @@ class Outbox:
                 self._quarantine(name, e)
         return None
 
+    def acknowledged(self, answer_id):
+        """The host committed `answer_id`: forget it. Returns the file name,
+        or None for an answer not (or no longer) here."""
+        name = self.ids.get(answer_id)
+        if name is not None:
+            self.remove(name)
+        return name
+
     def remove(self, name):
-        """The broker acknowledged `name`: forget it."""
+        """Forget `name` (acknowledged by the host)."""
         self._fresh.pop(name, None)
         try:
             os.remove(self._path(name))
@@ -126,9 +156,15 @@ class Outbox:
             log.warning(_TAG, "could not remove sent answer %s: %s" % (name, e))
         if name in self.names:
             self.names.remove(name)
+        self._forget_id(name)
+
+    def _forget_id(self, name):
+        for aid in [k for k, v in self.ids.items() if v == name]:
+            del self.ids[aid]
 
     def _quarantine(self, name, why):
         self.names.remove(name)
+        self._forget_id(name)
         self.counters.add("outbox_corrupt")
         bad = name[:-len(_SUFFIX)] + ".bad"
         try:

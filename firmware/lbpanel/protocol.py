@@ -12,7 +12,7 @@ ROOT = "lb/v1"
 # An ESP32 without PSRAM must be able to hold a message and its parsed form.
 MAX_PAYLOAD = 1024
 
-PANEL_LEAVES = ("question", "answer", "status", "config", "adverts", "cmd")
+PANEL_LEAVES = ("question", "answer", "ack", "status", "config", "adverts", "cmd")
 KINDS = ("nps", "csat", "yesno", "choice")
 # "timeout" and "declined" are answers too: no answer is an answer.
 OUTCOMES = ("answered", "declined", "timeout", "superseded")
@@ -348,6 +348,18 @@ def _validate_answer(msg):
     _int(msg, "burst", 2, 100000, False)
 
 
+def _validate_ack(msg):
+    # The host committed this answer (or kept it as refused): the panel may
+    # forget it. Idempotent: an ack for an answer already gone is ignored.
+    _ident(msg, "answer")
+
+
+def ack_message(store, panel, answer_id, ts):
+    msg = envelope("ack", new_id(), ts, store, panel)
+    msg["answer"] = answer_id
+    return msg
+
+
 def _validate_status(msg):
     state = _one_of(msg, "state", STATES)
     if state == "online":
@@ -399,6 +411,7 @@ def _validate_adverts(msg):
 _VALIDATORS = {
     "question": _validate_question,
     "answer": _validate_answer,
+    "ack": _validate_ack,
     "status": _validate_status,
     "config": _validate_config,
     "cmd": _validate_cmd,

@@ -84,7 +84,8 @@ class Concentrator:
         self.probe = probe
         self.pending: dict[str, Tx] = {}
         self.recent: OrderedDict[str, Closed] = OrderedDict()
-        self.answer_ids: OrderedDict[str, None] = OrderedDict()
+        # answer id -> the commit of what it did (None: committed before)
+        self.answer_ids: OrderedDict[str, asyncio.Future | None] = OrderedDict()
         self.replay = ReplayGuard(cfg.replay_window_s)
         self.quiet: dict[str, float] = {}
         self.ready = False
@@ -273,15 +274,25 @@ class Concentrator:
         self._remember(session, Closed(tx.panel, tx.qid, NO_REPLY, None))
 
     def on_answer(self, msg: dict) -> None:
+        """Take an answer (at least once: a panel resends until acked) and
+        acknowledge it to the panel once it is committed, refused ones too
+        (they are kept in `rejects`): only then may the panel forget it."""
         aid = msg["id"]
-        if aid in self.answer_ids:
+        if aid in self.answer_ids or self._committed_before(msg):
+            # A resend: its ack was lost, or this host restarted before it
+            # sent one. Acknowledged again, once the first write committed.
             self.counters["answer_duplicate"] += 1
-            log.debug("answer %s delivered again: ignored", aid)
-            return
-        self.answer_ids[aid] = None
+            log.debug("answer %s delivered again: acknowledged again", aid)
+            return self.ack_after(self.answer_ids.get(aid), msg["panel"], aid)
+        self.counters["answers"] += 1
+        committed = self._take_answer(msg)
+        self.answer_ids[aid] = committed
         while len(self.answer_ids) > _RECENT:
             self.answer_ids.popitem(last=False)
-        self.counters["answers"] += 1
+        self.ack_after(committed, msg["panel"], aid)
+
+    def _take_answer(self, msg: dict) -> asyncio.Future | None:
+        """Close or refuse; returns the future of that write's commit."""
         session = msg["session"]
         tx = self.pending.get(session)
         if tx is not None:
@@ -291,14 +302,8 @@ class Concentrator:
             del self.pending[session]
             if tx.timer:
                 tx.timer.cancel()
-            self._close_with(msg, late=False)
-            return
-        closed = self.recent.get(session)
-        if closed is None:
-            rec = self.records.get(session)
-            if rec is not None:
-                closed = Closed(rec["panel"], rec["qid"], rec["outcome"] or rec["state"],
-                                rec["answer_id"])
+            return self._close_with(msg, late=False)
+        closed = self._closed(session)
         if closed is None:
             return self._refuse_answer(msg, "answer_unknown_session",
                                        "no receipt was taken for this session")
@@ -314,7 +319,41 @@ class Concentrator:
         self.counters["answer_late"] += 1
         log.info("late answer for %s from panel %s (%s): record updated",
                  session, msg["panel"], msg["outcome"])
-        self._close_with(msg, late=True)
+        return self._close_with(msg, late=True)
+
+    def _closed(self, session: str) -> Closed | None:
+        closed = self.recent.get(session)
+        if closed is None:
+            rec = self.records.get(session)
+            if rec is not None:
+                closed = Closed(rec["panel"], rec["qid"], rec["outcome"] or rec["state"],
+                                rec["answer_id"])
+        return closed
+
+    def _committed_before(self, msg: dict) -> bool:
+        if msg["session"] in self.pending:
+            return False
+        closed = self._closed(msg["session"])
+        return closed is not None and closed.answer_id == msg["id"]
+
+    def ack_after(self, committed: asyncio.Future | None, panel: str, answer_id: str) -> None:
+        """Tell `panel` its answer is safe once `committed` resolves (None:
+        it already is). Never before: a disk that cannot take the record
+        keeps the answer on the panel."""
+        if committed is None or committed.done():
+            self._ack(panel, answer_id)
+        else:
+            committed.add_done_callback(lambda _: self._ack(panel, answer_id))
+
+    def _ack(self, panel: str, answer_id: str) -> None:
+        msg = protocol.ack_message(self.store, panel, answer_id, int(time.time()))
+        info = self.mqtt.client.publish(protocol.panel_topic(self.store, panel, "ack"),
+                                        protocol.encode(msg), qos=1)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self.counters["acks_sent"] += 1
+        else:
+            # The panel resends the answer; it is acknowledged then.
+            self.counters["ack_publish_failed"] += 1
 
     def _mismatch(self, msg: dict, panel, qid, options) -> str | None:
         if msg["panel"] != panel:
@@ -325,23 +364,25 @@ class Concentrator:
             return f"{msg['value']!r} is not one of the options {options}"
         return None
 
-    def _refuse_answer(self, msg: dict, code: str, why: str) -> None:
+    def _refuse_answer(self, msg: dict, code: str, why: str) -> asyncio.Future:
         self.counters[code] += 1
         self.limit(code, logging.WARNING, "answer %s from panel %s for %s refused: %s",
                    msg["id"], msg["panel"], msg["session"], why)
-        self.records.reject("mqtt:" + msg["panel"], code, why,
-                            protocol.encode(msg) if len(str(msg)) < 2000 else None)
+        return self.records.reject("mqtt:" + msg["panel"], code, why,
+                                   protocol.encode(msg) if len(str(msg)) < 2000 else None,
+                                   wait=True)
 
-    def _close_with(self, msg: dict, late: bool) -> None:
+    def _close_with(self, msg: dict, late: bool) -> asyncio.Future:
         outcome = msg["outcome"]
         self.counters["outcome_" + outcome] += 1
         self.fleet.answered(msg["panel"])
-        self.records.close(msg["session"], {
+        committed = self.records.close(msg["session"], {
             "outcome": outcome, "value": msg["value"], "reasons": msg.get("reasons"),
             "answer_ms": msg.get("answer_ms"), "shown_ms": msg.get("shown_ms"),
             "answer_id": msg["id"], "late": 1 if late else 0, "closed_ms": now_ms(),
-            "advert": msg.get("advert"), "burst": msg.get("burst")})
+            "advert": msg.get("advert"), "burst": msg.get("burst")}, wait=True)
         self._remember(msg["session"], Closed(msg["panel"], msg["qid"], outcome, msg["id"]))
+        return committed
 
     # --- housekeeping ---------------------------------------------------------
 

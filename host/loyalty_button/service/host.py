@@ -179,8 +179,9 @@ class StoreHost:
             self.counters["rx_" + e.code] += 1
             self.limit("rx_" + e.code, logging.WARNING, "refused message on %s: %s",
                        message.topic, e.message)
-            self.records.reject("mqtt:" + message.topic, "rx_" + e.code, e.message,
-                                message.payload)
+            committed = self.records.reject("mqtt:" + message.topic, "rx_" + e.code,
+                                            e.message, message.payload, wait=True)
+            self._ack_refused(message.topic, message.payload, committed)
             return
         if got is None:
             return  # a cleared retained message
@@ -191,6 +192,21 @@ class StoreHost:
             self.fleet.on_status(panel, msg)
             if self.adverts:
                 self.adverts.on_status(panel, msg["state"], msg.get("board"))
+
+    def _ack_refused(self, topic: str, payload: bytes, committed) -> None:
+        """An answer this host cannot take (a panel on another firmware,
+        say) is kept in `rejects`; once it is, the panel is told so, or it
+        would resend it for ever and its outbox would fill."""
+        where = protocol.parse_panel_topic(topic)
+        if where is None or where[0] != self.cfg.store or where[2] != "answer" \
+                or len(payload) > protocol.MAX_PAYLOAD:
+            return
+        try:
+            aid = protocol.loads(payload).get("id")
+        except (protocol.ProtocolError, AttributeError):
+            return
+        if protocol.valid_id(aid):
+            self.concentrator.ack_after(committed, where[1], aid)
 
     # --- what the dashboard and GET /api/v1/status show -----------------------
 

@@ -253,9 +253,10 @@ class RecordStore:
                        for f in PROBE_FIELDS)
         self._put(_PROBE, params + (now_ms(), record_id), False)
 
-    def reject(self, source: str, code: str, detail: str, raw: bytes | None = None) -> None:
-        self._put(_REJECT, (now_ms(), source, code, detail[:500],
-                            raw[:MAX_RAW] if raw else None), False)
+    def reject(self, source: str, code: str, detail: str, raw: bytes | None = None,
+               wait: bool = False):
+        return self._put(_REJECT, (now_ms(), source, code, detail[:500],
+                                   raw[:MAX_RAW] if raw else None), wait)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything queued so far is committed (tests, shutdown)."""

@@ -36,6 +36,7 @@ def acl_text(store: str, host_user: str) -> str:
         "",
         "# every other user is a panel whose user name is its panel id",
         f"pattern read {root}/panel/%u/question",
+        f"pattern read {root}/panel/%u/ack",
         f"pattern read {root}/panel/%u/config",
         f"pattern read {root}/panel/%u/cmd",
         f"pattern read {root}/panel/%u/adverts",

@@ -4,8 +4,9 @@ behind it. Publish questions to panels, take in their answers exactly once,
 and follow their status; messages are read with the host's own decoder
 (service.fleet.panel_message).
 
-Answers arrive at least once (QoS 1, and a panel resends after a lost
-PUBACK or a reboot); they are counted once, by answer id."""
+Answers arrive at least once (a panel resends until it gets the host's ack,
+and after a reboot); they are counted once, by answer id, and each delivery
+is acknowledged."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class PanelLink:
         self.by_session: dict[str, dict] = {}
         self.statuses: dict[str, dict] = {}
         self.on_answer = None  # optional callback(answer)
+        self.ack_answers = True  # a test may turn acks off to see resends
         self._cond = threading.Condition()
         # A persistent session (clean_session=False): the broker keeps QoS 1
         # answers for us while we are away, even across its own restart.
@@ -90,6 +92,9 @@ class PanelLink:
             if leaf == "status":
                 self.statuses[panel] = msg
             elif leaf == "answer":
+                # Taken (in memory: this stand-in has no disk): the panel
+                # may forget it. A resend is acknowledged again.
+                self._ack(panel, msg["id"])
                 if msg["id"] in self.answers:
                     self.counters["answer_duplicate"] += 1
                     log.info("duplicate delivery of answer %s ignored", msg["id"])
@@ -100,6 +105,12 @@ class PanelLink:
             self._cond.notify_all()
         if leaf == "answer" and self.on_answer:
             self.on_answer(msg)
+
+    def _ack(self, panel: str, answer_id: str) -> None:
+        if self.ack_answers:
+            msg = protocol.ack_message(self.store, panel, answer_id, int(time.time()))
+            self.client.publish(protocol.panel_topic(self.store, panel, "ack"),
+                                protocol.encode(msg), qos=1)
 
     def ask(self, panel: str, session: str, qid: str, kind: str, text: str, **kw) -> dict:
         msg = question_message(self.store, panel, session, qid, kind, text, **kw)
