@@ -26,13 +26,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def acl_text(store: str, host_user: str) -> str:
+def acl_text(store: str, host_user: str, probe_user: str = "probe") -> str:
     """Each panel logs in with its panel id as user name and may touch only
-    its own topics; the host user may touch everything of the store."""
+    its own topics; the host user may touch everything of the store; the
+    emotion probe's user only its three topics (docs/protocol.md)."""
     root = f"lb/v1/{store}"
     return "\n".join([
         f"user {host_user}",
         f"topic readwrite {root}/#",
+        "",
+        f"user {probe_user}",
+        f"topic read {root}/probe/request",
+        f"topic write {root}/probe/estimate",
+        f"topic write {root}/probe/status",
         "",
         "# every other user is a panel whose user name is its panel id",
         f"pattern read {root}/panel/%u/question",
@@ -72,6 +78,11 @@ def config_text(port: int, data_dir: Path, password_file: Path | None = None,
         lines.append(f"user {run_as}")
     if password_file:
         lines.append(f"password_file {password_file}")
+        # The client id is the user name, whatever the client asks for: a
+        # panel's login cannot take the host's (or another panel's) id and
+        # so knock it off the broker (MQTT drops the older of two
+        # connections with one id).
+        lines.append("use_username_as_clientid true")
     if acl_file:
         lines.append(f"acl_file {acl_file}")
     return "\n".join(lines) + "\n"
