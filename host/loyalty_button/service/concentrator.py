@@ -87,6 +87,8 @@ class Concentrator:
         # answer id -> the commit of what it did (None: committed before)
         self.answer_ids: OrderedDict[str, asyncio.Future | None] = OrderedDict()
         self.replay = ReplayGuard(cfg.replay_window_s)
+        # session -> the commit of its receipt, while it is not on disk yet
+        self.storing: dict[str, asyncio.Future] = {}
         self.quiet: dict[str, float] = {}
         self.ready = False
         self._backlog: list = []
@@ -158,7 +160,8 @@ class Concentrator:
     def offer(self, receipt: dict, source: str) -> tuple[str, str, asyncio.Future | None]:
         """A checked receipt from a listener. Returns (status, session,
         future): status 'accepted' or 'duplicate'; the future (when not
-        None) resolves once the record is on disk. Raises ReceiptError for a
+        None) resolves once the record is on disk, for a duplicate too
+        while the first copy's write is pending. Raises ReceiptError for a
         till the catalogue does not know."""
         till = receipt["till"]
         if till not in self.catalogue.tills:
@@ -169,7 +172,9 @@ class Concentrator:
         if self._known(session):
             self.counters["receipt_duplicate"] += 1
             log.info("receipt %s (%s) taken before: nothing new", session, source)
-            return "duplicate", session, None
+            # A retry while the first write is still waiting for the disk
+            # is told what the first one will be told, once it is true.
+            return "duplicate", session, self.storing.get(session)
         if not self.ready:
             if len(self._backlog) >= _BACKLOG:
                 raise ReceiptError("not_ready", "the host is starting; retry in a second")
@@ -230,7 +235,12 @@ class Concentrator:
                 self.counters["not_asked_" + reason] += 1
             self._remember(session, Closed(till.panel, None, outcome, None))
             log.debug("receipt %s: %s (%s)", session, outcome, reason)
-        return self.records.insert(rec, wait=(source == "http"))
+        # The question is already on its way: only the POS's reply waits
+        # for the disk, never the panel.
+        stored = self.records.insert(rec, wait=True)
+        self.storing[session] = stored
+        stored.add_done_callback(lambda _: self.storing.pop(session, None))
+        return stored
 
     def _ask(self, rec: dict, qid: str, now: float) -> str | None:
         """Publish the question; returns None, or why it could not be sent."""

@@ -17,6 +17,9 @@ from .receipt import ReceiptError
 
 log = logging.getLogger(__name__)
 
+# How long a POS's HTTP request waits for its record to be committed.
+STORE_WAIT_S = 5
+
 
 class UdpReceipts(asyncio.DatagramProtocol):
     def __init__(self, conc):
@@ -98,8 +101,17 @@ def http_app(conc, status, adverts=None) -> web.Application:
             status, session, durable = conc.offer(receipt, "http")
         except ReceiptError as e:
             return refuse(503 if e.code == "not_ready" else 400, e, body)
-        if durable is not None:
-            await durable  # 202 means: the record is on disk
+        if durable is not None and not durable.done():
+            # 202 (and 200 for a retry) mean: the record is on disk. A disk
+            # that is full or failing does not get a POS a yes: it gets a
+            # 503 to retry, and the retry waits on the same write.
+            try:
+                await asyncio.wait_for(asyncio.shield(durable), STORE_WAIT_S)
+            except asyncio.TimeoutError:
+                return refuse(503, ReceiptError(
+                    "not_stored", f"the receipt is taken but not yet on disk after "
+                    f"{STORE_WAIT_S} s (the host's disk is full or failing); retry "
+                    "later: the retry is answered once it is stored"), body)
         conc.counters["http_" + status] += 1
         return web.json_response({"status": status, "session": session},
                                  status=202 if status == "accepted" else 200)

@@ -333,7 +333,10 @@ class RecordStore:
                     conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (disk full) may have rolled back already; a
+            # second ROLLBACK would raise and hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self.counters["db_batches"] += 1
         self.counters["db_writes"] += len(batch)
