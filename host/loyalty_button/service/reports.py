@@ -214,6 +214,21 @@ EXPORT_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashi
                  "advert", "burst", "probe", "emotion", "c_value", "age_band", "gender")
 
 
+# A text cell starting with one of these is a formula to a spreadsheet
+# (=HYPERLINK(...), +cmd|..., @SUM, a tab or CR that hides it): such a cell
+# gets a leading apostrophe, as OWASP's CSV-injection advice says, so it
+# shows as text. Numbers are written as numbers.
+_FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    if isinstance(value, list):
+        value = ";".join(str(v) for v in value)
+    if isinstance(value, str) and value.startswith(_FORMULA_LEAD):
+        return "'" + value
+    return value
+
+
 def to_csv(rows, fields=None) -> str:
     rows = list(rows)
     fields = list(fields or (rows[0].keys() if rows else ()))
@@ -221,7 +236,7 @@ def to_csv(rows, fields=None) -> str:
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in rows:
-        w.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()})
+        w.writerow({k: _cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 

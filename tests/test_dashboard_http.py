@@ -1,0 +1,100 @@
+"""The dashboard's HTTP rules on the real aiohttp server (no browser):
+logging out ends the session, a state change needs JSON from our own
+origin, and the CSV export cannot carry a spreadsheet formula."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import http.client
+import io
+import threading
+
+import pytest
+
+from conftest import STORE
+from loyalty_button.service import dashboard
+from loyalty_button.service.config import parse
+from loyalty_button.service.records import RecordStore, now_ms
+from loyalty_button.sim.broker import free_port
+
+
+@pytest.fixture
+def site(tmp_path):
+    dashboard.add_user(tmp_path / "users", "manager", "correct horse")
+    store = RecordStore(tmp_path / "r.db")
+    at = now_ms()
+    for i, cashier in enumerate(["=HYPERLINK(\"http://evil/\",\"x\")", "+1+2", "@SUM(A1)",
+                                 "-2+3", "\tTab", "Ann"]):
+        store.insert({"id": f"{STORE}-E{i}", "store": STORE, "till": "1", "receipt": f"E{i}",
+                      "panel": "till-1", "cashier": cashier, "total": -5.5, "source": "http",
+                      "sale_ts": at // 1000, "received_ms": at, "qid": "nps", "kind": "nps",
+                      "asked_ms": at, "state": "closed", "outcome": "answered", "value": 9,
+                      "closed_ms": at})
+    store.stop()
+    port = free_port()
+    cfg = parse({"store": STORE, "catalogue": "c.yaml", "database": "r.db",
+                 "dashboard": {"port": port, "bind": "127.0.0.1", "users_file": "users"}},
+                tmp_path)
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(dashboard.start(cfg, lambda: {}))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield port
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def _call(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body, headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def _log_in(port) -> str:
+    status, headers, _ = _call(port, "POST", "/login", "user=manager&password=correct horse",
+                               {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 302
+    return headers["Set-Cookie"].split(";")[0]  # lb_session=<token>
+
+
+def test_logging_out_ends_the_session_for_every_copy_of_the_cookie(site):
+    cookie = _log_in(site)
+    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 200
+    assert _call(site, "GET", "/logout", headers={"Cookie": cookie})[0] == 302
+    # a copy of the cookie (another tab, a stolen one) is dead too
+    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
+
+
+def test_resend_needs_json_from_our_own_origin(site):
+    cookie = _log_in(site)
+    own = f"http://127.0.0.1:{site}"
+    body = b'{"dest": "crm"}'
+    form = _call(site, "POST", "/api/resend", b"dest=crm",
+                 {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    assert form[0] == 415
+    foreign = _call(site, "POST", "/api/resend", body,
+                    {"Cookie": cookie, "Content-Type": "application/json",
+                     "Origin": "http://evil.example"})
+    assert foreign[0] == 403
+    assert _call(site, "POST", "/api/resend", b"[1",
+                 {"Cookie": cookie, "Content-Type": "application/json"})[0] == 400
+    ok = _call(site, "POST", "/api/resend", body,
+               {"Cookie": cookie, "Content-Type": "application/json", "Origin": own})
+    assert ok[0] == 200 and b'"resent": 0' in ok[2]
+
+
+def test_the_records_export_neutralises_formula_cells_and_keeps_numbers(site):
+    cookie = _log_in(site)
+    status, _, body = _call(site, "GET", "/export/records.csv", headers={"Cookie": cookie})
+    assert status == 200
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    cashiers = sorted(r["cashier"] for r in rows)
+    assert cashiers == sorted(["'=HYPERLINK(\"http://evil/\",\"x\")", "'+1+2", "'@SUM(A1)",
+                               "'-2+3", "'\tTab", "Ann"])
+    assert {r["total"] for r in rows} == {"-5.5"}  # a number stays a number
