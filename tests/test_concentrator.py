@@ -10,6 +10,7 @@ import json
 import logging
 import queue
 import signal
+import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
@@ -170,6 +171,9 @@ def test_bad_http_requests_get_a_clear_json_error_and_no_record(host, body, head
     assert open_records(host.cfg.database) == []
     assert host.counters()["http_" + code] == 1
     assert [c for _, c, _ in host.rejects()] == [code]
+    # what was refused is kept, its first 2 KB, whatever the refusal
+    with sqlite3.connect(host.cfg.database) as conn:
+        assert conn.execute("SELECT raw FROM rejects").fetchone()[0] == data[:2048]
 
 
 def test_unknown_endpoint_is_a_json_404(host):
@@ -420,20 +424,33 @@ def test_status_and_record_api_and_an_old_receipt_stored_without_asking(host, pa
     base = f"http://127.0.0.1:{host.cfg.http_port}/api/v1"
     old = receipt_doc("1", "R-90", ts=int(time.time()) - 3600)  # the shopper left an hour ago
     assert host.pos.send_http(old)[0] == 202
-    with urllib.request.urlopen(f"{base}/records/s1-R-90") as resp:
-        rec = json.loads(resp.read())
+    import urllib.error
+
+    def get(path: str, token: str | None = host.pos.token):
+        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"}
+                                     if token else {})
+        try:
+            with urllib.request.urlopen(req) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+    # a record carries a loyalty id: reading needs a token
+    for token in (None, "wrong"):
+        for path in ("/records/s1-R-90", "/status"):
+            status, body = get(path, token)
+            assert (status, body["error"]["code"]) == (401, "unauthorized")
+    status, rec = get("/records/s1-R-90")
     assert (rec["outcome"], rec["reason"], rec["qid"]) == ("not_asked", "stale_receipt", None)
-    with urllib.request.urlopen(f"{base}/status") as resp:
-        status = json.loads(resp.read())
-    assert status["ready"] and status["broker"] == "up"
-    assert status["panels"] == {"till-1": "online"}
-    assert status["counters"]["not_asked_stale_receipt"] == 1
+    status, st = get("/status")
+    assert st["ready"] and st["broker"] == "up"
+    assert st["panels"] == {"till-1": "online"}
+    c = st["counters"]
+    assert c["not_asked_stale_receipt"] == 1 and c["http_read_refused"] == 4
+    # every counter the doc lists is there, at 0 when nothing happened
+    assert c["answer_conflict"] == 0 and c["outcome_no_reply"] == 0 and c["db_errors"] == 0
     got, body = http_post(f"{base}/records/s1-R-91", b"", {})  # POST: no such endpoint
     assert got == 404
-    import urllib.error
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(f"{base}/records/s1-R-nope")
-    assert e.value.code == 404
+    assert get("/records/s1-R-nope")[0] == 404
 
 
 def test_a_flood_of_one_problem_is_logged_a_few_times_and_counted_every_time(caplog):
@@ -445,3 +462,50 @@ def test_a_flood_of_one_problem_is_logged_a_few_times_and_counted_every_time(cap
     limit("udp_stale", logging.WARNING, "another kind")
     assert [r.getMessage() for r in caplog.records] == \
         [f"refused {i}" for i in range(5)] + ["another kind"]
+
+
+def test_read_token_and_request_timeouts_on_the_http_listener(tmp_path, broker):
+    import socket
+    from conftest import POS_TOKEN
+    from loyalty_button.sim.broker import free_port
+    from loyalty_button.sim.store import POS_KEY
+    host = Host(tmp_path / "host", broker,
+                pos={"bind": "127.0.0.1", "udp_port": free_port(), "http_port": free_port(),
+                     "key": POS_KEY, "token": POS_TOKEN, "read_token": "reader-token-0123",
+                     "request_timeout_s": 1}).start()
+    try:
+        import urllib.request
+        req = urllib.request.Request(f"http://127.0.0.1:{host.cfg.http_port}/api/v1/status",
+                                     headers={"Authorization": "Bearer reader-token-0123"})
+        with urllib.request.urlopen(req) as resp:
+            assert json.loads(resp.read())["store"] == STORE
+        # headers that never finish: the connection is closed, not held
+        trickle = socket.create_connection(("127.0.0.1", host.cfg.http_port), timeout=20)
+        trickle.sendall(b"POST /api/v1/receipts HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 15:
+            try:
+                trickle.sendall(b"X-Slow: 1\r\n")
+                if trickle.recv(1, socket.MSG_DONTWAIT) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+        trickle.close()
+        assert closed, "a request whose headers never end held its connection"
+        # a body that never arrives: 408, kept in rejects
+        slow = socket.create_connection(("127.0.0.1", host.cfg.http_port), timeout=20)
+        slow.sendall(b"POST /api/v1/receipts HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nAuthorization: Bearer " + POS_TOKEN.encode() +
+                     b"\r\nContent-Length: 200\r\n\r\n{\"v\":1,")
+        reply = slow.recv(4096)
+        slow.close()
+        assert reply.startswith(b"HTTP/1.1 408") and b'"timeout"' in reply
+        assert [c for _, c, _ in host.rejects()] == ["timeout"]
+    finally:
+        host.stop()

@@ -41,6 +41,17 @@ NOT_ASKED = "not_asked"
 STALE_RECEIPT = "stale_receipt"
 BROKER_DOWN = "broker_down"
 
+# The counters the status API shows from the start, at 0 until something
+# happens (docs/concentrator.md lists them); the rest (a refusal's code, a
+# reason) appear with their first event.
+COUNTERS = (
+    "receipts", "receipts_udp", "receipts_http", "receipt_duplicate",
+    "udp_rx", "udp_accepted", "udp_duplicate", "http_rx", "http_accepted", "http_duplicate",
+    "asked", "answers", "answer_duplicate", "answer_late", "answer_conflict",
+    "answer_mismatch", "answer_unknown_session", "acks_sent", "ack_publish_failed",
+    "rx_error", "broker_connects", "broker_lost", "question_publish_failed", "tx_restored",
+) + tuple("outcome_" + o for o in protocol.OUTCOMES + (NO_REPLY, PANEL_OFFLINE, NOT_ASKED))
+
 _RECENT = 100_000          # closed sessions and answer ids kept in memory
 _READY_SETTLE_S = 0.3      # after subscribing: let the retained panel statuses arrive
 _BACKLOG = 10_000          # receipts taken before ready, processed once ready

@@ -36,7 +36,9 @@ class HostConfig:
     http_port: int = 8080        # 0: no HTTP listener
     pos_key: bytes | None = None  # shared HMAC key for UDP datagrams
     pos_token: str | None = None  # bearer token for HTTP
+    read_token: str | None = None  # bearer token for the read API (status, records)
     replay_window_s: int = 120
+    request_timeout_s: int = 10   # HTTP: for a request's headers, and again for its body
     max_age_s: int = 300          # older receipts are stored but nobody is asked
     answer_grace_s: int = 10      # the host waits timeout_s (+ why) + this for an answer
     catalogue_poll_s: float = 1.0
@@ -72,7 +74,9 @@ _FIELDS = [
     Field("pos.key", "secret", attr="pos_key"),
     Field("pos.key_file", "secret_file", attr="pos_key"),
     Field("pos.token", "str", attr="pos_token"),
+    Field("pos.read_token", "str", attr="read_token"),
     Field("pos.replay_window_s", "int", (10, 3600), attr="replay_window_s"),
+    Field("pos.request_timeout_s", "int", (1, 300), attr="request_timeout_s"),
     Field("pos.max_age_s", "int", (10, 86400), attr="max_age_s"),
     Field("answer_grace_s", "int", (1, 600)),
     Field("catalogue_poll_s", "num", (0.1, 60)),

@@ -255,7 +255,9 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
 
 
 async def start(cfg, status) -> web.AppRunner:
-    runner = web.AppRunner(make_app(cfg, status), access_log=None)
+    # The same header timeout as the POS listener (pos.runner's reason).
+    runner = web.AppRunner(make_app(cfg, status), access_log=None,
+                           keepalive_timeout=cfg.request_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, cfg.dashboard_bind, cfg.dashboard_port).start()
     log.info("dashboard on http://%s:%d/", cfg.dashboard_bind, cfg.dashboard_port)

@@ -34,7 +34,7 @@ from ..mqtt_loop import MqttLoop
 from ..probe import messages as probe_messages
 from ..probe.client import ProbeClient
 from .catalogue import Catalogue, CatalogueFile
-from .concentrator import Concentrator
+from .concentrator import COUNTERS, Concentrator
 from .config import HostConfig
 from .fleet import Fleet, panel_message
 from .pos import Listeners, start_listeners
@@ -58,7 +58,7 @@ def broker_client(cfg: HostConfig) -> mqtt.Client:
 class StoreHost:
     def __init__(self, cfg: HostConfig, catalogue: Catalogue | None = None):
         self.cfg = cfg
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self.limit = LogLimiter(logger=log)
         self.started = time.time()
         self.catalogue = CatalogueFile(cfg.catalogue, self.counters, catalogue)

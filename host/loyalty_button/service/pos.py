@@ -14,11 +14,44 @@ from aiohttp import web
 
 from . import dashboard, receipt as receipt_mod
 from .receipt import ReceiptError
+from .records import MAX_RAW
 
 log = logging.getLogger(__name__)
 
 # How long a POS's HTTP request waits for its record to be committed.
 STORE_WAIT_S = 5
+
+
+def runner(app: web.Application, timeout_s: float) -> web.AppRunner:
+    """An aiohttp runner whose connections get `timeout_s` for a request's
+    headers: aiohttp's keep-alive timer starts with the connection and with
+    each finished request, and closes a connection still waiting for a
+    whole request by then (its default is an hour: a half-open or
+    trickling client would hold a connection that long)."""
+    return web.AppRunner(app, access_log=None, keepalive_timeout=timeout_s)
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The body, or its first limit + 1 bytes if it is longer. Raises
+    asyncio.TimeoutError after `timeout_s` (pos.request_timeout_s)."""
+    async def read() -> bytes:
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    return await asyncio.wait_for(read(), timeout_s)
+
+
+async def _first_bytes(request: web.Request, timeout_s: float) -> bytes | None:
+    """What a refused request sent, for `rejects` (its first MAX_RAW bytes)."""
+    try:
+        return (await read_body(request, MAX_RAW, timeout_s))[:MAX_RAW] or None
+    except (asyncio.TimeoutError, OSError, ValueError):
+        return None
 
 
 class UdpReceipts(asyncio.DatagramProtocol):
@@ -55,6 +88,11 @@ class UdpReceipts(asyncio.DatagramProtocol):
         log.warning("UDP socket error: %s", exc)
 
 
+def _bearer(request: web.Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
 def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
     return web.json_response(ReceiptError(code, message, field).body(), status=status)
 
@@ -63,6 +101,7 @@ def http_app(conc, status, adverts=None) -> web.Application:
     """The POS endpoint, the host's status (`status()`) and the advert files
     (`adverts`: the store's AdvertLibrary, or None)."""
     token = conc.cfg.pos_token
+    wait_s = conc.cfg.request_timeout_s
 
     async def post_receipt(request: web.Request) -> web.Response:
         conc.counters["http_rx"] += 1
@@ -75,21 +114,27 @@ def http_app(conc, status, adverts=None) -> web.Application:
             conc.records.reject(f"http:{peer}", e.code, e.message, raw)
             return web.json_response(e.body(), status=status)
 
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return refuse(401, ReceiptError("unauthorized", "missing or wrong bearer "
-                                                "token (Authorization: Bearer <token>)"))
+        if token and not _bearer(request, token):
+            return refuse(401, ReceiptError("unauthorized", "missing or wrong bearer "
+                                            "token (Authorization: Bearer <token>)"),
+                          await _first_bytes(request, wait_s))
         if request.content_type != "application/json":
             return refuse(415, ReceiptError("content_type", "send Content-Type: "
-                                            f"application/json, not {request.content_type!r}"))
+                                            f"application/json, not {request.content_type!r}"),
+                          await _first_bytes(request, wait_s))
         limit = receipt_mod.MAX_HTTP_BODY
         if request.content_length is not None and request.content_length > limit:
             return refuse(413, ReceiptError("too_large", f"body is {request.content_length} "
-                                            f"bytes, limit {limit}"))
-        body = await request.content.read(limit + 1)
+                                            f"bytes, limit {limit}"),
+                          await _first_bytes(request, wait_s))
+        try:
+            body = await read_body(request, limit, wait_s)
+        except asyncio.TimeoutError:
+            return refuse(408, ReceiptError("timeout", f"the body did not arrive within "
+                                            f"{conc.cfg.request_timeout_s} s"))
         if len(body) > limit:
-            return refuse(413, ReceiptError("too_large", f"body is over {limit} bytes"))
+            return refuse(413, ReceiptError("too_large", f"body is over {limit} bytes"),
+                          body[:MAX_RAW])
         try:
             receipt = receipt_mod.validate(receipt_mod.parse_json(body), conc.store)
         except ReceiptError as e:
@@ -116,10 +161,30 @@ def http_app(conc, status, adverts=None) -> web.Application:
         return web.json_response({"status": status, "session": session},
                                  status=202 if status == "accepted" else 200)
 
+    readers = [t for t in (conc.cfg.read_token, token) if t]
+
+    def may_read(request: web.Request) -> web.Response | None:
+        """A record carries a loyalty id, and receipt numbers are easy to
+        guess: reading needs the read token (or the POS token)."""
+        if not readers:
+            conc.counters["http_read_refused"] += 1
+            return _error(401, "unauthorized", "the read API is off: set pos.read_token "
+                                               "(or pos.token) in concentrator.yaml")
+        if not any(_bearer(request, t) for t in readers):
+            conc.counters["http_read_refused"] += 1
+            conc.limit("http_read_refused", logging.WARNING, "read API: %s from %s without "
+                       "a valid token", request.path, request.remote)
+            return _error(401, "unauthorized", "missing or wrong bearer token "
+                                               "(Authorization: Bearer <read token>)")
+        return None
+
     async def get_status(request: web.Request) -> web.Response:
-        return web.json_response(status())
+        return may_read(request) or web.json_response(status())
 
     async def get_record(request: web.Request) -> web.Response:
+        refused = may_read(request)
+        if refused:
+            return refused
         rec = conc.records.get(request.match_info["id"])
         if rec is None:
             return _error(404, "not_found", "no record with this id")
@@ -182,7 +247,7 @@ async def start_listeners(conc, status, adverts=None) -> Listeners:
         out.udp_port = transport.get_extra_info("sockname")[1]
         log.info("POS UDP receipts on %s:%d", cfg.bind, out.udp_port)
     if cfg.http_port:
-        out.runner = web.AppRunner(http_app(conc, status, adverts), access_log=None)
+        out.runner = runner(http_app(conc, status, adverts), cfg.request_timeout_s)
         await out.runner.setup()
         site = web.TCPSite(out.runner, cfg.bind, cfg.http_port)
         await site.start()

@@ -179,7 +179,8 @@ class RecordStore:
         # in each one's outbox in the same transaction that closes it.
         self.destinations = tuple(destinations)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(
+            ("db_batches", "db_writes", "db_errors", "db_refused"), 0))
         writer = connect(self.path)
         self._migrate(writer)
         self._writer = writer
