@@ -113,3 +113,51 @@ def test_refused_input_is_kept_but_capped(tmp_path: Path, monkeypatch):
     assert len(rows) <= 20 + 10
     assert rows[-1] == ("datagram 99", records.MAX_RAW)
     store.stop()
+
+
+def test_the_host_writes_its_files_for_itself_and_warns_about_loose_secrets(tmp_path, broker,
+                                                                           caplog):
+    import logging
+    from loyalty_button.sim.runner import ConcentratorProcess
+    from loyalty_button.sim.store import write_config
+    caplog.set_level(logging.WARNING)
+    key = tmp_path / "host" / "pos.key"
+    key.parent.mkdir()
+    key.write_text("a-shared-key-of-enough-length\n")
+    key.chmod(0o644)
+    path = write_config(tmp_path / "host", "s1", broker.port, ["1"])
+    doc = yaml.safe_load(path.read_text())
+    doc["pos"].pop("key", None)
+    doc["pos"]["key_file"] = "pos.key"
+    doc["pos"]["token"] = "a-token-written-inline"
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o644)
+    host_config.load(path)
+    loose = [r.getMessage() for r in caplog.records if "every user" in r.getMessage()]
+    assert len(loose) == 2 and "pos.key_file" in loose[0] and "pos.token" in loose[1]
+    key.chmod(0o600)
+    path.chmod(0o600)
+    caplog.clear()
+    host_config.load(path)
+    assert not [r for r in caplog.records if "every user" in r.getMessage()]
+    # the real service process: what it writes is not world-readable
+    conc = ConcentratorProcess(path, tmp_path / "host").start()
+    conc.stop()
+    cfg = host_config.load(path)
+    written = [cfg.database, Path(str(cfg.database) + "-wal"), conc.log_path]
+    for f in written:
+        if f.exists():
+            assert f.stat().st_mode & 0o007 == 0, (f, oct(f.stat().st_mode))
+    assert cfg.database.exists() and conc.log_path.exists()
+
+
+def test_a_record_store_made_world_readable_is_tightened(tmp_path, caplog):
+    import logging
+    caplog.set_level(logging.WARNING)
+    db = tmp_path / "r.db"
+    RecordStore(db).stop()
+    assert db.stat().st_mode & 0o777 == 0o640
+    db.chmod(0o644)
+    RecordStore(db).stop()
+    assert db.stat().st_mode & 0o777 == 0o640
+    assert "readable by every user" in caplog.text

@@ -13,6 +13,8 @@ The panel checks its panel.json with its own small table
 
 from __future__ import annotations
 
+import logging
+import os
 import zoneinfo
 from pathlib import Path
 
@@ -22,6 +24,41 @@ from lbpanel import protocol
 from lbpanel.config import lookup
 
 from .problems import ProblemsError
+
+log = logging.getLogger(__name__)
+
+
+def private(path: Path, mode: int = 0o640) -> None:
+    """Create `path` (empty) with `mode` if it is not there; a file that is
+    there and readable by every user is tightened to `mode`, with a log line.
+    For what the host writes: the record store, its logs."""
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+        return
+    except FileExistsError:
+        pass
+    have = path.stat().st_mode & 0o777
+    if have & 0o007:
+        os.chmod(path, have & mode)
+        log.warning("%s was readable by every user of this machine (mode %03o); now %03o",
+                    path, have, have & mode)
+
+
+def warn_if_loose(path: Path, what: str) -> bool:
+    """Log a warning when a file holding a secret may be read by every user
+    of this machine. Returns whether it was loose. A warning, not a refusal:
+    the store keeps running, and the line says what to do."""
+    try:
+        mode = Path(path).stat().st_mode & 0o777
+    except OSError:
+        return False
+    if mode & 0o004:
+        log.warning("%s %s can be read by every user of this machine (mode %03o): "
+                    "chmod 600 %s (or 640, group of the service)", what, path, mode, path)
+        return True
+    return False
+
 
 # What a field may hold. `secret` is a shared key written in the file,
 # `secret_file` one read from the file it names; `list` is a list of texts
@@ -168,6 +205,7 @@ class Checker:
             except OSError as e:
                 self.fail(where, f"cannot read {path}: {e.strerror}")
                 return bad
+            warn_if_loose(path, f"{where}: the secret file")
             if len(secret) < _MIN_SECRET:
                 self.fail(where, f"the key in {path} needs at least {_MIN_SECRET} characters")
                 return bad

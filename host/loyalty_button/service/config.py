@@ -13,7 +13,7 @@ from lbpanel import boards, protocol
 from lbpanel.config import lookup
 
 from ..forward import alerts, config as forward_config
-from ..settings import BROKER_FIELDS, Checker, Field, SettingsError, read_yaml
+from ..settings import BROKER_FIELDS, Checker, Field, SettingsError, read_yaml, warn_if_loose
 
 
 class HostConfigError(SettingsError):
@@ -160,4 +160,10 @@ def _check_adverts(values: dict, check: Checker) -> None:
 
 def load(path: Path) -> HostConfig:
     path = Path(path)
-    return parse(read_yaml(path, HostConfigError), path.parent, str(path))
+    doc = read_yaml(path, HostConfigError)
+    cfg = parse(doc, path.parent, str(path))
+    inline = [k for k in ("pos.key", "pos.token", "pos.read_token", "broker.password",
+                          "forwarding.pseudonym_key") if lookup(doc, k)[1]]
+    if inline:
+        warn_if_loose(path, f"{path.name} holds {', '.join(inline)}; the file")
+    return cfg

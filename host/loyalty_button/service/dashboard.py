@@ -22,6 +22,7 @@ from aiohttp import web
 
 from . import reports
 from ..forward.outbox import OutboxDB
+from ..settings import warn_if_loose
 from .records import open_records
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,7 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
 
 
 async def start(cfg, status) -> web.AppRunner:
+    warn_if_loose(cfg.dashboard_users, "the dashboard's users file")
     # The same header timeout as the POS listener (pos.runner's reason).
     runner = web.AppRunner(make_app(cfg, status), access_log=None,
                            keepalive_timeout=cfg.request_timeout_s)

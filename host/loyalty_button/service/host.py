@@ -232,6 +232,9 @@ class StoreHost:
 async def serve(cfg: HostConfig, ready_file=None) -> None:
     """Run the store host with its POS listeners until SIGTERM/SIGINT;
     SIGHUP reads the catalogue again."""
+    # What the host writes (records, caches, logs) is its own and its
+    # group's, never every user's: records carry loyalty ids.
+    os.umask(0o027)
     host = StoreHost(cfg)
     await host.start()
     listeners = await host.start_listeners()

@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from ..settings import private
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4
@@ -179,6 +181,9 @@ class RecordStore:
         # in each one's outbox in the same transaction that closes it.
         self.destinations = tuple(destinations)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Records carry loyalty ids: not for every user of the machine.
+        # SQLite gives its WAL and shared-memory files the database's mode.
+        private(self.path)
         self.counters: Counter[str] = Counter(dict.fromkeys(
             ("db_batches", "db_writes", "db_errors", "db_refused"), 0))
         writer = connect(self.path)

@@ -132,6 +132,7 @@ class Broker:
             make_password_file(pw, self.users)
             acl = self.workdir / "acl"
             acl.write_text(acl_text(self.store, self.host_user))
+            acl.chmod(0o640)  # who may do what is nobody else's business
         # Mosquitto started as root drops to the `mosquitto` user, which
         # then cannot reach a data dir under a private (0700) parent such as
         # pytest's or a user's temp folder, and loses its persistence file on

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..service.config import HostConfig
 from ..service.host import StoreHost
+from ..settings import private
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class ConcentratorProcess:
 
     def start(self, timeout: float = 20.0) -> "ConcentratorProcess":
         self.ready_file.unlink(missing_ok=True)
+        private(self.log_path)  # the log names loyalty ids and panels
         logf = open(self.log_path, "ab")
         cmd = [sys.executable, "-m", "loyalty_button.cli"]
         if self.log_level:
