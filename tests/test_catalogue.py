@@ -106,6 +106,14 @@ def test_invalid_yaml_says_where():
                                  "reasons": {f"r{i}": {"ru": "Я" * 100, "en": "z"}
                                              for i in range(8)}}), "bytes, limit 1024"),
     (edited(rules=[]), "list at least one rule"),
+    # wrong shapes where an id belongs, and a lone surrogate: each a
+    # problem with its place, never a TypeError out of the loader
+    (edited(rules__0__ask=["nps"]), "rules[0].ask"),
+    (edited(rules__0__ask={"nps": 1}), "rules[0].ask"),
+    (edited(tills={"1": {"panel": ["till-1"]}}), "tills.1.panel"),
+    (edited(tills={"1": {"panel": {"a": 1}}}), "tills.1.panel"),
+    (edited(questions__nps__text={"ru": "\udcff", "en": "x"}),
+     "questions.nps.text.ru: has a character that is not valid Unicode"),
 ])
 def test_each_mistake_is_named_with_its_place(doc, expect):
     found = problems(doc)

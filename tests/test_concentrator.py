@@ -323,6 +323,17 @@ def test_catalogue_edited_into_invalid_yaml_keeps_the_last_good_one(host, panels
     assert "keeping the last good one" in caplog.text
     host.pos.send_udp(receipt_doc("1", "R-60"))
     assert panel.wait_screen("question", session="s1-R-60")["text"] == "How was your visit?"
+    # Good YAML, wrong shapes: a list where the question id belongs, a lone
+    # surrogate in a text. Refused with the place; hot reload goes on.
+    odd = json.loads(json.dumps(TEST_CATALOGUE))
+    odd["rules"][0]["ask"] = ["nps"]
+    host.write_catalogue(odd)
+    host.wait_counter("catalogue_rejected", 2)
+    assert "rules[0].ask" in host.thread.status()["catalogue"]["error"]
+    host.catalogue_path.write_text(host.catalogue_path.read_text().replace(
+        "How was your visit?", '"\\uDCFF"'))
+    host.wait_counter("catalogue_rejected", 3)
+    assert "not valid Unicode" in host.thread.status()["catalogue"]["error"]
     # Fixed (and changed) while running: taken without a restart.
     fixed = json.loads(json.dumps(TEST_CATALOGUE))
     fixed["questions"]["csat"]["text"]["en"] = "Did we do well today?"
@@ -331,7 +342,7 @@ def test_catalogue_edited_into_invalid_yaml_keeps_the_last_good_one(host, panels
     assert host.thread.status()["catalogue"]["error"] is None
     host.pos.send_udp(receipt_doc("1", "R-61"))
     assert panel.wait_screen("question", session="s1-R-61")["text"] == "Did we do well today?"
-    assert host.counters()["catalogue_rejected"] == 1  # one bad file, one log line
+    assert host.counters()["catalogue_rejected"] == 3  # three bad files, a log line each
 
 
 def _acks_to(fake: mqtt.Client, panel: str) -> queue.Queue:

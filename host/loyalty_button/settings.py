@@ -60,6 +60,22 @@ def warn_if_loose(path: Path, what: str) -> bool:
     return False
 
 
+def _surrogates(where: str, node, bad: list) -> None:
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(where)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            place = _join(where, str(key).encode("utf-8", "backslashreplace").decode())
+            _surrogates(place, key, bad)
+            _surrogates(place, value, bad)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _surrogates(f"{where}[{i}]", value, bad)
+
+
 # What a field may hold. `secret` is a shared key written in the file,
 # `secret_file` one read from the file it names; `list` is a list of texts
 # (one text alone is taken as a list of one).
@@ -114,6 +130,18 @@ class Checker:
 
     def fail(self, where: str, why: str) -> None:
         self.problems.append(f"{where}: {why}" if where else why)
+
+    def unicode(self, where: str, node) -> bool:
+        """Every text in `node` (keys too) can be written as UTF-8. YAML's
+        "\\udcff" escape makes a lone surrogate, which passes every other
+        check and fails only when a message is encoded: refuse it here,
+        with its place."""
+        bad = []
+        _surrogates(where, node, bad)
+        for place in bad[:5]:
+            self.fail(place, "has a character that is not valid Unicode (a lone surrogate, "
+                             "written as an escape like \\udcff)")
+        return not bad
 
     def mapping(self, where: str, node, what: str = "key: value lines") -> dict:
         if not isinstance(node, dict):
@@ -218,6 +246,8 @@ class Checker:
         Returns {attribute: value} of the settings that are given and good."""
         if not isinstance(doc, dict):
             self.fail(where, "must be a mapping of settings")
+            return {}
+        if not self.unicode(where, doc):
             return {}
         sections: dict[str, set] = {}
         for f in fields:

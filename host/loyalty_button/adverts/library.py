@@ -68,6 +68,8 @@ def parse_playlist(doc, source: str = PLAYLIST) -> list[Entry]:
     if not isinstance(items, list):
         raise PlaylistError([f"{source}: adverts: must be a list of {{id, file, seconds}}"])
     check, entries, seen = Checker(), [], set()
+    if not check.unicode(source, doc):
+        raise PlaylistError(check.problems)
     for n, item in enumerate(items, 1):
         where = f"{source}: adverts[{n}]"
         v = check.fields(item, _ENTRY, where, lists=("panels",))

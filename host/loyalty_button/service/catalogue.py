@@ -260,7 +260,7 @@ def _rule(check: Checker, i: int, node, qids: set[str], tills: dict, default_qui
     check.keys(where, node, _RULE_KEYS)
     name = node.get("name", f"rule-{i + 1}")
     ask = node.get("ask")
-    if ask not in qids:
+    if not isinstance(ask, str) or ask not in qids:
         check.fail(f"{where}.ask", f"names no question in questions: {ask!r}")
     rule = Rule(name=str(name), ask=ask)
     rule.sample = check.number(f"{where}.sample", node.get("sample", 1.0), 0.0, 1.0) or 0.0
@@ -320,6 +320,7 @@ def parse(text: str, source: str = "<catalogue>") -> Catalogue:
         raise CatalogueError([f"{source}: not valid YAML{at}: {problem}"]) from None
     check = Checker()
     doc = check.mapping(source, doc)
+    check.unicode("", doc)
     if check.problems:
         raise CatalogueError(check.problems)
     check.keys(source, doc, _TOP_KEYS)
@@ -344,10 +345,10 @@ def parse(text: str, source: str = "<catalogue>") -> Catalogue:
         spec = check.mapping(where, spec)
         check.keys(where, spec, {"panel", "lang"})
         panel, lang = spec.get("panel"), spec.get("lang")
-        check.ident(f"{where}.panel", panel)
         if lang is not None and lang not in languages:
             check.fail(f"{where}.lang", f"must be one of languages, got {lang!r}")
-        tills[till] = Till(panel, lang)
+        if check.ident(f"{where}.panel", panel):
+            tills[till] = Till(panel, lang)
     if not tills:
         check.fail("tills", "map at least one till to its panel, e.g. \"1\": till-1")
     by_panel: dict[str, str] = {}
@@ -425,7 +426,12 @@ class CatalogueFile:
             return False
         try:
             new = load(self.path)
-        except CatalogueError as e:
+        except Exception as e:
+            if not isinstance(e, CatalogueError):
+                # A check this loader lacks must not end hot reload for
+                # good: the file is refused like any bad one.
+                log.exception("catalogue %s: the loader failed", self.path)
+                e = CatalogueError([f"{self.path}: cannot be read ({type(e).__name__}: {e})"])
             self._failed_stat = stat
             self.error = str(e)
             self.counters["catalogue_rejected"] += 1
