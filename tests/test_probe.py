@@ -6,7 +6,9 @@ holds up a transaction and a record never waits for it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 
 from conftest import STORE, Host, receipt_doc
 from loyalty_button.probe import cameras, config as probe_config, messages, models, pipeline
@@ -447,3 +450,85 @@ def test_a_schema_1_database_is_migrated_keeping_its_records(tmp_path):
     assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
     assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
     conn.close()
+
+
+# The documented fields of what the probe publishes (docs/protocol.md,
+# "Emotion probe"): anything else could carry what the camera saw.
+_ENVELOPE = {"v", "type", "id", "ts", "store"}
+_ESTIMATE = _ENVELOPE | {"request", "till", "session", "status", "age_ms", "faces", "emotion",
+                         "c_value", "emotions", "age_band", "gender"}
+_STATUS = _ENVELOPE | {"state", "tills", "age_gender"}
+_WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed (tools/bootstrap)")
+def test_the_probe_stores_and_sends_no_frame(tmp_path, broker, frames):
+    """The privacy promise (docs/probe.md): the real service, run as its own
+    process over a camera source for a while and asked as the host asks,
+    opens no file for writing and publishes only the documented numbers."""
+    work = tmp_path / "probe"
+    work.mkdir()
+    (work / "probe.yaml").write_text(yaml.safe_dump({
+        "store": STORE, "enabled": True, "age_gender": True, "fps": 10,
+        "broker": {"host": "127.0.0.1", "port": broker.port},
+        "cameras": [{"till": "1", "source": f"folder:{frames}"}]}))
+    seen: list[tuple[str, bytes]] = []
+    host = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="privacy-host")
+    host.on_message = lambda c, u, m: seen.append((m.topic, m.payload))
+    host.connect("127.0.0.1", broker.port)
+    host.loop_start()
+    host.subscribe(f"lb/v1/{STORE}/probe/#", qos=1)
+    trace = tmp_path / "strace.txt"
+    proc = subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", str(trace), "-e",
+         "trace=open,openat,openat2,creat,rename,renameat,renameat2,link,linkat,symlink,mkdir",
+         sys.executable, "-m", "loyalty_button.cli", "probe", "run", "--config",
+         str(work / "probe.yaml"), "--ready-file", str(work / "ready")],
+        cwd=work, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "probe.log", "wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while not (work / "ready").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "probe.log").read_text()[-2000:]
+            time.sleep(0.1)
+        asked = 0
+        for i in range(30):  # a few seconds of a busy till
+            req = messages.request(f"rq{i}", int(time.time()), STORE, "1", f"{STORE}-P{i}",
+                                   int(time.time() * 1000))
+            host.publish(messages.topic(STORE, "request"), json.dumps(req).encode(), qos=0)
+            asked += 1
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        # SIGTERM to the probe itself (its PID is in the ready file), not to
+        # strace, which would detach and leave it running.
+        if (work / "ready").exists():
+            os.kill(int((work / "ready").read_text()), signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        host.loop_stop()
+        host.disconnect()
+    estimates = [json.loads(p) for t, p in seen if t.endswith("/estimate")]
+    statuses = [json.loads(p) for t, p in seen if t.endswith("/status") and p]
+    assert len(estimates) >= asked // 2 and any(e["status"] == "ok" for e in estimates)
+    for e in estimates:
+        assert set(e) <= _ESTIMATE, set(e) - _ESTIMATE
+        assert set(e.get("emotions", {})) <= set(pipeline.EMOTIONS)
+        assert all(isinstance(v, (int, float)) for v in e.get("emotions", {}).values())
+    for s in statuses:
+        assert set(s) <= _STATUS, set(s) - _STATUS
+    # no payload is big enough to hide even a thumbnail
+    assert max(len(p) for _, p in seen) < 1024
+    written = []
+    for line in trace.read_text().splitlines():
+        if "= -1" in line or not any(flag in line for flag in _WRITE_FLAGS + ("rename", "link",
+                                                                               "mkdir")):
+            continue
+        if "open" in line and not any(flag in line for flag in _WRITE_FLAGS):
+            continue
+        written.append(line)
+    allowed = ("/dev/null", "/dev/shm/", str(work / "ready"))
+    unexpected = [w for w in written if not any(a in w for a in allowed)]
+    assert unexpected == [], unexpected[:10]
