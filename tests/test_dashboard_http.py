@@ -98,3 +98,17 @@ def test_the_records_export_neutralises_formula_cells_and_keeps_numbers(site):
     assert cashiers == sorted(["'=HYPERLINK(\"http://evil/\",\"x\")", "'+1+2", "'@SUM(A1)",
                                "'-2+3", "'\tTab", "Ann"])
     assert {r["total"] for r in rows} == {"-5.5"}  # a number stays a number
+
+
+def test_parallel_password_guesses_are_throttled_before_the_password_check(site):
+    # 40 guesses at once from one address: the gate counts each attempt
+    # before scrypt runs, so at most 10 are checked and the rest get 429.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def log_in(password):
+        return _call(site, "POST", "/login", f"user=manager&password={password}",
+                     {"Content-Type": "application/x-www-form-urlencoded"})[0]
+    with ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(log_in, [f"guess-{i}" for i in range(40)]))
+    assert codes.count(302) <= 10 and codes.count(429) >= 30, codes
+    assert log_in("correct horse") == 429  # the address waits its minute

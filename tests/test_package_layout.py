@@ -11,7 +11,7 @@ from pathlib import Path
 import loyalty_button
 
 PACKAGE = Path(loyalty_button.__file__).parent
-DEV_KIT = ("loyalty_button.sim", "loyalty_button.bench")
+DEV_KIT = ("loyalty_button.sim", "loyalty_button.bench", "loyalty_button.fuzz")
 # The command line is the one place every wing meets (thin, lazy imports).
 ABOVE_THE_WINGS = ("loyalty_button.cli",)
 

@@ -63,3 +63,11 @@ def test_clock_spans_end_at_24_00_and_may_cross_midnight():
     night = clock_span("22:00-06:00")
     assert [in_span(m, night) for m in (21 * 60 + 59, 22 * 60, 3 * 60, 6 * 60)] == \
         [False, True, True, False]
+
+
+def test_a_lone_surrogate_is_refused_with_its_place_even_without_libyaml():
+    from loyalty_button.settings import Checker
+    check = Checker()
+    assert not check.unicode("", {"pos": {"token": "ok\udcff"}, "list": ["a", "\udcff"]})
+    assert check.problems[0].startswith("pos.token: has a character that is not valid Unicode")
+    assert check.problems[1].startswith("list[1]:")

@@ -341,6 +341,14 @@ class Client:
                 if first >> 4 == 3:
                     await self._on_publish(first, length)
                     continue
+                if length > 64:
+                    # The broker's control packets (PUBACK, SUBACK,
+                    # PINGRESP) are a few bytes: never allocate for a
+                    # claimed megabyte, read past it.
+                    await self._reader.skip(length)
+                    log.warning(_TAG, "skipped a %d-byte packet of type %d"
+                                % (length, first >> 4))
+                    continue
                 body = await self._reader.exactly(length) if length else b""
                 self._on_control(first >> 4, body)
         except asyncio.CancelledError:

@@ -149,9 +149,20 @@ def loads(data):
         elif c == 93 or c == 125:    # ] }
             depth -= 1
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except (ValueError, RuntimeError):  # RuntimeError: CPython's RecursionError
         raise ProtocolError("malformed", "payload is not valid JSON")
+    if b"\\ud" in data or b"\\uD" in data or b"\xed" in data:
+        # "\udcff" alone (or its raw bytes ED B3 BF, which CPython's json
+        # reads with surrogatepass) is no character: CPython makes it a lone
+        # surrogate that no UTF-8 writer (the record store, a reply) can
+        # write later. Refused here, where it came in.
+        try:
+            _dumps(value).encode()
+        except UnicodeError:
+            raise ProtocolError("malformed", "a text holds a lone surrogate escape "
+                                             "(\\udXXX): not valid Unicode")
+    return value
 
 
 def decode(payload, expect=None):

@@ -89,6 +89,11 @@ def _aggregator(args) -> int:
     return 0
 
 
+def _fuzz(args) -> int:
+    from .fuzz import run
+    return run.cli(args)
+
+
 def _lazy(module: str, args) -> int:
     import importlib
     return importlib.import_module(f"loyalty_button.{module}").main(args)
@@ -143,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe")
     p.add_argument("names", nargs="*", default=["store"])
     p.set_defaults(func=_bench)
+    p = sub.add_parser("fuzz", help="fuzz every parser (POS, panel messages on both "
+                                    "interpreters, the panel's MQTT reader, catalogue, "
+                                    "playlist, settings); JSON report")
+    p.add_argument("--cases", type=int, default=100_000, help="cases per parser")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only", nargs="*", help="parser names (default: all)")
+    p.set_defaults(func=_fuzz)
     p = sub.add_parser("probe", help="the emotion probe: analyze an image, run the service, "
                                      "fetch its models")
     from .probe.cli import add_arguments

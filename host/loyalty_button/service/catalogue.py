@@ -19,7 +19,7 @@ import yaml
 
 from lbpanel import protocol
 
-from ..settings import Checker, SettingsError, clock_span, in_span
+from ..settings import Checker, SettingsError, clock_span, in_span, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ def _rule(check: Checker, i: int, node, qids: set[str], tills: dict, default_qui
 
 def parse(text: str, source: str = "<catalogue>") -> Catalogue:
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

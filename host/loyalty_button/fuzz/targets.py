@@ -1,0 +1,211 @@
+"""The host's parsers as fuzz targets: each takes what a POS, a panel, the
+probe or an operator can send or write, and may refuse it only with its own
+error (ReceiptError, ProtocolError, a ProblemsError with the place). Any
+other exception is a crash: the harness counts it and keeps the input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from lbpanel import config as panel_config, protocol
+
+from ..adverts.library import PlaylistError, parse_playlist
+from ..probe import config as probe_config, messages as probe_messages
+from ..problems import ProblemsError
+from ..service import catalogue, config as host_config, receipt
+from ..service.fleet import panel_message
+from ..settings import load_yaml
+from .mutate import Rng, mutate_bytes
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STORE = "s1"
+KEY = b"fuzzing-shared-key-0123"
+
+# Values of the wrong kind, put where a document holds something else.
+ODD = (None, True, False, 0, -1, 1 << 70, 1.5, math.nan, math.inf, "", "x" * 300, "\udcff",
+       "a/b#+", "../../etc/passwd", [], {}, [[1]], {"a": {"b": [None]}}, ["x"] * 50)
+
+
+def _places(node, out, parent=None, key=None):
+    out.append((parent, key))
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _places(v, out, node, k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _places(v, out, node, i)
+
+
+def mutate_doc(rng: Rng, doc):
+    """One to three edits of a parsed document: a value of the wrong kind,
+    a key removed or added, a node moved elsewhere."""
+    doc = copy.deepcopy(doc)
+    for _ in range(1 + rng.below(3)):
+        places: list = []
+        _places(doc, places)
+        parent, key = rng.pick(places)
+        value = copy.deepcopy(rng.pick(ODD))
+        op = rng.below(4)
+        if parent is None:
+            if op == 0:
+                doc = value
+            continue
+        if op == 0:
+            parent[key] = value
+        elif op == 1:
+            del parent[key]
+        elif op == 2:
+            if isinstance(parent, dict):
+                parent["k%d" % rng.below(5)] = value
+            else:
+                parent.insert(key, value)
+        else:
+            donor = rng.pick(places)
+            if donor[0] is not None and donor[0] is not parent:
+                parent[key] = copy.deepcopy(donor[0][donor[1]])
+    return doc
+
+
+@dataclass
+class Target:
+    name: str
+    make: Callable[[Rng], object]      # one case
+    run: Callable[[object], None]      # the parser; raises `expected` to refuse
+    expected: tuple
+
+
+def _receipts() -> list[dict]:
+    base = {"v": 1, "type": "receipt", "id": "t1-1", "ts": 1795334470, "store": STORE,
+            "till": "1", "receipt": "R-000123"}
+    full = dict(base, loyalty_id="7700123", cashier="c-7", total=1234.5, currency="RUB",
+                items=3, extras={"channel": "app", "coupon": "X1"})
+    return [base, full]
+
+
+def _json_case(rng: Rng, docs: list, pool: list) -> bytes:
+    if rng.chance(2):
+        return mutate_bytes(rng, rng.pick(pool), pool)
+    return json.dumps(mutate_doc(rng, rng.pick(docs)), ensure_ascii=rng.chance(2)).encode(
+        "utf-8", "surrogatepass")
+
+
+def _panel_samples() -> list[tuple[str, bytes]]:
+    answer = protocol.envelope("answer", "a0000000000000a1", 1795334470, STORE, "till-1")
+    answer.update(session="s1-R-1", qid="nps", kind="nps", outcome="answered", value=9,
+                  reasons=["staff"], answer_ms=2310, shown_ms=6120, advert="ad1", burst=3)
+    declined = dict(answer, outcome="declined", value=None, id="a0000000000000a2")
+    del declined["answer_ms"]
+    status = protocol.envelope("status", "b000000000000001", 1795334470, STORE, "till-1")
+    status.update(state="online", fw="1.2.0", uptime_s=60, outbox=0,
+                  counters={"connects": 1, "rx_malformed": 2}, board="cyd")
+    offline = protocol.envelope("status", "b000000000000002", 1795334470, STORE, "till-1")
+    offline["state"] = "offline"
+    return [(protocol.panel_topic(STORE, "till-1", m["type"]), protocol.encode(m))
+            for m in (answer, declined, status, offline)]
+
+
+def _panel_message_target() -> Target:
+    samples = _panel_samples()
+    pool = [p for _, p in samples]
+    docs = [json.loads(p) for p in pool]
+
+    def make(rng):
+        topic = rng.pick(samples)[0]
+        if rng.chance(20):
+            topic = mutate_bytes(rng, topic.encode()).decode("utf-8", "replace")
+        return topic, _json_case(rng, docs, pool)
+
+    def run(case):
+        got = panel_message(STORE, *case)
+        if got is not None:
+            protocol.encode(got[2])  # what was taken must encode again
+    return Target("panel_message", make, run, (protocol.ProtocolError,))
+
+
+def _probe_message_target() -> Target:
+    req = probe_messages.request("9f2c41d07a1be3c5", 1795333491, STORE, "1", "s1-R-1",
+                                 1795333491120)
+    est = probe_messages.estimate("0c5d8e7f11a2b3c4", 1795333491, STORE, req, "ok", age_ms=140,
+                                  faces=1, emotion="happy", c_value=93,
+                                  emotions={e: 0.1 for e in probe_messages.EMOTIONS},
+                                  age_band="25-34", gender="female")
+    st = probe_messages.status("1d", 1795333400, STORE, "online", tills=["1", "2"],
+                               age_gender=False)
+    docs = [est, st]
+    pool = [json.dumps(d).encode() for d in docs]
+
+    def make(rng):
+        return rng.pick(("probe_estimate", "probe_status")), _json_case(rng, docs, pool)
+    return Target("probe_message", make, lambda c: probe_messages.decode(c[1], c[0]),
+                  (protocol.ProtocolError,))
+
+
+def _pos_targets() -> list[Target]:
+    docs = _receipts()
+    pool = [json.dumps(d).encode() for d in docs]
+
+    def datagram(rng):
+        body = _json_case(rng, docs, pool)
+        return receipt.sign(body, KEY) if rng.below(4) else mutate_bytes(rng, body, pool)
+
+    def run_datagram(data):
+        receipt.validate(receipt.open_datagram(data, KEY), STORE)
+
+    def run_body(data):
+        receipt.validate(receipt.parse_json(data), STORE)
+    return [Target("pos_datagram", datagram, run_datagram, (receipt.ReceiptError,)),
+            Target("pos_http_body", lambda rng: _json_case(rng, docs, pool), run_body,
+                   (receipt.ReceiptError,))]
+
+
+def _yaml_case(rng: Rng, doc, text: str) -> str:
+    if rng.chance(2):
+        return mutate_bytes(rng, text.encode()).decode("utf-8", "replace")
+    return yaml.safe_dump(mutate_doc(rng, doc), allow_unicode=rng.chance(2), sort_keys=False)
+
+
+def _operator_targets(work: Path) -> list[Target]:
+    cat_text = (EXAMPLES / "catalogue.yaml").read_text(encoding="utf-8")
+    cat_doc = load_yaml(cat_text)
+    playlist = {"adverts": [{"id": "spring", "file": "spring.png", "seconds": 8},
+                            {"id": "coffee", "file": "coffee.jpg", "seconds": 5,
+                             "panels": ["till-1", "till-2"]}]}
+    play_text = yaml.safe_dump(playlist)
+
+    def run_playlist(text):
+        parse_playlist(load_yaml(text), "playlist.yaml")
+
+    host_doc = load_yaml((EXAMPLES / "concentrator.yaml").read_text(encoding="utf-8"))
+    probe_doc = load_yaml((EXAMPLES / "probe.yaml").read_text(encoding="utf-8"))
+    panel_doc = {"store": STORE, "panel_id": "till-1", "board": "cyd",
+                 "broker": {"host": "192.168.1.10", "port": 1883, "user": "till-1",
+                            "password": "secret"},
+                 "wifi": {"ssid": "shop", "password": "pw"}, "timeout_s": 20,
+                 "outbox": {"dir": "outbox", "max_entries": 100}, "log_level": "INFO"}
+    settings_errors = (ProblemsError, yaml.YAMLError)
+    return [
+        Target("catalogue", lambda rng: _yaml_case(rng, cat_doc, cat_text), catalogue.parse,
+               (catalogue.CatalogueError,)),
+        Target("playlist", lambda rng: _yaml_case(rng, playlist, play_text), run_playlist,
+               (PlaylistError, yaml.YAMLError)),
+        Target("settings_host", lambda rng: mutate_doc(rng, host_doc),
+               lambda doc: host_config.parse(doc, work), settings_errors),
+        Target("settings_probe", lambda rng: mutate_doc(rng, probe_doc),
+               lambda doc: probe_config.parse(doc, work), settings_errors),
+        Target("settings_panel", lambda rng: mutate_doc(rng, panel_doc), panel_config.parse,
+               (panel_config.ConfigError,)),
+    ]
+
+
+def host_targets() -> list[Target]:
+    work = Path(tempfile.mkdtemp(prefix="lb-fuzz-"))
+    return (_pos_targets() + [_panel_message_target(), _probe_message_target()]
+            + _operator_targets(work))
