@@ -62,8 +62,8 @@ def test_deeply_nested_json_is_refused_before_it_is_parsed(link, panels):
 
 
 def test_oversized_message_is_read_past_not_held_in_memory(link, panels, compiled_firmware):
-    """100 KB could never fit the 104 KB heap the panel runs in here."""
-    panel = panels.start(heapsize="104K", firmware=compiled_firmware)
+    """100 KB could never fit the 108 KB heap the panel runs in here."""
+    panel = panels.start(heapsize="108K", firmware=compiled_firmware)
     link.wait_status("p1", "online", timeout=15)
     link.publish("p1", "question", b"x" * 100_000)
     assert status_counters(link, "p1").get("rx_oversized") == 1

@@ -65,6 +65,7 @@ def write_config(root: Path, store: str, broker_port: int, tills: list[str],
     apply_overrides(cfg, settings)
     path = root / "concentrator.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.chmod(0o600)  # it holds the POS key, as a store's would
     return path
 
 
