@@ -71,3 +71,13 @@ def test_a_lone_surrogate_is_refused_with_its_place_even_without_libyaml():
     assert not check.unicode("", {"pos": {"token": "ok\udcff"}, "list": ["a", "\udcff"]})
     assert check.problems[0].startswith("pos.token: has a character that is not valid Unicode")
     assert check.problems[1].startswith("list[1]:")
+
+
+def test_a_settings_file_that_is_not_utf8_is_a_clear_problem(tmp_path):
+    import pytest
+    from loyalty_button.service import config as host_config
+    path = tmp_path / "concentrator.yaml"
+    path.write_bytes(b"store: s1\ncashier: \xff\xfe\n")
+    with pytest.raises(host_config.HostConfigError) as e:
+        host_config.load(path)
+    assert "is not UTF-8 text" in str(e.value)

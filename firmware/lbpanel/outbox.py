@@ -7,8 +7,9 @@
 #
 # One file per answer ("0000000042.<answer id>.json"): writing a new file
 # and renaming it into place is atomic on LittleFS and POSIX, and removing
-# one answer never rewrites the others. A file that does not parse is moved aside to
-# ".bad" (kept for an installer to retrieve, never silently deleted).
+# one answer never rewrites the others; the answer id in the name is how an
+# ack finds it. A file that does not parse is moved aside to ".bad" (kept
+# for an installer to retrieve, never silently deleted).
 import os
 
 from lbpanel import log, protocol
@@ -34,7 +35,6 @@ class Outbox:
         if not exists(directory):
             os.mkdir(directory)
         self.names = []
-        self.ids = {}  # answer id -> file name, to find what an ack names
         # The payloads of the last few answers written in this boot: they
         # were checked when written, so sending them needs no flash read and
         # no second parse. Few, because a long outage must not fill the heap.
@@ -59,24 +59,28 @@ class Outbox:
             if stem.isdigit():
                 highest = max(highest, int(stem))
                 if name.endswith(_SUFFIX):
-                    self.names.append(name)
-                    self._learn_id(name)
+                    self.names.append(self._named_by_id(name))
         self.names.sort()
         self.next_seq = highest + 1
         if self.names:
             log.info(_TAG, "%d answer(s) waiting from before the restart" % len(self.names))
 
-    def _learn_id(self, name):
-        parts = name.split(".")
-        if len(parts) == 3:
-            self.ids[parts[1]] = name
-            return
-        # Written before acks existed ("0000000042.json"): read its id.
+    def _named_by_id(self, name):
+        """A file written before acks existed ("0000000042.json") is renamed
+        to carry its answer id, as every new one does, so an ack finds it
+        by name. One that cannot be read keeps its name; oldest()
+        quarantines it."""
+        if name.count(".") == 2:
+            return name
         try:
             with open(self._path(name), "rb") as f:
-                self.ids[protocol.loads(f.read())["id"]] = name
-        except Exception as e:  # unreadable: peek() quarantines it
+                aid = protocol.loads(f.read())["id"]
+            named = "%s.%s%s" % (name.split(".")[0], aid, _SUFFIX)
+            os.rename(self._path(name), self._path(named))
+            return named
+        except Exception as e:
             log.warning(_TAG, "cannot read the answer id of %s: %s" % (name, e))
+            return name
 
     def depth(self):
         return len(self.names)
@@ -112,7 +116,6 @@ class Outbox:
             return False
         self.next_seq += 1
         self.names.append(name)
-        self.ids[answer["id"]] = name
         if len(self._fresh) < _FRESH_MAX:
             self._fresh[name] = data
         return True
@@ -142,10 +145,12 @@ class Outbox:
     def acknowledged(self, answer_id):
         """The host committed `answer_id`: forget it. Returns the file name,
         or None for an answer not (or no longer) here."""
-        name = self.ids.get(answer_id)
-        if name is not None:
-            self.remove(name)
-        return name
+        tail = "." + answer_id + _SUFFIX
+        for name in self.names:
+            if name.endswith(tail):
+                self.remove(name)
+                return name
+        return None
 
     def remove(self, name):
         """Forget `name` (acknowledged by the host)."""
@@ -156,15 +161,9 @@ class Outbox:
             log.warning(_TAG, "could not remove sent answer %s: %s" % (name, e))
         if name in self.names:
             self.names.remove(name)
-        self._forget_id(name)
-
-    def _forget_id(self, name):
-        for aid in [k for k, v in self.ids.items() if v == name]:
-            del self.ids[aid]
 
     def _quarantine(self, name, why):
         self.names.remove(name)
-        self._forget_id(name)
         self.counters.add("outbox_corrupt")
         bad = name[:-len(_SUFFIX)] + ".bad"
         try:

@@ -32,8 +32,9 @@ def test_an_answer_written_before_acks_existed_is_still_found_by_its_id():
     with open(d + "/0000000007.json", "wb") as f:
         f.write(protocol.encode(support.answer("r1", answer_id="old1")))
     box = Outbox(d, 10, support.Counters())
+    assert os.listdir(d) == ["0000000007.old1.json"]  # renamed to carry its id
     assert protocol.decode(box.oldest(())[1])["id"] == "old1"
-    assert box.acknowledged("old1") == "0000000007.json"
+    assert box.acknowledged("old1") == "0000000007.old1.json"
     assert os.listdir(d) == []
     box.add(support.answer("r2", answer_id="a2"))
     assert os.listdir(d) == ["0000000008.a2.json"]
