@@ -1,5 +1,12 @@
 # MQTT 3.1.1 packet encoding, byte for byte; runs under MicroPython and CPython.
+import sys
+
 from lbpanel import mqtt
+
+# The byte-stream doubles the fuzz harness drives the reader with.
+_ROOT = __file__.rsplit("/", 3)[0]  # the repository (tests/upy/<this file>)
+sys.path.append(_ROOT + "/host/loyalty_button/fuzz")
+from streams import Sink, Stream  # noqa: E402
 
 
 def test_remaining_length_uses_mqtt_variable_length_encoding():
@@ -27,37 +34,13 @@ def test_publish_qos1_has_packet_id_and_flags():
     assert mqtt.publish_packet("a", b"", 0, False, 0) == b"\x30\x03\x00\x01a"
 
 
-class _Stream:
-    """A socket's reading end over fixed bytes, then end of stream."""
-
-    def __init__(self, data):
-        self.data = data
-        self.at = 0
-
-    async def read(self, n):
-        chunk = self.data[self.at:self.at + n]
-        self.at += len(chunk)
-        return chunk
-
-
-class _Sink:
-    def write(self, data):
-        pass
-
-    async def drain(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def test_a_control_packet_claiming_a_megabyte_is_read_past_not_held():
     import asyncio
     got = []
     client = mqtt.Client("t", "127.0.0.1", on_message=lambda t, p, r: got.append((t, p)))
     bogus = b"\x90" + mqtt._varint(1000000) + b"\x00" * 1000000  # a "SUBACK" of 1 MB
     tail = mqtt.publish_packet("a/b", b"hi", 0, False, 0)
-    reader = mqtt._Buffered(_Stream(bogus + tail))
+    reader = mqtt._Buffered(Stream(bogus + tail))
     asked = []
     exactly = reader.exactly
 
@@ -65,7 +48,7 @@ def test_a_control_packet_claiming_a_megabyte_is_read_past_not_held():
         asked.append(n)
         return await exactly(n)
     reader.exactly = recording
-    client._reader, client._writer, client.up = reader, _Sink(), True
+    client._reader, client._writer, client.up = reader, Sink(), True
     asyncio.run(client._read_loop())
     # no buffer the size of the claim was ever asked for, and the link
     # went on to the next packet

@@ -14,6 +14,7 @@ import asyncio  # noqa: E402
 
 from lbpanel import mqtt, protocol  # noqa: E402
 from mutate import Rng, mutate_bytes  # noqa: E402
+from streams import Sink, Stream  # noqa: E402
 
 STORE, PANEL = "s1", "till-1"
 
@@ -73,36 +74,6 @@ def fuzz_messages(rng, cases, crashes):
             pass
         except Exception as e:
             crashes.add("protocol.decode(%s)" % leaf, data, e)
-
-
-class Stream:
-    """A socket's reading end over fixed bytes; then end of stream."""
-
-    def __init__(self, data):
-        self.data = data
-        self.at = 0
-
-    async def read(self, n):
-        chunk = self.data[self.at:self.at + n]
-        self.at += len(chunk)
-        return chunk
-
-    async def readinto(self, buf):
-        chunk = self.data[self.at:self.at + len(buf)]
-        buf[:len(chunk)] = chunk
-        self.at += len(chunk)
-        return len(chunk)
-
-
-class Sink:
-    def write(self, data):
-        pass
-
-    async def drain(self):
-        pass
-
-    def close(self):
-        pass
 
 
 def packets():
