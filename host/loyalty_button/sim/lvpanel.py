@@ -100,7 +100,12 @@ class SimDisplay:
     def save_png(self, path: Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.png())
+        # Written aside and renamed into place: whoever watches for the
+        # file (a test, an image viewer on the demo's shots) never reads a
+        # half-written PNG.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(self.png())
+        tmp.replace(path)
 
     def delete(self) -> None:
         # Let LVGL finish the screen deletions it was asked to do later
