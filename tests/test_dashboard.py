@@ -16,7 +16,7 @@ from conftest import STORE, Host
 from fake_vendors import WebhookReceiver
 from loyalty_button.service import dashboard, reports
 from loyalty_button.sim.broker import free_port
-from loyalty_button.service.records import RecordStore, now_ms
+from loyalty_button.service.records import RecordStore, memory_db, now_ms
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromedriver"),
                                 reason="Debian chromium-driver is not installed (tools/bootstrap)")
@@ -106,7 +106,7 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
                  for r in browser.find_elements(By.CSS_SELECTOR, "#fleet tbody tr")}
         assert fleet["till-1"][2:5] == ["0.4.0", "cyd", "1 of 2; refused: autumn"]
         assert fleet["till-2"][1] == "never connected"
-        want = reports.summary(recs)["nps"]
+        want = reports.summary(memory_db(recs))["nps"]
         sign = lambda v: f"{'+' if v > 0 else ''}{v:.1f}"  # noqa: E731
         assert browser.find_element(By.ID, "nps").text == sign(want["nps"])
         assert f"95% CI {sign(want['ci95_low'])} to {sign(want['ci95_high'])}" in \
@@ -119,11 +119,11 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         rows = browser.find_elements(By.CSS_SELECTOR, "#breakdown tbody tr")
         got = {r.find_elements(By.TAG_NAME, "td")[0].text:
                r.find_elements(By.TAG_NAME, "td")[2].text for r in rows}
-        expected = {r["cashier"]: sign(r["nps"]) for r in reports.breakdown(recs, "cashier")}
+        expected = {r["cashier"]: sign(r["nps"]) for r in reports.breakdown(memory_db(recs), "cashier")}
         assert got == expected
         # The trend chart drew one point per day.
         points = browser.find_elements(By.CSS_SELECTOR, "#trend circle")
-        assert len(points) == len(reports.breakdown(recs, "day", h.cfg.tz))
+        assert len(points) == len(reports.breakdown(memory_db(recs), "day", h.cfg.tz))
         out = Path(os.environ.get("LB_SCREENSHOT_DIR", tmp_path))
         out.mkdir(parents=True, exist_ok=True)
         assert browser.save_screenshot(str(out / "dashboard.png"))

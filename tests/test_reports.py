@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from loyalty_button.forward import alerts
 from loyalty_button.service import reports
-from loyalty_button.service.records import RecordStore, now_ms
+from loyalty_button.service.records import RecordStore, memory_db, now_ms
 
 
 def cli(*args):
@@ -94,13 +94,13 @@ def test_summary_breakdowns_and_trend_from_a_store_database(tmp_path):
     assert s["response"]["asked"] == 7 and s["response"]["answered"] == 5
     assert s["response"]["rate_pct"] == round(100 * 5 / 7, 1)
     assert s["reasons"] == {"detractor": {"queue": 1}, "promoter": {"staff": 1}}
-    rows = reports.breakdown(recs, "day", tz)
+    rows = reports.breakdown(memory_db(recs), "day", tz)
     assert [(r["day"], r["nps"]) for r in rows] == [("2026-11-20", 100.0), ("2026-11-21", -100.0)]
-    hours = {r["hour"]: r["n"] for r in reports.breakdown(recs, "hour", tz)}
+    hours = {r["hour"]: r["n"] for r in reports.breakdown(memory_db(recs), "hour", tz)}
     assert hours["09:00"] == 2
-    adverts = {r["advert"]: r["nps"] for r in reports.breakdown(recs, "advert", tz)}
+    adverts = {r["advert"]: r["nps"] for r in reports.breakdown(memory_db(recs), "advert", tz)}
     assert adverts == {"ad-1": 100.0, "ad-2": -100.0, "(none)": None}
-    members = {r["member"]: r["n"] for r in reports.breakdown(recs, "member", tz)}
+    members = {r["member"]: r["n"] for r in reports.breakdown(memory_db(recs), "member", tz)}
     assert members == {"member": 2, "non-member": 1}
     out = cli("report", "breakdown", "till", "--db", str(tmp_path / "r.db"), "--csv")
     lines = out.stdout.splitlines()
@@ -138,7 +138,7 @@ def test_segments_split_regulars_from_occasional_and_by_check():
     recs = [_rec(i, 9, lid="R", at=base + i * 5 * day, total=100.0) for i in range(6)]
     recs += [_rec(10, 3, lid="O", at=base + day, total=5.0),
              _rec(11, 9, at=base + 2 * day)]
-    segs = reports.segments(recs)
+    segs = reports.segments(memory_db(recs))
     assert segs == {"R": "regular, high check", "O": "occasional, low check"}
-    rows = {r["segment"]: r["n"] for r in reports.breakdown(recs, "segment")}
+    rows = {r["segment"]: r["n"] for r in reports.breakdown(memory_db(recs), "segment")}
     assert rows == {"non-member": 1, "occasional, low check": 1, "regular, high check": 6}

@@ -162,7 +162,7 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
     out(__doc__.strip())
     root = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     store = Store(root, panels=panels, store="bench", concentrator="process",
-                  guard_ms=0, thanks_s=1, catalogue=_catalogue(), log_level="WARNING")
+                  guard_ms=0, settle_ms=0, thanks_s=1, catalogue=_catalogue(), log_level="WARNING")
     driver = _Driver(store)
     t_setup = time.perf_counter()
     store.start(on_screen=driver.on_screen)

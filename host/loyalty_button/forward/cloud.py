@@ -9,29 +9,33 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from ..service import reports
-from ..service.records import connect, now_ms, row_to_record
+from ..service.records import connect, now_ms
 from . import http
 
 log = logging.getLogger(__name__)
 MAX_DAYS = 31  # after a long outage, at most a month per push
 
 
-def aggregates(records, store: str, tz) -> list[dict]:
-    by_day = defaultdict(list)
-    for r in records:
-        t = r.get("asked_ms") or r.get("received_ms")
-        by_day[datetime.fromtimestamp(t / 1000, timezone.utc).astimezone(tz).date()].append(r)
+def aggregates(conn, store: str, tz, first: date, last: date) -> list[dict]:
+    """One document per day with records, first..last in the store's zone,
+    from the reports' running totals (never the records themselves)."""
     out = []
-    for day in sorted(by_day):
-        s = reports.summary(by_day[day])
-        out.append({"store": store, "day": day.isoformat(), "receipts": len(by_day[day]),
-                    "nps": s["nps"], "csat": s["csat"], "response": s["response"],
-                    "reasons": s["reasons"],
-                    "by_till": reports.breakdown(by_day[day], "till", tz)})
+    day = first
+    while day <= last:
+        start = datetime.combine(day, datetime.min.time(), tz)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
+        period = (int(start.timestamp()), int(end.timestamp()))
+        s = reports.summary(conn, period)
+        receipts = reports.rollup.total(conn, period).n
+        if receipts:
+            out.append({"store": store, "day": day.isoformat(), "receipts": receipts,
+                        "nps": s["nps"], "csat": s["csat"], "response": s["response"],
+                        "reasons": s["reasons"],
+                        "by_till": reports.breakdown(conn, "till", tz, period)})
+        day += timedelta(days=1)
     return out
 
 
@@ -87,14 +91,9 @@ class CloudReporter(threading.Thread):
         today = datetime.now(self.tz).date()
         first = date.fromisoformat(rows[0][0]) if rows else today
         first = max(first, today - timedelta(days=MAX_DAYS - 1))
-        start = datetime.combine(first, datetime.min.time(), self.tz)
-        since_ms = int(start.timestamp() * 1000)
-        records = [row_to_record(r) for r in conn.execute(
-            "SELECT * FROM records WHERE COALESCE(asked_ms, received_ms) >= ?",
-            (since_ms,)).fetchall()]
         body = json.dumps({"store": self.store, "generated_ms": now_ms(),
                            "from": first.isoformat(), "to": today.isoformat(),
-                           "days": aggregates(records, self.store, self.tz)},
+                           "days": aggregates(conn, self.store, self.tz, first, today)},
                           ensure_ascii=False).encode()
         headers = {"Authorization": f"Bearer {self.cfg.token}",
                    "Content-Type": "application/json"}

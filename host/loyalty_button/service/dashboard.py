@@ -23,7 +23,8 @@ from aiohttp import web
 from . import reports
 from ..forward.outbox import OutboxDB
 from ..settings import warn_if_loose
-from .records import open_records
+from .records import memory_db
+from .report_jobs import Computing, ReportJobs
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "dashboard_static"
@@ -108,14 +109,13 @@ class Sessions:
 _GUESSES_PER_MINUTE = 10   # failed log-ins from one address, then 429 for the rest
 
 
-def make_app(cfg, status=lambda: {}) -> web.Application:
-    """cfg: HostConfig; status: the concentrator's status() (fleet, forwarding)."""
+def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Application:
+    """cfg: HostConfig; status: the concentrator's status() (fleet, forwarding);
+    jobs: where reports run (report_jobs.py; made here when not given)."""
     sessions = Sessions(cfg.dashboard_session_h)
     users_file = cfg.dashboard_users
     failures: dict[str, list[float]] = {}
-
-    def records():
-        return open_records(cfg.database) if Path(cfg.database).exists() else []
+    jobs = jobs or ReportJobs(cfg.database)
 
     @web.middleware
     async def auth(request, handler):
@@ -173,15 +173,25 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
     async def index(request):
         return web.FileResponse(STATIC / "index.html")
 
-    async def in_thread(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    async def report(key: str, fn):
+        """fn(conn) from the report thread, or 503 "computing" when it takes long."""
+        if not Path(cfg.database).exists():  # no receipt yet: empty reports
+            return fn(memory_db([]))
+        try:
+            return await jobs.get(key, fn)
+        except Computing:
+            raise web.HTTPServiceUnavailable(
+                text='{"computing": true, "retry_after_s": 2}', content_type="application/json",
+                headers={"Retry-After": "2"})
+
+    def _summary(conn):
+        out = reports.summary(conn)
+        out["store"] = cfg.store
+        out["records"] = reports.record_count(conn)
+        return out
 
     async def api_summary(request):
-        recs = await in_thread(records)
-        out = reports.summary(recs)
-        out["store"] = cfg.store
-        out["records"] = len(recs)
-        return web.json_response(out)
+        return web.json_response(await report("summary", _summary))
 
     def _by(request) -> str:
         by = request.query.get("by", "till")
@@ -191,7 +201,7 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
 
     async def api_breakdown(request):
         by = _by(request)
-        rows = await in_thread(lambda: reports.breakdown(records(), by, cfg.tz))
+        rows = await report("breakdown:" + by, lambda conn: reports.breakdown(conn, by, cfg.tz))
         return web.json_response({"by": by, "rows": rows})
 
     async def api_status(request):
@@ -234,14 +244,22 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
         return web.json_response({"resent": n})
 
     async def export_records(request):
-        text = await in_thread(lambda: reports.to_csv(records(), reports.EXPORT_FIELDS))
-        return web.Response(text=text, content_type="text/csv", headers={
+        if not Path(cfg.database).exists():
+            raise web.HTTPServiceUnavailable(text="no records yet: the database does not exist")
+        # Streamed from a cursor: a year of records in flat memory.
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{cfg.store}-records.csv"'})
+        await resp.prepare(request)
+        async for chunk in jobs.stream(reports.export_chunks):
+            await resp.write(chunk.encode("utf-8"))
+        await resp.write_eof()
+        return resp
 
     async def export_breakdown(request):
         by = _by(request)
-        text = await in_thread(lambda: reports.to_csv(reports.breakdown(records(), by, cfg.tz)))
-        return web.Response(text=text, content_type="text/csv", headers={
+        rows = await report("breakdown:" + by, lambda conn: reports.breakdown(conn, by, cfg.tz))
+        return web.Response(text=reports.to_csv(rows), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{cfg.store}-by-{by}.csv"'})
 
     app = web.Application(middlewares=[auth])
@@ -252,7 +270,12 @@ def make_app(cfg, status=lambda: {}) -> web.Application:
                     web.get("/export/records.csv", export_records),
                     web.get("/export/breakdown.csv", export_breakdown),
                     web.static("/static", STATIC)])
+    app.on_cleanup.append(lambda app: _close(jobs))
     return app
+
+
+async def _close(jobs: ReportJobs) -> None:
+    jobs.close()
 
 
 async def start(cfg, status) -> web.AppRunner:

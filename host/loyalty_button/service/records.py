@@ -21,10 +21,11 @@ from collections import Counter
 from pathlib import Path
 
 from ..settings import private
+from . import rollup
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,6 +76,8 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_loyalty ON records (loyalty_id, asked_ms);
 CREATE INDEX IF NOT EXISTS records_received ON records (received_ms);
+-- Start-up picks up the open transactions without reading the table (schema 5).
+CREATE INDEX IF NOT EXISTS records_pending ON records (state) WHERE state = 'pending';
 -- One durable outbox per destination (schema 3; docs/forwarding.md): a row
 -- per closed record and destination, written in the same transaction as
 -- the close, and marked sent only when the destination confirmed it.
@@ -208,10 +211,18 @@ class RecordStore:
             for version in range(have + 1, SCHEMA_VERSION + 1):
                 for sql in _MIGRATIONS.get(version, []):
                     conn.execute(sql)
+            if have < 5:
+                # Running totals came with schema 5: count what is there
+                # already, in the same transaction as the version change.
+                rollup.create(conn)
+                counted = rollup.rebuild(conn)
+                log.info("record store %s: totals for reports counted from %d closed records",
+                         self.path, counted)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
             log.info("record store %s: schema %d -> %d", self.path, have, SCHEMA_VERSION)
         conn.executescript(SCHEMA)
+        rollup.create(conn)
         if have is None:
             conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
@@ -238,8 +249,7 @@ class RecordStore:
         """A new record (a receipt taken). Does nothing if the id exists."""
         rec.setdefault("updated_ms", now_ms())
         rec.setdefault("late", 0)
-        params = tuple(_encode(rec.get(f)) if f in _JSON_FIELDS
-                       else rec.get(f) for f in RECORD_FIELDS)
+        params = encode_row(rec)
         if rec.get("state") == "closed":  # not asked: final at once
             return self._put(*self._with_outbox(_INSERT, params, rec["id"]), wait)
         return self._put(_INSERT, params, wait)
@@ -395,10 +405,42 @@ def _resolve(fut: asyncio.Future) -> None:
 
 
 def open_records(path: Path) -> list[dict]:
-    """All records, oldest first, from a separate read-only connection."""
+    """All records, oldest first, from a separate read-only connection
+    (tests and small tools: reports use the totals, see reports.py)."""
     conn = connect(path, readonly=True)
     try:
         return [row_to_record(r) for r in
                 conn.execute("SELECT * FROM records ORDER BY received_ms, id")]
+    finally:
+        conn.close()
+
+
+def encode_row(rec: dict) -> tuple:
+    """A record dict as the parameters of an insert (RECORD_FIELDS order)."""
+    return tuple(_encode(rec.get(f)) if f in _JSON_FIELDS else rec.get(f) for f in RECORD_FIELDS)
+
+
+def memory_db(records) -> sqlite3.Connection:
+    """Record dicts in an in-memory store database with its totals, for the
+    reports (a test's records, a few records from elsewhere)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SCHEMA)
+    rollup.create(conn)
+    conn.execute("BEGIN")
+    for rec in records:
+        conn.execute(_INSERT, encode_row({"updated_ms": 0, "late": 0, **rec}))
+    conn.execute("COMMIT")
+    return conn
+
+
+def rebuild_totals(path: Path) -> int:
+    """`loyalty-button records rebuild-totals`: recount the reports' totals
+    from the records (after restoring a copy, or editing records by hand)."""
+    conn = connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        n = rollup.rebuild(conn)
+        conn.execute("COMMIT")
+        return n
     finally:
         conn.close()

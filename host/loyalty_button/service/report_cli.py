@@ -4,12 +4,13 @@ a CSV of scores or from a store database, as text, JSON or CSV."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import zoneinfo
 from pathlib import Path
 
 from . import reports
-from .records import open_records
+from .records import connect
 
 
 def add_arguments(p) -> None:
@@ -35,10 +36,11 @@ def add_export_arguments(p) -> None:
     p.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
 
-def _records(db: Path) -> list[dict]:
+def _open(db: Path):
+    """A read-only connection: a report never takes the writer's lock."""
     if not db.is_file():
         raise FileNotFoundError(f"{db}: no such database")
-    return open_records(db)
+    return connect(db, readonly=True)
 
 
 def run(args) -> int:
@@ -48,7 +50,7 @@ def run(args) -> int:
                 scores, declined = reports.read_scores(args.csv.read_text(encoding="utf-8-sig"))
                 result = reports.nps(scores, declined)
             else:
-                result = reports.summary(_records(args.db))["nps"]
+                result = reports.summary(_open(args.db))["nps"]
             if args.json:
                 print(json.dumps(result))
             elif result["n"]:
@@ -61,11 +63,11 @@ def run(args) -> int:
             else:
                 print(f"no scores (declined or timed out: {result['declined']})")
         elif args.report == "summary":
-            result = reports.summary(_records(args.db))
+            result = reports.summary(_open(args.db))
             print(json.dumps(result, indent=None if args.json else 2, ensure_ascii=False))
         else:
             tz = zoneinfo.ZoneInfo(args.tz)
-            rows = reports.breakdown(_records(args.db), args.by, tz)
+            rows = reports.breakdown(_open(args.db), args.by, tz)
             print(reports.to_csv(rows) if args.csv else json.dumps(rows, ensure_ascii=False),
                   end="" if args.csv else "\n")
     except reports.CsvError as e:
@@ -73,20 +75,28 @@ def run(args) -> int:
         for problem in e.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except (OSError, UnicodeDecodeError, zoneinfo.ZoneInfoNotFoundError) as e:
+    except (OSError, UnicodeDecodeError, zoneinfo.ZoneInfoNotFoundError, sqlite3.Error) as e:
         print(f"cannot report: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 def export(args) -> int:
+    """Streams: a year of records is written as it is read, in flat memory.
+    To a file, through a temporary name, so a failed export leaves no
+    half file behind."""
     try:
-        text = reports.to_csv(_records(args.db), reports.EXPORT_FIELDS)
-    except OSError as e:
+        conn = _open(args.db)
+        if args.out:
+            tmp = args.out.with_name(args.out.name + ".part")
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                for chunk in reports.export_chunks(conn):
+                    f.write(chunk)
+            tmp.replace(args.out)
+        else:
+            for chunk in reports.export_chunks(conn):
+                sys.stdout.write(chunk)
+    except (OSError, sqlite3.Error) as e:
         print(f"cannot export: {e}", file=sys.stderr)
         return 2
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
     return 0

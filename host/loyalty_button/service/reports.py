@@ -2,40 +2,37 @@
 response rate, reasons, breakdowns and trends. One implementation behind
 the CLI (`loyalty-button report ...`) and the dashboard (docs/reports.md).
 
-Records are the dicts of `records.open_records` (or the same fields from
-any source). Only what the shopper did counts: a record that was never
-asked (`not_asked`, `panel_offline`) is not in the response rate, and an
-answer the panel flagged as a burst of presses (`burst`: a child mashing
-the buttons) counts as answered but its score is left out of NPS and CSAT
-(`burst_excluded`)."""
+Every report reads a store database's running totals (rollup.py, which
+also holds the rules of counting), never the records one by one, so its
+cost does not grow with the months a store has been open; the export
+streams the records from a cursor. A list of record dicts is reported on
+through `records.memory_db`, the same code."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+import sqlite3
 import statistics
-from collections import Counter, defaultdict
 from datetime import datetime, timezone, tzinfo
 
 from lbpanel.protocol import nps_class
 
 from ..problems import ProblemsError
+from . import rollup
+from .rollup import ASKED, Tally
 
-# Outcomes of a question that was put to a shopper (docs/concentrator.md).
-ASKED = ("answered", "declined", "timeout", "superseded", "no_reply")
 Z95 = 1.959963984540054  # the normal quantile for a two-sided 95 % interval
 
 
-def nps(scores, declined: int = 0) -> dict:
-    """NPS of 0-10 scores, in points (-100..100), with a 95 % interval by
-    the adjusted-Wald method (Rocks, The American Statistician 70(4), 2016):
-    add 3/4 to promoters and to detractors and 3 to n, then take the
-    variance of a difference of two multinomial proportions."""
-    counts = Counter(nps_class(s) for s in scores)
-    n = sum(counts.values())
-    pro, det = counts["promoter"], counts["detractor"]
-    out = {"n": n, "declined": declined, "promoters": pro, "passives": counts["passive"],
+def nps_counts(pro: int, passive: int, det: int, declined: int = 0) -> dict:
+    """NPS in points (-100..100), with a 95 % interval by the adjusted-Wald
+    method (Rocks, The American Statistician 70(4), 2016): add 3/4 to
+    promoters and to detractors and 3 to n, then take the variance of a
+    difference of two multinomial proportions."""
+    n = pro + passive + det
+    out = {"n": n, "declined": declined, "promoters": pro, "passives": passive,
            "detractors": det, "nps": None, "ci95_low": None, "ci95_high": None}
     if n == 0:
         return out
@@ -50,152 +47,132 @@ def nps(scores, declined: int = 0) -> dict:
     return out
 
 
-def csat(values) -> dict:
-    """CSAT on 1-5: mean, distribution, and the share of 4s and 5s (the
-    usual 'satisfied' percentage)."""
-    values = list(values)
-    dist = Counter(values)
-    out = {"n": len(values), "mean": None, "satisfied_pct": None,
-           "distribution": {str(k): dist.get(k, 0) for k in range(1, 6)}}
-    if values:
-        out["mean"] = round(statistics.fmean(values), 2)
-        out["satisfied_pct"] = round(100 * sum(1 for v in values if v >= 4) / len(values), 1)
+def nps(scores, declined: int = 0) -> dict:
+    """NPS of a list of 0-10 scores (a CSV of scores)."""
+    classes = [nps_class(s) for s in scores]
+    return nps_counts(classes.count("promoter"), classes.count("passive"),
+                      classes.count("detractor"), declined)
+
+
+def csat(distribution: dict[int, int]) -> dict:
+    """CSAT on 1-5 from {value: count}: mean, distribution, and the share of
+    4s and 5s (the usual 'satisfied' percentage)."""
+    n = sum(distribution.values())
+    out = {"n": n, "mean": None, "satisfied_pct": None,
+           "distribution": {str(k): distribution.get(k, 0) for k in rollup.CSAT_VALUES}}
+    if n:
+        out["mean"] = round(sum(k * c for k, c in distribution.items()) / n, 2)
+        out["satisfied_pct"] = round(100 * sum(c for k, c in distribution.items() if k >= 4) / n,
+                                     1)
     return out
 
 
-def response(records) -> dict:
+def response(t: Tally) -> dict:
     """Answered / asked, with every other outcome of an asked question
     (declined, timed out, superseded, no reply) counted on its own."""
-    outcomes = Counter(r.get("outcome") for r in records if r.get("outcome") in ASKED)
+    outcomes = {o: getattr(t, o) for o in ASKED}
     asked = sum(outcomes.values())
-    out = {"asked": asked, **{o: outcomes.get(o, 0) for o in ASKED}, "rate_pct": None}
+    out = {"asked": asked, **outcomes, "rate_pct": None}
     if asked:
         out["rate_pct"] = round(100 * outcomes["answered"] / asked, 1)
     return out
 
 
-def _answered(records, kind: str) -> list[dict]:
-    return [r for r in records if r.get("kind") == kind
-            and r.get("outcome") == "answered" and isinstance(r.get("value"), int)]
+def _summary(t: Tally) -> dict:
+    return {"nps": {**nps_counts(t.promoters, t.passives, t.detractors, t.nps_declined),
+                    "burst_excluded": t.nps_burst},
+            "csat": {**csat({v: getattr(t, f"csat_{v}") for v in rollup.CSAT_VALUES}),
+                     "burst_excluded": t.csat_burst},
+            "response": response(t)}
 
 
-def _scores(records, kind: str) -> list[int]:
-    return [r["value"] for r in _answered(records, kind) if not r.get("burst")]
+def summary(conn: sqlite3.Connection, period=None) -> dict:
+    """NPS, CSAT, response rate and reasons of every closed record in a
+    store database (records.connect or records.memory_db), or of those in
+    `period`, (start, end) in Unix s."""
+    out = _summary(rollup.total(conn, period))
+    out["reasons"] = rollup.reasons(conn, period)
+    return out
 
 
-def _bursts(records, kind: str) -> int:
-    return sum(1 for r in _answered(records, kind) if r.get("burst"))
-
-
-def _declined(records, kind: str) -> int:
-    return sum(1 for r in records if r.get("kind") == kind
-               and r.get("outcome") in ("declined", "timeout"))
-
-
-def reasons(records) -> dict:
-    """Reason ids given after an NPS rating, counted per NPS class; for
-    other kinds, per value."""
-    out: dict[str, Counter] = defaultdict(Counter)
-    for r in records:
-        if r.get("outcome") != "answered" or not r.get("reasons") or r.get("burst"):
-            continue
-        if r.get("kind") == "nps" and isinstance(r.get("value"), int):
-            group = nps_class(r["value"])
-        else:
-            group = f"{r.get('kind')}:{r.get('value')}"
-        out[group].update(r["reasons"])
-    return {g: dict(c.most_common()) for g, c in sorted(out.items())}
-
-
-def summary(records) -> dict:
-    records = list(records)
-    return {"nps": {**nps(_scores(records, "nps"), _declined(records, "nps")),
-                    "burst_excluded": _bursts(records, "nps")},
-            "csat": {**csat(_scores(records, "csat")), "burst_excluded": _bursts(records, "csat")},
-            "response": response(records),
-            "reasons": reasons(records)}
+def record_count(conn: sqlite3.Connection) -> int:
+    """Records stored, open ones included (no table scan: the totals plus
+    the pending index)."""
+    pending = conn.execute("SELECT COUNT(*) FROM records WHERE state = 'pending'").fetchone()[0]
+    return rollup.total(conn).n + pending
 
 
 # --- breakdowns ---------------------------------------------------------------
 
-def _local(ms: int | None, tz: tzinfo) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(tz)
-
-
-def _when(r) -> int | None:
-    return r.get("asked_ms") or r.get("received_ms")
-
-
-def segments(records) -> dict[str, str]:
+def segments(conn: sqlite3.Connection) -> dict[str, str]:
     """loyalty id -> value segment, from the records themselves: visit
     frequency (regular: 4 or more receipts per 30 days of the period
     covered, else occasional) and average check (high: at or above the
     median of members' average checks, else low)."""
-    visits: dict[str, list[float]] = defaultdict(list)
-    times = [t for t in (_when(r) for r in records) if t]
-    for r in records:
-        if r.get("loyalty_id"):
-            visits[r["loyalty_id"]].append(r.get("total") or 0.0)
-    if not visits:
+    shoppers = rollup.shoppers(conn)
+    if not shoppers:
         return {}
-    span_days = max(1.0, (max(times) - min(times)) / 86_400_000) if times else 1.0
-    avg = {lid: statistics.fmean(v) for lid, v in visits.items()}
+    first, last = conn.execute("SELECT MIN(received_ms), MAX(received_ms) FROM records").fetchone()
+    span_days = max(1.0, (last - first) / 86_400_000) if first is not None else 1.0
+    avg = {lid: spend / visits for lid, (visits, spend) in shoppers.items()}
     median = statistics.median(avg.values())
     out = {}
-    for lid, v in visits.items():
-        freq = "regular" if len(v) * 30 / span_days >= 4 else "occasional"
+    for lid, (visits, _) in shoppers.items():
+        freq = "regular" if visits * 30 / span_days >= 4 else "occasional"
         out[lid] = f"{freq}, {'high' if avg[lid] >= median else 'low'} check"
     return out
 
 
-def _keys(tz: tzinfo, segs: dict[str, str]):
-    def hour(r):
-        t = _local(_when(r), tz)
-        return None if t is None else f"{t.hour:02d}:00"
+def _in_zone(tz: tzinfo):
+    def local(slot: int) -> datetime:
+        return datetime.fromtimestamp(slot, timezone.utc).astimezone(tz)
 
-    def day(r):
-        t = _local(_when(r), tz)
-        return None if t is None else t.date().isoformat()
-
-    def week(r):
-        t = _local(_when(r), tz)
-        if t is None:
-            return None
-        y, w, _ = t.isocalendar()
+    def week(slot: int) -> str:
+        y, w, _ = local(slot).isocalendar()
         return f"{y}-W{w:02d}"
-    return {
-        "store": lambda r: r.get("store"),
-        "till": lambda r: r.get("till"),
-        "cashier": lambda r: r.get("cashier"),
-        "question": lambda r: r.get("qid"),
-        "language": lambda r: r.get("lang"),
-        "hour": hour,
-        "member": lambda r: "member" if r.get("loyalty_id") else "non-member",
-        "segment": lambda r: segs.get(r.get("loyalty_id"), "non-member"),
-        "advert": lambda r: r.get("advert"),
-        "emotion": lambda r: r.get("emotion"),
-        "day": day,
-        "week": week,
-    }
+    return {"hour": lambda s: f"{local(s).hour:02d}:00",
+            "day": lambda s: local(s).date().isoformat(),
+            "week": week}
 
 
-BREAKDOWNS = tuple(_keys(timezone.utc, {}))
+# What a report can be broken down by: a dimension kept in the totals, the
+# store's clock (from the quarter-hour totals), or the value segment.
+BREAKDOWNS = ("store", "till", "cashier", "question", "language", "hour", "member", "segment",
+              "advert", "emotion", "day", "week")
 
 
-def breakdown(records, by: str, tz: tzinfo = timezone.utc) -> list[dict]:
+def _groups(conn: sqlite3.Connection, by: str, tz: tzinfo, period) -> dict[str, Tally]:
+    groups: dict[str, Tally] = {}
+
+    def put(key, t: Tally) -> None:
+        key = str(key or "(none)")
+        groups[key] = rollup.add(groups[key], t) if key in groups else t
+    if by in ("hour", "day", "week"):
+        name = _in_zone(tz)[by]
+        for slot, t in rollup.by_slot(conn, period):
+            put(name(slot), t)
+    elif by == "segment":
+        segs = segments(conn)
+        for lid, t in rollup.by_key(conn, "shopper").items():
+            put(segs.get(lid, "non-member"), t)
+    else:
+        for key, t in rollup.by_key(conn, by, period).items():
+            put(key, t)
+    return {k: t for k, t in groups.items() if t.n}
+
+
+def breakdown(conn: sqlite3.Connection, by: str, tz: tzinfo = timezone.utc,
+              period=None) -> list[dict]:
     """One row per value of `by` (see BREAKDOWNS): NPS with its interval,
     CSAT mean, response rate. Rows sorted by their key; `day` and `week`
-    are the trend."""
-    records = list(records)
-    keys = _keys(tz, segments(records) if by == "segment" else {})
-    if by not in keys:
-        raise ValueError(f"unknown breakdown {by!r}; known: {', '.join(keys)}")
-    groups: dict[str, list] = defaultdict(list)
-    for r in records:
-        groups[str(keys[by](r) or "(none)")].append(r)
+    are the trend. `period`: (start, end) in Unix s, to the hour (the
+    value segments are all time)."""
+    if by not in BREAKDOWNS:
+        raise ValueError(f"unknown breakdown {by!r}; known: {', '.join(BREAKDOWNS)}")
+    groups = _groups(conn, by, tz, period)
     rows = []
     for key in sorted(groups):
-        s = summary(groups[key])
+        s = _summary(groups[key])
         rows.append({by: key, "n": s["nps"]["n"], "nps": s["nps"]["nps"],
                      "ci95_low": s["nps"]["ci95_low"], "ci95_high": s["nps"]["ci95_high"],
                      "promoters": s["nps"]["promoters"], "passives": s["nps"]["passives"],
@@ -227,6 +204,41 @@ def _cell(value):
     if isinstance(value, str) and value.startswith(_FORMULA_LEAD):
         return "'" + value
     return value
+
+
+def _sql_cell(col: str) -> str:
+    """_cell in SQL, so that an export of a million rows stays in C."""
+    if col == "late":  # written as a Python bool by earlier versions: keep the format
+        return "CASE WHEN late THEN 'True' ELSE 'False' END"
+    if col == "reasons":
+        col = ("(SELECT group_concat(CAST(value AS TEXT), ';') FROM json_each(CASE WHEN "
+               "json_valid(reasons) AND json_type(reasons) = 'array' THEN reasons ELSE '[]' END))")
+    leads = ", ".join(f"char({ord(c)})" for c in _FORMULA_LEAD)
+    return (f"CASE WHEN typeof({col}) = 'text' AND substr({col}, 1, 1) IN ({leads}) "
+            f"THEN char(39) || {col} ELSE {col} END")
+
+
+EXPORT_SQL = (f"SELECT {', '.join(_sql_cell(f) for f in EXPORT_FIELDS)} FROM records "
+              f"ORDER BY received_ms, id")
+
+
+def export_chunks(conn: sqlite3.Connection, rows_per_chunk: int = 2000):
+    """Every record as CSV (EXPORT_FIELDS), oldest first, as chunks of text:
+    memory stays flat however many records there are."""
+    cur = conn.cursor()
+    cur.row_factory = None
+    cur.execute(EXPORT_SQL)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(EXPORT_FIELDS)
+    while True:
+        rows = cur.fetchmany(rows_per_chunk)
+        w.writerows(rows)
+        yield buf.getvalue()
+        if not rows:
+            return
+        buf.seek(0)
+        buf.truncate()
 
 
 def to_csv(rows, fields=None) -> str:

@@ -189,6 +189,7 @@ class Store:
     def __init__(self, root: Path, panels: int = 3, store: str = "demo-store",
                  timeout_s: int | None = None, concentrator: str = "thread",
                  guard_ms: int | None = None, thanks_s: int | None = None,
+                 settle_ms: int | None = None,
                  catalogue: dict | None = None, probe_images: Path | None = None,
                  adverts: bool = False, **settings):
         """adverts: give the store two sample advert pictures and a
@@ -217,6 +218,8 @@ class Store:
             self._panel_overrides["question_guard_ms"] = guard_ms
         if thanks_s is not None:
             self._panel_overrides["thanks_s"] = thanks_s
+        if settle_ms is not None:
+            self._panel_overrides["touch__settle_ms"] = settle_ms
         self.pos = Pos(store, self.cfg.udp_port, self.cfg.http_port, self.cfg.pos_key,
                        self.cfg.pos_token)
 

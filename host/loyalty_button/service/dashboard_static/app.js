@@ -15,11 +15,25 @@ function cell(tr, text, cls) {
   return td;
 }
 
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
 async function api(path, options) {
-  const r = await fetch(path, options);
-  if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
-  if (!r.ok) throw new Error(path + ": HTTP " + r.status);
-  return r.json();
+  for (;;) {
+    const r = await fetch(path, options);
+    if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+    if (r.status === 503) {
+      // A report that takes long goes on in the background: say so, ask again.
+      const body = await r.json().catch(() => ({}));
+      if (body.computing) {
+        $("computing").hidden = false;
+        await sleep(1000 * (body.retry_after_s || 2));
+        continue;
+      }
+    }
+    if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+    $("computing").hidden = true;
+    return r.json();
+  }
 }
 
 async function summary() {
