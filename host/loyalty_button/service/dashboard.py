@@ -246,13 +246,28 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     async def export_records(request):
         if not Path(cfg.database).exists():
             raise web.HTTPServiceUnavailable(text="no records yet: the database does not exist")
-        # Streamed from a cursor: a year of records in flat memory.
+        # The sqlite3 shell writes the CSV in its own process (reports.
+        # export_command): this process only passes the bytes on.
+        try:
+            cmd = reports.export_command(cfg.database)
+        except reports.ExportError as e:
+            log.error("dashboard: cannot export: %s", e)
+            raise web.HTTPServiceUnavailable(text=str(e))
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
         resp = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{cfg.store}-records.csv"'})
-        await resp.prepare(request)
-        async for chunk in jobs.stream(reports.export_chunks):
-            await resp.write(chunk.encode("utf-8"))
+        try:
+            await resp.prepare(request)
+            while chunk := await proc.stdout.read(1 << 16):
+                await resp.write(chunk)
+        finally:
+            if proc.returncode is None and proc.stdout.at_eof() is False:
+                proc.kill()  # the browser went away
+            err = await proc.stderr.read()
+            if await proc.wait() not in (0, -9):
+                log.error("dashboard: the export failed: %s", err.decode(errors="replace"))
         await resp.write_eof()
         return resp
 

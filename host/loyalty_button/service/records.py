@@ -124,7 +124,7 @@ _STOP = object()
 
 # ON CONFLICT(id), not OR IGNORE: only a second copy of a record is skipped;
 # any other constraint failure is an error to see.
-_INSERT = (f"INSERT INTO records ({', '.join(RECORD_FIELDS)}) "
+INSERT = (f"INSERT INTO records ({', '.join(RECORD_FIELDS)}) "
            f"VALUES ({', '.join('?' * len(RECORD_FIELDS))}) ON CONFLICT(id) DO NOTHING")
 _CLOSE = (f"UPDATE records SET state = 'closed', "
           f"{', '.join(f + ' = ?' for f in CLOSE_FIELDS)}, updated_ms = ? WHERE id = ?")
@@ -251,8 +251,8 @@ class RecordStore:
         rec.setdefault("late", 0)
         params = encode_row(rec)
         if rec.get("state") == "closed":  # not asked: final at once
-            return self._put(*self._with_outbox(_INSERT, params, rec["id"]), wait)
-        return self._put(_INSERT, params, wait)
+            return self._put(*self._with_outbox(INSERT, params, rec["id"]), wait)
+        return self._put(INSERT, params, wait)
 
     def close(self, record_id: str, fields: dict, wait: bool = False):
         """Set the outcome of a record (the transaction is over)."""
@@ -428,7 +428,7 @@ def memory_db(records) -> sqlite3.Connection:
     rollup.create(conn)
     conn.execute("BEGIN")
     for rec in records:
-        conn.execute(_INSERT, encode_row({"updated_ms": 0, "late": 0, **rec}))
+        conn.execute(INSERT, encode_row({"updated_ms": 0, "late": 0, **rec}))
     conn.execute("COMMIT")
     return conn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import sys
 import zoneinfo
 from pathlib import Path
@@ -82,21 +83,25 @@ def run(args) -> int:
 
 
 def export(args) -> int:
-    """Streams: a year of records is written as it is read, in flat memory.
-    To a file, through a temporary name, so a failed export leaves no
-    half file behind."""
+    """Streams (reports.export_command): to a file through a temporary
+    name, so that a failed export leaves no half file behind."""
     try:
-        conn = _open(args.db)
+        _open(args.db).close()
+        cmd = reports.export_command(args.db)
         if args.out:
             tmp = args.out.with_name(args.out.name + ".part")
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                for chunk in reports.export_chunks(conn):
-                    f.write(chunk)
-            tmp.replace(args.out)
+            with open(tmp, "wb") as f:
+                done = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE)
+            if done.returncode == 0:
+                tmp.replace(args.out)
+            else:
+                tmp.unlink()
         else:
-            for chunk in reports.export_chunks(conn):
-                sys.stdout.write(chunk)
-    except (OSError, sqlite3.Error) as e:
+            sys.stdout.flush()
+            done = subprocess.run(cmd, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise reports.ExportError(done.stderr.decode(errors="replace").strip())
+    except (OSError, sqlite3.Error, reports.ExportError) as e:
         print(f"cannot export: {e}", file=sys.stderr)
         return 2
     return 0

@@ -83,25 +83,5 @@ class ReportJobs:
         else:
             log.error("dashboard: report %s failed: %s", key, e)
 
-    def stream(self, fn):
-        """An async iterator over fn(conn)'s chunks, each read in a thread:
-        a long export never holds the event loop."""
-        async def chunks():
-            conn = await asyncio.get_running_loop().run_in_executor(
-                None, connect, self.database, True)
-            it = fn(conn)
-            try:
-                while True:
-                    # The default pool, not the reports' one: a download of a
-                    # year of records must not hold up the page's figures.
-                    chunk = await asyncio.get_running_loop().run_in_executor(
-                        None, next, it, None)
-                    if chunk is None:
-                        return
-                    yield chunk
-            finally:
-                conn.close()
-        return chunks()
-
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
