@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import random
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from loyalty_button.forward import alerts
-from loyalty_button.service import reports
+from loyalty_button.service import reports, rollup
 from loyalty_button.service.records import RecordStore, memory_db, now_ms
 
 
@@ -142,3 +144,154 @@ def test_segments_split_regulars_from_occasional_and_by_check():
     assert segs == {"R": "regular, high check", "O": "occasional, low check"}
     rows = {r["segment"]: r["n"] for r in reports.breakdown(memory_db(recs), "segment")}
     assert rows == {"non-member": 1, "occasional, low check": 1, "regular, high check": 6}
+
+
+# --- running totals (rollup.py) ------------------------------------------------------
+
+def _totals(db) -> set:
+    conn = sqlite3.connect(db)
+    try:
+        out = set()
+        for table in ("rollup", "rollup_reasons", "shoppers"):
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                if any(isinstance(v, (int, float)) and v for v in row[3 if table == "rollup"
+                                                                       else -1:]):
+                    out.add((table,) + tuple(row))
+        return out
+    finally:
+        conn.close()
+
+
+def _recount(db) -> set:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    rollup.rebuild(conn)
+    conn.execute("COMMIT")
+    conn.close()
+    return _totals(db)
+
+
+def test_totals_kept_while_records_close_reclose_and_get_estimates_equal_a_recount(tmp_path):
+    """The triggers keep the totals in the closing transaction; after
+    closes, late answers that re-close, probe estimates that come after the
+    close and a deleted record, they are exactly what counting the records
+    from scratch gives."""
+    rnd = random.Random(7)
+    store = RecordStore(tmp_path / "r.db")
+    base = now_ms() - 3 * 86_400_000
+    for i in range(300):
+        at = base + i * 600_000
+        rec = _rec(i, None, kind=rnd.choice(["nps", "csat", "yesno"]), outcome=None,
+                   lid=rnd.choice([None, "A", "B", "C"]), till=str(i % 4), at=at,
+                   cashier=rnd.choice(["ann", "bob", None]), total=rnd.choice([None, 12.5]))
+        rec["state"] = "pending"
+        store.insert(rec)
+    for i in range(300):
+        kind = None
+        if i % 5 == 0:
+            continue  # stays open
+        outcome = rnd.choice(["answered", "declined", "timeout", "no_reply", "superseded"])
+        value = rnd.randint(0, 10) if outcome == "answered" else None
+        store.close(f"s1-{i}", {"outcome": outcome, "value": value, "closed_ms": now_ms(),
+                                "reasons": rnd.choice([None, ["queue"], ["staff", "queue"]]),
+                                "burst": rnd.choice([None, None, 5]), "advert": kind})
+        if i % 7 == 0:  # a late answer re-closes it
+            store.close(f"s1-{i}", {"outcome": "answered", "value": 3, "late": 1,
+                                    "reasons": ["prices"], "closed_ms": now_ms()})
+        if i % 3 == 0:  # the probe's estimate after the close
+            store.set_probe(f"s1-{i}", {"probe": "ok", "emotion": rnd.choice(["happy", "sad"])})
+    store.flush()
+    store.reader.execute("DELETE FROM records WHERE id = 's1-1'")
+    store.stop()
+    kept = _totals(tmp_path / "r.db")
+    assert len(kept) > 200
+    assert kept == _recount(tmp_path / "r.db")
+
+
+def _oracle(recs, key):
+    """Counting the records one by one, as reports did before totals."""
+    groups = {}
+    for r in recs:
+        if r.get("state") != "closed":
+            continue
+        g = groups.setdefault(key(r), {"n": 0, "pro": 0, "det": 0, "asked": 0, "answered": 0})
+        g["n"] += 1
+        if r["outcome"] in rollup.ASKED:
+            g["asked"] += 1
+            g["answered"] += r["outcome"] == "answered"
+        if (r["kind"] == "nps" and r["outcome"] == "answered" and isinstance(r["value"], int)
+                and not r.get("burst")):
+            g["pro"] += r["value"] >= 9
+            g["det"] += r["value"] <= 6
+    return groups
+
+
+def test_breakdowns_from_totals_agree_with_counting_the_records_in_a_half_hour_zone():
+    """Kolkata is UTC+5:30: an hour of the store's day spans two UTC hours,
+    which the quarter-hour totals of the store as a whole get right."""
+    tz = ZoneInfo("Asia/Kolkata")
+    rnd = random.Random(3)
+    base = int(datetime(2026, 11, 20, 0, 0, tzinfo=tz).timestamp() * 1000)
+    recs = []
+    for i in range(2000):
+        outcome = rnd.choice(["answered", "answered", "declined", "timeout", "not_asked"])
+        recs.append(_rec(i, rnd.randint(0, 10), outcome=outcome, till=str(i % 5),
+                         at=base + rnd.randrange(5 * 86_400_000), burst=rnd.choice([None] * 9 + [4])))
+    conn = memory_db(recs)
+
+    def local(r):
+        return datetime.fromtimestamp(r["asked_ms"] / 1000, tz)
+    for by, key in (("till", lambda r: r["till"]),
+                    ("hour", lambda r: f"{local(r).hour:02d}:00"),
+                    ("day", lambda r: local(r).date().isoformat())):
+        want = _oracle(recs, key)
+        got = {row[by]: row for row in reports.breakdown(conn, by, tz)}
+        assert set(got) == set(want), by
+        for k, w in want.items():
+            g = got[k]
+            assert (g["promoters"], g["detractors"], g["asked"], g["answered"]) == \
+                (w["pro"], w["det"], w["asked"], w["answered"]), (by, k)
+
+
+def test_a_database_from_before_totals_gets_them_counted_when_opened(tmp_path):
+    db = tmp_path / "r.db"
+    store = RecordStore(db)
+    for i in range(50):
+        store.insert(_rec(i, i % 11, till=str(i % 3), reasons=["queue"] if i % 2 else None))
+    store.stop()
+    want = _totals(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for name in rollup.TRIGGER_NAMES:
+        conn.execute(f"DROP TRIGGER {name}")
+    for table in ("rollup", "rollup_reasons", "shoppers"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DROP INDEX records_pending")
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+    conn.close()
+    RecordStore(db).stop()
+    assert _totals(db) == want and len(want) > 10
+    conn = sqlite3.connect(db)
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM records WHERE state = 'pending'"))
+    conn.close()
+    assert "records_pending" in plan  # start-up reads only the open transactions
+
+
+def test_the_export_round_trips_awkward_text_and_neutralises_formulas(tmp_path):
+    store = RecordStore(tmp_path / "r.db")
+    awkward = ['say "hi", then\nleave', "=1+1", "-3", "plain", "ünïcödé, ok", "@x\r\n"]
+    for i, text in enumerate(awkward):
+        store.insert(_rec(i, "yes" if i % 2 else 7, kind="yesno" if i % 2 else "nps",
+                          cashier=text, reasons=[text, "b"] if i % 2 else [], total=-2.5))
+    store.stop()
+    out = cli("export", "--db", str(tmp_path / "r.db"), "--out", str(tmp_path / "x.csv"))
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader((tmp_path / "x.csv").open(newline="")))
+    assert [r["cashier"] for r in rows] == \
+        [("'" + t if t[0] in "=-@" else t) for t in awkward]
+    assert rows[1]["reasons"] == "'=1+1;b" and rows[3]["reasons"] == "plain;b"
+    assert rows[0]["reasons"] == "" and rows[5]["reasons"] == "'@x\r\n;b"
+    assert rows[0]["total"] == "-2.5" and rows[0]["value"] == "7" and rows[0]["late"] == "False"
+    assert not (tmp_path / "x.csv.part").exists()
+    bad = cli("export", "--db", str(tmp_path / "missing.db"))
+    assert bad.returncode == 2 and "missing.db" in bad.stderr
