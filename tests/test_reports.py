@@ -13,6 +13,8 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from loyalty_button.forward import alerts
 from loyalty_button.service import reports, rollup
 from loyalty_button.service.records import RecordStore, memory_db, now_ms
@@ -226,12 +228,15 @@ def _oracle(recs, key):
     return groups
 
 
-def test_breakdowns_from_totals_agree_with_counting_the_records_in_a_half_hour_zone():
+@pytest.mark.parametrize("zone, start", [("Asia/Kolkata", datetime(2026, 11, 20)),
+                                         ("Europe/Berlin", datetime(2026, 3, 26))])
+def test_breakdowns_from_totals_agree_with_counting_the_records_in_any_zone(zone, start):
     """Kolkata is UTC+5:30: an hour of the store's day spans two UTC hours,
-    which the quarter-hour totals of the store as a whole get right."""
-    tz = ZoneInfo("Asia/Kolkata")
+    which the quarter-hour totals of the store as a whole get right; Berlin
+    moves its clocks on 29 March, inside the five days."""
+    tz = ZoneInfo(zone)
     rnd = random.Random(3)
-    base = int(datetime(2026, 11, 20, 0, 0, tzinfo=tz).timestamp() * 1000)
+    base = int(start.replace(tzinfo=tz).timestamp() * 1000)
     recs = []
     for i in range(2000):
         outcome = rnd.choice(["answered", "answered", "declined", "timeout", "not_asked"])

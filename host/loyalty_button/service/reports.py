@@ -17,7 +17,7 @@ import os
 import shutil
 import sqlite3
 import statistics
-from datetime import datetime, timezone, tzinfo
+from datetime import date, timezone, tzinfo
 from pathlib import Path
 
 from lbpanel.protocol import nps_class
@@ -126,17 +126,7 @@ def segments(conn: sqlite3.Connection) -> dict[str, str]:
     return out
 
 
-def _in_zone(tz: tzinfo):
-    def local(slot: int) -> datetime:
-        return datetime.fromtimestamp(slot, timezone.utc).astimezone(tz)
-
-    def week(slot: int) -> str:
-        y, w, _ = local(slot).isocalendar()
-        return f"{y}-W{w:02d}"
-    return {"hour": lambda s: f"{local(s).hour:02d}:00",
-            "day": lambda s: local(s).date().isoformat(),
-            "week": week}
-
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 # What a report can be broken down by: a dimension kept in the totals, the
 # store's clock (from the quarter-hour totals), or the value segment.
@@ -150,10 +140,17 @@ def _groups(conn: sqlite3.Connection, by: str, tz: tzinfo, period) -> dict[str, 
     def put(key, t: Tally) -> None:
         key = str(key or "(none)")
         groups[key] = rollup.add(groups[key], t) if key in groups else t
-    if by in ("hour", "day", "week"):
-        name = _in_zone(tz)[by]
-        for slot, t in rollup.by_slot(conn, period):
-            put(name(slot), t)
+    if by == "hour":
+        for hour, t in rollup.by_local(conn, tz, 3600, 24, period):
+            put(f"{hour:02d}:00", t)
+    elif by in ("day", "week"):
+        for day, t in rollup.by_local(conn, tz, 86400, None, period):
+            d = date.fromordinal(_EPOCH_DAY + day)
+            if by == "day":
+                put(d.isoformat(), t)
+            else:
+                y, w, _ = d.isocalendar()
+                put(f"{y}-W{w:02d}", t)
     elif by == "segment":
         segs = segments(conn)
         for lid, t in rollup.by_key(conn, "shopper").items():

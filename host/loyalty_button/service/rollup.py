@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import namedtuple
+from datetime import datetime, timezone
 
 from lbpanel.protocol import nps_class
 
@@ -30,13 +31,15 @@ ASKED = ("answered", "declined", "timeout", "superseded", "no_reply")
 NPS_CLASSES = ("promoter", "passive", "detractor")
 CSAT_VALUES = (1, 2, 3, 4, 5)
 
-# A time slot is the start of a quarter of an hour (Unix s) for the store as
-# a whole: every time zone's offset is a whole number of quarters, so hour,
-# day and week in the store's zone come out exact. Other dimensions keep an
-# hour per slot (about 60 rows an hour for a 20-till store), and the shopper
-# dimension (for value segments) one row per loyalty id for all time.
+# Each dimension keeps one row per key for all time (slot 0), so an
+# all-time breakdown reads a few rows however old the store is. The store
+# as a whole is also kept per quarter of an hour (every time zone's offset
+# is a whole number of quarters, so hour, day and week in the store's zone
+# come out exact; a trend reads one row per quarter), and tills and reasons
+# per hour too (the cloud reporter's days).
 SLOT_ALL_S = 900
 SLOT_S = 3600
+ALL_TIME = 0
 
 _WHEN = "COALESCE(NULLIF({r}.asked_ms, 0), {r}.received_ms)"
 _SCORED = "{r}.outcome = 'answered' AND typeof({r}.value) = 'integer'"
@@ -65,20 +68,22 @@ TALLIES["csat_burst"] = f"{{r}}.kind = 'csat' AND {_SCORED} AND COALESCE({{r}}.b
 Tally = namedtuple("Tally", TALLIES)
 EMPTY = Tally(*(0 for _ in TALLIES))
 
-# dimension -> (its key, SQL over a record {r}; seconds per slot, 0 = all time)
+# dimension -> (its key, SQL over a record {r}; the slot sizes it is kept
+# at, in seconds, ALL_TIME = one row per key).
 DIMS = {
-    "all": ("''", SLOT_ALL_S),
-    "store": ("{r}.store", SLOT_S),
-    "till": ("{r}.till", SLOT_S),
-    "cashier": ("{r}.cashier", SLOT_S),
-    "question": ("{r}.qid", SLOT_S),
-    "language": ("{r}.lang", SLOT_S),
+    "all": ("''", (ALL_TIME, SLOT_ALL_S)),
+    "store": ("{r}.store", (ALL_TIME,)),
+    "till": ("{r}.till", (ALL_TIME, SLOT_S)),
+    "cashier": ("{r}.cashier", (ALL_TIME,)),
+    "question": ("{r}.qid", (ALL_TIME,)),
+    "language": ("{r}.lang", (ALL_TIME,)),
     "member": ("CASE WHEN COALESCE({r}.loyalty_id, '') <> '' THEN 'member' "
-               "ELSE 'non-member' END", SLOT_S),
-    "advert": ("{r}.advert", SLOT_S),
-    "emotion": ("{r}.emotion", SLOT_S),
-    "shopper": ("{r}.loyalty_id", 0),
+               "ELSE 'non-member' END", (ALL_TIME,)),
+    "advert": ("{r}.advert", (ALL_TIME,)),
+    "emotion": ("{r}.emotion", (ALL_TIME,)),
+    "shopper": ("{r}.loyalty_id", (ALL_TIME,)),
 }
+REASON_SLOTS = (ALL_TIME, SLOT_S)
 
 # Reasons from the "why?" step: per NPS class, or per kind:value.
 _GROUP = ("CASE WHEN {r}.kind = 'nps' AND typeof({r}.value) = 'integer' THEN CASE "
@@ -119,16 +124,18 @@ def _change(r: str, sign: str) -> list[str]:
     cols = ", ".join(TALLIES)
     sets = ", ".join(f"{t} = {t} + excluded.{t}" for t in TALLIES)
     out = []
-    for dim, (expr, seconds) in DIMS.items():
-        flags = ", ".join(f"{sign}{_flag(c, r)}" for c in TALLIES.values())
-        out.append(f"INSERT INTO rollup (dim, slot, key, {cols}) VALUES ('{dim}', "
-                   f"{_slot(r, seconds)}, {_key(expr, r)}, {flags}) "
-                   f"ON CONFLICT (dim, slot, key) DO UPDATE SET {sets}")
-    out.append(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT {_slot(r, SLOT_S)}, "
-               f"{_GROUP.format(r=r)}, CAST(j.value AS TEXT), {sign}1 FROM json_each("
-               f"CASE WHEN {_HAS_REASONS.format(r=r)} THEN {r}.reasons ELSE '[]' END) AS j "
-               f"WHERE {_GROUP.format(r=r)} IS NOT NULL "
-               f"ON CONFLICT (slot, grp, reason) DO UPDATE SET n = n + excluded.n")
+    flags = ", ".join(f"{sign}{_flag(c, r)}" for c in TALLIES.values())
+    for dim, (expr, sizes) in DIMS.items():
+        for seconds in sizes:
+            out.append(f"INSERT INTO rollup (dim, slot, key, {cols}) VALUES ('{dim}', "
+                       f"{_slot(r, seconds)}, {_key(expr, r)}, {flags}) "
+                       f"ON CONFLICT (dim, slot, key) DO UPDATE SET {sets}")
+    for seconds in REASON_SLOTS:
+        out.append(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT "
+                   f"{_slot(r, seconds)}, {_GROUP.format(r=r)}, CAST(j.value AS TEXT), {sign}1 "
+                   f"FROM json_each(CASE WHEN {_HAS_REASONS.format(r=r)} THEN {r}.reasons "
+                   f"ELSE '[]' END) AS j WHERE {_GROUP.format(r=r)} IS NOT NULL "
+                   f"ON CONFLICT (slot, grp, reason) DO UPDATE SET n = n + excluded.n")
     return out
 
 
@@ -170,19 +177,23 @@ def rebuild(conn: sqlite3.Connection) -> int:
     for table in ("rollup", "rollup_reasons", "shoppers"):
         conn.execute(f"DELETE FROM {table}")
     cols = ", ".join(TALLIES)
-    for dim, (expr, seconds) in DIMS.items():
-        sums = ", ".join(f"SUM({_flag(c, 'r')})" for c in TALLIES.values())
-        conn.execute(f"INSERT INTO rollup (dim, slot, key, {cols}) SELECT '{dim}', "
-                     f"{_slot('r', seconds)}, {_key(expr, 'r')}, {sums} FROM records AS r "
-                     f"WHERE r.state = 'closed' GROUP BY 2, 3")
-    conn.execute(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT s, g, v, COUNT(*) "
-                 f"FROM (SELECT {_slot('r', SLOT_S)} AS s, {_GROUP.format(r='r')} AS g, "
-                 f"CAST(j.value AS TEXT) AS v FROM records AS r, json_each(CASE WHEN "
-                 f"{_HAS_REASONS.format(r='r')} THEN r.reasons ELSE '[]' END) AS j "
-                 f"WHERE r.state = 'closed') WHERE g IS NOT NULL GROUP BY s, g, v")
+    sums = ", ".join(f"SUM({_flag(c, 'r')})" for c in TALLIES.values())
+    for dim, (expr, sizes) in DIMS.items():
+        for seconds in sizes:
+            conn.execute(f"INSERT INTO rollup (dim, slot, key, {cols}) SELECT '{dim}', "
+                         f"{_slot('r', seconds)}, {_key(expr, 'r')}, {sums} FROM records AS r "
+                         f"WHERE r.state = 'closed' GROUP BY 2, 3")
+    for seconds in REASON_SLOTS:
+        conn.execute(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT s, g, v, "
+                     f"COUNT(*) FROM (SELECT {_slot('r', seconds)} AS s, "
+                     f"{_GROUP.format(r='r')} AS g, CAST(j.value AS TEXT) AS v FROM records AS r, "
+                     f"json_each(CASE WHEN {_HAS_REASONS.format(r='r')} THEN r.reasons "
+                     f"ELSE '[]' END) AS j WHERE r.state = 'closed') WHERE g IS NOT NULL "
+                     f"GROUP BY s, g, v")
     conn.execute("INSERT INTO shoppers SELECT loyalty_id, COUNT(*), SUM(COALESCE(total, 0)) "
                  "FROM records WHERE COALESCE(loyalty_id, '') <> '' GROUP BY loyalty_id")
-    return conn.execute("SELECT COALESCE(SUM(n), 0) FROM rollup WHERE dim = 'all'").fetchone()[0]
+    return conn.execute("SELECT COALESCE(SUM(n), 0) FROM rollup WHERE dim = 'all' "
+                        "AND slot = 0").fetchone()[0]
 
 
 # --- reading ------------------------------------------------------------------------
@@ -191,26 +202,66 @@ _SUMS = ", ".join(f"SUM({t})" for t in TALLIES)
 
 
 def _period(period) -> tuple[str, tuple]:
-    """SQL and parameters for slots in [start, end) (Unix s), or all time."""
+    """SQL and parameters for the all-time rows, or for the slots in
+    [start, end) (Unix s)."""
     if period is None:
-        return "", ()
-    return " AND slot >= ? AND slot < ?", tuple(period)
+        return " AND slot = 0", ()
+    return " AND slot >= ? AND slot < ?", (max(1, period[0]), period[1])
 
 
 def by_key(conn, dim: str, period=None) -> dict[str, Tally]:
-    """key -> the totals of every record with that key (in the period:
-    (start, end) in Unix s, to the hour; the shopper dimension is all time)."""
-    where, args = _period(period if DIMS[dim][1] else None)
+    """key -> the totals of every record with that key, all time or in a
+    period, (start, end) in Unix s, to the hour (tills only)."""
+    if period is not None and SLOT_S not in DIMS[dim][1]:
+        raise ValueError(f"{dim} is kept for all time only, not for a period")
+    where, args = _period(period)
     return {key: Tally(*sums) for key, *sums in conn.execute(
         f"SELECT key, {_SUMS} FROM rollup WHERE dim = ?{where} GROUP BY key", (dim, *args))}
 
 
-def by_slot(conn, period=None) -> list[tuple[int, Tally]]:
-    """(slot start, Unix s; totals) for every quarter hour with a closed record."""
-    where, args = _period(period)
-    return [(slot, Tally(*sums)) for slot, *sums in conn.execute(
-        f"SELECT slot, {', '.join(TALLIES)} FROM rollup WHERE dim = 'all'{where} ORDER BY slot",
-        args)]
+def _offsets(conn, tz) -> list[tuple[int, int, int]]:
+    """(start, end, UTC offset in s) spans of constant offset of `tz` over
+    the slots there are: a handful of SQL groupings instead of one per slot."""
+    first, last = conn.execute("SELECT MIN(slot), MAX(slot) FROM rollup WHERE dim = 'all' "
+                               "AND slot > 0").fetchone()
+    if first is None:
+        return []
+
+    def offset(t: int) -> int:
+        return int(datetime.fromtimestamp(t, timezone.utc).astimezone(tz)
+                   .utcoffset().total_seconds())
+    spans, start, here = [], first, offset(first)
+    t = first
+    while t <= last:
+        step = min(86_400, last + SLOT_ALL_S - t)
+        nxt = t + step
+        if offset(nxt) != here:  # a change within (t, nxt]: find its quarter hour
+            lo, hi = t, nxt
+            while hi - lo > SLOT_ALL_S:
+                mid = lo + (hi - lo) // 2 // SLOT_ALL_S * SLOT_ALL_S
+                lo, hi = (mid, hi) if offset(mid) == here else (lo, mid)
+            spans.append((start, hi, here))
+            start, here = hi, offset(hi)
+        t = nxt
+    spans.append((start, last + 1, here))
+    return spans
+
+
+def by_local(conn, tz, seconds: int, modulo: int | None = None,
+             period=None) -> list[tuple[int, Tally]]:
+    """Totals per local time bucket in `tz`: (local Unix s // seconds, or
+    that % modulo) -> totals, e.g. seconds 86400 for days, 3600 and modulo
+    24 for the hours of the day. Grouped in SQL, span by span of constant
+    offset: the rows read are the store's quarter hours, in C."""
+    out: dict[int, Tally] = {}
+    lo, hi = period or (1, 1 << 62)
+    for start, end, off in _offsets(conn, tz):
+        bucket = f"(slot + {off}) / {seconds}" + (f" % {modulo}" if modulo else "")
+        for b, *sums in conn.execute(
+                f"SELECT {bucket} AS b, {_SUMS} FROM rollup WHERE dim = 'all' AND slot >= ? "
+                f"AND slot < ? GROUP BY b", (max(1, start, lo), min(end, hi))):
+            out[b] = add(out[b], Tally(*sums)) if b in out else Tally(*sums)
+    return sorted(out.items())
 
 
 def total(conn, period=None) -> Tally:
