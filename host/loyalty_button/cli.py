@@ -40,11 +40,12 @@ def _concentrator(args) -> int:
 
 def _bench(args) -> int:
     import json
-    from .bench import heap as bench_heap, store as bench_store
+    from .bench import heap as bench_heap, reports as bench_reports, store as bench_store
     def bench_probe(out):
         from .bench import probe as bench
         return bench.run(out=out)
-    benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe}
+    benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe,
+               "reports": bench_reports.run}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
     p.add_argument("--ready-file", help="write the PID here once ready (for supervisors)")
     p.set_defaults(func=_concentrator)
-    p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe")
+    p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe, "
+                                       "reports")
     p.add_argument("names", nargs="*", default=["store"])
     p.set_defaults(func=_bench)
     p = sub.add_parser("fuzz", help="fuzz every parser (POS, panel messages on both "

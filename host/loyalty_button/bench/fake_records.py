@@ -1,7 +1,8 @@
 """A store database full of realistic made-up records, for `tools/bench
 reports` and the tests that need a big store: 20 tills and 40 cashiers,
 about 8 300 receipts a day between 08:00 and 22:00 (1M records is four
-months), 40 % of shoppers with a loyalty card (each coming about weekly),
+months), 40 % of shoppers with a loyalty card out of a base of 20 000 cards
+(so a card comes back about weekly at four months),
 the example catalogue's questions and rules, outcomes, scores, reasons,
 adverts and the emotion probe's estimates in plausible shares."""
 
@@ -15,6 +16,7 @@ from ..service import rollup
 
 TILLS = [str(t) for t in range(1, 21)]
 PER_DAY = 8300
+MEMBERS = 20_000
 ADVERTS = ["spring-sale", "fresh-bread", "coffee-2for1", "loyalty-card", None]
 EMOTIONS = ["happy", "neutral", "sad", "surprise", "angry", "fear", "disgust"]
 REASONS = ["queue", "staff", "range", "prices"]
@@ -27,7 +29,7 @@ START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 def generate(n: int, seed: int = 1, start_ms: int = START_MS):
     """n records as insert parameters (records.RECORD_FIELDS order), oldest first."""
     rnd = random.Random(seed)
-    members = [f"7700{i:08d}" for i in range(max(50, n // 25))]
+    members = [f"7700{i:08d}" for i in range(MEMBERS)]
     gap_ms = 14 * 3_600_000 // PER_DAY
     for i in range(n):
         day, nth = divmod(i, PER_DAY)

@@ -293,10 +293,10 @@ async def _close(jobs: ReportJobs) -> None:
     jobs.close()
 
 
-async def start(cfg, status) -> web.AppRunner:
+async def start(cfg, status, jobs: ReportJobs | None = None) -> web.AppRunner:
     warn_if_loose(cfg.dashboard_users, "the dashboard's users file")
     # The same header timeout as the POS listener (pos.runner's reason).
-    runner = web.AppRunner(make_app(cfg, status), access_log=None,
+    runner = web.AppRunner(make_app(cfg, status, jobs), access_log=None,
                            keepalive_timeout=cfg.request_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, cfg.dashboard_bind, cfg.dashboard_port).start()

@@ -33,8 +33,9 @@ class Computing(Exception):
 
 class ReportJobs:
     def __init__(self, database: Path, answer_within_s: float = ANSWER_WITHIN_S,
-                 hard_limit_s: float = HARD_LIMIT_S):
+                 hard_limit_s: float = HARD_LIMIT_S, fresh_s: float = FRESH_S):
         self.database = Path(database)
+        self.fresh_s = fresh_s
         self.answer_within_s = answer_within_s
         self.hard_limit_s = hard_limit_s
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports")
@@ -55,7 +56,7 @@ class ReportJobs:
         """fn(conn)'s result, computed once for everyone asking for `key`;
         raises Computing when it takes longer than answer_within_s."""
         fresh = self.done.get(key)
-        if fresh and time.monotonic() - fresh[0] < FRESH_S:
+        if fresh and time.monotonic() - fresh[0] < self.fresh_s:
             return fresh[1]
         fut = self.running.get(key)
         if fut is None:

@@ -107,23 +107,32 @@ def record_count(conn: sqlite3.Connection) -> int:
 
 # --- breakdowns ---------------------------------------------------------------
 
-def segments(conn: sqlite3.Connection) -> dict[str, str]:
-    """loyalty id -> value segment, from the records themselves: visit
-    frequency (regular: 4 or more receipts per 30 days of the period
-    covered, else occasional) and average check (high: at or above the
-    median of members' average checks, else low)."""
-    shoppers = rollup.shoppers(conn)
-    if not shoppers:
-        return {}
+def _segment_sql(conn: sqlite3.Connection) -> str | None:
+    """The value segment of a `shoppers` row `s`, as SQL (None: no members).
+    Visit frequency: regular at 4 or more receipts per 30 days of the
+    period covered, else occasional; average check: high at or above the
+    median of members' average checks, else low. In SQL, so that a store
+    with tens of thousands of cards is segmented in C."""
+    count = conn.execute("SELECT COUNT(*) FROM shoppers WHERE visits > 0").fetchone()[0]
+    if not count:
+        return None
     first, last = conn.execute("SELECT MIN(received_ms), MAX(received_ms) FROM records").fetchone()
     span_days = max(1.0, (last - first) / 86_400_000) if first is not None else 1.0
-    avg = {lid: spend / visits for lid, (visits, spend) in shoppers.items()}
-    median = statistics.median(avg.values())
-    out = {}
-    for lid, (visits, _) in shoppers.items():
-        freq = "regular" if visits * 30 / span_days >= 4 else "occasional"
-        out[lid] = f"{freq}, {'high' if avg[lid] >= median else 'low'} check"
-    return out
+    middle = [v for (v,) in conn.execute(
+        "SELECT spend / visits AS avg FROM shoppers WHERE visits > 0 ORDER BY avg "
+        "LIMIT ? OFFSET ?", (2 - count % 2, (count - 1) // 2))]
+    median = statistics.fmean(middle)
+    return (f"(CASE WHEN s.visits * 30.0 / {span_days!r} >= 4 THEN 'regular' ELSE 'occasional' "
+            f"END || ', ' || CASE WHEN s.spend / s.visits >= {median!r} THEN 'high' ELSE 'low' "
+            f"END || ' check')")
+
+
+def segments(conn: sqlite3.Connection) -> dict[str, str]:
+    """loyalty id -> value segment (_segment_sql), from the records themselves."""
+    seg = _segment_sql(conn)
+    if seg is None:
+        return {}
+    return dict(conn.execute(f"SELECT s.loyalty_id, {seg} FROM shoppers AS s WHERE s.visits > 0"))
 
 
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
@@ -152,9 +161,8 @@ def _groups(conn: sqlite3.Connection, by: str, tz: tzinfo, period) -> dict[str, 
                 y, w, _ = d.isocalendar()
                 put(f"{y}-W{w:02d}", t)
     elif by == "segment":
-        segs = segments(conn)
-        for lid, t in rollup.by_key(conn, "shopper").items():
-            put(segs.get(lid, "non-member"), t)
+        for key, t in rollup.by_segment(conn, _segment_sql(conn)):
+            put(key, t)
     else:
         for key, t in rollup.by_key(conn, by, period).items():
             put(key, t)

@@ -219,6 +219,18 @@ def by_key(conn, dim: str, period=None) -> dict[str, Tally]:
         f"SELECT key, {_SUMS} FROM rollup WHERE dim = ?{where} GROUP BY key", (dim, *args))}
 
 
+def by_segment(conn, segment_sql: str | None) -> list[tuple[str, Tally]]:
+    """Totals per value segment: the shopper dimension's rows joined with
+    `shoppers`, grouped by `segment_sql` (an expression over `s`); records
+    without a card are 'non-member'."""
+    seg = segment_sql or "NULL"
+    return [(key, Tally(*sums)) for key, *sums in conn.execute(
+        f"SELECT CASE WHEN s.loyalty_id IS NULL THEN 'non-member' ELSE {seg} END AS g, "
+        f"{_SUMS} FROM rollup "
+        f"LEFT JOIN shoppers AS s ON s.loyalty_id = rollup.key AND s.visits > 0 "
+        f"WHERE dim = 'shopper' AND slot = 0 GROUP BY g")]
+
+
 def _offsets(conn, tz) -> list[tuple[int, int, int]]:
     """(start, end, UTC offset in s) spans of constant offset of `tz` over
     the slots there are: a handful of SQL groupings instead of one per slot."""
