@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -157,6 +159,68 @@ def _catalogue() -> dict:
             "rules": [{"name": "all", "ask": "nps"}]}
 
 
+def _closed_rate(records: dict, numbers: list[str]) -> tuple[list[dict], float]:
+    """The answered records of `numbers`, and how many closed per second
+    (count / (last close - first receipt))."""
+    tp = [records[n] for n in numbers if n in records and records[n]["outcome"] == "answered"]
+    if not tp:
+        return tp, 0.0
+    span_s = (max(r["closed_ms"] for r in tp) - min(r["received_ms"] for r in tp)) / 1000
+    return tp, len(tp) / span_s
+
+
+def host_only(out, panels: int, throughput_s: float) -> dict:
+    """(d) The concentrator's own ceiling: the same closed loop with
+    lightweight panels (bench/light_panels.py: one process, the firmware's
+    MQTT client, no interpreter per panel), against the raw QoS 1 rate of
+    the same broker in the same phase."""
+    root = Path(tempfile.mkdtemp(prefix="lb-bench-host-"))
+    store = Store(root, panels=panels, store="bench", concentrator="process",
+                  catalogue=_catalogue(), log_level="WARNING")
+    store.start(sim_panels=False)
+    try:
+        cpu_q0 = time.process_time() + _cpu_s(store.broker.proc.pid)
+        qos1 = broker_qos1_rate(store.broker.port)
+        qos1_cpu_us = (time.process_time() + _cpu_s(store.broker.proc.pid) - cpu_q0) \
+            / QOS1_MESSAGES * 1e6
+        cfg = root / "light.json"
+        cfg.write_text(json.dumps({"store": "bench", "broker_port": store.broker.port,
+                                   "udp_port": store.cfg.udp_port,
+                                   "pos_key": store.cfg.pos_key.hex(), "tills": store.tills,
+                                   "seconds": throughput_s}))
+        light = subprocess.Popen([sys.executable, "-m", "loyalty_button.bench.light_panels",
+                                  str(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+        if light.stdout.readline().strip() != "ready":
+            raise RuntimeError("the lightweight panels did not start")
+        time.sleep(1.0)  # the concentrator sees every panel online
+        pids = {"concentrator": store.conc.proc.pid, "broker": store.broker.proc.pid,
+                "panels": light.pid}
+        cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
+        light.stdin.write("go\n")
+        light.stdin.flush()
+        time.sleep(throughput_s)
+        cpu1 = {k: _cpu_s(p) for k, p in pids.items()}
+        sent = json.loads(light.stdout.readline())["sent"]
+        light.wait(10)
+        time.sleep(1.0)
+    finally:
+        store.stop()
+    records = {r["receipt"]: r for r in open_records(store.cfg.database)}
+    shutil.rmtree(root, ignore_errors=True)
+    tp, rate = _closed_rate(records, sent)
+    cpu = {k: (cpu1[k] - cpu0[k]) / max(len(tp), 1) * 1e6 for k in cpu0}
+    out(f"host only, {panels} lightweight panels (one process): {len(tp)} closed in "
+        f"{throughput_s:.0f} s -> {rate:.0f} tx/s; raw QoS 1 on the same broker {qos1:.0f} msg/s "
+        f"({qos1_cpu_us:.0f} us each); CPU per transaction (us): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+        + f"; the concentrator = {cpu['concentrator'] / qos1_cpu_us:.1f} raw messages; "
+        f"lost {len(sent) - len(tp)} of {len(sent)}")
+    return {"host_only_tx_per_s": round(rate, 1), "host_only_broker_qos1_per_s": round(qos1, 1),
+            "host_only_cpu_us_per_tx": {k: round(v) for k, v in cpu.items()},
+            "host_only_lost": len(sent) - len(tp)}
+
+
 def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
         throughput_s: float = THROUGHPUT_S) -> dict:
     out(__doc__.strip())
@@ -222,12 +286,7 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
     answered = [records[n] for n in driver.sent if n in records
                 and records[n]["outcome"] == "answered"]
     lost = len(driver.sent) - len(answered)
-    tp = [records[n] for n in sent_t if n in records and records[n]["outcome"] == "answered"]
-    if tp:
-        span_s = (max(r["closed_ms"] for r in tp) - min(r["received_ms"] for r in tp)) / 1000
-        tx_per_s = len(tp) / span_s
-    else:
-        tx_per_s = 0.0
+    tp, tx_per_s = _closed_rate(records, sent_t)
     n_tp = max(len(tp), 1)
     cpu = {k: (cpu1[k] - cpu0[k]) / n_tp * 1e6 for k in cpu0}
     out(f"closed transactions with {panels} panels answering at once: {len(tp)} in "
@@ -242,8 +301,11 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
     out(f"records: {len(records)} for {len(driver.sent)} receipts sent; outcomes {outcomes}; "
         f"lost {lost}")
     p99 = _pct(lat, 99)
+    host = host_only(out, panels, throughput_s)
     out(f"ratios: pos_to_question_p99 / broker_rtt_p99 = {p99 / _pct(rtt, 99):.2f} "
-        f"(target <= 3); tx_per_s / broker_qos1_per_s = {tx_per_s / qos1:.3f} (target >= 0.15)")
+        f"(target <= 3); tx_per_s / broker_qos1_per_s = {tx_per_s / qos1:.3f} (target >= 0.15); "
+        f"host only: {host['host_only_tx_per_s'] / host['host_only_broker_qos1_per_s']:.3f} "
+        f"(target >= 0.25)")
     return {
         "pos_to_question_p50_ms": round(_pct(lat, 50), 3),
         "pos_to_question_p99_ms": round(p99, 3),
@@ -257,6 +319,7 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
         "panels": panels,
         "cpu_us_per_tx": {k: round(v) for k, v in cpu.items()},
         "cpu_us_per_qos1_msg": round(qos1_cpu_us, 1),
+        **host,
     }
 
 

@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 
@@ -179,6 +180,9 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
             return fn(memory_db([]))
         try:
             return await jobs.get(key, fn)
+        except sqlite3.OperationalError as e:
+            log.error("dashboard: report %s failed: %s", key, e)
+            raise web.HTTPServiceUnavailable(text=f"the report could not be computed: {e}")
         except Computing:
             raise web.HTTPServiceUnavailable(
                 text='{"computing": true, "retry_after_s": 2}', content_type="application/json",

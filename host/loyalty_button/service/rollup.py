@@ -82,6 +82,9 @@ DIMS = {
     "advert": ("{r}.advert", (ALL_TIME,)),
     "emotion": ("{r}.emotion", (ALL_TIME,)),
     "shopper": ("{r}.loyalty_id", (ALL_TIME,)),
+    # The quarter of the UTC day (0-95): the hours of the store's day for
+    # all time in 96 rows, in a zone whose offset did not change meanwhile.
+    "day_quarter": (f"({_WHEN} / {SLOT_ALL_S * 1000}) % {86400 // SLOT_ALL_S}", (ALL_TIME,)),
 }
 REASON_SLOTS = (ALL_TIME, SLOT_S)
 
@@ -231,6 +234,10 @@ def by_segment(conn, segment_sql: str | None) -> list[tuple[str, Tally]]:
         f"WHERE dim = 'shopper' AND slot = 0 GROUP BY g")]
 
 
+def _utc_offset(tz, t: int) -> int:
+    return int(datetime.fromtimestamp(t, timezone.utc).astimezone(tz).utcoffset().total_seconds())
+
+
 def _offsets(conn, tz) -> list[tuple[int, int, int]]:
     """(start, end, UTC offset in s) spans of constant offset of `tz` over
     the slots there are: a handful of SQL groupings instead of one per slot."""
@@ -240,8 +247,7 @@ def _offsets(conn, tz) -> list[tuple[int, int, int]]:
         return []
 
     def offset(t: int) -> int:
-        return int(datetime.fromtimestamp(t, timezone.utc).astimezone(tz)
-                   .utcoffset().total_seconds())
+        return _utc_offset(tz, t)
     spans, start, here = [], first, offset(first)
     t = first
     while t <= last:
@@ -257,6 +263,32 @@ def _offsets(conn, tz) -> list[tuple[int, int, int]]:
         t = nxt
     spans.append((start, last + 1, here))
     return spans
+
+
+def _fixed_offset(conn, tz) -> int | None:
+    """`tz`'s UTC offset in s if it was the same over all the store's slots
+    (checked a week apart: no clock change lasts less), else None."""
+    first, last = conn.execute("SELECT MIN(slot), MAX(slot) FROM rollup WHERE dim = 'all' "
+                               "AND slot > 0").fetchone()
+    if first is None:
+        return 0
+    seen = {_utc_offset(tz, t) for t in range(first, last, 7 * 86400)}
+    seen.add(_utc_offset(tz, last))
+    return seen.pop() if len(seen) == 1 else None
+
+
+def by_hour_of_day(conn, tz) -> list[tuple[int, Tally]]:
+    """(local hour 0-23, totals): from the 96 all-time quarter-of-the-day
+    rows when `tz` kept one offset over the data (the cost does not grow
+    with history), else span by span from the store's quarter hours."""
+    off = _fixed_offset(conn, tz)
+    if off is None:
+        return by_local(conn, tz, 3600, 24)
+    out: dict[int, Tally] = {}
+    for q, t in by_key(conn, "day_quarter").items():
+        hour = (int(q) * SLOT_ALL_S + off) % 86400 // 3600  # Python's % is never negative
+        out[hour] = add(out[hour], t) if hour in out else t
+    return sorted(out.items())
 
 
 def by_local(conn, tz, seconds: int, modulo: int | None = None,

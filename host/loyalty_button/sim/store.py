@@ -224,12 +224,13 @@ class Store:
                        self.cfg.pos_token)
 
     def start(self, on_screen=None, board: str | None = None,
-              shots: Path | None = None) -> "Store":
+              shots: Path | None = None, sim_panels: bool = True) -> "Store":
         """board: run the panels as LVGL simulators of that board (their
         touches go through LVGL); shots: each saves its current screen to
-        shots/<panel>.png as the store runs."""
+        shots/<panel>.png as the store runs; sim_panels False: no panels
+        (the caller brings its own, e.g. bench/light_panels.py)."""
         self.broker.start()
-        for till in self.tills:
+        for till in self.tills if sim_panels else ():
             pid = panel_of(till)
             cfg = panel_config(pid, self.store_id, self.broker.port,
                                self.root / pid / "outbox", heartbeat_s=3600,
