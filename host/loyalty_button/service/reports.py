@@ -116,7 +116,10 @@ def _segment_sql(conn: sqlite3.Connection) -> str | None:
     count = conn.execute("SELECT COUNT(*) FROM shoppers WHERE visits > 0").fetchone()[0]
     if not count:
         return None
-    first, last = conn.execute("SELECT MIN(received_ms), MAX(received_ms) FROM records").fetchone()
+    # Two queries: SQLite answers a lone MIN or MAX from the index, both
+    # together by reading the whole table.
+    first = conn.execute("SELECT MIN(received_ms) FROM records").fetchone()[0]
+    last = conn.execute("SELECT MAX(received_ms) FROM records").fetchone()[0]
     span_days = max(1.0, (last - first) / 86_400_000) if first is not None else 1.0
     middle = [v for (v,) in conn.execute(
         "SELECT spend / visits AS avg FROM shoppers WHERE visits > 0 ORDER BY avg "

@@ -234,6 +234,14 @@ def by_segment(conn, segment_sql: str | None) -> list[tuple[str, Tally]]:
         f"WHERE dim = 'shopper' AND slot = 0 GROUP BY g")]
 
 
+def _slot_range(conn) -> tuple[int | None, int | None]:
+    """The first and last quarter hour with records (one query each: SQLite
+    answers a lone MIN or MAX from the index, not both at once)."""
+    where = "FROM rollup WHERE dim = 'all' AND slot > 0"
+    return (conn.execute(f"SELECT MIN(slot) {where}").fetchone()[0],
+            conn.execute(f"SELECT MAX(slot) {where}").fetchone()[0])
+
+
 def _utc_offset(tz, t: int) -> int:
     return int(datetime.fromtimestamp(t, timezone.utc).astimezone(tz).utcoffset().total_seconds())
 
@@ -241,8 +249,7 @@ def _utc_offset(tz, t: int) -> int:
 def _offsets(conn, tz) -> list[tuple[int, int, int]]:
     """(start, end, UTC offset in s) spans of constant offset of `tz` over
     the slots there are: a handful of SQL groupings instead of one per slot."""
-    first, last = conn.execute("SELECT MIN(slot), MAX(slot) FROM rollup WHERE dim = 'all' "
-                               "AND slot > 0").fetchone()
+    first, last = _slot_range(conn)
     if first is None:
         return []
 
@@ -268,8 +275,7 @@ def _offsets(conn, tz) -> list[tuple[int, int, int]]:
 def _fixed_offset(conn, tz) -> int | None:
     """`tz`'s UTC offset in s if it was the same over all the store's slots
     (checked a week apart: no clock change lasts less), else None."""
-    first, last = conn.execute("SELECT MIN(slot), MAX(slot) FROM rollup WHERE dim = 'all' "
-                               "AND slot > 0").fetchone()
+    first, last = _slot_range(conn)
     if first is None:
         return 0
     seen = {_utc_offset(tz, t) for t in range(first, last, 7 * 86400)}
