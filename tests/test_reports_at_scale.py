@@ -13,12 +13,12 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import STORE, Host, receipt_doc
 from lbpanel import protocol
 from loyalty_button.bench import fake_records
 from loyalty_button.service import dashboard
 from loyalty_button.service.report_jobs import Computing, ReportJobs
 from loyalty_button.sim.broker import free_port
+from loyalty_button.sim.store import Store, panel_of
 
 BIG = 100_000
 
@@ -45,31 +45,38 @@ def _log_in(port):
     return resp.getheader("Set-Cookie").split(";")[0]
 
 
-def _latencies(h: Host, arrived: dict, prefix: str, n: int) -> list[float]:
+def _latencies(store: Store, arrived: dict, prefix: str, n: int) -> list[float]:
     """POS datagram sent -> the question on the broker, one at a time."""
     out = []
     for i in range(n):
-        session = f"{STORE}-{prefix}{i}"
+        session = f"{store.store_id}-{prefix}{i}"
         ev = arrived[session] = threading.Event()
         t0 = time.perf_counter()
-        h.pos.send_udp(receipt_doc("1", f"{prefix}{i}"))
+        store.pos.send_udp(store.pos.receipt(store.tills[0], f"{prefix}{i}"))
         assert ev.wait(10), f"no question for {session}"
         out.append(ev.at - t0)
         time.sleep(0.03)
     return out
 
 
-def test_a_dashboard_busy_on_a_big_database_does_not_delay_the_questions(tmp_path, broker,
-                                                                          panels):
-    root = tmp_path / "host"
-    root.mkdir()
-    fake_records.fill(root / "records.db", BIG)
-    dashboard.add_user(root / "users", "manager", "correct horse")
+def _p90(values):
+    return sorted(values)[int(0.9 * (len(values) - 1))]
+
+
+def test_a_dashboard_busy_on_a_big_database_does_not_delay_the_questions(tmp_path):
+    """The concentrator in its own process, as on a store host, with the
+    dashboard on a database of 100k records; a manager's browsers keep
+    asking for the heaviest reports and the export while tills ring up."""
     port = free_port()
-    h = Host(root, broker, dashboard={"port": port, "bind": "127.0.0.1",
-                                      "users_file": "users"}).start()
-    panels.start("till-1")
-    h.wait_online("till-1")
+    store = Store(tmp_path, panels=1, concentrator="process", log_level="WARNING",
+                  catalogue={"languages": ["en"], "tills": {}, "rules": [{"name": "all",
+                                                                          "ask": "nps"}],
+                             "questions": {"nps": {"kind": "nps", "timeout_s": 30,
+                                                   "text": {"en": "Recommend us?"}}}},
+                  dashboard__port=port, dashboard__bind="127.0.0.1",
+                  dashboard__users_file="users")
+    fake_records.fill(store.cfg.database, BIG)
+    dashboard.add_user(store.cfg.database.parent / "users", "manager", "correct horse")
     arrived: dict[str, threading.Event] = {}
 
     def on_message(client, userdata, msg):
@@ -78,17 +85,18 @@ def test_a_dashboard_busy_on_a_big_database_does_not_delay_the_questions(tmp_pat
         if ev is not None:
             ev.at = at
             ev.set()
+    store.start()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watcher")
     sub.on_message = on_message
-    sub.connect("127.0.0.1", broker.port)
-    sub.subscribe(protocol.panel_topic(STORE, "till-1", "question"), qos=1)
+    sub.connect("127.0.0.1", store.broker.port)
+    sub.subscribe(protocol.panel_topic(store.store_id, panel_of(store.tills[0]), "question"), 1)
     sub.loop_start()
     stop = threading.Event()
     served = []
     try:
-        time.sleep(0.5)
+        time.sleep(1.0)
         cookie = _log_in(port)
-        idle = _latencies(h, arrived, "IDLE-", 40)
+        idle = _latencies(store, arrived, "IDLE-", 40)
 
         def hammer():
             paths = ["/api/summary", "/api/breakdown?by=segment", "/api/breakdown?by=day",
@@ -100,21 +108,23 @@ def test_a_dashboard_busy_on_a_big_database_does_not_delay_the_questions(tmp_pat
         for w in workers:
             w.start()
         time.sleep(0.5)
-        busy = _latencies(h, arrived, "BUSY-", 40)
+        busy = _latencies(store, arrived, "BUSY-", 40)
         stop.set()
         for w in workers:
             w.join(120)
     finally:
         stop.set()
         sub.loop_stop()
-        h.stop()
+        store.stop()
     assert all(status == 200 for _, status in served), served
     assert sum(1 for p, _ in served if p.startswith("/export")) >= 2  # real load, exports too
     ratio = statistics.median(busy) / statistics.median(idle)
-    print(f"question latency, median: idle {statistics.median(idle) * 1000:.2f} ms, "
-          f"dashboard busy {statistics.median(busy) * 1000:.2f} ms (x{ratio:.2f}); "
+    ratio90 = _p90(busy) / _p90(idle)
+    print(f"question latency: idle median {statistics.median(idle) * 1000:.2f} ms, p90 "
+          f"{_p90(idle) * 1000:.2f} ms; dashboard busy median {statistics.median(busy) * 1000:.2f}"
+          f" ms (x{ratio:.2f}), p90 {_p90(busy) * 1000:.2f} ms (x{ratio90:.2f}); "
           f"{len(served)} dashboard requests served meanwhile")
-    assert ratio < 2.5
+    assert ratio < 2.5 and ratio90 < 3
 
 
 def test_a_slow_report_says_computing_runs_once_and_is_served_when_done(tmp_path):
