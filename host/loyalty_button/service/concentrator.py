@@ -52,7 +52,10 @@ COUNTERS = (
     "rx_error", "broker_connects", "broker_lost", "question_publish_failed", "tx_restored",
 ) + tuple("outcome_" + o for o in protocol.OUTCOMES + (NO_REPLY, PANEL_OFFLINE, NOT_ASKED))
 
-_RECENT = 100_000          # closed sessions and answer ids kept in memory
+# Closed sessions and answer ids kept in memory: about a busy store's day
+# (8 300 receipts). Older ones are looked up in the database (duplicates,
+# late answers), so the cap bounds memory, not what the host knows.
+_RECENT = 10_000
 _READY_SETTLE_S = 0.3      # after subscribing: let the retained panel statuses arrive
 _BACKLOG = 10_000          # receipts taken before ready, processed once ready
 
@@ -68,7 +71,7 @@ class Tx:
     timer: asyncio.TimerHandle | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Closed:
     panel: str | None
     qid: str | None
