@@ -27,7 +27,7 @@ from loyalty_button.probe import cameras, config as probe_config, messages, mode
 from loyalty_button.sim import probe_frames as samples
 from loyalty_button.probe.service import ProbeService, Ring
 from loyalty_button.sim import store as store_sim
-from loyalty_button.service.records import RecordStore, open_records
+from loyalty_button.service.records import SCHEMA_VERSION, RecordStore, open_records
 
 CLI = [sys.executable, "-m", "loyalty_button.cli"]
 
@@ -447,7 +447,8 @@ def test_a_schema_1_database_is_migrated_keeping_its_records(tmp_path):
         (7, "ok", "sad", -60, {"sad": 0.7})
     assert rec["advert"] is None and rec["burst"] is None  # schemas 3 and 4, same migration
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == \
+        (str(SCHEMA_VERSION),)
     assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
     conn.close()
 

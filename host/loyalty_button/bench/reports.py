@@ -49,15 +49,22 @@ _GROUP_BY = ("SELECT till, COUNT(*), SUM(outcome = 'answered'), SUM(kind = 'nps'
 def _worker(kind: str, db: str, args: list[str]) -> None:
     """Runs one measurement and prints {"s": seconds, "rss_mb": peak}."""
     if kind == "command":
-        from ..cli import main
+        # The command's own code, as `loyalty-button` runs it (the CLI module
+        # itself imports the benchmarks, so it is not imported from here).
+        import argparse
+        from ..service import report_cli
+        parser = argparse.ArgumentParser()
         if args[0] == "export":
-            args = args + ["--db", db, "--out", db + ".csv"]
+            report_cli.add_export_arguments(parser)
+            parsed, command = parser.parse_args(["--db", db, "--out", db + ".csv"]), \
+                report_cli.export
         else:
-            args = args + ["--db", db]
+            report_cli.add_arguments(parser)
+            parsed, command = parser.parse_args(args[1:] + ["--db", db]), report_cli.run
         devnull = open(os.devnull, "w")
         real, sys.stdout = sys.stdout, devnull
         t0 = time.perf_counter()
-        rc = main(args)
+        rc = command(parsed)
         seconds = time.perf_counter() - t0
         sys.stdout = real
         if rc != 0:

@@ -6,7 +6,8 @@ the same run (the machine is shared; only ratios carry over).
       transaction at a time, vs. the raw round trip paho -> Mosquitto -> paho;
   (b) throughput: closed transactions per second with every panel answering
       at once (a closed loop: a till rings up its next sale as soon as its
-      panel said thanks), vs. the raw QoS 1 publish rate of one paho client;
+      host acknowledged its panel's answer, i.e. committed it), vs. the raw
+      QoS 1 publish rate of one paho client;
   (c) lost: receipts sent that have no closed, answered record at the end.
 
 The concentrator runs as its own process, as on a store host."""
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from lbpanel import protocol
 
 from ..service.records import open_records
 from ..sim.store import Store, panel_of
@@ -109,7 +112,9 @@ def _cpu_s(pid: int) -> float:
 
 class _Driver:
     """Plays every till and every shopper: taps the first option the moment
-    a question shows, and rings up the next sale when the panel says thanks."""
+    a question shows, and rings up the next sale when the host acknowledges
+    the panel's answer (on the panel's ack topic): the loop runs at the
+    speed answers are stored, not at the speed of a panel's screen."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -133,9 +138,11 @@ class _Driver:
                 ev.set()
         elif line["ui"] == "why":
             panel.send("reasons")
-        elif line["ui"] == "thanks" and self.closed_loop and time.perf_counter() < self.deadline:
-            till = panel.name.split("-", 1)[1]
-            self.ring(till)
+
+    def on_ack(self, client, userdata, message) -> None:
+        if self.closed_loop and time.perf_counter() < self.deadline:
+            panel = protocol.parse_panel_topic(message.topic)[1]
+            self.ring(panel.split("-", 1)[1])
 
     def next_number(self) -> str:
         with self.lock:
@@ -157,6 +164,25 @@ def _catalogue() -> dict:
             "questions": {"nps": {"kind": "nps", "timeout_s": 30,
                                   "text": {"en": "How likely are you to recommend us?"}}},
             "rules": [{"name": "all", "ask": "nps"}]}
+
+
+def _drain(database: Path, timeout: float = 60.0) -> None:
+    """Wait until no transaction is open: with the touch settle window off,
+    a panel can answer faster than its answers are acknowledged, and the
+    rest waits in its outbox (on flash, not lost) until the host catches up."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            open_now = conn.execute("SELECT COUNT(*) FROM records WHERE state = 'pending'"
+                                    ).fetchone()[0]
+        finally:
+            conn.close()
+        if not open_now:
+            break
+        time.sleep(0.5)
+    time.sleep(0.5)  # the last batch commits
 
 
 def _closed_rate(records: dict, numbers: list[str]) -> tuple[list[dict], float]:
@@ -269,6 +295,10 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
                 "panels": sum(_cpu_s(p) for p in panel_pids), "bench": time.process_time()}
         driver.prefix = "T"
         first_t = len(driver.sent)
+        acks = _client(store.broker.port, "bench-acks")
+        acks.on_message = driver.on_ack
+        acks.subscribe(protocol.panel_topic(store.store_id, "+", "ack"), qos=1)
+        time.sleep(0.5)
         driver.closed_loop = True
         t_start = time.perf_counter()
         driver.deadline = t_start + throughput_s
@@ -277,7 +307,9 @@ def run(out=print, panels: int = PANELS, latency_samples: int = LATENCY_SAMPLES,
         time.sleep(throughput_s)
         cpu1 = {"concentrator": _cpu_s(conc_pid), "broker": _cpu_s(store.broker.proc.pid),
                 "panels": sum(_cpu_s(p) for p in panel_pids), "bench": time.process_time()}
-        time.sleep(3.0)  # let the last answers arrive and the last batch commit
+        _drain(store.cfg.database)
+        acks.loop_stop()
+        acks.disconnect()
         sent_t = driver.sent[first_t:]
     finally:
         store.stop()  # SIGTERM: the concentrator commits what it holds

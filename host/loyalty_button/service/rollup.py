@@ -39,7 +39,8 @@ CSAT_VALUES = (1, 2, 3, 4, 5)
 # per hour too (the cloud reporter's days).
 SLOT_ALL_S = 900
 SLOT_S = 3600
-ALL_TIME = 0
+ALL_TIME = 0           # a "slot size" meaning one row for all time...
+ALL_TIME_SLOT = -1     # ...kept under this slot, before any real time
 
 _WHEN = "COALESCE(NULLIF({r}.asked_ms, 0), {r}.received_ms)"
 _SCORED = "{r}.outcome = 'answered' AND typeof({r}.value) = 'integer'"
@@ -110,7 +111,7 @@ DDL = (
 
 def _slot(r: str, seconds: int) -> str:
     if not seconds:
-        return "0"
+        return str(ALL_TIME_SLOT)
     return f"({_WHEN.format(r=r)} / {seconds * 1000}) * {seconds}"
 
 
@@ -198,7 +199,7 @@ def rebuild(conn: sqlite3.Connection) -> int:
     conn.execute("INSERT INTO shoppers SELECT loyalty_id, COUNT(*), SUM(COALESCE(total, 0)) "
                  "FROM records WHERE COALESCE(loyalty_id, '') <> '' GROUP BY loyalty_id")
     return conn.execute("SELECT COALESCE(SUM(n), 0) FROM rollup WHERE dim = 'all' "
-                        "AND slot = 0").fetchone()[0]
+                        f"AND slot = {ALL_TIME_SLOT}").fetchone()[0]
 
 
 # --- reading ------------------------------------------------------------------------
@@ -210,8 +211,8 @@ def _period(period) -> tuple[str, tuple]:
     """SQL and parameters for the all-time rows, or for the slots in
     [start, end) (Unix s)."""
     if period is None:
-        return " AND slot = 0", ()
-    return " AND slot >= ? AND slot < ?", (max(1, period[0]), period[1])
+        return f" AND slot = {ALL_TIME_SLOT}", ()
+    return " AND slot >= ? AND slot < ?", (max(0, period[0]), period[1])
 
 
 def by_key(conn, dim: str, period=None) -> dict[str, Tally]:
@@ -233,13 +234,13 @@ def by_segment(conn, segment_sql: str | None) -> list[tuple[str, Tally]]:
         f"SELECT CASE WHEN s.loyalty_id IS NULL THEN 'non-member' ELSE {seg} END AS g, "
         f"{_SUMS} FROM rollup "
         f"LEFT JOIN shoppers AS s ON s.loyalty_id = rollup.key AND s.visits > 0 "
-        f"WHERE dim = 'shopper' AND slot = 0 GROUP BY g")]
+        f"WHERE dim = 'shopper' AND slot = {ALL_TIME_SLOT} GROUP BY g")]
 
 
 def _slot_range(conn) -> tuple[int | None, int | None]:
     """The first and last quarter hour with records (one query each: SQLite
     answers a lone MIN or MAX from the index, not both at once)."""
-    where = "FROM rollup WHERE dim = 'all' AND slot > 0"
+    where = "FROM rollup WHERE dim = 'all' AND slot >= 0"
     return (conn.execute(f"SELECT MIN(slot) {where}").fetchone()[0],
             conn.execute(f"SELECT MAX(slot) {where}").fetchone()[0])
 
@@ -306,12 +307,12 @@ def by_local(conn, tz, seconds: int, modulo: int | None = None,
     24 for the hours of the day. Grouped in SQL, span by span of constant
     offset: the rows read are the store's quarter hours, in C."""
     out: dict[int, Tally] = {}
-    lo, hi = period or (1, 1 << 62)
+    lo, hi = period or (0, 1 << 62)
     for start, end, off in _offsets(conn, tz):
         bucket = f"(slot + {off}) / {seconds}" + (f" % {modulo}" if modulo else "")
         for b, *sums in conn.execute(
                 f"SELECT {bucket} AS b, {_SUMS} FROM rollup WHERE dim = 'all' AND slot >= ? "
-                f"AND slot < ? GROUP BY b", (max(1, start, lo), min(end, hi))):
+                f"AND slot < ? GROUP BY b", (max(0, start, lo), min(end, hi))):
             out[b] = add(out[b], Tally(*sums)) if b in out else Tally(*sums)
     return sorted(out.items())
 
