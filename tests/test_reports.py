@@ -208,6 +208,15 @@ def test_totals_kept_while_records_close_reclose_and_get_estimates_equal_a_recou
     kept = _totals(tmp_path / "r.db")
     assert len(kept) > 200
     assert kept == _recount(tmp_path / "r.db")
+    # The same recount from the command line, after totals were damaged
+    # (300 records, 60 left open, one deleted).
+    conn = sqlite3.connect(tmp_path / "r.db")
+    conn.execute("DELETE FROM rollup WHERE dim = 'till'")
+    conn.commit()
+    conn.close()
+    out = cli("records", "rebuild-totals", "--db", str(tmp_path / "r.db"))
+    assert out.returncode == 0 and "recounted from 239 closed records" in out.stdout, out
+    assert _totals(tmp_path / "r.db") == kept
 
 
 def _oracle(recs, key):

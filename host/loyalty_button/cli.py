@@ -90,6 +90,21 @@ def _aggregator(args) -> int:
     return 0
 
 
+def _records(args) -> int:
+    import sqlite3
+    from .service.records import rebuild_totals
+    if not args.db.is_file():
+        print(f"cannot recount: {args.db}: no such database", file=sys.stderr)
+        return 2
+    try:
+        n = rebuild_totals(args.db)
+    except (sqlite3.Error, OSError, RuntimeError) as e:
+        print(f"cannot recount: {e}", file=sys.stderr)
+        return 2
+    print(f"totals for reports recounted from {n} closed records")
+    return 0
+
+
 def _fuzz(args) -> int:
     from .fuzz import run
     return run.cli(args)
@@ -182,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     a = asub.add_parser("migrate", help="create or migrate its schema (store hosts also do it)")
     a.add_argument("--dsn", required=True, help="postgresql://user:password@host:5432/db")
     p.set_defaults(func=_aggregator)
+    p = sub.add_parser("records", help="the store database")
+    rsub = p.add_subparsers(dest="action", required=True)
+    r = rsub.add_parser("rebuild-totals", help="recount the reports' running totals from the "
+                                               "records (after restoring or editing records)")
+    r.add_argument("--db", type=Path, required=True, help="the store's records.db")
+    p.set_defaults(func=_records)
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)

@@ -178,7 +178,7 @@ def create(conn: sqlite3.Connection) -> None:
 
 def rebuild(conn: sqlite3.Connection) -> int:
     """Recompute every total from the records, in one transaction of the
-    caller's (after a migration, or `loyalty-button records rebuild`).
+    caller's (after a migration, or `loyalty-button records rebuild-totals`).
     Returns the number of closed records counted."""
     for table in ("rollup", "rollup_reasons", "shoppers"):
         conn.execute(f"DELETE FROM {table}")
