@@ -139,6 +139,8 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         status = json.loads(urllib.request.urlopen(urllib.request.Request(
             base + "/api/status", headers={"Cookie": f"{dashboard.COOKIE}={cookie}"})).read())
         assert [d["record_id"] for d in status["dead"]] == [f"{STORE}-K1"]
+        # The page's reports ran in the report thread, each computed once.
+        assert status["reports"]["report_runs"] >= 3 and status["reports"]["report_interrupted"] == 0
         # The dead letter is on the page; Re-send delivers it.
         assert f"{STORE}-K1" in browser.find_element(By.ID, "dead").text
         browser.find_element(By.CSS_SELECTOR, "#forwarding button").click()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loyalty_button.bench import store as bench_store
+from loyalty_button.bench import reports as bench_reports, store as bench_store
 from loyalty_button import cli
 from loyalty_button.sim import demo
 
@@ -74,6 +74,21 @@ def test_store_benchmark_prints_its_figures_and_loses_nothing():
         assert key in result
     assert result["lost"] == 0 and result["transactions"] > 0
     assert result["receipts_sent"] >= result["transactions"] + 20
+    # (d) the host-only phase with lightweight panels
+    assert result["host_only_tx_per_s"] > 0 and result["host_only_lost"] == 0
+    assert result["host_only_broker_qos1_per_s"] > 0
+
+
+def test_reports_benchmark_times_every_command_and_endpoint_on_two_sizes():
+    lines = []
+    result = bench_reports.run(out=lines.append, sizes=(300, 3000), repeat=1)
+    for key in ("worst_growth", "worst_ratio_to_groupby", "export_ratio_to_select",
+                "peak_rss_mb"):
+        assert result[key] > 0
+    timed = result["seconds"][3000]
+    assert len([k for k in timed if k.startswith("report ")]) == 2 + 12
+    assert len([k for k in timed if k.startswith("GET ")]) == 2 + 12 + 2
+    assert "export" in timed and any("records.csv" in line for line in lines)
 
 
 def test_concentrator_command_refuses_bad_settings_with_the_problems(tmp_path, capsys):

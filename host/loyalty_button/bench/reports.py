@@ -104,9 +104,9 @@ def _serve(db: str, port: int, users: str) -> None:
 
 # --- the bench --------------------------------------------------------------------------
 
-def _measure(kind: str, db: Path, args=()) -> dict:
+def _measure(kind: str, db: Path, args=(), repeat: int = REPEAT) -> dict:
     best = None
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         proc = subprocess.Popen([sys.executable, "-m", "loyalty_button.bench.reports", kind,
                                  str(db), *args], stdout=subprocess.PIPE, text=True)
         out, _ = proc.communicate()
@@ -138,7 +138,7 @@ def _get(port: int, path: str, cookie: str) -> tuple[int, int]:
         conn.close()
 
 
-def _dashboard(db: Path, root: Path) -> tuple[dict, float]:
+def _dashboard(db: Path, root: Path, repeat: int = REPEAT) -> tuple[dict, float]:
     from ..service import dashboard
     users = root / "users"
     dashboard.add_user(users, "bench", "bench password")
@@ -158,7 +158,7 @@ def _dashboard(db: Path, root: Path) -> tuple[dict, float]:
         times = {}
         for path in ENDPOINTS:
             best = None
-            for _ in range(REPEAT):
+            for _ in range(repeat):
                 t0 = time.perf_counter()
                 status, size = _get(port, path, cookie)
                 while status == 503:  # "computing": ask again, as the page does
@@ -175,7 +175,7 @@ def _dashboard(db: Path, root: Path) -> tuple[dict, float]:
         proc.wait(10)
 
 
-def run(out=print, sizes=SIZES) -> dict:
+def run(out=print, sizes=SIZES, repeat: int = REPEAT) -> dict:
     out(__doc__.strip())
     root = Path(tempfile.mkdtemp(prefix="lb-bench-reports-"))
     results = {}
@@ -186,14 +186,15 @@ def run(out=print, sizes=SIZES) -> dict:
             fake_records.fill(db, n)
             out(f"\n{n} records: made in {time.perf_counter() - t0:.0f} s, "
                 f"{db.stat().st_size / 1e6:.0f} MB")
-            r = {"group_by": _measure("groupby", db), "raw_select": _measure("raw", db)}
+            r = {"group_by": _measure("groupby", db, repeat=repeat),
+                 "raw_select": _measure("raw", db, repeat=repeat)}
             out(f"  baselines: GROUP BY {r['group_by']['s']:.3f} s, raw SELECT "
                 f"{r['raw_select']['s']:.3f} s")
             for cmd in COMMANDS:
                 name = " ".join(cmd[:3]) if cmd[1:2] != ["summary"] else "report summary"
-                r[name] = _measure("command", db, cmd)
+                r[name] = _measure("command", db, cmd, repeat)
                 out(f"  {name}: {r[name]['s']:.4f} s, peak {r[name]['rss_mb']:.0f} MB")
-            times, hwm = _dashboard(db, root / f"dash-{n}")
+            times, hwm = _dashboard(db, root / f"dash-{n}", repeat)
             for path, s in times.items():
                 r["GET " + path] = {"s": s, "rss_mb": hwm}
                 out(f"  GET {path}: {s:.4f} s")

@@ -218,7 +218,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         return web.json_response({"fleet": st.get("fleet", {}), "panels": st.get("panels", {}),
                                   "tills": st.get("tills", {}),
                                   "forwarding": st.get("forwarding", {}), "dead": dead,
-                                  "broker": st.get("broker")})
+                                  "broker": st.get("broker"), "reports": dict(jobs.counters)})
 
     async def api_resend(request):
         # The cookie is SameSite=Strict; on top, a state change must come
@@ -267,7 +267,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
             while chunk := await proc.stdout.read(1 << 16):
                 await resp.write(chunk)
         finally:
-            if proc.returncode is None and proc.stdout.at_eof() is False:
+            if not proc.stdout.at_eof():
                 proc.kill()  # the browser went away
             err = await proc.stderr.read()
             if await proc.wait() not in (0, -9):

@@ -333,11 +333,5 @@ def reasons(conn, period=None) -> dict[str, dict[str, int]]:
     return out
 
 
-def shoppers(conn) -> dict[str, tuple[int, float]]:
-    """loyalty id -> (receipts, total spend)."""
-    return {lid: (visits, spend) for lid, visits, spend in conn.execute(
-        "SELECT loyalty_id, visits, spend FROM shoppers WHERE visits > 0")}
-
-
 def add(a: Tally, b: Tally) -> Tally:
     return Tally(*(x + y for x, y in zip(a, b)))
