@@ -73,6 +73,9 @@ EMPTY = Tally(*(0 for _ in TALLIES))
 # at, in seconds, ALL_TIME = one row per key).
 DIMS = {
     "all": ("''", (ALL_TIME, SLOT_ALL_S)),
+    # The store per hour too: a quarter of the rows for the trends of a
+    # zone whose offset is a whole number of hours (nearly all of them).
+    "all_hours": ("''", (SLOT_S,)),
     "store": ("{r}.store", (ALL_TIME,)),
     "till": ("{r}.till", (ALL_TIME, SLOT_S)),
     "cashier": ("{r}.cashier", (ALL_TIME,)),
@@ -305,14 +308,24 @@ def by_local(conn, tz, seconds: int, modulo: int | None = None,
     """Totals per local time bucket in `tz`: (local Unix s // seconds, or
     that % modulo) -> totals, e.g. seconds 86400 for days, 3600 and modulo
     24 for the hours of the day. Grouped in SQL, span by span of constant
-    offset: the rows read are the store's quarter hours, in C."""
+    offset: the rows read are the store's hours (or quarter hours in a
+    zone off the hour), in C."""
     out: dict[int, Tally] = {}
     lo, hi = period or (0, 1 << 62)
-    for start, end, off in _offsets(conn, tz):
+    spans = _offsets(conn, tz)
+    # Hour rows when every offset, span boundary and period bound falls on
+    # an hour (the first span starts in the data's first hour: floored).
+    hourly = (seconds % SLOT_S == 0 and lo % SLOT_S == 0 and hi % SLOT_S == 0
+              and all(off % SLOT_S == 0 for _, _, off in spans)
+              and all(start % SLOT_S == 0 for start, _, _ in spans[1:]))
+    dim = "all_hours" if hourly else "all"
+    for start, end, off in spans:
+        if hourly:
+            start -= start % SLOT_S
         bucket = f"(slot + {off}) / {seconds}" + (f" % {modulo}" if modulo else "")
         for b, *sums in conn.execute(
-                f"SELECT {bucket} AS b, {_SUMS} FROM rollup WHERE dim = 'all' AND slot >= ? "
-                f"AND slot < ? GROUP BY b", (max(0, start, lo), min(end, hi))):
+                f"SELECT {bucket} AS b, {_SUMS} FROM rollup WHERE dim = ? AND slot >= ? "
+                f"AND slot < ? GROUP BY b", (dim, max(0, start, lo), min(end, hi))):
             out[b] = add(out[b], Tally(*sums)) if b in out else Tally(*sums)
     return sorted(out.items())
 
