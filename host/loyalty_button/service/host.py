@@ -30,7 +30,7 @@ from ..forward.alerts import DEST as ALERTS_OUTBOX, SilentPanelWatch
 from ..forward.config import Forwarding
 from ..forward.forwarder import Forwarder
 from ..loglimit import LogLimiter
-from ..mqtt_loop import MqttLoop
+from ..mqtt_loop import MqttLoop, StreamClient
 from ..probe import messages as probe_messages
 from ..probe.client import ProbeClient
 from .catalogue import Catalogue, CatalogueFile
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 def broker_client(cfg: HostConfig) -> mqtt.Client:
     """The host's own login to the store broker: a persistent session, so
     the broker keeps QoS 1 answers for it while it restarts."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"lb-concentrator-{cfg.store}", clean_session=False)
+    client = StreamClient(mqtt.CallbackAPIVersion.VERSION2,
+                          client_id=f"lb-concentrator-{cfg.store}", clean_session=False)
     if cfg.broker_user:
         client.username_pw_set(cfg.broker_user, cfg.broker_password)
     # Questions go to many panels at once; do not make them queue in paho.

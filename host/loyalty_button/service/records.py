@@ -328,11 +328,15 @@ class RecordStore:
             if rejects > MAX_REJECTS // 10:
                 rejects = 0
                 self._trim_rejects()
+            # One wake-up of each waiting loop per batch, not one per write.
+            waiting: dict = {}
             for _, _, fut in batch:
                 if isinstance(fut, threading.Event):
                     fut.set()
                 elif fut is not None:
-                    fut.get_loop().call_soon_threadsafe(_resolve, fut)
+                    waiting.setdefault(fut.get_loop(), []).append(fut)
+            for loop, futs in waiting.items():
+                loop.call_soon_threadsafe(_resolve, futs)
             if stop:
                 self._writer.close()
                 return
@@ -399,9 +403,10 @@ class RecordStore:
         return [row_to_record(r) for r in rows]
 
 
-def _resolve(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(True)
+def _resolve(futs: list[asyncio.Future]) -> None:
+    for fut in futs:
+        if not fut.done():
+            fut.set_result(True)
 
 
 def open_records(path: Path) -> list[dict]:
