@@ -77,6 +77,7 @@ def test_store_benchmark_prints_its_figures_and_loses_nothing():
     # (d) the host-only phase with lightweight panels
     assert result["host_only_tx_per_s"] > 0 and result["host_only_lost"] == 0
     assert result["host_only_broker_qos1_per_s"] > 0
+    assert 0 < result["host_only_loop_busy"] <= 1.5
 
 
 def test_reports_benchmark_times_every_command_and_endpoint_on_two_sizes():

@@ -104,8 +104,10 @@ def broker_qos1_rate(port: int, n: int = QOS1_MESSAGES) -> float:
     return rate
 
 
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
+def _cpu_s(pid: int, thread: int | None = None) -> float:
+    """CPU seconds of a process, or of one of its threads."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -197,9 +199,9 @@ def _closed_rate(records: dict, numbers: list[str]) -> tuple[list[dict], float]:
 
 def host_only(out, panels: int, throughput_s: float) -> dict:
     """(d) The concentrator's own ceiling: the same closed loop with
-    lightweight panels (bench/light_panels.py: one process, the firmware's
-    MQTT client, no interpreter per panel), against the raw QoS 1 rate of
-    the same broker in the same phase."""
+    lightweight panels (bench/light_panels.py: one process, raw MQTT with
+    the firmware's packet builders, no interpreter per panel), against the
+    raw QoS 1 rate of the same broker in the same phase."""
     root = Path(tempfile.mkdtemp(prefix="lb-bench-host-"))
     store = Store(root, panels=panels, store="bench", concentrator="process",
                   catalogue=_catalogue(), log_level="WARNING")
@@ -223,10 +225,15 @@ def host_only(out, panels: int, throughput_s: float) -> dict:
         pids = {"concentrator": store.conc.proc.pid, "broker": store.broker.proc.pid,
                 "panels": light.pid}
         cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
+        loop0, t0 = _cpu_s(pids["concentrator"], pids["concentrator"]), time.perf_counter()
         light.stdin.write("go\n")
         light.stdin.flush()
         time.sleep(throughput_s)
         cpu1 = {k: _cpu_s(p) for k, p in pids.items()}
+        # The concentrator's event loop (its main thread): near 100 % busy
+        # means the host's ceiling is that one Python thread.
+        loop_busy = (_cpu_s(pids["concentrator"], pids["concentrator"]) - loop0) \
+            / (time.perf_counter() - t0)
         sent = json.loads(light.stdout.readline())["sent"]
         light.wait(10)
         time.sleep(1.0)
@@ -240,10 +247,12 @@ def host_only(out, panels: int, throughput_s: float) -> dict:
         f"{throughput_s:.0f} s -> {rate:.0f} tx/s; raw QoS 1 on the same broker {qos1:.0f} msg/s "
         f"({qos1_cpu_us:.0f} us each); CPU per transaction (us): "
         + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
-        + f"; the concentrator = {cpu['concentrator'] / qos1_cpu_us:.1f} raw messages; "
+        + f"; the concentrator = {cpu['concentrator'] / qos1_cpu_us:.1f} raw messages, its "
+        f"event loop {loop_busy:.0%} busy; "
         f"lost {len(sent) - len(tp)} of {len(sent)}")
     return {"host_only_tx_per_s": round(rate, 1), "host_only_broker_qos1_per_s": round(qos1, 1),
             "host_only_cpu_us_per_tx": {k: round(v) for k, v in cpu.items()},
+            "host_only_loop_busy": round(loop_busy, 2),
             "host_only_lost": len(sent) - len(tp)}
 
 
