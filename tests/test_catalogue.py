@@ -212,3 +212,32 @@ def test_the_concentrator_forgets_quiet_periods_that_are_over(tmp_path: Path):
     conc._forget_quiet(100 * day)
     assert list(conc.quiet) == ["recent"]
     host.records.stop()
+
+
+def test_a_file_caught_mid_save_is_read_once_it_holds_still(tmp_path):
+    """The poll finds the catalogue half written (an editor saving it): it
+    waits a poll for the file to hold still instead of refusing half a file
+    and counting a rejection for nothing. SIGHUP (force) reads at once."""
+    from collections import Counter
+    text = (EXAMPLES / "catalogue.yaml").read_text()
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(text)
+    counters = Counter()
+    watched = cat.CatalogueFile(path, counters)
+    good = watched.current.digest
+    edited = text.replace("How was your visit", "How was your visit today", 1)
+    assert edited != text
+    path.write_text(edited[: len(edited) // 3])   # the save has begun
+    assert watched.reload() is False
+    path.write_text(edited)                       # and ends before the next poll
+    assert watched.reload() is False              # changed again: wait once more
+    assert watched.reload() is True
+    assert watched.current.digest != good
+    assert counters["catalogue_rejected"] == 0 and counters["catalogue_reloaded"] == 1
+    # A bad file that holds still is refused (once), and a forced reload reads at once.
+    path.write_text("questions: {")
+    assert watched.reload() is False and counters["catalogue_rejected"] == 0
+    assert watched.reload() is False and counters["catalogue_rejected"] == 1
+    assert watched.reload() is False and counters["catalogue_rejected"] == 1
+    path.write_text(text)
+    assert watched.reload(force=True) is True and watched.current.digest == good

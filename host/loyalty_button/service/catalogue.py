@@ -411,6 +411,7 @@ class CatalogueFile:
         self.error: str | None = None
         self._stat = self._read_stat()
         self._failed_stat = None
+        self._polled = self._stat
 
     def _read_stat(self):
         try:
@@ -423,6 +424,12 @@ class CatalogueFile:
         """Load the file again if it changed; True if it was read and good."""
         stat = self._read_stat()
         if not force and stat in (self._stat, self._failed_stat):
+            return False
+        if not force and stat != self._polled:
+            # Changed since the last poll: maybe still being written (an
+            # editor or `cp` mid-save). Read it once it has held still for
+            # a poll, not half a file that would be refused for nothing.
+            self._polled = stat
             return False
         try:
             new = load(self.path)
