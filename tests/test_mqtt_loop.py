@@ -85,7 +85,6 @@ def test_a_turn_of_publishes_leaves_and_is_acknowledged(broker):
         for i in range(N):
             assert link.client.publish("t/out", str(i).encode(), qos=1).rc == 0
         await _until(lambda: len(acked) >= N and len(got) >= N)
-        assert not link.client.unsent()
         await link.stop()
         return acked
     try:

@@ -69,7 +69,7 @@ class StreamClient(mqtt.Client):
 
     def buffered(self) -> bool:
         """Bytes already read from the socket that paho has not taken yet."""
-        return bool(self._rbuf) and self._sock is self._io_sock
+        return bool(self._rbuf)
 
     def _sock_send(self, buf) -> int:
         # paho counts the packet as written; `flush` writes it, in order.
@@ -89,9 +89,6 @@ class StreamClient(mqtt.Client):
             del self._wbuf[:sent]
         return True
 
-    def unsent(self) -> bool:
-        return bool(self._wbuf) and self._sock is self._io_sock
-
     def _sock_close(self) -> None:
         # paho closes the socket right after "writing" a DISCONNECT: send it
         # first, or the broker would see a lost client and publish its will.
@@ -109,7 +106,7 @@ class StreamClient(mqtt.Client):
 
 
 class MqttLoop:
-    def __init__(self, client: mqtt.Client, host: str, port: int, keepalive: int = 30,
+    def __init__(self, client: StreamClient, host: str, port: int, keepalive: int = 30,
                  retry_max_s: float = 10.0):
         self.client = client
         self.host, self.port, self.keepalive = host, port, keepalive
@@ -147,10 +144,9 @@ class MqttLoop:
 
     def _readable(self) -> None:
         self.client.loop_read()
-        # A StreamClient may hold whole packets read in the same recv():
-        # no epoll event will come for them.
-        while getattr(self.client, "buffered", _false)() and \
-                self.client.loop_read() == mqtt.MQTT_ERR_SUCCESS:
+        # Whole packets may wait in the client's buffer, read by the same
+        # recv(): no epoll event will come for them.
+        while self.client.buffered() and self.client.loop_read() == mqtt.MQTT_ERR_SUCCESS:
             pass
 
     def _register_write(self, client, userdata, sock) -> None:
@@ -166,24 +162,21 @@ class MqttLoop:
         if self.client.socket() is not sock:
             return
         self.client.loop_write()
-        if self._send_buffered() is False or self.client.want_write():
+        if not self._send_buffered() or self.client.want_write():
             self.loop.add_writer(sock, self._writable)
 
     def _writable(self) -> None:
         # paho's loop_write drops the writer; _flush adds it back if needed.
         self._flush(self.client.socket())
 
-    def _send_buffered(self) -> bool | None:
-        """A StreamClient's queued bytes in one send(); False while the socket is full."""
-        flush = getattr(self.client, "flush", None)
-        if flush is None or self.client.socket() is None:
-            return None
+    def _send_buffered(self) -> bool:
+        """The client's queued bytes in one send(); False while the socket is full."""
         try:
-            return flush()
+            return self.client.flush()
         except OSError as e:
             # The read side sees the same loss and paho reconnects from there.
             log.debug("broker write failed: %s", e)
-            return None
+            return True
 
     def _unregister_write(self, client, userdata, sock) -> None:
         self.loop.remove_writer(sock)
@@ -259,10 +252,6 @@ class MqttLoop:
             self._runner.cancel()
         if self._misc:
             self._misc.cancel()
-
-
-def _false() -> bool:
-    return False
 
 
 def nodelay(client, userdata, sock) -> None:

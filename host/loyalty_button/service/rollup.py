@@ -126,6 +126,13 @@ def _flag(cond: str, r: str) -> str:
     return f"CASE WHEN {cond.format(r=r)} THEN 1 ELSE 0 END"
 
 
+def _reasons_of(r: str) -> str:
+    """The counted reasons of record `r`, one row `j` each (none for a burst
+    or an answer without a valid list of reasons)."""
+    return (f"json_each(CASE WHEN {_HAS_REASONS.format(r=r)} THEN {r}.reasons ELSE '[]' END) "
+            f"AS j")
+
+
 def _change(r: str, sign: str) -> list[str]:
     """Statements adding (sign '') or taking away (sign '-') record `r`."""
     cols = ", ".join(TALLIES)
@@ -140,8 +147,7 @@ def _change(r: str, sign: str) -> list[str]:
     for seconds in REASON_SLOTS:
         out.append(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT "
                    f"{_slot(r, seconds)}, {_GROUP.format(r=r)}, CAST(j.value AS TEXT), {sign}1 "
-                   f"FROM json_each(CASE WHEN {_HAS_REASONS.format(r=r)} THEN {r}.reasons "
-                   f"ELSE '[]' END) AS j WHERE {_GROUP.format(r=r)} IS NOT NULL "
+                   f"FROM {_reasons_of(r)} WHERE {_GROUP.format(r=r)} IS NOT NULL "
                    f"ON CONFLICT (slot, grp, reason) DO UPDATE SET n = n + excluded.n")
     return out
 
@@ -196,8 +202,7 @@ def rebuild(conn: sqlite3.Connection) -> int:
         conn.execute(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT s, g, v, "
                      f"COUNT(*) FROM (SELECT {_slot('r', seconds)} AS s, "
                      f"{_GROUP.format(r='r')} AS g, CAST(j.value AS TEXT) AS v FROM records AS r, "
-                     f"json_each(CASE WHEN {_HAS_REASONS.format(r='r')} THEN r.reasons "
-                     f"ELSE '[]' END) AS j WHERE r.state = 'closed') WHERE g IS NOT NULL "
+                     f"{_reasons_of('r')} WHERE r.state = 'closed') WHERE g IS NOT NULL "
                      f"GROUP BY s, g, v")
     conn.execute("INSERT INTO shoppers SELECT loyalty_id, COUNT(*), SUM(COALESCE(total, 0)) "
                  "FROM records WHERE COALESCE(loyalty_id, '') <> '' GROUP BY loyalty_id")
