@@ -267,6 +267,23 @@ def test_breakdowns_from_totals_agree_with_counting_the_records_in_any_zone(zone
                 (w["pro"], w["det"], w["asked"], w["answered"]), (by, k)
 
 
+@pytest.mark.parametrize("zone, rows", [("Europe/Berlin", "all_hours"), ("Asia/Kolkata", "all")])
+def test_a_trend_reads_the_store_hours_when_the_zone_is_on_the_hour(zone, rows):
+    """The day and week trends read the store's hour totals (a quarter of
+    the rows) unless the zone's offset is off the hour: the statements the
+    report runs say which rows it read."""
+    base = int(datetime(2026, 11, 20, tzinfo=ZoneInfo(zone)).timestamp() * 1000)
+    conn = memory_db([_rec(i, i % 11, at=base + i * 3_600_000) for i in range(100)])
+    seen = []
+    conn.set_trace_callback(seen.append)
+    for by in ("day", "week"):
+        seen.clear()
+        assert reports.breakdown(conn, by, ZoneInfo(zone))
+        dims = {d for sql in seen if "GROUP BY b" in sql
+                for d in ("all_hours", "all") if f"dim = '{d}'" in sql}
+        assert dims == {rows}, (by, seen)
+
+
 def test_a_database_from_before_totals_gets_them_counted_when_opened(tmp_path):
     db = tmp_path / "r.db"
     store = RecordStore(db)

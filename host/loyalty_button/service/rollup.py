@@ -316,7 +316,8 @@ def by_local(conn, tz, seconds: int, modulo: int | None = None,
     offset: the rows read are the store's hours (or quarter hours in a
     zone off the hour), in C."""
     out: dict[int, Tally] = {}
-    lo, hi = period or (0, 1 << 62)
+    # The open end is a whole hour, or no trend would ever read hour rows.
+    lo, hi = period or (0, (1 << 62) // SLOT_S * SLOT_S)
     spans = _offsets(conn, tz)
     # Hour rows when every offset, span boundary and period bound falls on
     # an hour (the first span starts in the data's first hour: floored).
