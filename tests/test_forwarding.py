@@ -4,6 +4,10 @@ PostgreSQL (a real server), the cloud reporter, pseudonyms and retention."""
 
 from __future__ import annotations
 
+import json
+import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import timezone
@@ -16,6 +20,7 @@ from conftest import STORE, Host, receipt_doc
 from fake_vendors import (BITRIX_LIMIT, HUBSPOT_RATE_LIMIT, Bitrix24Fake, CloudFake,
                           HubSpotFake, WebhookReceiver)
 from loyalty_button.forward import config as fconfig
+from loyalty_button.forward import postgres
 from loyalty_button.forward.crm_note import marker
 from loyalty_button.forward.forwarder import Forwarder
 from loyalty_button.forward.http import backoff_s
@@ -302,7 +307,8 @@ def test_postgres_aggregator_upserts_survives_a_restart_and_never_duplicates(
     store.start()
     store.wait("chain", sent=30)
     with psycopg.connect(pg.dsn) as conn:
-        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == (
+            str(postgres.SCHEMA_VERSION),)
         n, ids = conn.execute("SELECT COUNT(*), COUNT(DISTINCT loyalty_id) FROM lb_records"
                               ).fetchone()
         assert (n, ids) == (30, 30)
@@ -319,7 +325,6 @@ def test_postgres_aggregator_upserts_survives_a_restart_and_never_duplicates(
 
 def test_a_schema_1_central_database_gets_the_burst_column_and_keeps_its_rows(
         store_factory, pg):
-    from loyalty_button.forward import postgres
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS old_chain")
         conn.execute("CREATE DATABASE old_chain")
@@ -335,7 +340,8 @@ def test_a_schema_1_central_database_gets_the_burst_column_and_keeps_its_rows(
     store.start()
     store.wait("chain", sent=1)
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone() == (
+            str(postgres.SCHEMA_VERSION),)
         rows = dict(conn.execute("SELECT id, burst FROM lb_records").fetchall())
     assert rows == {"s1-old": None, f"{STORE}-R1": 5}
 
@@ -504,3 +510,130 @@ def test_backoff_doubles_with_jitter_within_the_cap():
         assert full / 2 <= d <= full
     assert backoff_s(1, 2.0, 3600.0, after_s=30) >= 30
     assert backoff_s(1, 2.0, 60.0, after_s=1e6) <= 60
+
+
+def _varied(n: int, seed: int) -> list[dict]:
+    """Closed records of every kind the totals count differently: NPS, CSAT
+    and choice answers, bursts, declines and timeouts, not asked, reasons
+    (repeated ones too), members, adverts, emotions, several stores."""
+    rnd = random.Random(seed)
+    t0 = 1_767_225_600_000
+    out = []
+    for i in range(n):
+        at = t0 + rnd.randrange(6 * 86_400_000)
+        kind = rnd.choice(["nps", "nps", "csat", "choice", None])
+        outcome = rnd.choice(["answered", "answered", "declined", "timeout", "no_reply"])
+        value = {"nps": rnd.randint(0, 10), "csat": rnd.randint(1, 5),
+                 "choice": rnd.choice(["yes", "no"])}.get(kind) if outcome == "answered" else None
+        rec = _closed(i, loyalty_id=rnd.choice([None, "L-1", "L-2", "L-3"]), value=None,
+                      id=f"s{i % 3}-R{i}", store=f"s{i % 3}", till=str(rnd.randint(1, 4)),
+                      cashier=rnd.choice(["c1", "c2", None]), lang=rnd.choice(["ru", "en"]),
+                      kind=kind, qid=kind and f"q-{kind}", outcome=outcome if kind else "not_asked",
+                      asked_ms=at if kind else None, sale_ts=at // 1000, received_ms=at,
+                      closed_ms=at + 5000, advert=rnd.choice(["a", "b", None]),
+                      emotion=rnd.choice(["happy", "sad", None]),
+                      burst=rnd.choice([None] * 8 + [3]),
+                      reasons=rnd.choice([None, [], ["queue"], ["queue", "staff"],
+                                          ["prices", "prices"]]) if value is not None else None)
+        rec["value"] = value
+        out.append(rec)
+    return out
+
+
+def _central_agrees_with_the_store(dsn: str, recs: list[dict]) -> None:
+    """Every central breakdown (all stores, and one store) and the reasons
+    equal a store report over the same records."""
+    from loyalty_button.service import reports
+    from loyalty_button.service.records import memory_db
+    with psycopg.connect(dsn) as conn:
+        for store in (None, "s1"):
+            mine = [r for r in recs if store in (None, r["store"])]
+            local = memory_db(mine)
+            for by in postgres.CENTRAL_BY:
+                got = postgres.breakdown(conn, by, store)
+                want = reports.breakdown(local, by, timezone.utc)
+                assert got == want, (store, by)
+            assert postgres.reasons(conn, store) == reports.summary(local)["reasons"], store
+
+
+def test_the_central_database_keeps_totals_by_the_store_reports_rules(pg):
+    """The chain's totals, kept by PostgreSQL's trigger as records arrive,
+    change and go, give the same figures as the store's own reports; a
+    central database of schema 2 gets its existing rows counted."""
+    from types import SimpleNamespace
+
+    from loyalty_button.forward.payload import record_payload
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        for db in ("totals_chain", "totals_old"):
+            conn.execute(f"DROP DATABASE IF EXISTS {db}")
+            conn.execute(f"CREATE DATABASE {db}")
+    base = pg.dsn.rsplit("/", 1)[0]
+    dsn = base + "/totals_chain"
+    sink = postgres.Postgres(SimpleNamespace(dsn=dsn, timeout_s=5))
+
+    def send(recs):
+        assert sink.send_batch([(record_payload(r, False, KEY), 0, None) for r in recs]) \
+            == [None] * len(recs)
+    recs = _varied(600, seed=5)
+    send(recs)
+    _central_agrees_with_the_store(dsn, recs)
+    # Late answers and new estimates re-send records with other values...
+    rnd = random.Random(6)
+    changed = []
+    for r in rnd.sample(recs, 150):
+        r = dict(r, outcome="answered", value=rnd.randint(0, 10), kind="nps", qid="q-nps",
+                 asked_ms=r["asked_ms"] or r["received_ms"], burst=None, emotion="surprise",
+                 reasons=["staff"])
+        changed.append(r)
+    send(changed)
+    by_id = {r["id"]: r for r in recs} | {r["id"]: r for r in changed}
+    # ...and a DBA deletes a store's oldest records: the totals follow.
+    gone = sorted((r for r in by_id.values() if r["store"] == "s2"),
+                  key=lambda r: r["received_ms"])[:50]
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM lb_records WHERE id = ANY(%s)", ([r["id"] for r in gone],))
+    for r in gone:
+        del by_id[r["id"]]
+    _central_agrees_with_the_store(dsn, list(by_id.values()))
+    sink.close()
+
+    # A store host's login with only the rights docs/forwarding.md lists
+    # sends records; the totals follow, and it cannot write them itself.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS store_host")
+        conn.execute("CREATE ROLE store_host LOGIN PASSWORD 'sh-pw'")
+        conn.execute("GRANT INSERT, UPDATE, SELECT ON lb_records TO store_host")
+        conn.execute("GRANT SELECT ON lb_meta TO store_host")
+    host_dsn = f"postgresql://store_host:sh-pw@127.0.0.1:{pg.port}/totals_chain"
+    limited = postgres.Postgres(SimpleNamespace(dsn=host_dsn, timeout_s=5))
+    extra = [dict(r, id=f"s1-X{i}", store="s1") for i, r in enumerate(_varied(40, seed=8))]
+    assert limited.send_batch([(record_payload(r, False, KEY), 0, None) for r in extra]) \
+        == [None] * 40
+    limited.close()
+    by_id.update({r["id"]: r for r in extra})
+    _central_agrees_with_the_store(dsn, list(by_id.values()))
+    with psycopg.connect(host_dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("UPDATE lb_totals SET promoters = promoters + 1")
+
+    old = base + "/totals_old"
+    with psycopg.connect(old) as conn:  # rows a host of schema 2 left
+        for version in (1, 2):
+            for sql in postgres.MIGRATIONS[version]:
+                conn.execute(sql)
+        conn.execute("CREATE TABLE lb_meta (key text PRIMARY KEY, value text NOT NULL)")
+        conn.execute("INSERT INTO lb_meta VALUES ('schema', '2')")
+        with conn.cursor() as cur:
+            cur.executemany(postgres.UPSERT, [postgres._row(record_payload(r, False, KEY))
+                                              for r in recs])
+    with psycopg.connect(old, autocommit=True) as conn:
+        assert postgres.migrate(conn) == 2
+    _central_agrees_with_the_store(old, recs)
+    # The chain's reports, from the command line.
+    run = subprocess.run([sys.executable, "-m", "loyalty_button.cli", "aggregator", "report",
+                          "till", "--dsn", old, "--store", "s1"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    with psycopg.connect(old) as conn:
+        assert json.loads(run.stdout) == postgres.breakdown(conn, "till", "s1") != []
+    run = subprocess.run([sys.executable, "-m", "loyalty_button.cli", "aggregator", "report",
+                          "day", "--dsn", base + "/no_such_db"], capture_output=True, text=True)
+    assert run.returncode == 2 and "cannot report" in run.stderr, run.stderr

@@ -4,6 +4,7 @@ package's modules."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -80,6 +81,17 @@ def _dashboard(args) -> int:
 def _aggregator(args) -> int:
     import psycopg
     from .forward import postgres
+    if args.action == "report":
+        from .service import reports
+        try:
+            with psycopg.connect(args.dsn, autocommit=True) as conn:
+                rows = postgres.breakdown(conn, args.by, args.store)
+        except psycopg.Error as e:
+            print(f"cannot report: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            return 2
+        print(reports.to_csv(rows) if args.csv else json.dumps(rows, indent=1), end=""
+              if args.csv else "\n")
+        return 0
     try:
         with psycopg.connect(args.dsn, autocommit=True) as conn:
             before = postgres.migrate(conn)
@@ -177,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     from .probe.cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=_probe)
+    from .forward import postgres
     from .service import report_cli
     p = sub.add_parser("report", help="NPS (with its 95%% interval), CSAT, response rate, "
                                       "breakdowns and trends")
@@ -196,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     asub = p.add_subparsers(dest="action", required=True)
     a = asub.add_parser("migrate", help="create or migrate its schema (store hosts also do it)")
     a.add_argument("--dsn", required=True, help="postgresql://user:password@host:5432/db")
+    a = asub.add_parser("report", help="a breakdown of the chain (or of one store) from its "
+                        "running totals")
+    a.add_argument("by", choices=postgres.CENTRAL_BY, help="day: UTC days")
+    a.add_argument("--dsn", required=True, help="postgresql://user:password@host:5432/db")
+    a.add_argument("--store", help="one store only")
+    a.add_argument("--csv", action="store_true", help="CSV instead of JSON")
     p.set_defaults(func=_aggregator)
     p = sub.add_parser("records", help="the store database")
     rsub = p.add_subparsers(dest="action", required=True)

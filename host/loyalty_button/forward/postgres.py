@@ -3,18 +3,25 @@
 id, so a retry or a re-send never makes a second row. The schema is created
 and migrated by this module (on first connect, under an advisory lock so
 many store hosts starting at once do not race), or ahead of time by a DBA
-with `loyalty-button aggregator migrate --dsn ...` (docs/forwarding.md)."""
+with `loyalty-button aggregator migrate --dsn ...` (docs/forwarding.md).
+
+A chain has hundreds of millions of rows, so no report reads them: a
+trigger keeps running totals per store (`lb_totals`, `lb_reason_totals`)
+in the transaction that upserts a record, counted by the same rules as a
+store's own reports (service/rollup.py, in PostgreSQL's words), and
+`loyalty-button aggregator report` reads only those."""
 
 from __future__ import annotations
 
 import json
 import logging
 
+from ..service import reports, rollup
 from . import http
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _LOCK = 0x4C425247  # "LBRG": pg_advisory_xact_lock key for migrations
 
 # version -> statements that take the schema from version-1 to version.
@@ -38,6 +45,150 @@ MIGRATIONS = {
     # Presses in a burst the panel flagged (a child mashing the buttons).
     2: ["ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS burst integer"],
 }
+
+# --- running totals (schema 3) ----------------------------------------------------
+
+# What the chain's totals are kept by: every dimension a store keeps for
+# all time (bar its shoppers: the chain has millions), and the store as a
+# whole per hour (a store's trend in its own zone) and per UTC day (the
+# chain's trend without reading every store's hours).
+DAY_S = 86_400
+# dim -> (the store dimension whose key it uses, its slot sizes). Days are
+# a dimension of their own: a day's slot is also its first hour's.
+CENTRAL_DIMS = {"all": ("all", (rollup.ALL_TIME, rollup.SLOT_S)), "all_days": ("all", (DAY_S,)),
+                **{d: (d, (rollup.ALL_TIME,)) for d in ("till", "cashier", "question",
+                                                        "language", "member", "advert",
+                                                        "emotion")}}
+CENTRAL_BY = ("store", "day") + tuple(d for d in CENTRAL_DIMS if not d.startswith("all"))
+_TALLY_COLS = ", ".join(rollup.TALLIES)
+
+
+def _slot(r: str, seconds: int) -> str:
+    if seconds == rollup.ALL_TIME:
+        return str(rollup.ALL_TIME_SLOT)
+    return f"COALESCE({rollup.slot_of(r, seconds, 'pg')}, 0)"  # a record with no time at all
+
+
+def _keys(r: str) -> str:
+    """(dim, slot, key) rows of record `r`: one per total it counts in."""
+    rows = []
+    for dim, (kept_as, sizes) in CENTRAL_DIMS.items():
+        key = rollup.key_of(rollup.DIMS[kept_as][0], r, "pg")
+        rows += [f"('{dim}', {_slot(r, s)}::bigint, {key})" for s in sizes]
+    return "(VALUES " + ", ".join(rows) + ") AS d(dim, slot, key)"
+
+
+def _flags(r: str) -> str:
+    return ", ".join(f"{rollup.flag(c, r, 'pg')} AS {t}" for t, c in rollup.TALLIES.items())
+
+
+def _reasons(r: str) -> str:
+    """(slot, grp, reason, n) rows of record `r`'s reasons: all time and per UTC day."""
+    return (f"SELECT s.slot, {rollup.group_of(r, 'pg')} AS grp, j.value AS reason, COUNT(*) AS n "
+            f"FROM jsonb_array_elements_text({rollup.reason_list(r)}) AS j(value), "
+            f"(VALUES ({rollup.ALL_TIME_SLOT}::bigint), ({_slot(r, DAY_S)}::bigint)) AS s(slot) "
+            f"GROUP BY 1, 2, 3")
+
+
+def _apply(r: str, sign: str) -> list[str]:
+    """plpgsql statements adding (sign '') or taking away ('-') record `r`."""
+    sets = ", ".join(f"{t} = lb_totals.{t} + EXCLUDED.{t}" for t in rollup.TALLIES)
+    signed = ", ".join(f"{sign}f.{t}" for t in rollup.TALLIES)
+    return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
+            f"SELECT {r}.store, d.dim, d.slot, d.key, {signed} FROM {_keys(r)}, "
+            f"(SELECT {_flags(r)}) AS f "
+            f"ON CONFLICT (store, dim, slot, key) DO UPDATE SET {sets}",
+            f"INSERT INTO lb_reason_totals (store, slot, grp, reason, n) "
+            f"SELECT {r}.store, x.slot, x.grp, x.reason, {sign}x.n FROM ({_reasons(r)}) AS x "
+            f"WHERE x.grp IS NOT NULL ON CONFLICT (store, slot, grp, reason) "
+            f"DO UPDATE SET n = lb_reason_totals.n + EXCLUDED.n"]
+
+
+def _function() -> str:
+    old = ";\n    ".join(_apply("OLD", "-"))
+    new = ";\n    ".join(_apply("NEW", ""))
+    # SECURITY DEFINER: the totals are written as the function's owner (who
+    # migrated), so a store host's login needs no rights on them and cannot
+    # change them except through its records; the search path is pinned.
+    return (f"CREATE OR REPLACE FUNCTION lb_totals_apply() RETURNS trigger "
+            f"LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$\nBEGIN\n"
+            f"  IF TG_OP IN ('UPDATE', 'DELETE') THEN\n    {old};\n  END IF;\n"
+            f"  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n    {new};\n  END IF;\n"
+            f"  RETURN NULL;\nEND\n$fn$")
+
+
+def _backfill() -> list[str]:
+    """Count the rows already there (a chain upgrading from schema 2), in
+    the migration's transaction: CREATE TRIGGER holds off other hosts'
+    upserts until it commits, so nothing is counted twice or missed."""
+    sums = ", ".join(f"SUM(f.{t})" for t in rollup.TALLIES)
+    return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
+            f"SELECT r.store, d.dim, d.slot, d.key, {sums} FROM lb_records AS r "
+            f"CROSS JOIN LATERAL {_keys('r')} CROSS JOIN LATERAL (SELECT {_flags('r')}) AS f "
+            f"GROUP BY 1, 2, 3, 4",
+            f"INSERT INTO lb_reason_totals (store, slot, grp, reason, n) "
+            f"SELECT r.store, x.slot, x.grp, x.reason, SUM(x.n) FROM lb_records AS r "
+            f"CROSS JOIN LATERAL ({_reasons('r')}) AS x WHERE x.grp IS NOT NULL "
+            f"GROUP BY 1, 2, 3, 4"]
+
+
+MIGRATIONS[3] = [
+    "CREATE TABLE IF NOT EXISTS lb_totals (store text NOT NULL, dim text NOT NULL, "
+    "slot bigint NOT NULL, key text NOT NULL, "
+    + ", ".join(f"{t} bigint NOT NULL DEFAULT 0" for t in rollup.TALLIES)
+    + ", PRIMARY KEY (store, dim, slot, key))",
+    "CREATE TABLE IF NOT EXISTS lb_reason_totals (store text NOT NULL, slot bigint NOT NULL, "
+    "grp text NOT NULL, reason text NOT NULL, n bigint NOT NULL, "
+    "PRIMARY KEY (store, slot, grp, reason))",
+    # The chain's day trend reads the UTC-day rows of every store.
+    "CREATE INDEX IF NOT EXISTS lb_totals_dim_slot ON lb_totals (dim, slot)",
+    _function(),
+    "DROP TRIGGER IF EXISTS lb_totals ON lb_records",
+    "CREATE TRIGGER lb_totals AFTER INSERT OR UPDATE OR DELETE ON lb_records "
+    "FOR EACH ROW EXECUTE FUNCTION lb_totals_apply()",
+    *_backfill(),
+]
+
+
+def reasons(conn, store: str | None = None) -> dict[str, dict[str, int]]:
+    """group -> reason -> count, all time, of one store or of the chain (as
+    a store's `report summary` gives them)."""
+    where, args = ("AND store = %s", [store]) if store is not None else ("", [])
+    out: dict[str, dict[str, int]] = {}
+    for grp, reason, n in conn.execute(
+            f"SELECT grp, reason, SUM(n) FROM lb_reason_totals WHERE slot = "
+            f"{rollup.ALL_TIME_SLOT} {where} GROUP BY 1, 2 HAVING SUM(n) > 0 "
+            f"ORDER BY 1, 3 DESC, 2", args):
+        out.setdefault(grp, {})[reason] = int(n)
+    return out
+
+
+def breakdown(conn, by: str, store: str | None = None) -> list[dict]:
+    """The chain's breakdown by `by` (CENTRAL_BY: store, day in UTC, or a
+    dimension), of one store or of all, from the totals: the same rows as
+    a store's `report breakdown`."""
+    if by not in CENTRAL_BY:
+        raise ValueError(f"unknown breakdown {by!r}; known: {', '.join(CENTRAL_BY)}")
+    sums = ", ".join(f"SUM({t})" for t in rollup.TALLIES)
+    where, args = "", []
+    if store is not None:
+        where, args = " AND store = %s", [store]
+    if by == "store":
+        q = (f"SELECT store, {sums} FROM lb_totals WHERE dim = 'all' AND slot = "
+             f"{rollup.ALL_TIME_SLOT}{where} GROUP BY 1")
+    elif by == "day":
+        q = (f"SELECT to_char(to_timestamp(slot) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {sums} "
+             f"FROM lb_totals WHERE dim = 'all_days'{where} GROUP BY slot")
+    else:
+        q = (f"SELECT key, {sums} FROM lb_totals WHERE dim = %s AND slot = "
+             f"{rollup.ALL_TIME_SLOT}{where} GROUP BY 1")
+        args.insert(0, by)
+    groups = {}
+    for key, *counts in conn.execute(q, args):
+        t = rollup.Tally(*(int(c) for c in counts))
+        if t.n:
+            groups[key or "(none)"] = t
+    return reports.breakdown_rows(groups, by)
 COLUMNS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "member", "cashier",
            "total", "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
            "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms", "advert",
@@ -49,24 +200,34 @@ UPSERT = (f"INSERT INTO lb_records ({', '.join(COLUMNS)}) VALUES "
           + ", updated = now()")
 
 
+def _version(conn) -> int:
+    if conn.execute("SELECT to_regclass('lb_meta')").fetchone()[0] is None:
+        return 0
+    row = conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def migrate(conn) -> int:
-    """Bring the schema to SCHEMA_VERSION; returns the version found."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS lb_meta (key text PRIMARY KEY, "
-                     "value text NOT NULL)")
-        row = conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone()
-        have = int(row[0]) if row else 0
-        if have > SCHEMA_VERSION:
-            raise RuntimeError(f"the central database has schema {have}; this host knows "
-                               f"{SCHEMA_VERSION}: upgrade the store host's software")
-        for version in range(have + 1, SCHEMA_VERSION + 1):
-            for sql in MIGRATIONS[version]:
-                conn.execute(sql)
-        conn.execute("INSERT INTO lb_meta VALUES ('schema', %s) ON CONFLICT (key) DO "
-                     "UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
+    """Bring the schema to SCHEMA_VERSION; returns the version found. A
+    schema already current is only read, so a store host's login needs no
+    DDL rights (docs/forwarding.md)."""
+    have = _version(conn)
     if have < SCHEMA_VERSION:
-        log.info("central database: schema %d -> %d", have, SCHEMA_VERSION)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS lb_meta (key text PRIMARY KEY, "
+                         "value text NOT NULL)")
+            have = _version(conn)  # another host may have migrated meanwhile
+            if have < SCHEMA_VERSION:
+                for version in range(have + 1, SCHEMA_VERSION + 1):
+                    for sql in MIGRATIONS[version]:
+                        conn.execute(sql)
+                conn.execute("INSERT INTO lb_meta VALUES ('schema', %s) ON CONFLICT (key) DO "
+                             "UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
+                log.info("central database: schema %d -> %d", have, SCHEMA_VERSION)
+    if have > SCHEMA_VERSION:
+        raise RuntimeError(f"the central database has schema {have}; this host knows "
+                           f"{SCHEMA_VERSION}: upgrade the store host's software")
     return have
 
 

@@ -182,7 +182,12 @@ def breakdown(conn: sqlite3.Connection, by: str, tz: tzinfo = timezone.utc,
     value segments are all time)."""
     if by not in BREAKDOWNS:
         raise ValueError(f"unknown breakdown {by!r}; known: {', '.join(BREAKDOWNS)}")
-    groups = _groups(conn, by, tz, period)
+    return breakdown_rows(_groups(conn, by, tz, period), by)
+
+
+def breakdown_rows(groups: dict[str, Tally], by: str) -> list[dict]:
+    """The rows of a breakdown by `by` from its groups' totals, sorted by key
+    (also the chain's central reports, forward/postgres.py)."""
     rows = []
     for key in sorted(groups):
         s = _summary(groups[key])

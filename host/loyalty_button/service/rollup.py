@@ -42,9 +42,34 @@ SLOT_S = 3600
 ALL_TIME = 0           # a "slot size" meaning one row for all time...
 ALL_TIME_SLOT = -1     # ...kept under this slot, before any real time
 
-_WHEN = "COALESCE(NULLIF({r}.asked_ms, 0), {r}.received_ms)"
-_SCORED = "{r}.outcome = 'answered' AND typeof({r}.value) = 'integer'"
-_CLEAN = _SCORED + " AND NOT COALESCE({r}.burst, 0)"
+# The counting rules below are written once, over a record {r}, with a few
+# words that differ between SQLite (the store) and PostgreSQL (the chain's
+# central database, where `value` and `reasons` are jsonb and a record has
+# no received_ms): {true} is always true, {int} is the value as a number, {isint} says it is a
+# whole number, {text} is it as text, {burst} is true for a flagged burst.
+DIALECTS = {
+    "sqlite": {"true": "1", "when": "COALESCE(NULLIF({r}.asked_ms, 0), {r}.received_ms)",
+               "isint": "typeof({r}.value) = 'integer'", "int": "{r}.value",
+               "text": "{r}.value", "burst": "COALESCE({r}.burst, 0)",
+               "is_list": "json_valid({r}.reasons) AND json_type({r}.reasons) = 'array'"},
+    "pg": {"true": "true", "when": "COALESCE(NULLIF({r}.asked_ms, 0), {r}.sale_ts * 1000, {r}.closed_ms)",
+           "isint": "(jsonb_typeof({r}.value) = 'number' AND ({r}.value #>> '{{}}') ~ '^-?[0-9]+$')",
+           "int": "(CASE WHEN jsonb_typeof({r}.value) = 'number' "
+                  "THEN ({r}.value #>> '{{}}')::numeric END)",
+           "text": "({r}.value #>> '{{}}')", "burst": "(COALESCE({r}.burst, 0) <> 0)",
+           "is_list": "jsonb_typeof({r}.reasons) = 'array'"},
+}
+
+
+def sql(template: str, r: str, dialect: str = "sqlite") -> str:
+    """A rule's SQL for record `r` in `dialect`."""
+    words = {k: v.format(r=r) for k, v in DIALECTS[dialect].items()}
+    return template.format(r=r, **words)
+
+
+_WHEN = "{when}"
+_SCORED = "{r}.outcome = 'answered' AND {isint}"
+_CLEAN = _SCORED + " AND NOT {burst}"
 
 
 def _in(values) -> str:
@@ -55,16 +80,16 @@ def _nps_values(cls: str) -> tuple:
     return tuple(v for v in range(11) if nps_class(v) == cls)
 
 
-# count name -> the condition (SQL over a record {r}) for a record to add 1.
-TALLIES = {"n": "1"}
+# count name -> the condition for a record {r} to add 1.
+TALLIES = {"n": "{true}"}
 TALLIES.update({o: f"{{r}}.outcome = '{o}'" for o in ASKED})
-TALLIES.update({cls + "s": f"{{r}}.kind = 'nps' AND {_CLEAN} AND {{r}}.value IN "
+TALLIES.update({cls + "s": f"{{r}}.kind = 'nps' AND {_CLEAN} AND {{int}} IN "
                            f"{_in(_nps_values(cls))}" for cls in NPS_CLASSES})
-TALLIES["nps_burst"] = f"{{r}}.kind = 'nps' AND {_SCORED} AND COALESCE({{r}}.burst, 0)"
+TALLIES["nps_burst"] = f"{{r}}.kind = 'nps' AND {_SCORED} AND {{burst}}"
 TALLIES["nps_declined"] = "{r}.kind = 'nps' AND {r}.outcome IN ('declined', 'timeout')"
-TALLIES.update({f"csat_{v}": f"{{r}}.kind = 'csat' AND {_CLEAN} AND {{r}}.value = {v}"
+TALLIES.update({f"csat_{v}": f"{{r}}.kind = 'csat' AND {_CLEAN} AND {{int}} = {v}"
                 for v in CSAT_VALUES})
-TALLIES["csat_burst"] = f"{{r}}.kind = 'csat' AND {_SCORED} AND COALESCE({{r}}.burst, 0)"
+TALLIES["csat_burst"] = f"{{r}}.kind = 'csat' AND {_SCORED} AND {{burst}}"
 
 Tally = namedtuple("Tally", TALLIES)
 EMPTY = Tally(*(0 for _ in TALLIES))
@@ -93,11 +118,10 @@ DIMS = {
 REASON_SLOTS = (ALL_TIME, SLOT_S)
 
 # Reasons from the "why?" step: per NPS class, or per kind:value.
-_GROUP = ("CASE WHEN {r}.kind = 'nps' AND typeof({r}.value) = 'integer' THEN CASE "
-          + " ".join(f"WHEN {{r}}.value IN {_in(_nps_values(c))} THEN '{c}'" for c in NPS_CLASSES)
-          + " END ELSE COALESCE({r}.kind, 'None') || ':' || COALESCE({r}.value, 'None') END")
-_HAS_REASONS = ("{r}.outcome = 'answered' AND NOT COALESCE({r}.burst, 0) "
-                "AND json_valid({r}.reasons) AND json_type({r}.reasons) = 'array'")
+_GROUP = ("CASE WHEN {r}.kind = 'nps' AND {isint} THEN CASE "
+          + " ".join(f"WHEN {{int}} IN {_in(_nps_values(c))} THEN '{c}'" for c in NPS_CLASSES)
+          + " END ELSE COALESCE({r}.kind, 'None') || ':' || COALESCE({text}, 'None') END")
+_HAS_REASONS = "{r}.outcome = 'answered' AND NOT {burst} AND {is_list}"
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS rollup (dim TEXT NOT NULL, slot INTEGER NOT NULL, "
@@ -112,25 +136,36 @@ DDL = (
 )
 
 
-def _slot(r: str, seconds: int) -> str:
+def slot_of(r: str, seconds: int, dialect: str = "sqlite") -> str:
+    """The slot (Unix s) of record `r` at `seconds` a slot, or the all-time slot."""
     if not seconds:
         return str(ALL_TIME_SLOT)
-    return f"({_WHEN.format(r=r)} / {seconds * 1000}) * {seconds}"
+    return f"({sql(_WHEN, r, dialect)} / {seconds * 1000}) * {seconds}"
 
 
-def _key(expr: str, r: str) -> str:
-    return f"COALESCE(CAST({expr.format(r=r)} AS TEXT), '')"
+def key_of(expr: str, r: str, dialect: str = "sqlite") -> str:
+    return f"COALESCE(CAST({sql(expr, r, dialect)} AS TEXT), '')"
 
 
-def _flag(cond: str, r: str) -> str:
-    return f"CASE WHEN {cond.format(r=r)} THEN 1 ELSE 0 END"
+def flag(cond: str, r: str, dialect: str = "sqlite") -> str:
+    return f"CASE WHEN {sql(cond, r, dialect)} THEN 1 ELSE 0 END"
+
+
+def group_of(r: str, dialect: str = "sqlite") -> str:
+    """The group of record `r`'s reasons: an NPS class, or kind:value."""
+    return sql(_GROUP, r, dialect)
 
 
 def _reasons_of(r: str) -> str:
     """The counted reasons of record `r`, one row `j` each (none for a burst
     or an answer without a valid list of reasons)."""
-    return (f"json_each(CASE WHEN {_HAS_REASONS.format(r=r)} THEN {r}.reasons ELSE '[]' END) "
-            f"AS j")
+    return f"json_each(CASE WHEN {sql(_HAS_REASONS, r)} THEN {r}.reasons ELSE '[]' END) AS j"
+
+
+def reason_list(r: str) -> str:
+    """PostgreSQL: record `r`'s counted reasons as a jsonb array ('[]' for
+    none), for jsonb_array_elements_text."""
+    return f"(CASE WHEN {sql(_HAS_REASONS, r, 'pg')} THEN {r}.reasons ELSE '[]'::jsonb END)"
 
 
 def _change(r: str, sign: str) -> list[str]:
@@ -138,16 +173,16 @@ def _change(r: str, sign: str) -> list[str]:
     cols = ", ".join(TALLIES)
     sets = ", ".join(f"{t} = {t} + excluded.{t}" for t in TALLIES)
     out = []
-    flags = ", ".join(f"{sign}{_flag(c, r)}" for c in TALLIES.values())
+    flags = ", ".join(f"{sign}{flag(c, r)}" for c in TALLIES.values())
     for dim, (expr, sizes) in DIMS.items():
         for seconds in sizes:
             out.append(f"INSERT INTO rollup (dim, slot, key, {cols}) VALUES ('{dim}', "
-                       f"{_slot(r, seconds)}, {_key(expr, r)}, {flags}) "
+                       f"{slot_of(r, seconds)}, {key_of(expr, r)}, {flags}) "
                        f"ON CONFLICT (dim, slot, key) DO UPDATE SET {sets}")
     for seconds in REASON_SLOTS:
         out.append(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT "
-                   f"{_slot(r, seconds)}, {_GROUP.format(r=r)}, CAST(j.value AS TEXT), {sign}1 "
-                   f"FROM {_reasons_of(r)} WHERE {_GROUP.format(r=r)} IS NOT NULL "
+                   f"{slot_of(r, seconds)}, {group_of(r)}, CAST(j.value AS TEXT), {sign}1 "
+                   f"FROM {_reasons_of(r)} WHERE {group_of(r)} IS NOT NULL "
                    f"ON CONFLICT (slot, grp, reason) DO UPDATE SET n = n + excluded.n")
     return out
 
@@ -192,16 +227,16 @@ def rebuild(conn: sqlite3.Connection) -> int:
     for table in ("rollup", "rollup_reasons", "shoppers"):
         conn.execute(f"DELETE FROM {table}")
     cols = ", ".join(TALLIES)
-    sums = ", ".join(f"SUM({_flag(c, 'r')})" for c in TALLIES.values())
+    sums = ", ".join(f"SUM({flag(c, 'r')})" for c in TALLIES.values())
     for dim, (expr, sizes) in DIMS.items():
         for seconds in sizes:
             conn.execute(f"INSERT INTO rollup (dim, slot, key, {cols}) SELECT '{dim}', "
-                         f"{_slot('r', seconds)}, {_key(expr, 'r')}, {sums} FROM records AS r "
+                         f"{slot_of('r', seconds)}, {key_of(expr, 'r')}, {sums} FROM records AS r "
                          f"WHERE r.state = 'closed' GROUP BY 2, 3")
     for seconds in REASON_SLOTS:
         conn.execute(f"INSERT INTO rollup_reasons (slot, grp, reason, n) SELECT s, g, v, "
-                     f"COUNT(*) FROM (SELECT {_slot('r', seconds)} AS s, "
-                     f"{_GROUP.format(r='r')} AS g, CAST(j.value AS TEXT) AS v FROM records AS r, "
+                     f"COUNT(*) FROM (SELECT {slot_of('r', seconds)} AS s, "
+                     f"{group_of('r')} AS g, CAST(j.value AS TEXT) AS v FROM records AS r, "
                      f"{_reasons_of('r')} WHERE r.state = 'closed') WHERE g IS NOT NULL "
                      f"GROUP BY s, g, v")
     conn.execute("INSERT INTO shoppers SELECT loyalty_id, COUNT(*), SUM(COALESCE(total, 0)) "
