@@ -257,14 +257,17 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         except reports.ExportError as e:
             log.error("dashboard: cannot export: %s", e)
             raise web.HTTPServiceUnavailable(text=str(e))
+        # Reads of up to 1 MiB: a year's export is ~300 MB, and each chunk
+        # costs this process a loop turn and a socket write.
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+                                                    stderr=asyncio.subprocess.PIPE,
+                                                    limit=1 << 20)
         resp = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{cfg.store}-records.csv"'})
         try:
             await resp.prepare(request)
-            while chunk := await proc.stdout.read(1 << 16):
+            while chunk := await proc.stdout.read(1 << 20):
                 await resp.write(chunk)
         finally:
             if not proc.stdout.at_eof():
