@@ -127,6 +127,11 @@ def _lazy(module: str, args) -> int:
     return importlib.import_module(f"loyalty_button.{module}").main(args)
 
 
+def _lazy_cli(module: str, args) -> int:
+    import importlib
+    return importlib.import_module(f"loyalty_button.{module}").cli(args)
+
+
 def _build_fonts(args) -> int:
     from .panels import fonts
     for path in fonts.build(Path(args.out_dir) if args.out_dir else None):
@@ -239,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build-fonts", help="make the panel's Latin + Cyrillic fonts (lv_font_conv)")
     p.add_argument("out_dir", nargs="?", default=None)
     p.set_defaults(func=_build_fonts)
+    p = sub.add_parser("build-lvgl-unix", help="build (or bring up to date) lvgl_micropython's "
+                       "32-bit unix port with the panel firmware frozen in; prints its path")
+    p.add_argument("-v", "--verbose", action="store_true", help="show make's output")
+    p.set_defaults(func=lambda a: _lazy_cli("panels.lvgl_unix", a))
     args = parser.parse_args(argv)
     logging.basicConfig(level=(args.log_level or "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,8 @@
+# What the panel's firmware image freezes (lvgl_micropython's
+# FROZEN_MANIFEST): bytecode in flash, not in the heap. The same file serves
+# the ESP32 images (tools/build-image) and the unix simulator binary
+# (host/loyalty_button/panels/lvgl_unix.py), so the tests run what a panel
+# holds. Paths are relative to this file. main.py stays on the file system:
+# it is the first thing a panel runs, and an update may replace it.
+package("lbpanel")
+package("boards")
