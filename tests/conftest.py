@@ -52,10 +52,11 @@ class PanelFactory:
 
     def start(self, panel_id: str = "p1", config: dict | str | None = None,
               heapsize: str | None = None, firmware: Path | None = None,
-              board: str | None = None, **overrides) -> SimPanel:
+              board: str | None = None, interpreter: str = "cpython",
+              **overrides) -> SimPanel:
         cfg = config if config is not None else self.config(panel_id, **overrides)
         panel = SimPanel(self.root / panel_id, cfg, heapsize=heapsize, name=panel_id,
-                         firmware=firmware, board=board).start()
+                         firmware=firmware, board=board, interpreter=interpreter).start()
         self.panels.append(panel)
         return panel
 

@@ -67,11 +67,19 @@ def apply_overrides(cfg: dict, overrides: dict) -> dict:
 class SimPanel:
     def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
                  name: str | None = None, firmware: Path | None = None,
-                 board: str | None = None, shots: Path | None = None):
+                 board: str | None = None, shots: Path | None = None,
+                 interpreter: str = "cpython"):
         """board: None runs the MicroPython unix port with the headless UI;
-        a board name runs the LVGL panel simulator (lvpanel) for that board,
-        whose touches go through LVGL's input device. shots: with a board,
-        save the screen to shots/<name>.png whenever it changes."""
+        a board name runs the LVGL panel for that board, whose touches go
+        through LVGL's input device: under CPython with pydevices-lvgl
+        (lvpanel; interpreter "cpython"), or under lvgl_micropython's 32-bit
+        unix port with the firmware frozen in (firmware/sim/lvgl_panel.py;
+        interpreter "micropython", heapsize applies). shots: with a board,
+        under CPython, save the screen to shots/<name>.png whenever it
+        changes."""
+        if interpreter not in ("cpython", "micropython"):
+            raise ValueError(f"interpreter: cpython or micropython, not {interpreter!r}")
+        self.interpreter = interpreter
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "panel.json"
@@ -85,6 +93,8 @@ class SimPanel:
         self.shots = shots
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
+        # What the glass shows, RGB565 (the MicroPython LVGL panel writes it).
+        self.glass_path = self.workdir / "glass.rgb565"
         self.proc: subprocess.Popen | None = None
         self.screens: "queue.Queue[dict]" = queue.Queue(_SCREENS_KEPT)
         self.last_screen: dict | None = None
@@ -94,7 +104,16 @@ class SimPanel:
         self._reader: threading.Thread | None = None
 
     def start(self) -> "SimPanel":
-        if self.board:
+        if self.board and self.interpreter == "micropython":
+            from ..panels import fonts, lvgl_unix
+            cmd = [str(lvgl_unix.binary_path())]
+            if self.heapsize:
+                cmd += ["-X", f"heapsize={self.heapsize}"]
+            cmd += [str(FIRMWARE_DIR / "sim" / "lvgl_panel.py"), self.board,
+                    str(fonts.fonts_dir()), str(self.glass_path), str(self.config_path)]
+            # The firmware frozen into the binary; the stubs for machine, network.
+            env = dict(os.environ, MICROPYPATH=f".frozen:{STUBS_DIR}")
+        elif self.board:
             cmd = [sys.executable, "-m", "loyalty_button.sim.lvpanel", "--board", self.board,
                    "--name", self.name]
             if self.shots:
@@ -177,6 +196,13 @@ class SimPanel:
 
     def tap(self, value) -> None:
         self.send(f"tap {value}")
+
+    def glass_png(self) -> bytes:
+        """A PNG of what the MicroPython LVGL panel's glass shows now."""
+        from lbpanel import boards
+        from .lvpanel import rgb565_to_png
+        board = boards.get(self.board)
+        return rgb565_to_png(self.glass_path.read_bytes(), board["width"], board["height"])
 
     def answer(self, session: str, value, timeout: float = 10.0) -> dict:
         """Play the shopper: wait for the question of `session`, let the

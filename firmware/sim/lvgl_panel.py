@@ -1,0 +1,171 @@
+# The panel with its LVGL screens under lvgl_micropython's unix port: the
+# real interpreter (32-bit, like an ESP32), the real LVGL and the real UI,
+# with the firmware frozen in as on a panel; only the glass and the finger
+# are simulated. Used by the simulator and the tests (sim/panel.py).
+#   MICROPYPATH=.frozen:firmware/unix_port_stubs lvgl_micropython -X heapsize=96K \
+#       firmware/sim/lvgl_panel.py BOARD FONTS_DIR GLASS_FILE panel.json
+# GLASS_FILE holds what the display shows (RGB565, little-endian, row by
+# row): the display's own memory, not the heap, as on a panel.
+# Console words (stdin), each a real touch through LVGL's pointer:
+#   tap 9 | tap yes | reasons a,b | decline | touch X Y [MS] | status | quit
+# Screen changes are printed as JSON lines on stdout, like the headless UI.
+# This file sits apart from lbpanel/ because MicroPython puts a script's
+# folder first on its path: here, the firmware is imported frozen.
+import asyncio
+import json
+import sys
+
+import lvgl as lv
+import machine
+import network
+
+from lbpanel import app, boards, log, lvui
+
+_TAG = "sim"
+
+
+class Glass:
+    """A display of the board's size: LVGL's partial renders and the advert
+    bands are written into GLASS_FILE at their place."""
+
+    def __init__(self, board, path):
+        self.width = board["width"]
+        self.height = board["height"]
+        self.disp = lv.display_create(self.width, self.height)
+        self.disp.set_color_format(lv.COLOR_FORMAT.RGB565)
+        lines = min(board["display"]["buffer_lines"], self.height)
+        self._buf = bytearray(self.width * lines * 2)
+        self._mv = memoryview(self._buf)
+        self.disp.set_buffers(self._buf, None, len(self._buf), lv.DISPLAY_RENDER_MODE.PARTIAL)
+        self.disp.set_flush_cb(self._flush)
+        self.disp.set_default()
+        self.f = open(path, "w+b")
+        blank = bytes(self.width * 2)
+        for _ in range(self.height):
+            self.f.write(blank)
+        self.flushes = 0
+
+    def _rows(self, x, y, w, h, data):
+        row = w * 2
+        for i in range(h):
+            self.f.seek(((y + i) * self.width + x) * 2)
+            self.f.write(data[i * row:(i + 1) * row])
+
+    def _flush(self, disp, area, _px):
+        self._rows(area.x1, area.y1, area.x2 - area.x1 + 1, area.y2 - area.y1 + 1, self._mv)
+        self.f.flush()
+        self.flushes += 1
+        disp.flush_ready()
+
+    def blit(self, x, y, w, h, data):
+        self._rows(x, y, w, h, memoryview(data))
+        self.f.flush()
+
+
+class Finger:
+    """An LVGL pointer input device and the touches the console asks for."""
+
+    def __init__(self, glass, ui):
+        self.ui = ui
+        self.x = self.y = 0
+        self.down = False
+        self.indev = lv.indev_create()
+        self.indev.set_type(lv.INDEV_TYPE.POINTER)
+        self.indev.set_read_cb(self._read)
+        self.indev.set_display(glass.disp)
+        self._area = lv.area_t()
+
+    def _read(self, _indev, data):
+        data.point.x = self.x
+        data.point.y = self.y
+        data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
+
+    async def touch_at(self, x, y, hold_ms=100):
+        # LVGL reads the pointer every 33 ms: a press and the gap after it
+        # each last a few reads, or two taps merge into one drag.
+        self.x, self.y, self.down = x, y, True
+        await asyncio.sleep_ms(max(hold_ms, 70))
+        self.down = False
+        await asyncio.sleep_ms(100)
+
+    async def touch_target(self, key):
+        obj = self.ui.targets.get(key)
+        if obj is None:
+            log.warning(_TAG, "nothing on the %s screen answers %r" % (self.ui.screen, key))
+            return
+        obj.update_layout()  # a screen built a moment ago may not be placed yet
+        obj.get_coords(self._area)
+        a = self._area
+        await self.touch_at((a.x1 + a.x2) // 2, (a.y1 + a.y2) // 2)
+
+
+def _value(text):
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def console(finger):
+    async def run(panel):
+        reader = asyncio.StreamReader(sys.stdin)
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            words = line.decode().strip().split(None, 1)
+            if not words:
+                continue
+            cmd, arg = words[0], (words[1] if len(words) > 1 else "")
+            try:
+                if cmd == "tap":
+                    await finger.touch_target(_value(arg))
+                elif cmd == "reasons":
+                    for rid in [r for r in arg.replace(" ", "").split(",") if r]:
+                        await finger.touch_target("reason:" + rid)
+                    await finger.touch_target("done")
+                elif cmd == "decline":
+                    await finger.touch_target("decline")
+                elif cmd == "touch":
+                    p = arg.split()
+                    await finger.touch_at(int(p[0]), int(p[1]), int(p[2]) if len(p) > 2 else 100)
+                elif cmd == "status":
+                    finger.ui.show_status(panel.service_info())
+                elif cmd == "quit":
+                    await panel.stop()
+                    return
+                else:
+                    log.warning(_TAG, "unknown command %r" % cmd)
+            except Exception as e:  # a bad line must not stop the panel
+                log.error(_TAG, "console %r failed: %r" % (cmd, e))
+    return run
+
+
+def main():
+    if len(sys.argv) < 5:
+        sys.stderr.write("usage: lvgl_panel.py BOARD FONTS_DIR GLASS_FILE PANEL_JSON\n")
+        sys.exit(2)
+    board_name, fonts_dir, glass_file, config_file = sys.argv[1:5]
+    board = boards.get(board_name)
+    lv.init()
+    glass = Glass(board, glass_file)
+
+    def read_font(name):
+        with open(fonts_dir + "/" + name, "rb") as f:
+            return f.read()
+    ui = lvui.LvglUI(board, glass, lvui.load_fonts(board, read_font))
+    ui.board_name = board_name
+
+    def announce(name, detail):
+        line = {"ui": name}
+        line.update(detail)
+        print(json.dumps(line))
+    ui.on_screen = announce
+    finger = Finger(glass, ui)
+
+    async def run():
+        asyncio.create_task(lvui.run_lvgl(ui))
+        await app.start(config_file, ui, network=network, reset=machine.reset,
+                        wdt=machine.WDT(timeout=10000), console=console(finger))
+    asyncio.run(run())
+
+
+main()
