@@ -308,8 +308,7 @@ def test_the_lvgl_binary_freezes_the_firmware_by_the_shared_manifest(tmp_path):
     lines = run.stdout.split()
     assert lines[0] == "True"
     assert lines[1:] == [m.replace(".", "/") + ".py" for m in modules]
-    assert f'include("{lvgl_unix.MANIFEST}")' in (
-        lvgl_unix.build_dir() / "src" / "build" / "unix_manifest.py").read_text()
+    assert f'include("{lvgl_unix.MANIFEST}")' in lvgl_unix.manifest_text()
 
 
 def test_lv_conf_changes_refuse_a_name_lv_conf_does_not_define():

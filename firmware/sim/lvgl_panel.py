@@ -19,7 +19,7 @@ import lvgl as lv
 import machine
 import network
 
-from lbpanel import app, boards, log, lvui
+from lbpanel import app, boards, console, log, lvui
 
 _TAG = "sim"
 
@@ -99,12 +99,7 @@ class Finger:
         await self.touch_at((a.x1 + a.x2) // 2, (a.y1 + a.y2) // 2)
 
 
-def _value(text):
-    text = text.strip()
-    return int(text) if text.isdigit() else text
-
-
-def console(finger):
+def console_of(finger):
     async def run(panel):
         reader = asyncio.StreamReader(sys.stdin)
         while True:
@@ -116,23 +111,10 @@ def console(finger):
                 continue
             cmd, arg = words[0], (words[1] if len(words) > 1 else "")
             try:
-                if cmd == "tap":
-                    await finger.touch_target(_value(arg))
-                elif cmd == "reasons":
-                    for rid in [r for r in arg.replace(" ", "").split(",") if r]:
-                        await finger.touch_target("reason:" + rid)
-                    await finger.touch_target("done")
-                elif cmd == "decline":
-                    await finger.touch_target("decline")
-                elif cmd == "touch":
-                    p = arg.split()
-                    await finger.touch_at(int(p[0]), int(p[1]), int(p[2]) if len(p) > 2 else 100)
-                elif cmd == "status":
-                    finger.ui.show_status(panel.service_info())
-                elif cmd == "quit":
+                if cmd == "quit":
                     await panel.stop()
                     return
-                else:
+                if not await console.touch(finger, panel, cmd, arg):
                     log.warning(_TAG, "unknown command %r" % cmd)
             except Exception as e:  # a bad line must not stop the panel
                 log.error(_TAG, "console %r failed: %r" % (cmd, e))
@@ -164,7 +146,7 @@ def main():
     async def run():
         asyncio.create_task(lvui.run_lvgl(ui))
         await app.start(config_file, ui, network=network, reset=machine.reset,
-                        wdt=machine.WDT(timeout=10000), console=console(finger))
+                        wdt=machine.WDT(timeout=10000), console=console_of(finger))
     asyncio.run(run())
 
 

@@ -9,7 +9,8 @@ The sources come from ../shared/vendor/lvgl-micropython-unix-src.tar.xz
 (pinned commits, see its SOURCES.txt). A build lives in a cache outside the
 clone (`$LB_CACHE`, default ~/.cache/loyalty-button), keyed on the tarball,
 this recipe and the lv_conf changes: the first build takes minutes, later
-ones only refreeze the firmware when it changed (make does that).
+ones only refreeze the firmware when it changed (make does that). The
+binary is copied into the clone (build/lvgl_micropython).
 
     loyalty-button build-lvgl-unix      # prints the binary's path
 
@@ -104,7 +105,10 @@ def build_dir() -> Path:
 
 
 def binary_path() -> Path:
-    return build_dir() / "lvgl_micropython"
+    """This clone's binary. The build tree in the cache is shared by every
+    clone, but the firmware frozen into it is each clone's own: make
+    refreezes it for whichever clone builds, and the result is copied here."""
+    return ROOT / "build" / "lvgl_micropython"
 
 
 def _unpack(dest: Path) -> None:
@@ -158,12 +162,15 @@ def _prepare(src: Path) -> None:
     (src / "no-mpy-lib/README.md").write_text("micropython-lib is not used\n")
 
 
-def _manifest(src: Path) -> Path:
+def manifest_text() -> str:
     """The unix binary's manifest: the interpreter's asyncio (part of every
     ESP32 port manifest) and the firmware's own manifest."""
+    return f'include("$(MPY_DIR)/extmod/asyncio")\ninclude("{MANIFEST}")\n'
+
+
+def _manifest(src: Path) -> Path:
     path = src / "build" / "unix_manifest.py"
-    text = (f'include("$(MPY_DIR)/extmod/asyncio")\n'
-            f'include("{MANIFEST}")\n')
+    text = manifest_text()
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
@@ -209,10 +216,10 @@ def build(out=None) -> Path:
                 raise BuildError(f"{' '.join(args[:3])} failed ({run.returncode}):\n{tail}")
         built = src / "lib/micropython/ports/unix/build-standard/micropython"
         binary = binary_path()
-        if not binary.exists() or built.stat().st_mtime > binary.stat().st_mtime:
-            tmp = binary.with_suffix(".tmp")
-            shutil.copy2(built, tmp)
-            tmp.replace(binary)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        tmp = binary.with_suffix(".tmp")
+        shutil.copy2(built, tmp)  # under the lock: the one just made for this clone
+        tmp.replace(binary)
     return binary
 
 

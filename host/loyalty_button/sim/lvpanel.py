@@ -31,6 +31,7 @@ import lvgl as lv
 
 from lbpanel import app as panel_app
 from lbpanel import boards, lvui
+from lbpanel import console as panel_console
 
 from ..panels import fonts as font_files
 
@@ -196,11 +197,6 @@ class Finger:
         return True
 
 
-def _parse_value(text: str):
-    text = text.strip()
-    return int(text) if text.isdigit() else text
-
-
 async def console(app, finger: Finger, display: SimDisplay) -> None:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue = asyncio.Queue()
@@ -220,23 +216,11 @@ async def console(app, finger: Finger, display: SimDisplay) -> None:
             continue
         cmd, arg = words[0], (words[1] if len(words) > 1 else "")
         try:
-            if cmd == "tap":
-                await finger.touch_target(_parse_value(arg))
-            elif cmd == "reasons":
-                for rid in [r for r in arg.replace(" ", "").split(",") if r]:
-                    await finger.touch_target("reason:" + rid)
-                await finger.touch_target("done")
-            elif cmd == "decline":
-                await finger.touch_target("decline")
-            elif cmd == "touch":
-                parts = arg.split()
-                await finger.touch_at(int(parts[0]), int(parts[1]),
-                                      int(parts[2]) if len(parts) > 2 else 100)
+            if await panel_console.touch(finger, app, cmd, arg):
+                pass
             elif cmd == "shot":
                 display.save_png(Path(arg))
                 print(json.dumps({"shot": arg}), flush=True)
-            elif cmd == "status":
-                finger.ui.show_status(app.service_info())
             elif cmd == "quit":
                 await app.stop()
                 asyncio.get_running_loop().stop()

@@ -106,6 +106,9 @@ class SimPanel:
     def start(self) -> "SimPanel":
         if self.board and self.interpreter == "micropython":
             from ..panels import fonts, lvgl_unix
+            if not lvgl_unix.binary_path().exists():
+                raise RuntimeError(f"{lvgl_unix.binary_path()} is missing: run tools/bootstrap "
+                                   f"(it builds lvgl_micropython's unix port)")
             cmd = [str(lvgl_unix.binary_path())]
             if self.heapsize:
                 cmd += ["-X", f"heapsize={self.heapsize}"]
