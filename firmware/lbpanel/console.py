@@ -44,26 +44,3 @@ async def run(app, stream=None):
             return
         else:
             log.warning(_TAG, "unknown command %r (tap N, reasons a,b, decline, status, quit)" % cmd)
-
-
-async def touch(finger, panel, cmd, arg):
-    """The same words played as touches on the glass by the LVGL simulators
-    (CPython's sim/lvpanel.py and MicroPython's sim/lvgl_panel.py): `finger`
-    has touch_at(x, y, hold_ms) and touch_target(key). Returns False for a
-    word it does not know."""
-    if cmd == "tap":
-        await finger.touch_target(parse_value(arg))
-    elif cmd == "reasons":
-        for rid in [r for r in arg.replace(" ", "").split(",") if r]:
-            await finger.touch_target("reason:" + rid)
-        await finger.touch_target("done")
-    elif cmd == "decline":
-        await finger.touch_target("decline")
-    elif cmd == "touch":
-        p = arg.split()
-        await finger.touch_at(int(p[0]), int(p[1]), int(p[2]) if len(p) > 2 else 100)
-    elif cmd == "status":
-        finger.ui.show_status(panel.service_info())
-    else:
-        return False
-    return True

@@ -19,7 +19,7 @@ import lvgl as lv
 import machine
 import network
 
-from lbpanel import app, boards, console, log, lvui
+from lbpanel import app, boards, log, lvui, touchwords
 
 _TAG = "sim"
 
@@ -114,7 +114,7 @@ def console_of(finger):
                 if cmd == "quit":
                     await panel.stop()
                     return
-                if not await console.touch(finger, panel, cmd, arg):
+                if not await touchwords.play(finger, panel, cmd, arg):
                     log.warning(_TAG, "unknown command %r" % cmd)
             except Exception as e:  # a bad line must not stop the panel
                 log.error(_TAG, "console %r failed: %r" % (cmd, e))

@@ -67,7 +67,6 @@ def sql(template: str, r: str, dialect: str = "sqlite") -> str:
     return template.format(r=r, **words)
 
 
-_WHEN = "{when}"
 _SCORED = "{r}.outcome = 'answered' AND {isint}"
 _CLEAN = _SCORED + " AND NOT {burst}"
 
@@ -113,7 +112,7 @@ DIMS = {
     "shopper": ("{r}.loyalty_id", (ALL_TIME,)),
     # The quarter of the UTC day (0-95): the hours of the store's day for
     # all time in 96 rows, in a zone whose offset did not change meanwhile.
-    "day_quarter": (f"({_WHEN} / {SLOT_ALL_S * 1000}) % {86400 // SLOT_ALL_S}", (ALL_TIME,)),
+    "day_quarter": (f"({{when}} / {SLOT_ALL_S * 1000}) % {86400 // SLOT_ALL_S}", (ALL_TIME,)),
 }
 REASON_SLOTS = (ALL_TIME, SLOT_S)
 
@@ -140,7 +139,7 @@ def slot_of(r: str, seconds: int, dialect: str = "sqlite") -> str:
     """The slot (Unix s) of record `r` at `seconds` a slot, or the all-time slot."""
     if not seconds:
         return str(ALL_TIME_SLOT)
-    return f"({sql(_WHEN, r, dialect)} / {seconds * 1000}) * {seconds}"
+    return f"({sql('{when}', r, dialect)} / {seconds * 1000}) * {seconds}"
 
 
 def key_of(expr: str, r: str, dialect: str = "sqlite") -> str:

@@ -31,7 +31,7 @@ import lvgl as lv
 
 from lbpanel import app as panel_app
 from lbpanel import boards, lvui
-from lbpanel import console as panel_console
+from lbpanel import touchwords
 
 from ..panels import fonts as font_files
 
@@ -216,7 +216,7 @@ async def console(app, finger: Finger, display: SimDisplay) -> None:
             continue
         cmd, arg = words[0], (words[1] if len(words) > 1 else "")
         try:
-            if await panel_console.touch(finger, app, cmd, arg):
+            if await touchwords.play(finger, app, cmd, arg):
                 pass
             elif cmd == "shot":
                 display.save_png(Path(arg))
