@@ -91,17 +91,17 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + "/api/summary")
         assert e.value.code == 401
-        wait = WebDriverWait(browser, 20)
+        # Every wait outlasts a page reload: an element read while the old
+        # page goes away raises (Chromium: "Node ... does not belong to the
+        # document", or a stale element reference; each seen once in a
+        # clean-clone run); keep waiting.
+        wait = WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,))
         browser.get(base + "/")
         assert browser.current_url.endswith("/login")
         browser.find_element(By.ID, "user").send_keys("manager")
         browser.find_element(By.ID, "password").send_keys("wrong password")
         browser.find_element(By.ID, "submit").click()
-        # The form posts and the page reloads: an element read while the old
-        # page goes away raises (Chromium: "Node ... does not belong to the
-        # document", seen once in a clean-clone run); keep waiting.
-        WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(
-            ec.text_to_be_present_in_element((By.CLASS_NAME, "error"), "Wrong"))
+        wait.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "error"), "Wrong"))
         browser.find_element(By.ID, "user").send_keys("manager")
         browser.find_element(By.ID, "password").send_keys("correct horse")
         browser.find_element(By.ID, "submit").click()
