@@ -312,9 +312,9 @@ def test_the_lvgl_binary_freezes_the_firmware_by_the_shared_manifest(tmp_path):
 
 
 def test_lv_conf_changes_refuse_a_name_lv_conf_does_not_define():
-    from loyalty_button.panels import lvgl_unix
+    from loyalty_button.panels import lvgl_recipe
     conf = "#define LV_USE_FS_MEMFS 0\n    #define LV_FS_MEMFS_LETTER '\\0'  /* x */\n"
-    out = lvgl_unix.apply_lv_conf(conf, {"LV_USE_FS_MEMFS": "1", "LV_FS_MEMFS_LETTER": "'M'"})
+    out = lvgl_recipe.apply_lv_conf(conf, {"LV_USE_FS_MEMFS": "1", "LV_FS_MEMFS_LETTER": "'M'"})
     assert out == "#define LV_USE_FS_MEMFS 1\n    #define LV_FS_MEMFS_LETTER 'M'\n"
-    with pytest.raises(lvgl_unix.BuildError, match="LV_USE_FS_MEMFZ"):
-        lvgl_unix.apply_lv_conf(conf, {"LV_USE_FS_MEMFZ": "1"})
+    with pytest.raises(lvgl_recipe.BuildError, match="LV_USE_FS_MEMFZ"):
+        lvgl_recipe.apply_lv_conf(conf, {"LV_USE_FS_MEMFZ": "1"})

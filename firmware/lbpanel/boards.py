@@ -116,6 +116,12 @@ def font_file(role, size):
     return "dejavu-%s-%d.bin" % ("digits" if role == "big" else "text", size)
 
 
+def font_symbol(role, size):
+    """The name the same font has in lvgl's module when it is compiled into
+    the firmware image as C (in flash, no heap): lv.<font_symbol>."""
+    return "font_lb_%s_%d" % ("digits" if role == "big" else "text", size)
+
+
 def font_ranges(role):
     return DIGIT_RANGES if role == "big" else TEXT_RANGES
 

@@ -55,15 +55,20 @@ class Fonts:
 
 
 def load_fonts(board, read_file):
-    """read_file(name) -> bytes of a font file (from flash or build/fonts).
-    LVGL parses the file into its own structures, so the bytes can go."""
+    """The board's fonts: compiled into the firmware image where it has them
+    (lv.font_lb_*: read from flash, no heap), else parsed from the .bin
+    files read_file(name) -> bytes returns (from flash or build/fonts);
+    LVGL copies a parsed font into the heap, so the bytes can go."""
     by_role = {}
     ranges = {}
     for role, size in board["fonts"].items():
-        data = read_file(boards.font_file(role, size))
-        font = lv.binfont_create_from_buffer(data, len(data))
+        font = getattr(lv, boards.font_symbol(role, size), None)
         if font is None:
-            raise ValueError("font %s is not an LVGL font file" % boards.font_file(role, size))
+            data = read_file(boards.font_file(role, size))
+            font = lv.binfont_create_from_buffer(data, len(data))
+            data = None
+            if font is None:
+                raise ValueError("font %s is not an LVGL font file" % boards.font_file(role, size))
         by_role[role] = font
         ranges[role] = boards.font_ranges(role)
     return Fonts(by_role, ranges)

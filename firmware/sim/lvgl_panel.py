@@ -150,4 +150,5 @@ def main():
     asyncio.run(run())
 
 
-main()
+if __name__ == "__main__":
+    main()

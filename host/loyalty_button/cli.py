@@ -248,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
                        "32-bit unix port with the panel firmware frozen in; prints its path")
     p.add_argument("-v", "--verbose", action="store_true", help="show make's output")
     p.set_defaults(func=lambda a: _lazy_cli("panels.lvgl_unix", a))
+    p = sub.add_parser("build-image", help="build a board's ESP32 firmware image with "
+                       "lvgl_micropython's make.py (needs ESP-IDF; says what is missing)")
+    p.add_argument("board", help="a board of firmware/lbpanel/boards.py: cyd, s3_8048")
+    p.add_argument("--lvgl-micropython", help="an lvgl_micropython checkout "
+                   "(default: $LB_LVGL_MICROPYTHON)")
+    p.add_argument("--out", help="where the image goes (default: dist/)")
+    p.add_argument("--print", action="store_true", help="only print the build line")
+    p.set_defaults(func=lambda a: _lazy_cli("panels.image", a))
     args = parser.parse_args(argv)
     logging.basicConfig(level=(args.log_level or "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,6 +1,12 @@
-"""Panel fonts: Latin + Cyrillic LVGL `.bin` fonts made from DejaVu Sans
-(Debian's fonts-dejavu-core, a free licence) by the npm tool `lv_font_conv`,
-in the sizes each board's data asks for (firmware/lbpanel/boards.py).
+"""Panel fonts: Latin + Cyrillic LVGL fonts made from DejaVu Sans (Debian's
+fonts-dejavu-core, a free licence) by the npm tool `lv_font_conv`, in the
+sizes each board's data asks for (firmware/lbpanel/boards.py), in two forms:
+
+- `.bin` files a panel parses at boot (`lv.binfont_create_from_buffer`: the
+  font then lives in the heap), for images without compiled-in fonts and
+  for the CPython simulator;
+- C sources (`lv_font_lb_text_14.c`, ...) compiled into the firmware image:
+  the font stays in flash and costs no heap (lv.font_lb_text_14, ...).
 
     tools/fonts [OUT_DIR]      (default build/fonts)
 
@@ -32,12 +38,12 @@ def fonts_dir() -> Path:
     return Path(os.environ.get("LB_FONTS") or DEFAULT_OUT)
 
 
-def needed() -> list[tuple[str, int]]:
-    """(role, size) of every font file some board uses, each once ("big"
-    stands for the digits-only files, "body" for the text ones)."""
+def needed(board_names=None) -> list[tuple[str, int]]:
+    """(role, size) of every font the boards (default: all) use, each once
+    ("big" stands for the digits-only fonts, "body" for the text ones)."""
     out = set()
-    for board in boards.BOARDS.values():
-        for role, size in board["fonts"].items():
+    for name in board_names or boards.BOARDS:
+        for role, size in boards.get(name)["fonts"].items():
             out.add(("big" if role == "big" else "body", size))
     return sorted(out)
 
@@ -75,6 +81,43 @@ def build(out_dir: Path | None = None, node_dir: Path | None = None) -> list[Pat
         subprocess.run([tool, "--font", str(TTF), "-r", _ranges(role), "--size", str(size),
                         "--bpp", str(BPP), "--format", "bin", "--no-compress",
                         "-o", str(target)], check=True, capture_output=True)
+        made.append(target)
+    return made
+
+
+C_DIR = ROOT / "build" / "fonts-c"
+
+
+def c_name(role: str, size: int) -> str:
+    """The C variable (and file stem) of a compiled-in font."""
+    return "lv_" + boards.font_symbol(role, size)
+
+
+def _c_args(role: str, size: int) -> list[str]:
+    # Output named relative to its folder, so the file's "Opts:" line (and
+    # the build cache key made from it) is the same in every clone.
+    name = c_name(role, size)
+    return ["--font", str(TTF), "-r", _ranges(role), "--size", str(size), "--bpp", str(BPP),
+            "--format", "lvgl", "--no-compress", "--lv-font-name", name, "-o", name + ".c"]
+
+
+def build_c(fonts: list[tuple[str, int]], out_dir: Path | None = None,
+            node_dir: Path | None = None) -> list[Path]:
+    """C sources of the given (role, size) fonts; a file is made again when
+    the options it was made with (its "Opts:" line) are not today's."""
+    out_dir = Path(out_dir or C_DIR)
+    if not TTF.exists():
+        raise RuntimeError(f"{TTF} is missing: apt-get install fonts-dejavu-core")
+    tool = None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for role, size in fonts:
+        args = _c_args(role, size)
+        target = out_dir / args[-1]
+        opts = " * Opts: " + " ".join(args)
+        if not (target.exists() and opts in target.read_text().splitlines()[:6]):
+            tool = tool or converter(Path(node_dir or ROOT / "build" / "node"))
+            subprocess.run([tool, *args], cwd=out_dir, check=True, capture_output=True)
         made.append(target)
     return made
 

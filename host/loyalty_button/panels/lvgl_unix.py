@@ -32,14 +32,15 @@ import tempfile
 from pathlib import Path
 
 from .firmware_build import FIRMWARE_DIR
+from .lvgl_recipe import MANIFEST, BuildError, font_sources, manifest_text, prepare_tree
+
+__all__ = ["BuildError", "MANIFEST", "build", "binary_path", "manifest_text"]
 
 log = logging.getLogger(__name__)
 
 ROOT = FIRMWARE_DIR.parent
 TARBALL = "lvgl-micropython-unix-src.tar.xz"
 TARBALL_SHA256 = "d6832913d118295ae77e6c56d317e65f9a3069befe2d9666250bb92b90290bba"
-LV_CONF_CHANGES = ROOT / "hardware" / "lvgl" / "lv_conf.changes"
-MANIFEST = FIRMWARE_DIR / "manifest.py"
 # Bump when the recipe below changes in a way that needs a clean build.
 RECIPE = 1
 # The interpreter's default heap; a panel is run with -X heapsize=... .
@@ -52,10 +53,6 @@ void deinit_sdl(void) {}
 """
 
 
-class BuildError(Exception):
-    pass
-
-
 def vendor_dir() -> Path:
     return Path(os.environ.get("LB_VENDOR") or ROOT.parent / "shared" / "vendor")
 
@@ -64,44 +61,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LB_CACHE") or Path.home() / ".cache" / "loyalty-button")
 
 
-def lv_conf_changes() -> dict[str, str]:
-    """NAME -> value from hardware/lvgl/lv_conf.changes."""
-    out = {}
-    for n, line in enumerate(LV_CONF_CHANGES.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.partition(" ")
-        if not value.strip():
-            raise BuildError(f"{LV_CONF_CHANGES}:{n}: want 'NAME value', got {line!r}")
-        out[name] = value.strip()
-    return out
+# The simulator runs either board: every board's fonts are compiled in.
+BOARDS = ("cyd", "s3_8048")
 
 
-def apply_lv_conf(text: str, changes: dict[str, str]) -> str:
-    """lv_conf.h with each changed #define's value replaced; a name the file
-    does not define is an error (a typo would otherwise change nothing)."""
-    lines = text.splitlines(keepends=True)
-    for name, value in changes.items():
-        hits = [i for i, line in enumerate(lines)
-                if line.split()[:2] == ["#define", name]]
-        if not hits:
-            raise BuildError(f"lv_conf.h has no '#define {name}' to change")
-        for i in hits:
-            indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
-            lines[i] = f"{indent}#define {name} {value}\n"
-    return "".join(lines)
-
-
-def _key() -> str:
+def _key(font_files: list[Path]) -> str:
+    from .lvgl_recipe import LV_CONF_CHANGES
     h = hashlib.sha256()
     h.update(f"{TARBALL_SHA256} recipe {RECIPE} heap {DEFAULT_HEAP}\n".encode())
     h.update(LV_CONF_CHANGES.read_bytes())
+    for f in font_files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
-def build_dir() -> Path:
-    return cache_dir() / f"lvgl-unix-{_key()}"
+def build_dir(font_files: list[Path] | None = None) -> Path:
+    return cache_dir() / f"lvgl-unix-{_key(font_files or font_sources(BOARDS))}"
 
 
 def binary_path() -> Path:
@@ -127,7 +102,7 @@ def _unpack(dest: Path) -> None:
     shutil.rmtree(tmp)
 
 
-def _prepare(src: Path) -> None:
+def _prepare(src: Path, font_files: list[Path]) -> None:
     """Patch the unix port as lvgl_micropython's make.py would, headless."""
     cwd = os.getcwd()
     os.chdir(src)
@@ -149,8 +124,7 @@ def _prepare(src: Path) -> None:
         os.chdir(cwd)
     port = src / "lib/micropython/ports/unix"
     (port / "machine_sdl.c").write_text(_STUB_SDL)
-    conf = src / "lib/lv_conf.h"
-    conf.write_text(apply_lv_conf(conf.read_text(), lv_conf_changes()))
+    prepare_tree(src, font_files)
     (src / "build").mkdir(exist_ok=True)
     (src / "build/lvgl_header.h").write_text(
         f'#include "{src}/lib/lvgl/lvgl.h"\n#include "{src}/lib/lvgl/src/lvgl_private.h"\n')
@@ -160,12 +134,6 @@ def _prepare(src: Path) -> None:
     # The unix variants' manifests pull micropython-lib, which is not here.
     (src / "no-mpy-lib").mkdir(exist_ok=True)
     (src / "no-mpy-lib/README.md").write_text("micropython-lib is not used\n")
-
-
-def manifest_text() -> str:
-    """The unix binary's manifest: the interpreter's asyncio (part of every
-    ESP32 port manifest) and the firmware's own manifest."""
-    return f'include("$(MPY_DIR)/extmod/asyncio")\ninclude("{MANIFEST}")\n'
 
 
 def _manifest(src: Path) -> Path:
@@ -190,7 +158,8 @@ def make_args(src: Path) -> list[str]:
 def build(out=None) -> Path:
     """Build (or bring up to date) the binary; returns its path. `out`: a
     file object for make's output (default: the log at DEBUG)."""
-    top = build_dir()
+    font_files = font_sources(BOARDS)
+    top = build_dir(font_files)
     top.mkdir(parents=True, exist_ok=True)
     with open(top / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per cache
@@ -199,7 +168,7 @@ def build(out=None) -> Path:
             if src.exists():
                 shutil.rmtree(src)  # a build cut short: start again
             _unpack(src)
-            _prepare(src)
+            _prepare(src, font_files)
             (top / ".prepared").write_text("ok\n")
         # The generator appends to lv_mpy.pp: a stale one breaks a rerun.
         for stale in (src / "lib/micropython/ports/unix/build-standard").glob("**/lv_mpy.pp"):
