@@ -48,7 +48,7 @@ class Display:
         # (swapped for the SPI bus, as the driver does for LVGL). The driver
         # framework has no public call for a window outside LVGL's buffers,
         # so this one private method is used, here only; an advert band of
-        # 150 KB cannot go through LVGL's 12.5 KB draw buffer.
+        # 150 KB cannot go through LVGL's 6.4 KB draw buffer.
         if BOARD["display"]["rgb565_swap"]:
             lv.draw_sw_rgb565_swap(data, w * h)
         self.driver._set_memory_location(x, y, x + w - 1, y + h - 1)

@@ -293,12 +293,17 @@ class PanelApp:
                 if entry is None:
                     break
                 name, data = entry
+                # In flight before it is sent: the host's ack can overtake
+                # the broker's PUBACK (it did under the LVGL loop), and an
+                # ack for an answer not yet in flight would leave it there,
+                # holding a place in the window until it timed out.
+                in_flight[name] = clock.ticks_ms()
                 try:
                     await self.client.publish(self.topics["answer"], data, 1)
                 except MQTTError as e:
+                    in_flight.pop(name, None)
                     log.warning(_TAG, "answer %s kept for resend: %s" % (name, e))
                     break
-                in_flight[name] = clock.ticks_ms()
                 self.counters.add("answers_sent")
 
     def _show_next_advert(self, force=False):

@@ -39,8 +39,11 @@ BOARDS = {
             "backlight": 21, "freq": 24000000,
             "bgr": True, "rgb565_swap": True, "rotation": 90,
             # LVGL draws into a partial buffer of this many lines (RGB565):
-            # 320 x 20 x 2 = 12.5 KB, outside the MicroPython heap (DMA RAM).
-            "buffer_lines": 20,
+            # 320 x 10 x 2 = 6.4 KB of DMA RAM, taken from the same internal
+            # RAM the MicroPython heap grows into. 20 lines cost the panel
+            # 4 KiB more of its smallest heap (docs/memory.md); a screen is
+            # then drawn in 24 strips instead of 12.
+            "buffer_lines": 10,
         },
         "touch": {
             "driver": "xpt2046", "bus": "spi", "spi_host": 2,  # VSPI (SPI3)

@@ -33,7 +33,7 @@ class InstallerScreens:
             if since is not None and ticks_diff(ticks_ms(), since) >= SERVICE_HOLD_MS:
                 held["since"] = None
                 if self.app is not None:
-                    self.show_status(self.app.service_info())
+                    self._soon(lambda: self.show_status(self.app.service_info()))
 
         def released(e):
             held["since"] = None
@@ -75,7 +75,7 @@ class InstallerScreens:
             button_x, button_bottom = self.w - bw - self.pad, self.pad + self.min_target
             self._button(scr, button_x, self.pad, bw, self.min_target, ACCENT,
                          chrome(self.lang, "recalibrate"), "small",
-                         lambda e: self.on_calibrate(), key="calibrate")
+                         lambda e: self._soon(self.on_calibrate), key="calibrate")
         for key in _SERVICE_ROWS:
             value = info.get(key)
             if value is None:
@@ -91,7 +91,7 @@ class InstallerScreens:
 
         def leave(e):
             if self.app is not None and self.app.flow.state == ADVERTS:
-                self.show_adverts(leave=True)
+                self._soon(self.show_adverts, True)
         scr.add_event_cb(self._safe(leave), lv.EVENT.CLICKED, None)
 
     def show_calibration(self, target, step, total, note=None):

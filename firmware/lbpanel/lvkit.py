@@ -107,7 +107,13 @@ class ScreenKit:
         # A list only while the host measures heap per screen.
         self.keep_screens = None
         self._advert_pending = None
-        self._band = None
+        # The adverts' band buffer, made once at boot at the screen's width:
+        # made later, in a heap LVGL and MQTT have cut up, a block this size
+        # (5 KB on the CYD) is often not to be found.
+        self._band = bytearray(self.w * 2 * board.get("advert_band_lines", 8))
+        # What taps lead to, run by step() once LVGL's event is over (_soon).
+        self._later = []
+        self._in_event = 0
         # Sizes from the display: a hurried thumb wants about 9 mm (Android's
         # 48 dp); 7 mm is the least any button gets. On the 2.8" CYD (143
         # dpi) that is 51 and 39 px, on the 4.3" S3 panel (217 dpi) 77 and 60.
@@ -134,12 +140,32 @@ class ScreenKit:
     def _safe(self, fn):
         """An exception in a UI callback is logged and counted; the UI goes on."""
         def handler(e):
+            self._in_event += 1
             try:
                 fn(e)
             except Exception as exc:
                 self._count("ui_error")
                 log.exception(_TAG, "UI callback failed", exc)
+            finally:
+                self._in_event -= 1
         return handler
+
+    def _soon(self, fn, *args):
+        """Call fn(*args) from step(), once LVGL's event dispatch is over.
+        What a tap leads to (an answer, the next screen) is then never built
+        inside an event of the screen it replaces: that screen is deleted
+        first, so two screens never share the heap (on the CYD the NPS
+        screen alone holds ~15 KB)."""
+        self._later.append((fn, args))
+
+    def _run_later(self):
+        while self._later:
+            fn, args = self._later.pop(0)
+            try:
+                fn(*args)
+            except Exception as exc:
+                self._count("ui_error")
+                log.exception(_TAG, "UI callback failed", exc)
 
     # --- building blocks ----------------------------------------------------
 
@@ -161,12 +187,15 @@ class ScreenKit:
         if old is not None:
             if self.keep_screens is not None:
                 self.keep_screens.append(old)  # measuring: keep it alive
-            else:
-                # Screens change from inside their own event callbacks (a
-                # tap that answers, a hold that opens the service screen):
-                # deleting the old one there would free the object LVGL is
-                # still dispatching to. LVGL deletes it on its next cycle.
+            elif self._in_event:
+                # Changed from inside one of its own event callbacks:
+                # deleting it now would free the object LVGL is still
+                # dispatching to. LVGL deletes it on its next cycle.
                 old.delete_async()
+            else:
+                # Gone before the new screen is built on this empty one:
+                # two screens never share the heap (see _soon).
+                old.delete()
         if self.on_screen is not None:
             self.on_screen(name, detail)
         return scr
@@ -314,7 +343,7 @@ class ScreenKit:
     def _tap(self, value):
         def click(e):
             if self.app is not None:
-                self.app.touch(value)
+                self._soon(self.app.touch, value)
         return self._debounced(("tap", value), click)
 
     # --- adverts ------------------------------------------------------------
@@ -346,6 +375,7 @@ class ScreenKit:
     def step(self, elapsed_ms):
         lv.tick_inc(elapsed_ms)
         lv.timer_handler()
+        self._run_later()
         self.after_render()
 
     def after_render(self):
@@ -367,10 +397,7 @@ class ScreenKit:
         w, h = item["w"], item["h"]
         if w > self.w or h > self.h:
             raise ValueError("image %dx%d is larger than the screen" % (w, h))
-        lines = self.board.get("advert_band_lines", 8)
-        size = w * 2 * lines
-        if self._band is None or len(self._band) != size:
-            self._band = bytearray(size)
+        lines = len(self._band) // (w * 2)  # a narrower image: more lines a band
         x0 = (self.w - w) // 2
         y0 = (self.h - h) // 2
         view = memoryview(self._band)

@@ -46,7 +46,7 @@ class ShopperScreens:
 
         def click(e):
             if self.app is not None:
-                self.app.decline()
+                self._soon(self.app.decline)
         btn = self._button(scr, (self.w - w) // 2, y, w, h, PANEL, chrome(lang, key), "small",
                            self._debounced(("decline",), click), MUTED, key="decline")
         return btn
@@ -187,7 +187,7 @@ class ShopperScreens:
 
         def done(e):
             if self.app is not None:
-                self.app.reasons(list(self._picked))
+                self._soon(self.app.reasons, list(self._picked))
         w = min(self.w - 2 * self.pad, max(self.w // 3, 120))
         self._button(scr, (self.w - w) // 2, bottom + self.gap, w, done_h, GREEN,
                      chrome(lang, "done"), "body", self._debounced(("done",), done), key="done")

@@ -48,7 +48,7 @@ def main():
     fonts = lvui.load_fonts(board, read_font)
     step("fonts")
     ui = lvui.LvglUI(board, glass, fonts)
-    step("ui")
+    step("ui_and_advert_band")
     ui.show_advert(None)
     settle()
     step("screen_adverts")
@@ -75,8 +75,6 @@ def main():
     ui.show_advert(None)
     settle()
     step("screen_adverts_again")
-    ui._band = bytearray(board["width"] * 2 * board.get("advert_band_lines", 8))
-    step("advert_band")
     print("total", gc.mem_alloc())
 
 

@@ -14,6 +14,7 @@
 import asyncio
 import json
 import sys
+import time
 
 import lvgl as lv
 import machine
@@ -69,6 +70,7 @@ class Finger:
         self.ui = ui
         self.x = self.y = 0
         self.down = False
+        self.reads = 0
         self.indev = lv.indev_create()
         self.indev.set_type(lv.INDEV_TYPE.POINTER)
         self.indev.set_read_cb(self._read)
@@ -79,14 +81,24 @@ class Finger:
         data.point.x = self.x
         data.point.y = self.y
         data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
+        self.reads += 1
+
+    async def _hold(self, ms, reads):
+        # At least `ms`, and until LVGL has read the pointer `reads` times:
+        # a long render (a new screen, a collection in a small heap) can
+        # outlast a short touch, and LVGL would never feel it.
+        self.reads = 0
+        start = time.ticks_ms()
+        while self.reads < reads or time.ticks_diff(time.ticks_ms(), start) < ms:
+            await asyncio.sleep_ms(10)
 
     async def touch_at(self, x, y, hold_ms=100):
         # LVGL reads the pointer every 33 ms: a press and the gap after it
         # each last a few reads, or two taps merge into one drag.
         self.x, self.y, self.down = x, y, True
-        await asyncio.sleep_ms(max(hold_ms, 70))
+        await self._hold(max(hold_ms, 70), 2)
         self.down = False
-        await asyncio.sleep_ms(100)
+        await self._hold(100, 2)
 
     async def touch_target(self, key):
         obj = self.ui.targets.get(key)

@@ -80,7 +80,7 @@ def scenario(heapsize_kib: int, firmware: Path | None, root: Path, board: str | 
         link.wait_answer("r-outage", timeout=20)
         link.wait_status("p1", "online", timeout=20, newer_than=before)
         if link.by_session["r-why"].get("reasons") != ["queue", "staff"]:
-            return False, "follow-up reasons lost", {}
+            return False, f"follow-up reasons lost: {link.by_session['r-why']}", {}
         if link.by_session["r-old"]["outcome"] != "superseded":
             return False, "supersede not recorded", {}
         if "MemoryError" in panel.log_tail(100_000):
@@ -88,7 +88,8 @@ def scenario(heapsize_kib: int, firmware: Path | None, root: Path, board: str | 
         return panel.alive(), "" if panel.alive() else "panel died", link.statuses["p1"]
     except Exception as e:  # any failure means "does not fit"
         tail = panel.log_tail(400).strip().splitlines()
-        return False, f"{type(e).__name__}: {str(e)[:120]} | {tail[-1] if tail else ''}", {}
+        return False, (f"{type(e).__name__}: {str(e)[:120]} | {tail[-1] if tail else ''}"
+                       f" | last screen {panel.last_screen}"), {}
     finally:
         panel.kill()
         link.stop()
