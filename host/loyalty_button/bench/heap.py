@@ -208,6 +208,68 @@ def resident_by_module(firmware: Path) -> dict:
     return {name: int(n) for name, n in (line.split() for line in r.stdout.splitlines())}
 
 
+# The CYD's heap (hardware/README.md) and what issue 16 holds the whole
+# LVGL panel to, with margin.
+CYD_BUDGET_KIB = 110
+LVGL_TARGET_KIB = 96
+
+
+def lvgl_binary() -> str:
+    """Which interpreter build measured the LVGL figures."""
+    from ..panels import lvgl_unix
+    binary = lvgl_unix.binary_path()
+    r = subprocess.run([str(binary), "-c", "import sys, lvgl as lv\n"
+                        "print(sys.implementation.version[:3], lv.version_major(), "
+                        "lv.version_minor(), lv.version_patch())"],
+                       capture_output=True, text=True, timeout=30, env={"MICROPYPATH": ".frozen"})
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
+    return (f"lvgl_micropython unix port, 32-bit, firmware frozen in (MicroPython, LVGL): "
+            f"{r.stdout.strip()}, {binary.name} sha256 {digest}")
+
+
+def lvgl_breakdown(board: str, workdir: Path) -> dict:
+    """Bytes each step of an LVGL panel's start leaves in the heap
+    (firmware/sim/heap_breakdown.py under the binary)."""
+    from ..panels import fonts, lvgl_unix
+    from ..panels.firmware_build import FIRMWARE_DIR
+    from ..sim.panel import STUBS_DIR
+    r = subprocess.run([str(lvgl_unix.binary_path()), "-X", "heapsize=512K",
+                        str(FIRMWARE_DIR / "sim" / "heap_breakdown.py"), board,
+                        str(fonts.fonts_dir()), str(workdir / "glass.rgb565")],
+                       capture_output=True, text=True, timeout=60, cwd=workdir,
+                       env={"MICROPYPATH": f".frozen:{STUBS_DIR}"}, check=True)
+    return {name: int(n) for name, n in (line.split() for line in r.stdout.splitlines())}
+
+
+def lvgl_min_heap(root: Path, out=print, board: str = "cyd") -> tuple[int, int]:
+    """The whole LVGL panel's smallest heap (KiB) on the scenario with an
+    advert shown; returns (KiB, runs). A size counts once it passes twice:
+    a single pass just above the edge is not a figure to hold a panel to."""
+    adverts = AdvertServer(board)
+    runs = [0]
+
+    def fits(kib):
+        runs[0] += 1
+        ok, why, _ = scenario(kib, None, root / f"lvgl{kib}-{runs[0]}", board=board,
+                              adverts=adverts)
+        return ok, why
+    try:
+        hi = 160
+        ok, why = fits(hi)
+        if not ok:
+            raise RuntimeError(f"the LVGL panel fails even with {hi} KiB: {why}")
+        best, n = _bisect(fits, 40, hi, 4, out, f"lvgl {board}")
+        while best < hi:
+            ok, why = fits(best)
+            out(f"  lvgl {board} heapsize={best:4d}K again: {'ok' if ok else 'does not fit (' + why + ')'}")
+            if ok:
+                break
+            best += 4
+        return best, runs[0]
+    finally:
+        adverts.close()
+
+
 def run(out=print) -> dict:
     """The heap benchmark; returns the figures (also printed as the last line
     of stdout by the CLI)."""
@@ -234,6 +296,12 @@ def run(out=print) -> dict:
             return ok, why
         best, runs = _bisect(fits, 32, hi, 4, out, "panel")
         resident = resident_by_module(firmware)
+        out("the whole CYD panel (core, LVGL screens on a 320x240 glass, MQTT, outbox, an")
+        out("advert) under lvgl_micropython's 32-bit unix port, firmware frozen in, on the")
+        out("same scenario after its advert is shown; 4 KiB steps, a size counts when it")
+        out("passes twice")
+        lvgl_kib, lvgl_runs = lvgl_min_heap(root, out)
+        breakdown = lvgl_breakdown("cyd", root)
         return {
             "panel_min_heap_kib": best,
             "baseline_min_heap_kib": base,
@@ -243,6 +311,13 @@ def run(out=print) -> dict:
             "resident_by_module_bytes": resident,
             "target_kib": 64,
             "scenario_runs": runs + 1,
+            "lvgl_heap_kib": lvgl_kib,
+            "lvgl_over_baseline": round(lvgl_kib / base, 2),
+            "lvgl_target_kib": LVGL_TARGET_KIB,
+            "lvgl_budget_kib": CYD_BUDGET_KIB,
+            "lvgl_breakdown_bytes": breakdown,
+            "lvgl_binary": lvgl_binary(),
+            "lvgl_scenario_runs": lvgl_runs,
         }
 
 
