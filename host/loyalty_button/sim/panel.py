@@ -75,8 +75,7 @@ class SimPanel:
         (lvpanel; interpreter "cpython"), or under lvgl_micropython's 32-bit
         unix port with the firmware frozen in (firmware/sim/lvgl_panel.py;
         interpreter "micropython", heapsize applies). shots: with a board,
-        under CPython, save the screen to shots/<name>.png whenever it
-        changes."""
+        save the screen to shots/<name>.png whenever it changes."""
         if interpreter not in ("cpython", "micropython"):
             raise ValueError(f"interpreter: cpython or micropython, not {interpreter!r}")
         self.interpreter = interpreter
@@ -148,6 +147,10 @@ class SimPanel:
             if isinstance(line, dict) and "ui" in line:
                 self.last_screen = line
                 self._queue_screen(line)
+                if self.shots and self.interpreter == "micropython" and self.board:
+                    # The CPython simulator saves its own; this one's glass
+                    # is read once LVGL has drawn the new screen.
+                    threading.Timer(0.5, self._save_shot).start()
                 if self.on_screen is not None:
                     try:
                         self.on_screen(self, line)
@@ -199,6 +202,16 @@ class SimPanel:
 
     def tap(self, value) -> None:
         self.send(f"tap {value}")
+
+    def _save_shot(self) -> None:
+        try:
+            path = Path(self.shots) / f"{self.name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(self.glass_png())
+            tmp.replace(path)  # whoever watches never reads half a PNG
+        except (OSError, ValueError) as e:
+            logging.getLogger(__name__).warning("panel %s: no shot: %s", self.name, e)
 
     def glass_png(self) -> bytes:
         """A PNG of what the MicroPython LVGL panel's glass shows now."""
