@@ -6,11 +6,8 @@ answer arrives over MQTT."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -192,35 +189,12 @@ def test_bad_questions_are_logged_and_show_something_sensible(panels, link, inte
 
 # --- adverts -----------------------------------------------------------------
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
-    hits: list = []
-
-    def do_GET(self):  # noqa: N802 (the stdlib's name)
-        self.hits.append(self.path)
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def advert_server():
-    class Handler(_Files):
-        files = {}
-        hits = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server, Handler
-    server.shutdown()
-    server.server_close()
+    from loyalty_button.sim.file_server import FileServer
+    server = FileServer()
+    yield server
+    server.close()
 
 
 def _item(advert_id: str, body: bytes, w: int, h: int, duration: int = 2,
@@ -250,7 +224,7 @@ def _glass(panel, tmp_path):
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_server, tmp_path,
                                                         interpreter):
-    server, handler = advert_server
+    server = advert_server
     good = advert_image.encode(advert_image.sample(320, 240))
     wrong_sha = advert_image.encode(advert_image.sample(320, 240, title="Другая"))
     not_image = b"\x00" * 500
@@ -259,9 +233,9 @@ def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_ser
              _item("garbage", not_image, 320, 240),
              _item("unserved", b"x" * 100, 320, 240)]  # the host lost it: 404
     for item, body in zip(items[:3], (good, wrong_sha, not_image)):
-        handler.files["/adverts/cyd/" + item["sha256"] + ".bin"] = body
+        server.files["/adverts/cyd/" + item["sha256"] + ".bin"] = body
     manifest = protocol.envelope("adverts", new_id(), int(time.time()), STORE, "p1")
-    manifest["url"] = "http://127.0.0.1:%d/adverts/cyd/" % server.server_address[1]
+    manifest["url"] = "http://127.0.0.1:%d/adverts/cyd/" % server.port
     manifest["items"] = items
     link.publish("p1", "adverts", protocol.encode(manifest), retain=True)
 
@@ -300,10 +274,10 @@ def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_ser
     data[5000] ^= 0xFF
     cached.write_bytes(bytes(data))
     panel.stop()
-    before = len(handler.hits)
+    before = len(server.hits)
     panel2 = panels.start("p1", board="cyd", interpreter=interpreter)
     panel2.wait_screen("adverts", advert="spring", timeout=15)
-    assert handler.hits[before:].count("/adverts/cyd/" + items[0]["sha256"] + ".bin") == 1
+    assert server.hits[before:].count("/adverts/cyd/" + items[0]["sha256"] + ".bin") == 1
     assert "corrupt on flash" in panel2.log_tail(20000)
 
 

@@ -10,16 +10,15 @@ broker restart with an answer waiting in the outbox; a status heartbeat."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from ..panels import firmware_build
 from ..sim.broker import Broker
+from ..sim.file_server import FileServer
 from ..sim.panel_link import PanelLink
 from ..sim.panel import SimPanel, micropython_path, panel_config, panel_env
 
@@ -110,35 +109,18 @@ class AdvertServer:
         self.w, self.h = b["width"], b["height"]
         self.body = image.encode(image.sample(self.w, self.h))
         self.sha = hashlib.sha256(self.body).hexdigest()
-        files = {f"/adverts/{board}/{self.sha}.bin": self.body}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (the stdlib's name)
-                body = files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.files = FileServer({f"/adverts/{board}/{self.sha}.bin": self.body})
 
     def manifest(self, panel_id: str) -> bytes:
         from lbpanel import protocol
         msg = protocol.envelope("adverts", protocol.new_id(), int(time.time()), STORE, panel_id)
-        msg["url"] = f"http://127.0.0.1:{self.server.server_address[1]}/adverts/{self.board}/"
+        msg["url"] = f"http://127.0.0.1:{self.files.port}/adverts/{self.board}/"
         msg["items"] = [{"id": self.ADVERT_ID, "sha256": self.sha, "size": len(self.body),
                          "duration_s": 600, "w": self.w, "h": self.h}]
         return protocol.encode(msg)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.files.close()
 
 
 # The baseline: the least a panel-like program can be -- the interpreter,
