@@ -1,7 +1,8 @@
 """tools/build-image: the ESP32 image recipe. ESP-IDF and a full
 lvgl_micropython checkout cannot exist on this machine, so the tool is run
 twice: bare, where it must say what to install; and on a stand-in checkout
-(lvgl_micropython's real lib/lv_conf.h from the vendored tarball, a make.py
+(lvgl_micropython's real lib/lv_conf.h from the vendored tarball or the
+build cache, a make.py
 that records its arguments, ESP-IDF's idf.py as an empty file), where what it
 puts into the tree must be what the unix binary the tests run was built
 with."""
@@ -53,10 +54,18 @@ def test_without_esp_idf_it_says_what_to_install(monkeypatch, capsys):
 @pytest.fixture
 def checkout(tmp_path, monkeypatch):
     root = tmp_path / "lvgl_micropython"
-    with tarfile.open(lvgl_unix.vendor_dir() / lvgl_unix.TARBALL) as tar:
-        member = tar.getmember("lvgl_micropython/lib/lv_conf.h")
-        (root / "lib").mkdir(parents=True)
-        (root / "lib/lv_conf.h").write_bytes(tar.extractfile(member).read())
+    (root / "lib").mkdir(parents=True)
+    tarball = lvgl_unix.vendor_dir() / lvgl_unix.TARBALL
+    if tarball.is_file():
+        with tarfile.open(tarball) as tar:
+            member = tar.getmember("lvgl_micropython/lib/lv_conf.h")
+            (root / "lib/lv_conf.h").write_bytes(tar.extractfile(member).read())
+    else:
+        # A clone away from ../shared/vendor builds from the cache: the
+        # cached tree's lv_conf.h (changed already, for every board's fonts)
+        # must be changed again for the CYD's alone.
+        (root / "lib/lv_conf.h").write_bytes(
+            (lvgl_unix.build_dir() / "src/lib/lv_conf.h").read_bytes())
     (root / "lib/micropython/ports/esp32").mkdir(parents=True)
     (root / "make.py").write_text(RECORDING_MAKE)
     idf = tmp_path / "esp-idf"
