@@ -127,3 +127,42 @@ def test_an_exception_in_a_ui_callback_is_logged_and_the_ui_goes_on(monkeypatch)
         lv.refr_now(display.disp)
         touch.delete()
         display.delete()
+
+
+def test_a_tap_builds_the_next_screen_only_after_the_old_one_is_deleted():
+    """Two screens never share the CYD's heap: a tap acts after LVGL's event
+    (ScreenKit._soon), so the screen it came from is already deleted when
+    the next one is built, not kept alive until LVGL's next cycle."""
+    ui, display, touch = lvpanel.make_ui("cyd", telemetry.Counters())
+    seen = []
+
+    class App:
+        counters = telemetry.Counters()
+
+        def touch(self, value):
+            ui.show_why(screens.NPS_RU, 15000)
+
+        def stray_press(self):
+            pass
+    ui.bind(App())
+    try:
+        ui.show_question(screens.NPS_RU, 30000)
+        for _ in range(3):
+            ui.step(10)
+        ui._scr.add_event_cb(lambda e: seen.append("question deleted"), lv.EVENT.DELETE, None)
+        # on_screen runs as a screen is made, before its widgets are.
+        ui.on_screen = lambda name, detail: seen.append(name + " made")
+        x, y = lvpanel.centre(ui.targets[3])
+        touch.press(x, y)
+        for _ in range(6):
+            ui.step(20)
+        touch.release()
+        for _ in range(6):
+            ui.step(20)
+        assert seen == ["question deleted", "why made"]
+    finally:
+        ui.on_screen = None
+        ui.show_advert(None)
+        lv.refr_now(display.disp)
+        touch.delete()
+        display.delete()

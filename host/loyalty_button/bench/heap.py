@@ -1,11 +1,14 @@
-"""How much MicroPython heap does the panel core need? Runs a scripted
-working day in miniature against a real Mosquitto with the panel's heap
-capped by `-X heapsize=`, and finds by bisection the smallest heap in which
-every step succeeds. The panel runs from .mpy bytecode, as on a device.
+"""How much MicroPython heap does the panel need: the core alone (from .mpy
+bytecode, as copied onto a stock image), and the whole LVGL panel under
+lvgl_micropython (firmware frozen in)? Runs a scripted working day in
+miniature against a real Mosquitto with the panel's heap capped by
+`-X heapsize=`, and finds by bisection the smallest heap in which every
+step succeeds.
 
-The scenario: connect; answer questions (one with the "why?" follow-up);
-a question superseded by the next; a 100 KB junk message (read past); a
-broker restart with an answer waiting in the outbox; a status heartbeat."""
+The scenario: connect; answer questions, each before the next sale (one
+with the "why?" follow-up); a question superseded by the next; a 100 KB
+junk message (read past); a broker restart with an answer waiting in the
+outbox; a status heartbeat."""
 
 from __future__ import annotations
 
@@ -260,7 +263,7 @@ def run(out=print) -> dict:
         firmware = firmware_build.build(root / "fw")
         out("method: the panel core runs from .mpy bytecode under the MicroPython unix port")
         out("(x86-64) with -X heapsize=N; N is bisected (4 KiB steps) to the smallest heap in")
-        out("which a scripted scenario passes: 6 answers (one with the why? follow-up), a")
+        out("which a scripted scenario passes: 7 answers (one with the why? follow-up), a")
         out("superseded question, a 100 KB junk message, a broker restart with an answer in")
         out("the outbox, and a fresh status heartbeat. Baseline, same run: the smallest heap")
         out("for asyncio plus one open MQTT connection (1 KiB steps).")

@@ -32,7 +32,8 @@ import tempfile
 from pathlib import Path
 
 from .firmware_build import FIRMWARE_DIR
-from .lvgl_recipe import MANIFEST, BuildError, font_sources, manifest_text, prepare_tree
+from .lvgl_recipe import (LV_CONF_CHANGES, MANIFEST, BuildError, font_sources, manifest_text,
+                           prepare_tree)
 
 __all__ = ["BuildError", "MANIFEST", "build", "binary_path", "manifest_text"]
 
@@ -66,7 +67,6 @@ BOARDS = ("cyd", "s3_8048")
 
 
 def _key(font_files: list[Path]) -> str:
-    from .lvgl_recipe import LV_CONF_CHANGES
     h = hashlib.sha256()
     h.update(f"{TARBALL_SHA256} recipe {RECIPE} heap {DEFAULT_HEAP}\n".encode())
     h.update(LV_CONF_CHANGES.read_bytes())
