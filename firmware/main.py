@@ -45,9 +45,7 @@ def make_ui(name):
     first = None
     if board_module.BOARD["touch"].get("calibrate"):
         from lbpanel import calibrate
-        calibrate.offer(ui, touch)
-        if touch.needs_calibration:
-            first = calibrate.run(ui, touch)
+        first = calibrate.attach(ui, touch)
     return ui, lvui.run_lvgl(ui), first
 
 

@@ -70,7 +70,6 @@ class ResistiveTouch:
         self._tx = bytearray(3)
         self._rx = bytearray(3)
         self.calibration = touchcal.load(cal_path)
-        self.needs_calibration = self.calibration is None
         self.indev = lv.indev_create()
         self.indev.set_type(lv.INDEV_TYPE.POINTER)
         self.indev.set_read_cb(self._read)

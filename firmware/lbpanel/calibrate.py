@@ -134,3 +134,14 @@ def offer(ui, touch, path=touchcal.DEFAULT_PATH, give_up_s=60):
     def start():
         asyncio.create_task(again())
     ui.on_calibrate = start
+
+
+def attach(ui, touch, path=touchcal.DEFAULT_PATH, give_up_s=60):
+    """Wire a resistive board's touch to its UI at boot: the service
+    screen's button (offer), and, when the film has never been learnt (no
+    stored calibration), the first calibration to await before anything
+    else. Returns that coroutine, or None."""
+    offer(ui, touch, path, give_up_s)
+    if touch.calibration is None:
+        return run(ui, touch, path, counters=ui.counters)
+    return None

@@ -8,6 +8,15 @@
 # row): the display's own memory, not the heap, as on a panel.
 # Console words (stdin), each a real touch through LVGL's pointer:
 #   tap 9 | tap yes | reasons a,b | decline | touch X Y [MS] | status | quit
+# A board with a resistive film (the CYD) is touched through a simulated
+# film: the finger's place becomes raw readings, which the stored
+# calibration (touch_cal.json in the working folder) maps back to pixels,
+# as boards/cyd.py does. Options after PANEL_JSON:
+#   --uncalibrated   a panel out of the box: no calibration is written, so
+#                    it boots into the calibration crosses (as main.py does)
+#   --give-up-s N    the calibration screen's give-up time (default 60)
+# Without --uncalibrated and without a stored calibration, the film's exact
+# calibration is stored first: an installed panel.
 # Screen changes are printed as JSON lines on stdout, like the headless UI.
 # This file sits apart from lbpanel/ because MicroPython puts a script's
 # folder first on its path: here, the firmware is imported frozen.
@@ -20,7 +29,7 @@ import lvgl as lv
 import machine
 import network
 
-from lbpanel import app, boards, log, lvui, touchwords
+from lbpanel import app, boards, calibrate, log, lvui, touchcal, touchwords
 
 _TAG = "sim"
 
@@ -63,25 +72,53 @@ class Glass:
         self.f.flush()
 
 
-class Finger:
-    """An LVGL pointer input device and the touches the console asks for."""
+def film_raw(x, y):
+    """The simulated resistive film: raw readings for a touch at (x, y),
+    axes swapped and one mirrored, like a CYD's XPT2046."""
+    return 3900 - y * 15, 200 + x * 11
 
-    def __init__(self, glass, ui):
+
+def film_calibration():
+    """The calibration that maps film_raw exactly back (rounded) to pixels."""
+    return touchcal.Calibration(1 / 11, -200 / 11 + 0.5, -1 / 15, 260 + 0.5, swap=True)
+
+
+class Finger:
+    """An LVGL pointer input device and the touches the console asks for.
+    resistive: the pointer reads the film through `calibration` (None
+    keeps it released), and read_raw() serves lbpanel.calibrate, like the
+    CYD's ResistiveTouch."""
+
+    def __init__(self, glass, ui, resistive=False):
         self.ui = ui
+        self.w, self.h = glass.width, glass.height
         self.x = self.y = 0
         self.down = False
         self.reads = 0
+        self.resistive = resistive
+        self.calibration = touchcal.load() if resistive else None
         self.indev = lv.indev_create()
         self.indev.set_type(lv.INDEV_TYPE.POINTER)
         self.indev.set_read_cb(self._read)
         self.indev.set_display(glass.disp)
         self._area = lv.area_t()
 
+    def read_raw(self):
+        return film_raw(self.x, self.y) if self.down else None
+
     def _read(self, _indev, data):
-        data.point.x = self.x
-        data.point.y = self.y
-        data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
         self.reads += 1
+        if not self.resistive:
+            data.point.x = self.x
+            data.point.y = self.y
+            data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
+            return
+        raw = self.read_raw()
+        if raw is None or self.calibration is None:
+            data.state = lv.INDEV_STATE.RELEASED
+            return
+        data.point.x, data.point.y = self.calibration.apply(raw[0], raw[1], self.w, self.h)
+        data.state = lv.INDEV_STATE.PRESSED
 
     async def _hold(self, ms, reads):
         # At least `ms`, and until LVGL has read the pointer `reads` times:
@@ -111,8 +148,10 @@ class Finger:
         await self.touch_at((a.x1 + a.x2) // 2, (a.y1 + a.y2) // 2)
 
 
-def console_of(finger):
-    async def run(panel):
+def console_of(finger, panel_of):
+    """The console, from boot on: a first calibration is touched before
+    the app exists. panel_of() is the app, or None before it starts."""
+    async def run():
         reader = asyncio.StreamReader(sys.stdin)
         while True:
             line = await reader.readline()
@@ -122,8 +161,11 @@ def console_of(finger):
             if not words:
                 continue
             cmd, arg = words[0], (words[1] if len(words) > 1 else "")
+            panel = panel_of()
             try:
                 if cmd == "quit":
+                    if panel is None:
+                        sys.exit(0)
                     await panel.stop()
                     return
                 if not await touchwords.play(finger, panel, cmd, arg):
@@ -133,12 +175,23 @@ def console_of(finger):
     return run
 
 
+def _option(name, default=None):
+    if name in sys.argv:
+        i = sys.argv.index(name)
+        return sys.argv[i + 1] if i + 1 < len(sys.argv) else True
+    return default
+
+
 def main():
     if len(sys.argv) < 5:
-        sys.stderr.write("usage: lvgl_panel.py BOARD FONTS_DIR GLASS_FILE PANEL_JSON\n")
+        sys.stderr.write("usage: lvgl_panel.py BOARD FONTS_DIR GLASS_FILE PANEL_JSON "
+                         "[--uncalibrated] [--give-up-s N]\n")
         sys.exit(2)
     board_name, fonts_dir, glass_file, config_file = sys.argv[1:5]
     board = boards.get(board_name)
+    resistive = bool(board["touch"].get("calibrate"))
+    if resistive and "--uncalibrated" not in sys.argv and touchcal.load() is None:
+        touchcal.save(film_calibration())
     lv.init()
     glass = Glass(board, glass_file)
 
@@ -153,12 +206,23 @@ def main():
         line.update(detail)
         print(json.dumps(line))
     ui.on_screen = announce
-    finger = Finger(glass, ui)
+    finger = Finger(glass, ui, resistive)
+    first = None
+    if resistive:  # as main.py: the service screen's button, the first crosses
+        first = calibrate.attach(ui, finger, give_up_s=int(_option("--give-up-s", 60)))
+
+    started = []
+
+    async def adopt(panel):  # app.start hands the console its app
+        started.append(panel)
 
     async def run():
         asyncio.create_task(lvui.run_lvgl(ui))
+        asyncio.create_task(console_of(finger, lambda: started[0] if started else None)())
+        if first is not None:
+            await first
         await app.start(config_file, ui, network=network, reset=machine.reset,
-                        wdt=machine.WDT(timeout=10000), console=console_of(finger))
+                        wdt=machine.WDT(timeout=10000), console=adopt)
     asyncio.run(run())
 
 

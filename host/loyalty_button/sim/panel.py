@@ -68,14 +68,16 @@ class SimPanel:
     def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
                  name: str | None = None, firmware: Path | None = None,
                  board: str | None = None, shots: Path | None = None,
-                 interpreter: str = "cpython"):
+                 interpreter: str = "cpython", sim_args: list[str] | None = None):
         """board: None runs the MicroPython unix port with the headless UI;
         a board name runs the LVGL panel for that board, whose touches go
         through LVGL's input device: under CPython with pydevices-lvgl
         (lvpanel; interpreter "cpython"), or under lvgl_micropython's 32-bit
         unix port with the firmware frozen in (firmware/sim/lvgl_panel.py;
         interpreter "micropython", heapsize applies). shots: with a board,
-        save the screen to shots/<name>.png whenever it changes."""
+        save the screen to shots/<name>.png whenever it changes. sim_args:
+        more options for firmware/sim/lvgl_panel.py (--uncalibrated,
+        --give-up-s N)."""
         if interpreter not in ("cpython", "micropython"):
             raise ValueError(f"interpreter: cpython or micropython, not {interpreter!r}")
         self.interpreter = interpreter
@@ -90,6 +92,7 @@ class SimPanel:
         self.firmware = firmware
         self.board = board
         self.shots = shots
+        self.sim_args = list(sim_args or [])
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
         # What the glass shows, RGB565 (the MicroPython LVGL panel writes it).
@@ -112,7 +115,8 @@ class SimPanel:
             if self.heapsize:
                 cmd += ["-X", f"heapsize={self.heapsize}"]
             cmd += [str(FIRMWARE_DIR / "sim" / "lvgl_panel.py"), self.board,
-                    str(fonts.fonts_dir()), str(self.glass_path), str(self.config_path)]
+                    str(fonts.fonts_dir()), str(self.glass_path), str(self.config_path),
+                    *self.sim_args]
             # The firmware frozen into the binary; the stubs for machine, network.
             env = dict(os.environ, MICROPYPATH=f".frozen:{STUBS_DIR}")
         elif self.board:
