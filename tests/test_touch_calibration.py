@@ -10,7 +10,6 @@ interpreters in tests/upy/test_core_calibrate.py."""
 from __future__ import annotations
 
 import json
-import time
 
 from conftest import status_counters
 
