@@ -1,6 +1,9 @@
 """Every screen of every board, rendered by the real UI module under
 pydevices-lvgl, against the reviewed reference images in
-tests/reference/screens/. After a deliberate change to the screens:
+tests/reference/screens/; and the same screens drawn under lvgl_micropython's
+unix port (the firmware frozen in, LVGL 9.4, the fonts compiled in as C), read
+off its glass, against the same references. After a deliberate change to the
+screens:
 
     tools/screens tests/reference/screens     (then look at every image
                                                 that changed, and commit)
@@ -24,6 +27,9 @@ REFERENCE = Path(__file__).parent / "reference" / "screens"
 # Pixels may differ by rounding (a channel off by a little); more than this
 # share of clearly different pixels is a changed screen.
 MAX_CHANGED = 0.002
+# The panel's own interpreter draws the same pixels: no channel of any pixel
+# more than this off (RGB565 widened to 8 bits rounds a level apart).
+MICROPYTHON_MAX_LEVELS = 2
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def rendered(tmp_path_factory):
 def test_every_board_has_every_screen(rendered):
     out, rows = rendered
     names = {p.name for p in out.glob("*.png")}
-    want = {f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None, b)}
+    want = {f"{b}-{s}.png" for b in boards.BOARDS for s in screens.scene_names(b)}
     assert names == want
     assert {p.name for p in REFERENCE.glob("*.png")} == want, \
         "reference set differs: run tools/screens tests/reference/screens and review"
@@ -45,7 +51,7 @@ def test_every_board_has_every_screen(rendered):
 
 
 @pytest.mark.parametrize("name", sorted(
-    f"{b}-{s}.png" for b in boards.BOARDS for s, _ in screens.scenes(None, None, b)))
+    f"{b}-{s}.png" for b in boards.BOARDS for s in screens.scene_names(b)))
 def test_screen_matches_reviewed_reference(rendered, name):
     out, _ = rendered
     got = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.int16)
@@ -59,6 +65,29 @@ def test_screen_matches_reviewed_reference(rendered, name):
         Image.fromarray(diff).save(out / ("diff-" + name))
         pytest.fail(f"{name}: {share:.2%} of pixels changed; see {out / name} and "
                     f"{out / ('diff-' + name)}")
+
+
+@pytest.fixture(scope="module")
+def rendered_micropython(tmp_path_factory):
+    out = tmp_path_factory.mktemp("screens-upy")
+    screens.render_all(out, interpreter="micropython")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(
+    f"{b}-{s}.png" for b in boards.BOARDS for s in screens.scene_names(b)))
+def test_the_panel_interpreter_draws_the_reviewed_screen(rendered_micropython, name):
+    got = np.asarray(Image.open(rendered_micropython / name).convert("RGB"), dtype=np.int16)
+    ref = np.asarray(Image.open(REFERENCE / name).convert("RGB"), dtype=np.int16)
+    assert got.shape == ref.shape
+    off = np.abs(got - ref).max(axis=2)
+    if off.max() > MICROPYTHON_MAX_LEVELS:
+        diff = np.zeros_like(got, dtype=np.uint8)
+        diff[off > MICROPYTHON_MAX_LEVELS] = (255, 0, 255)
+        Image.fromarray(diff).save(rendered_micropython / ("diff-" + name))
+        pytest.fail(f"{name}: {(off > MICROPYTHON_MAX_LEVELS).mean():.2%} of pixels differ "
+                    f"under lvgl_micropython (up to {off.max()} levels); see "
+                    f"{rendered_micropython / name} and {rendered_micropython / ('diff-' + name)}")
 
 
 @pytest.mark.parametrize("board", sorted(boards.BOARDS))

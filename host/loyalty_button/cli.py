@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--board", default=None)
     p.add_argument("--measure", action="store_true",
                    help="also time each screen's full redraw and its heap")
+    p.add_argument("--interpreter", choices=("cpython", "micropython"), default="cpython",
+                   help="draw under CPython with pydevices-lvgl (default) or under "
+                        "lvgl_micropython's unix port, as a panel does")
     p.set_defaults(func=lambda a: _lazy("sim.screens", a))
     p = sub.add_parser("advert-image", help="convert a PNG/JPEG to a board's advert image file")
     p.add_argument("--board", default="cyd")

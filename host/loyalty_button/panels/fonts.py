@@ -101,23 +101,89 @@ def _c_args(role: str, size: int) -> list[str]:
             "--format", "lvgl", "--no-compress", "--lv-font-name", name, "-o", name + ".c"]
 
 
+# Marks a C font whose advances were set from the .bin file (see _whole_pixels).
+_WHOLE_PIXELS = " * Advances: whole pixels, as in the .bin file"
+
+
+def bin_advances(data: bytes) -> list[int]:
+    """Each glyph's advance (whole pixels, glyph id order, id 0 first) from
+    an lv_font_conv .bin font: its head table says how many bits the
+    advance takes at the start of each glyph in the glyf table (format 0:
+    whole pixels, as lv_font_conv writes a font without kerning)."""
+    tables = {}
+    off = 0
+    while off + 8 <= len(data):
+        size = int.from_bytes(data[off:off + 4], "little")
+        if size < 8:
+            raise ValueError(f"bad table size {size} at {off}")
+        tables[data[off + 4:off + 8].decode("ascii")] = off
+        off += size
+    head, loca, glyf = tables["head"], tables["loca"], tables["glyf"]
+    if data[head + 36] != 0:
+        raise ValueError("advances are not in whole pixels (a font with kerning)")
+    loc32, adv_bits = data[head + 34], data[head + 40]
+    count = int.from_bytes(data[loca + 8:loca + 12], "little")
+    width = 4 if loc32 else 2
+    advances = []
+    for i in range(count):
+        at = loca + 12 + i * width
+        start = glyf + int.from_bytes(data[at:at + width], "little")
+        # The glyph's fields are packed big-endian, bit by bit.
+        bits = int.from_bytes(data[start:start + 4], "big")
+        advances.append(bits >> (32 - adv_bits) if adv_bits else 0)
+    return advances
+
+
+def _whole_pixels(c_text: str, advances: list[int]) -> str:
+    """lv_font_conv writes a C font's advances in 1/16 px and a .bin font's
+    (without kerning, as DejaVu comes out) in whole pixels, so text set in
+    one drifts from the other by a pixel here and there. The C font takes
+    the .bin's advances: the panel then draws exactly what the CPython
+    simulator and the reviewed reference screens show."""
+    out = []
+    glyph = 0
+    for line in c_text.splitlines(keepends=True):
+        if ".adv_w = " in line and "id = 0 reserved" in line:
+            glyph += 1  # no glyph: the .bin's loca points it at glyph 1
+        elif ".adv_w = " in line and ".bitmap_index" in line:
+            head, rest = line.split(".adv_w = ", 1)
+            old, tail = rest.split(",", 1)
+            if glyph >= len(advances):
+                raise ValueError("the C font has more glyphs than the .bin")
+            if abs(int(old) - advances[glyph] * 16) > 16:
+                raise ValueError(f"glyph {glyph}: advance {old}/16 px against "
+                                 f"{advances[glyph]} px in the .bin")
+            line = f"{head}.adv_w = {advances[glyph] * 16},{tail}"
+            glyph += 1
+        elif line.startswith(" * Opts: "):
+            line = line + _WHOLE_PIXELS + "\n"
+        out.append(line)
+    if glyph != len(advances):
+        raise ValueError(f"the C font has {glyph} glyphs, the .bin {len(advances)}")
+    return "".join(out)
+
+
 def build_c(fonts: list[tuple[str, int]], out_dir: Path | None = None,
             node_dir: Path | None = None) -> list[Path]:
     """C sources of the given (role, size) fonts; a file is made again when
-    the options it was made with (its "Opts:" line) are not today's."""
+    the options it was made with (its "Opts:" line) are not today's. Their
+    advances come from the .bin files (build() makes them first)."""
     out_dir = Path(out_dir or C_DIR)
     if not TTF.exists():
         raise RuntimeError(f"{TTF} is missing: apt-get install fonts-dejavu-core")
     tool = None
     out_dir.mkdir(parents=True, exist_ok=True)
+    bins = {p.name: p for p in build(node_dir=node_dir)}
     made = []
     for role, size in fonts:
         args = _c_args(role, size)
         target = out_dir / args[-1]
-        opts = " * Opts: " + " ".join(args)
-        if not (target.exists() and opts in target.read_text().splitlines()[:6]):
+        head = [" * Opts: " + " ".join(args), _WHOLE_PIXELS]
+        if not (target.exists() and target.read_text().splitlines()[3:5] == head):
             tool = tool or converter(Path(node_dir or ROOT / "build" / "node"))
             subprocess.run([tool, *args], cwd=out_dir, check=True, capture_output=True)
+            advances = bin_advances(bins[boards.font_file(role, size)].read_bytes())
+            target.write_text(_whole_pixels(target.read_text(), advances))
         made.append(target)
     return made
 

@@ -4,13 +4,20 @@ for people to look at, for review of changes (tests compare them with the
 reviewed images in tests/reference/screens/), and for the docs' figures
 (render time and LVGL objects per screen).
 
-    tools/screens OUTDIR [--board cyd] [--measure]"""
+    tools/screens OUTDIR [--board cyd] [--measure] [--interpreter micropython]
+
+--interpreter micropython draws the same scenes under lvgl_micropython's
+unix port (firmware/sim/screens_glass.py); tests/test_screens.py holds
+both against the same references."""
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,34 +81,40 @@ def calibrates(board_name: str) -> bool:
     return bool(boards.get(board_name)["touch"].get("calibrate"))
 
 
-def scenes(ui: lvui.LvglUI, advert: dict | None,
-           board_name: str) -> list[tuple[str, callable]]:
-    """(screen name, how to show it) for every screen of the board."""
+def scenes(advert: dict | None, board_name: str) -> list[tuple[str, str, list]]:
+    """(screen name, UI method, its arguments) for every screen of the
+    board: plain data, so the same scenes render under CPython here and
+    under lvgl_micropython (firmware/sim/screens_glass.py reads them as
+    JSON)."""
     extra = []
     if calibrates(board_name):
-        extra = [("calibrate", lambda: ui.show_calibration((32, 28), 1, 5)),
-                 ("calibrate-retry", lambda: ui.show_calibration(
-                     (160, 120), 5, 5, "the middle cross was 14 px off: once more"))]
+        extra = [("calibrate", "show_calibration", [[32, 28], 1, 5]),
+                 ("calibrate-retry", "show_calibration",
+                  [[160, 120], 5, 5, "the middle cross was 14 px off: once more"])]
     return extra + [
-        ("adverts", lambda: ui.show_advert(advert, leave=True)),
-        ("adverts-empty", lambda: ui.show_advert(None, leave=True)),
-        ("nps", lambda: ui.show_question(NPS_RU, 30000)),
-        ("why", lambda: ui.show_why(NPS_RU, 15000)),
-        ("csat", lambda: ui.show_question(CSAT_EN, 30000)),
-        ("yesno", lambda: ui.show_question(YESNO_RU, 30000)),
-        ("choice", lambda: ui.show_question(CHOICE_EN, 30000)),
-        ("thanks", lambda: ui.show_thanks(THANKS_ANSWER, None, "ru")),
-        ("thanks-qr", lambda: ui.show_thanks(THANKS_ANSWER, QR, "ru")),
-        ("service", lambda: ui.show_status(SERVICE)),
-        ("problem-not-configured", lambda: ui.show_problem(
-            "not_configured", "panel.json: broker.host is missing")),
-        ("problem-no-network", lambda: ui.show_problem(
-            "no_network", "cannot join Wi-Fi 'store-12-pos'")),
-        ("problem-broker", lambda: ui.show_problem(
-            "broker_unreachable", "192.168.10.2:1883: connection refused")),
-        ("text-too-long", lambda: ui.show_question(LONG_TEXT, 30000)),
-        ("missing-glyph", lambda: ui.show_question(MISSING_GLYPH, 30000)),
+        ("adverts", "show_advert", [advert, True]),
+        ("adverts-empty", "show_advert", [None, True]),
+        ("nps", "show_question", [NPS_RU, 30000]),
+        ("why", "show_why", [NPS_RU, 15000]),
+        ("csat", "show_question", [CSAT_EN, 30000]),
+        ("yesno", "show_question", [YESNO_RU, 30000]),
+        ("choice", "show_question", [CHOICE_EN, 30000]),
+        ("thanks", "show_thanks", [THANKS_ANSWER, None, "ru"]),
+        ("thanks-qr", "show_thanks", [THANKS_ANSWER, QR, "ru"]),
+        ("service", "show_status", [SERVICE]),
+        ("problem-not-configured", "show_problem",
+         ["not_configured", "panel.json: broker.host is missing"]),
+        ("problem-no-network", "show_problem",
+         ["no_network", "cannot join Wi-Fi 'store-12-pos'"]),
+        ("problem-broker", "show_problem",
+         ["broker_unreachable", "192.168.10.2:1883: connection refused"]),
+        ("text-too-long", "show_question", [LONG_TEXT, 30000]),
+        ("missing-glyph", "show_question", [MISSING_GLYPH, 30000]),
     ]
+
+
+def scene_names(board_name: str) -> list[str]:
+    return [name for name, _, _ in scenes(None, board_name)]
 
 
 def _heap_used() -> int:
@@ -145,6 +158,14 @@ def _heap_per_screen(ui: lvui.LvglUI, show, copies: int = 20) -> int:
     return used
 
 
+def _sample_advert(board: dict, folder: Path) -> dict:
+    """The advert scene's item: a sample picture in the panel's file format."""
+    path = folder / "advert.bin"
+    path.write_bytes(advert_image.encode(advert_image.sample(board["width"], board["height"])))
+    return {"id": "spring-sale", "path": str(path), "w": board["width"],
+            "h": board["height"], "offset": 12}
+
+
 def render_board(board_name: str, out_dir: Path, measure: bool = False,
                  repeats: int = 20) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,11 +174,7 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
     board = boards.get(board_name)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        img = advert_image.sample(board["width"], board["height"])
-        path = Path(tmp) / "advert.bin"
-        path.write_bytes(advert_image.encode(img))
-        advert = {"id": "spring-sale", "path": str(path), "w": board["width"],
-                  "h": board["height"], "offset": 12}
+        advert = _sample_advert(board, Path(tmp))
         baseline = None
         if measure:
             # Baseline in the same run: a full redraw of an empty screen.
@@ -166,7 +183,9 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
             baseline = _redraw_ms(display, repeats)
         if calibrates(board_name):
             ui.on_calibrate = lambda: None
-        for name, show in scenes(ui, advert, board_name):
+        for name, method, args in scenes(advert, board_name):
+            def show(method=method, args=args):
+                getattr(ui, method)(*args)
             row = {"board": board_name, "screen": name}
             if measure:
                 row["heap_bytes"] = _heap_per_screen(ui, show)
@@ -196,16 +215,57 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
     return results
 
 
+def render_board_micropython(board_name: str, out_dir: Path) -> list[dict]:
+    """The same scenes drawn under lvgl_micropython's unix port (the firmware
+    frozen in, LVGL 9.4, the C fonts compiled into the binary), read off its
+    glass: what a panel would show, to hold against the CPython renders."""
+    from ..panels import fonts, lvgl_unix
+    from .lvpanel import rgb565_to_png
+    from .panel import STUBS_DIR, FIRMWARE_DIR
+    binary = lvgl_unix.binary_path()
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is missing: run tools/bootstrap "
+                           f"(it builds lvgl_micropython's unix port)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    board = boards.get(board_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        scenes_file = Path(tmp) / "scenes.json"
+        scenes_file.write_text(json.dumps(scenes(_sample_advert(board, Path(tmp)), board_name),
+                                          ensure_ascii=False))
+        env = dict(os.environ, MICROPYPATH=f".frozen:{STUBS_DIR}")
+        done = subprocess.run(
+            [str(binary), "-X", "heapsize=4M", str(FIRMWARE_DIR / "sim" / "screens_glass.py"),
+             board_name, str(fonts.fonts_dir()), str(scenes_file), tmp],
+            capture_output=True, text=True, env=env, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"screens_glass.py for {board_name} failed "
+                               f"({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        rows = []
+        for name in scene_names(board_name):
+            raw = (Path(tmp) / f"{board_name}-{name}.rgb565").read_bytes()
+            (out_dir / f"{board_name}-{name}.png").write_bytes(
+                rgb565_to_png(raw, board["width"], board["height"]))
+            rows.append({"board": board_name, "screen": name, "interpreter": "micropython"})
+    return rows
+
+
 def render_all(out_dir: Path, board_names: list[str] | None = None,
-               measure: bool = False) -> list[dict]:
+               measure: bool = False, interpreter: str = "cpython") -> list[dict]:
     rows = []
     for name in board_names or sorted(boards.BOARDS):
-        rows += render_board(name, Path(out_dir), measure)
+        if interpreter == "micropython":
+            rows += render_board_micropython(name, Path(out_dir))
+        else:
+            rows += render_board(name, Path(out_dir), measure)
     return rows
 
 
 def main(args) -> int:
-    rows = render_all(Path(args.out_dir), [args.board] if args.board else None, args.measure)
+    if args.measure and args.interpreter != "cpython":
+        print("--measure times the CPython renders only", file=sys.stderr)
+        return 2
+    rows = render_all(Path(args.out_dir), [args.board] if args.board else None, args.measure,
+                      args.interpreter)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
