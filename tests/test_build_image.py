@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from lbpanel import boards
 from loyalty_button.panels import fonts, image, lvgl_recipe, lvgl_unix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +112,18 @@ def test_print_gives_the_line_for_the_s3_board(capsys):
     line = capsys.readouterr().out
     assert "BOARD=ESP32_GENERIC_S3" in line and "BOARD_VARIANT=SPIRAM_OCT" in line
     assert "INDEV=gt911" in line and sys.executable in line
+
+
+def test_the_compiled_in_fonts_advance_as_the_bin_files_do():
+    """A C font's advances are the .bin's whole pixels (docs/panel-ui.md,
+    binding differences): otherwise text on the panel drifts a pixel from
+    the reviewed screens. A font made without them is refused, not built."""
+    for role, size in fonts.needed():
+        c_text = (fonts.C_DIR / (fonts.c_name(role, size) + ".c")).read_text()
+        advances = fonts.bin_advances((fonts.fonts_dir() / boards.font_file(role, size))
+                                      .read_bytes())
+        written = [int(line.split(".adv_w = ")[1].split(",")[0])
+                   for line in c_text.splitlines() if ".adv_w = " in line]
+        assert written[1:] == [a * 16 for a in advances[1:]], (role, size)
+        with pytest.raises(ValueError, match="glyphs"):
+            fonts._whole_pixels(c_text, advances[:-1])
