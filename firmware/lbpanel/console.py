@@ -20,13 +20,43 @@ def parse_value(text):
     return text
 
 
+MAX_LINE = 200  # longer lines are noise on the port, dropped
+
+
+async def read_line(reader, buf):
+    """The next line (bytes, without its end) or None at the end of input.
+    Byte by byte: asyncio's readline() waits for the end of the line inside
+    the stream's own blocking readline, so a stray byte on the serial port
+    (mpremote's Ctrl-B as it leaves, line noise) would freeze the panel's
+    whole event loop until a newline came."""
+    while True:
+        ch = await reader.read(1)
+        if not ch:
+            return None
+        if isinstance(ch, str):
+            ch = ch.encode()
+        if ch in (b"\n", b"\r"):
+            if buf:
+                line = bytes(buf)
+                buf[:] = b""
+                return line
+            continue
+        if ch[0] < 32 or len(buf) >= MAX_LINE:
+            continue  # control characters and runaway lines are not words
+        buf.extend(ch)
+
+
 async def run(app, stream=None):
     reader = asyncio.StreamReader(stream if stream is not None else sys.stdin)
+    buf = bytearray()
     while True:
-        line = await reader.readline()
-        if not line:
+        line = await read_line(reader, buf)
+        if line is None:
             return  # console closed; the panel goes on
-        words = line.decode().strip().split(None, 1)
+        try:
+            words = line.decode().strip().split(None, 1)
+        except UnicodeError:
+            continue
         if not words:
             continue
         cmd = words[0]

@@ -22,6 +22,7 @@ class Wifi:
         if not self.ssid:
             log.error(_TAG, "no wifi.ssid in panel.json and no network")
             return False
+        log.info(_TAG, "joining Wi-Fi %r" % self.ssid)
         self.wlan.connect(self.ssid, self.password)
         for _ in range(timeout_s * 4):
             if self.wlan.isconnected():

@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)
+    from .panels import commands as panel_commands
+    panel_commands.add_parser(sub)
     p = sub.add_parser("screens", help="render every panel screen of every board to PNG")
     p.add_argument("out_dir")
     p.add_argument("--board", default=None)

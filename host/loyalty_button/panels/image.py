@@ -33,6 +33,11 @@ BUILD_ARGS = {
     "s3_8048": ["BOARD=ESP32_GENERIC_S3", "BOARD_VARIANT=SPIRAM_OCT", "--flash-size=16",
                 "DISPLAY=rgb_display", "INDEV=gt911"],
 }
+# The chip of each board, as esptool names it, and where lvgl_micropython's
+# merged image (build/lvgl_micropy_<BOARD>-<flash>.bin) goes: its make.py
+# prints the same esptool line (write_flash --erase-all 0x0).
+CHIPS = {"cyd": "esp32", "s3_8048": "esp32s3"}
+IMAGE_OFFSET = 0x0
 CHECKOUT_URL = "https://github.com/lvgl-micropython/lvgl_micropython"
 
 

@@ -60,6 +60,17 @@ class HostConfig:
     adverts_url: str | None = None      # how panels reach pos.http_port
     adverts_cache: Path | None = None   # converted files; beside the database
     adverts_poll_s: float = 5.0
+    # The store's panels (docs/installer.md): what `loyalty-button panels`
+    # writes into each panel.json, and the broker files it keeps in step.
+    panels_wifi_ssid: str | None = None
+    panels_wifi_password: str | None = None
+    panels_broker_host: str | None = None  # the address panels dial (the LAN one)
+    panels_broker_port: int | None = None  # default: broker.port
+    panels_lang: str = "en"
+    panels_registry: Path | None = None    # default: panels.json beside the database
+    panels_password_file: Path | None = None  # Mosquitto's password_file
+    panels_acl_file: Path | None = None       # Mosquitto's acl_file
+    panels_broker_pid_file: Path | None = None  # Mosquitto's pid_file: reloaded by SIGHUP
 
 
 _FIELDS = [
@@ -91,6 +102,15 @@ _FIELDS = [
     Field("adverts.url", "str"),
     Field("adverts.cache", "path"),
     Field("adverts.poll_s", "num", (0.5, 600)),
+    Field("panels.wifi_ssid", "str"),
+    Field("panels.wifi_password", "str"),
+    Field("panels.broker_host", "str"),
+    Field("panels.broker_port", "int", (1, 65535)),
+    Field("panels.lang", "id"),
+    Field("panels.registry", "path"),
+    Field("panels.password_file", "path"),
+    Field("panels.acl_file", "path"),
+    Field("panels.broker_pid_file", "path"),
 ]
 
 
@@ -111,6 +131,8 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         check.fail("pos.key and pos.key_file", "give one of them, not both")
     _check_adverts(values, check)
+    if values.get("panels_registry") is None and values.get("database") is not None:
+        values["panels_registry"] = values["database"].parent / "panels.json"
     if check.problems:
         raise HostConfigError(check.problems)
     cfg = HostConfig(**values, source=source)
@@ -163,7 +185,8 @@ def load(path: Path) -> HostConfig:
     doc = read_yaml(path, HostConfigError)
     cfg = parse(doc, path.parent, str(path))
     inline = [k for k in ("pos.key", "pos.token", "pos.read_token", "broker.password",
-                          "forwarding.pseudonym_key") if lookup(doc, k)[1]]
+                          "forwarding.pseudonym_key", "panels.wifi_password")
+              if lookup(doc, k)[1]]
     if inline:
         warn_if_loose(path, f"{path.name} holds {', '.join(inline)}; the file")
     return cfg

@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..panels.broker_access import acl_text
+
 log = logging.getLogger(__name__)
 
 
@@ -26,35 +28,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def acl_text(store: str, host_user: str, probe_user: str = "probe") -> str:
-    """Each panel logs in with its panel id as user name and may touch only
-    its own topics; the host user may touch everything of the store; the
-    emotion probe's user only its three topics (docs/protocol.md)."""
-    root = f"lb/v1/{store}"
-    return "\n".join([
-        f"user {host_user}",
-        f"topic readwrite {root}/#",
-        "",
-        f"user {probe_user}",
-        f"topic read {root}/probe/request",
-        f"topic write {root}/probe/estimate",
-        f"topic write {root}/probe/status",
-        "",
-        "# every other user is a panel whose user name is its panel id",
-        f"pattern read {root}/panel/%u/question",
-        f"pattern read {root}/panel/%u/ack",
-        f"pattern read {root}/panel/%u/config",
-        f"pattern read {root}/panel/%u/cmd",
-        f"pattern read {root}/panel/%u/adverts",
-        f"pattern write {root}/panel/%u/answer",
-        f"pattern readwrite {root}/panel/%u/status",
-        "",
-    ])
-
-
 def config_text(port: int, data_dir: Path, password_file: Path | None = None,
                 acl_file: Path | None = None, run_as: str | None = None,
-                bind: str = "127.0.0.1") -> str:
+                bind: str = "127.0.0.1", pid_file: Path | None = None) -> str:
     lines = [
         f"listener {port} {bind}",
         f"allow_anonymous {'false' if password_file else 'true'}",
@@ -76,6 +52,10 @@ def config_text(port: int, data_dir: Path, password_file: Path | None = None,
     ]
     if run_as:
         lines.append(f"user {run_as}")
+    if pid_file:
+        # Where `loyalty-button panels` finds the broker to reload (SIGHUP:
+        # password file and ACL read again, connected clients kept).
+        lines.append(f"pid_file {pid_file}")
     if password_file:
         lines.append(f"password_file {password_file}")
         # The client id is the user name, whatever the client asks for: a
@@ -140,7 +120,9 @@ class Broker:
         # broker therefore stays the user that started it.
         run_as = pwd.getpwuid(os.geteuid()).pw_name
         self.conf = self.workdir / "mosquitto.conf"
-        self.conf.write_text(config_text(self.port, data, pw, acl, run_as))
+        self.pid_file = self.workdir / "mosquitto.pid"
+        self.conf.write_text(config_text(self.port, data, pw, acl, run_as,
+                                         pid_file=self.pid_file))
 
     def start(self, timeout: float = 10.0) -> "Broker":
         if self.proc and self.proc.poll() is None:

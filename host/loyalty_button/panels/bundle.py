@@ -1,0 +1,128 @@
+"""The app bundle: the exact set of files one board's panel keeps on its
+flash, with a manifest of their sha256s and the firmware version. The
+installer copies it (panels/station.py) and checks every file on the device
+against the manifest; OTA updates will deliver the same bundle.
+
+    loyalty-button panels bundle --board cyd [--out dist/bundles]
+
+What is in it, for board B:
+- `main.py` (the boot: config -> board -> UI -> app; a file, so an update
+  can replace it);
+- `lbpanel/*.mpy`, the panel core and UI compiled by mpy-cross (a panel
+  without PSRAM cannot compile them itself); on the project's own image
+  they are frozen too, and the files on flash take precedence (MicroPython
+  looks in the file system first), which is what lets a bundle update them;
+- `boards/__init__.mpy` and `boards/B.mpy`, the board's driver, no other;
+- `fonts/*.bin`, the board's fonts only (a stock image has no compiled-in
+  fonts and parses these);
+- `manifest.json`: name, version, board, per file its sha256 and size, and
+  the bundle's id (a sha256 over the list): two builds with one version and
+  different files have different ids.
+
+The simulators' touch words (lbpanel/touchwords) stay out: no panel needs
+them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import lbpanel
+from lbpanel import boards
+
+from . import firmware_build, fonts
+
+MANIFEST = "manifest.json"
+SIM_ONLY = {"lbpanel/touchwords.mpy"}
+
+
+class BundleError(RuntimeError):
+    pass
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(65536), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _wanted(board: str, compiled: Path) -> list[str]:
+    """The bundle's files, relative to the compiled firmware folder."""
+    files = ["main.py"]
+    files += sorted(f"lbpanel/{p.name}" for p in (compiled / "lbpanel").glob("*.mpy")
+                    if f"lbpanel/{p.name}" not in SIM_ONLY)
+    files += ["boards/__init__.mpy", f"boards/{board}.mpy"]
+    names = sorted({boards.font_file(role, size)
+                    for role, size in boards.get(board)["fonts"].items()})
+    files += [f"fonts/{n}" for n in names]
+    return files
+
+
+def build(board: str, out_root: Path) -> Path:
+    """Build the bundle of `board` into out_root/<board>-<version>/ (made
+    anew) and return that folder."""
+    if board not in boards.BOARDS:
+        raise BundleError(f"unknown board {board!r}; known: {', '.join(sorted(boards.BOARDS))}")
+    missing = fonts.missing()
+    if missing:
+        raise BundleError(f"fonts not made yet ({', '.join(missing)}): run tools/fonts")
+    out = Path(out_root) / f"{board}-{lbpanel.VERSION}"
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled = firmware_build.build(Path(tmp))
+        files = _wanted(board, compiled)
+        absent = [f for f in files if not (compiled / f).exists()]
+        if absent:
+            raise BundleError(f"the firmware build lacks {', '.join(absent)}")
+        if out.exists():
+            shutil.rmtree(out)
+        for rel in files:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(compiled / rel, out / rel)
+    entries = {rel: {"sha256": sha256_file(out / rel), "size": (out / rel).stat().st_size}
+               for rel in files}
+    listing = "".join(f"{rel} {e['sha256']}\n" for rel, e in sorted(entries.items()))
+    manifest = {"name": "loyalty-button-panel", "version": lbpanel.VERSION, "board": board,
+                "id": hashlib.sha256(listing.encode()).hexdigest()[:16], "files": entries}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def load(folder: Path) -> dict:
+    """The manifest of a bundle folder, checked against the files beside
+    it: a bundle that was edited or half copied is refused here, before
+    anything goes to a panel."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+        board = manifest["board"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{folder}: not a panel bundle ({e}); build one with "
+                          f"'loyalty-button panels bundle --board BOARD'") from None
+    bad = [rel for rel, e in sorted(files.items())
+           if not (folder / rel).is_file() or sha256_file(folder / rel) != e["sha256"]]
+    if bad:
+        raise BundleError(f"{folder}: {len(bad)} file(s) differ from its manifest "
+                          f"({', '.join(bad[:3])}); build the bundle again")
+    if board not in boards.BOARDS:
+        raise BundleError(f"{folder}: unknown board {board!r}")
+    return manifest
+
+
+def cli(args) -> int:
+    try:
+        out = build(args.board, Path(args.out))
+    except BundleError as e:
+        print(f"panels bundle: {e}")
+        return 2
+    manifest = load(out)
+    size = sum(e["size"] for e in manifest["files"].values())
+    print(f"{len(manifest['files'])} files, {size} bytes, version {manifest['version']}, "
+          f"id {manifest['id']}")
+    print(out)
+    return 0

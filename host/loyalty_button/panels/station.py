@@ -1,0 +1,466 @@
+"""The installer's station: flash, provision and verify panels on USB serial
+ports, several at once, and see each one come online on the store broker
+(docs/installer.md).
+
+Per panel, in order:
+1. image (when given): esptool erases the chip and writes the firmware
+   image at 0x0 (lvgl_micropython's merged image), checking its hash;
+2. copy: mpremote puts the app bundle and the panel's panel.json on the
+   panel's file system;
+3. verify: the panel computes every file's sha256 itself; files that
+   differ are copied again (twice at most);
+4. reset, then wait for the panel's own `online` status on the broker
+   (a live one, not a retained one from before), reading its serial log
+   meanwhile: when it does not come, the log says why (Wi-Fi or broker).
+
+mpremote is used with `resume` (no soft reset): on a running panel its
+Ctrl-C stops the app and gives the REPL, as for a fresh one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from lbpanel import protocol
+
+from ..service.fleet import panel_message
+from . import bundle as bundles
+from .firmware_build import venv_tool
+from .image import CHIPS, IMAGE_OFFSET
+from .registry import Registry
+
+COPY_RETRIES = 2
+# The share of a panel's progress bar each step fills.
+STEPS = (("image", 40), ("copy", 40), ("verify", 5), ("online", 15))
+
+# Run on the panel by `mpremote exec`: each file's sha256, or "-" when it
+# cannot be read. Kept small: a panel without PSRAM runs it.
+_HASH_SCRIPT = """
+import hashlib, binascii
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return '-'
+    h = hashlib.sha256()
+    b = bytearray(1024)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(b[:n])
+    f.close()
+    return binascii.hexlify(h.digest()).decode()
+for _p in %r:
+    print('SHA', _p, _h(_p))
+"""
+
+_MKDIRS_SCRIPT = """
+import os
+for _d in %r:
+    try:
+        os.mkdir(_d)
+    except OSError:
+        pass
+"""
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, what: str, hint: str):
+        super().__init__(what)
+        self.step, self.what, self.hint = step, what, hint
+
+
+@dataclass
+class Job:
+    panel_id: str
+    till: str
+    board: str
+    port: str
+    boot_port: str | None = None   # where the ROM bootloader answers, when not `port`
+    result: str = "waiting"        # ok / failed
+    step: str = ""
+    seconds: float = 0.0
+    what: str = ""
+    hint: str = ""
+    fw: str | None = None
+    rssi: int | None = None
+    recopied: list[str] = field(default_factory=list)
+    log: str = ""
+    sources: dict = field(default_factory=dict, repr=False)  # device path -> local file
+
+
+class StatusWatch:
+    """The store broker's panel status messages, as the installer's login
+    sees them (read-only: docs/installer.md)."""
+
+    def __init__(self, cfg, user: str, password: str):
+        self.store = cfg.store
+        self._cond = threading.Condition()
+        self.live: dict[str, tuple[float, dict]] = {}  # panel -> (arrived, newest live status)
+        self.retained: dict[str, dict] = {}  # panel -> its retained status
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"lb-installer-{os.getpid()}")
+        self.client.username_pw_set(user, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.host, self.port = cfg.broker_host, cfg.broker_port
+        self.refused: str | None = None
+        self.connected = threading.Event()
+
+    def start(self, timeout: float = 10.0) -> "StatusWatch":
+        try:
+            self.client.connect(self.host, self.port, 30)
+        except OSError as e:
+            raise StepFailed("broker", f"cannot reach the store broker at {self.host}:"
+                             f"{self.port} ({e})", "start Mosquitto (systemctl start "
+                             "mosquitto) or fix broker.host/port in the settings") from None
+        self.client.loop_start()
+        if not self.connected.wait(timeout) or self.refused:
+            self.stop()
+            raise StepFailed("broker", f"the store broker refused the installer's login "
+                             f"({self.refused or 'no answer'})", "run 'loyalty-button panels "
+                             "add' once more to write the login, and check that Mosquitto "
+                             "reads panels.password_file")
+        return self
+
+    def _on_connect(self, client, userdata, flags, reason, properties=None):
+        if reason.is_failure:
+            self.refused = str(reason)
+        else:
+            client.subscribe(protocol.panel_topic(self.store, "+", "status"), qos=1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, message):
+        try:
+            got = panel_message(self.store, message.topic, message.payload)
+        except protocol.ProtocolError:
+            return
+        if got is None:
+            return
+        panel, _, msg = got
+        with self._cond:
+            if message.retain:
+                self.retained[panel] = msg
+            else:
+                self.live[panel] = (time.time(), msg)
+            self._cond.notify_all()
+
+    def wait_online(self, panel: str, since: float, timeout: float) -> dict | None:
+        """The panel's first live `online` status arriving after `since` (by
+        this host's clock: a panel just booted may not know the time yet),
+        or None."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                arrived, msg = self.live.get(panel, (0, None))
+                if msg and msg.get("state") == "online" and arrived >= since:
+                    return msg
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.5))
+
+    def snapshot(self, wait: float = 1.0) -> dict[str, dict]:
+        """Every panel's newest status (retained or live) after `wait` s."""
+        time.sleep(wait)
+        with self._cond:
+            out = dict(self.retained)
+            out.update({p: m for p, (_, m) in self.live.items()})
+            return out
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        try:
+            self.client.disconnect()
+        except OSError:
+            pass
+
+
+class Station:
+    def __init__(self, cfg, registry: Registry, bundle_dirs: dict[str, Path],
+                 image: Path | None = None, baud: int = 460800, online_timeout: float = 60.0):
+        """bundle_dirs: board -> its app bundle folder (panels/bundle.py)."""
+        self.cfg = cfg
+        self.registry = registry
+        self.bundle_dirs = {b: Path(d) for b, d in bundle_dirs.items()}
+        self.manifests = {b: bundles.load(d) for b, d in self.bundle_dirs.items()}
+        self.image = Path(image) if image else None
+        if self.image and not self.image.is_file():
+            raise StepFailed("image", f"no firmware image at {self.image}",
+                             "build it with tools/build-image BOARD (docs/installer.md)")
+        self.baud = baud
+        self.online_timeout = online_timeout
+        self.mpremote = venv_tool("mpremote", "mpremote")
+        self.esptool = venv_tool("esptool", "esptool") if image else None
+
+    # --- one panel ----------------------------------------------------------
+    def flash(self, job: Job, progress=lambda job, pct, text: None,
+              watch: StatusWatch | None = None) -> Job:
+        start = time.monotonic()
+        done = 0
+
+        def at(step_pct: float, text: str) -> None:
+            progress(job, min(100, done + step_pct), text)
+        try:
+            if job.board not in self.manifests:
+                raise StepFailed("bundle", f"no app bundle for {job.panel_id}'s board "
+                                 f"{job.board}", f"build one with 'loyalty-button panels "
+                                 f"bundle --board {job.board}'")
+            self._port_present(job.port)
+            if self.image:
+                job.step = "image"
+                self._write_image(job, lambda pct: at(pct * 0.40, "image"))
+            done = 40
+            job.step = "copy"
+            files = self._copy(job, lambda pct: at(pct * 0.40, "copy"))
+            done = 80
+            job.step = "verify"
+            at(0, "verify")
+            for attempt in range(COPY_RETRIES + 1):
+                bad = self._verify(job, files)
+                if not bad:
+                    break
+                if attempt == COPY_RETRIES:
+                    raise StepFailed("verify", f"{', '.join(sorted(bad))} still differ after "
+                                     f"{COPY_RETRIES} copies", "try another USB cable or port; "
+                                     "if it persists the panel's flash is failing")
+                job.recopied += sorted(bad)
+                self._copy_files(job, {p: files[p] for p in bad})
+            done = 85
+            job.step = "online"
+            at(0, "reset")
+            since = time.time()
+            self._reset(job)
+            at(2, "waiting for online")
+            status = self._wait_online(job, watch, since)
+            job.fw, job.rssi = status.get("fw"), status.get("rssi")
+            job.result, job.step = "ok", "online"
+            progress(job, 100, "online")
+        except StepFailed as e:
+            job.result, job.what, job.hint = "failed", e.what, e.hint
+            progress(job, done, "failed")
+        except Exception as e:  # one panel's surprise must not stop the others
+            job.result, job.what = "failed", f"{type(e).__name__}: {e}"
+            job.hint = "see the log above; report it with the station's output"
+            progress(job, done, "failed")
+        job.seconds = round(time.monotonic() - start, 1)
+        return job
+
+    def _port_present(self, port: str) -> None:
+        if "://" not in port and not os.path.exists(port):
+            raise StepFailed("port", f"no serial device at {port}",
+                             "plug the panel in with a data cable and check the name "
+                             "(ls /dev/ttyUSB* /dev/ttyACM*)")
+
+    def _write_image(self, job: Job, progress) -> None:
+        port = job.boot_port or job.port
+        chip = CHIPS[job.board]
+        cmd = [self.esptool, "--chip", chip, "--port", port, "--baud", str(self.baud),
+               "--before", "default-reset", "--after", "hard-reset",
+               "write-flash", "--erase-all", hex(IMAGE_OFFSET), str(self.image)]
+        out = self._run_streaming(cmd, lambda line: _percent(line, progress), timeout=600)
+        if out[0] != 0 or "Hash of data verified" not in out[1]:
+            tail = _last_lines(out[1], 3)
+            raise StepFailed("image", f"esptool could not write the image ({tail})",
+                             "hold BOOT while plugging the panel in, or lower --baud "
+                             "(115200)")
+
+    def _mpremote(self, job: Job, *args: str, timeout: float = 120) -> tuple[int, str]:
+        cmd = [self.mpremote, "connect", job.port, "resume", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return done.returncode, done.stdout + done.stderr
+
+    def _panel_json_file(self, job: Job, tmp: Path) -> Path:
+        path = tmp / f"{job.panel_id}-panel.json"
+        path.write_text(json.dumps(self.registry.panel_json(job.panel_id), indent=1) + "\n")
+        return path
+
+    def _copy(self, job: Job, progress) -> dict[str, str]:
+        """Copy the bundle and panel.json; returns {device path: sha256}."""
+        folder = self.bundle_dirs[job.board]
+        files = {rel: e["sha256"] for rel, e in self.manifests[job.board]["files"].items()}
+        sources = {rel: folder / rel for rel in files}
+        cfg_file = self._panel_json_file(job, Path(tempfile.mkdtemp(prefix="lb-station-")))
+        files["panel.json"] = bundles.sha256_file(cfg_file)
+        sources["panel.json"] = cfg_file
+        files[bundles.MANIFEST] = bundles.sha256_file(folder / bundles.MANIFEST)
+        sources[bundles.MANIFEST] = folder / bundles.MANIFEST
+        job.sources = sources
+        dirs = sorted({str(Path(rel).parent) for rel in files if "/" in rel})
+        code, out = self._mpremote(job, "exec", _MKDIRS_SCRIPT % (dirs,), timeout=30)
+        if code != 0:
+            raise _serial_failure(job.port, out)
+        self._copy_files(job, files, progress)
+        return files
+
+    def _copy_files(self, job: Job, files: dict[str, str], progress=lambda pct: None) -> None:
+        args: list[str] = []
+        for rel in sorted(files):
+            args += (["+"] if args else []) + ["fs", "cp", str(job.sources[rel]), ":" + rel]
+        total = len(files)
+        copied = [0]
+
+        def line_seen(line: str) -> None:
+            if line.startswith("cp "):
+                copied[0] += 1
+                progress(100 * copied[0] / total)
+        cmd = [self.mpremote, "connect", job.port, "resume", *args]
+        code, out = self._run_streaming(cmd, line_seen, timeout=600)
+        if code != 0:
+            raise _serial_failure(job.port, out)
+
+    def _verify(self, job: Job, files: dict[str, str]) -> set[str]:
+        code, out = self._mpremote(job, "exec", _HASH_SCRIPT % (sorted(files),), timeout=120)
+        if code != 0:
+            raise _serial_failure(job.port, out)
+        seen = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "SHA":
+                seen[parts[1]] = parts[2]
+        return {rel for rel, digest in files.items() if seen.get(rel) != digest}
+
+    def _reset(self, job: Job) -> None:
+        # The panel restarts mid-command, so mpremote may report a lost
+        # port: what counts is the panel coming online.
+        try:
+            self._mpremote(job, "reset", timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _wait_online(self, job: Job, watch: StatusWatch | None, since: float) -> dict:
+        log = _SerialLog(job.port).start()
+        try:
+            status = watch.wait_online(job.panel_id, since, self.online_timeout) if watch else {}
+        finally:
+            job.log = log.stop()
+        if status is None:
+            raise StepFailed("online", *_why_not_online(job, self.cfg, self.online_timeout))
+        return status
+
+    @staticmethod
+    def _run_streaming(cmd: list[str], on_line, timeout: float) -> tuple[int, str]:
+        """Run cmd, calling on_line for each line (or \\r-ended progress
+        update) of its output as it comes; returns (exit code, output)."""
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        out = bytearray()
+        line = bytearray()
+        try:
+            while True:
+                ch = proc.stdout.read(1)
+                if not ch:
+                    break
+                out += ch
+                if ch in b"\r\n":
+                    if line:
+                        on_line(line.decode("utf-8", "replace"))
+                    line.clear()
+                else:
+                    line += ch
+            if line:
+                on_line(line.decode("utf-8", "replace"))
+            return proc.wait(), out.decode("utf-8", "replace")
+        finally:
+            timer.cancel()
+
+    # --- several panels -----------------------------------------------------
+    def flash_all(self, jobs: list[Job], progress=lambda job, pct, text: None,
+                  watch: StatusWatch | None = None) -> list[Job]:
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            return list(pool.map(lambda j: self.flash(j, progress, watch), jobs))
+
+
+class _SerialLog:
+    """What the panel prints on its serial port after the reset (as
+    ESPHome's installer shows the logs): read until stopped."""
+
+    def __init__(self, port: str):
+        self.port = port
+        self._buf = bytearray()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def start(self) -> "_SerialLog":
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        import serial  # pyserial: mpremote's own dependency
+        deadline = time.monotonic() + 5
+        while not self._stop.is_set():
+            try:
+                with serial.serial_for_url(self.port, 115200, timeout=0.2) as s:
+                    while not self._stop.is_set():
+                        self._buf += s.read(4096)
+                        del self._buf[:-32768]
+                return
+            except (OSError, serial.SerialException, ValueError):
+                # The port comes back a moment after the reset.
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.1)
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join(2)
+        return self._buf.decode("utf-8", "replace")
+
+
+def _percent(line: str, progress) -> None:
+    m = re.search(r"(\d{1,3}(?:\.\d)?)\s?%", line)
+    if m:
+        progress(float(m.group(1)))
+
+
+def _last_lines(text: str, n: int) -> str:
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+    return " | ".join(lines[-n:]) or "no output"
+
+
+def _serial_failure(port: str, out: str) -> StepFailed:
+    text = _last_lines(out, 2)
+    if "failed to access" in out or "could not open" in out.lower() or "no device" in out:
+        return StepFailed("port", f"cannot open {port} ({text})",
+                          "check the port name; close any other program using it "
+                          "(a serial monitor, another station)")
+    return StepFailed("copy", f"the panel's REPL did not answer on {port} ({text})",
+                      "press the panel's reset button and run the command again; a panel "
+                      "without MicroPython needs --image")
+
+
+def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
+    """(what, what to do) for a panel that did not come online, from its
+    serial log."""
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", job.log) if ln.strip()]
+    said = next((ln for ln in reversed(lines) if " W " in f" {ln} " or "ERROR" in ln
+                 or "WARNING" in ln or "could not" in ln or "cannot" in ln), None)
+    joined = any("connected to" in ln and "Wi-Fi" not in ln for ln in lines) or \
+        any(re.search(r"wifi.*connected to", ln, re.I) for ln in lines)
+    port = cfg.panels_broker_port or cfg.broker_port
+    if any("joining Wi-Fi" in ln for ln in lines) and not joined:
+        return (f"not online after {timeout:.0f} s: the panel cannot join Wi-Fi "
+                f"{cfg.panels_wifi_ssid!r} (its log: {said or lines[-1]})",
+                "check panels.wifi_ssid and panels.wifi_password, and that the till is in "
+                "the Wi-Fi's range; then flash again")
+    broker = [ln for ln in lines if "broker" in ln and ("retrying" in ln or "refused" in ln)]
+    if broker:
+        return (f"not online after {timeout:.0f} s: the panel cannot reach the broker at "
+                f"{cfg.panels_broker_host}:{port} (its log: {broker[-1]})",
+                "check panels.broker_host and panels.broker_port (the host's LAN address) "
+                "and that Mosquitto listens there; a login refusal means the panel is "
+                "not registered: 'loyalty-button panels add'")
+    last = " | ".join(lines[-3:]) or "nothing on its serial port"
+    return (f"not online after {timeout:.0f} s (its log: {last})",
+            "watch the panel's screen: it names the problem; then flash again")
