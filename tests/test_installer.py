@@ -1,0 +1,218 @@
+"""The installer's station end to end (docs/installer.md), with the real
+tools against real protocol implementations: `loyalty-button panels ...` as
+an installer runs it; esptool writing the firmware image into
+esp32-mock-bootloader (a mock of the ESP32 ROM bootloader's serial
+protocol); mpremote copying the app bundle to the MicroPython unix port's
+real REPL on a pseudo-terminal (sim/serial_panel.py: the folder is the
+panel's flash, machine.reset a restart); the panels then boot from what was
+copied and log in to a real Mosquitto with the credentials `add` made."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import serial
+from esp32_mock_bootloader import mock_bootloader
+
+from loyalty_button.panels import bundle
+from loyalty_button.panels.firmware_build import venv_tool
+from loyalty_button.sim.broker import Broker, free_port
+from loyalty_button.sim.panel_link import PanelLink
+from loyalty_button.sim.serial_panel import SerialPanel
+
+STORE = "s1"
+WIFI = "store-12-pos"
+HOST_PASSWORD = "host-secret"
+
+
+def _config(root: Path, broker: Broker, panels_port: int | None = None,
+            name: str = "concentrator.yaml") -> Path:
+    (root / "catalogue.yaml").touch()
+    path = root / name
+    path.write_text(f"""store: {STORE}
+catalogue: catalogue.yaml
+database: data/records.db
+broker: {{host: 127.0.0.1, port: {broker.port}, user: host, password: {HOST_PASSWORD}}}
+panels:
+  wifi_ssid: {WIFI}
+  wifi_password: secret123
+  broker_host: 127.0.0.1
+  broker_port: {panels_port or broker.port}
+  lang: ru
+  password_file: {broker.workdir}/passwd
+  acl_file: {broker.workdir}/acl
+  broker_pid_file: {broker.pid_file}
+""")
+    path.chmod(0o600)
+    return path
+
+
+def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([venv_tool("loyalty-button", "loyalty-button"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(table: str) -> dict[str, str]:
+    """The final table's lines, by till."""
+    out = {}
+    for line in table.splitlines():
+        m = re.match(r"^(\S+)\s+(till-\S+)\s", line)
+        if m:
+            out[m.group(1)] = line
+    return out
+
+
+@pytest.fixture
+def store(tmp_path):
+    broker = Broker(tmp_path / "broker", users={"host": HOST_PASSWORD}, store=STORE).start()
+    yield tmp_path, broker
+    broker.stop()
+
+
+@pytest.fixture
+def devices():
+    made = []
+
+    def plug(*args, **kw) -> SerialPanel:
+        made.append(SerialPanel(*args, **kw).start())
+        return made[-1]
+    yield plug
+    for d in made:
+        d.stop()
+
+
+def test_three_panels_flashed_in_parallel_come_online_and_answer(store, devices):
+    root, broker = store
+    cfg = str(_config(root, broker))
+    boards = {"1": "cyd", "2": "cyd", "3": "s3_8048"}
+    for till, board in boards.items():
+        added = _cli("panels", "add", till, "--board", board, "--config", cfg)
+        assert added.returncode == 0, added.stderr
+        assert f"till-{till}: registered for till {till}" in added.stdout
+    assert "till-3:" in (broker.workdir / "passwd").read_text()
+    image = root / "firmware.bin"
+    image.write_bytes(os.urandom(64 * 1024))
+
+    panels = {t: devices(root / f"flash-{t}", name=f"till-{t}", air=[WIFI],
+                         corrupt_once="lbpanel/app.mpy" if t == "2" else None)
+              for t in boards}
+    mocks = {t: mock_bootloader(chip="esp32" if b == "cyd" else "esp32s3")
+             for t, b in boards.items()}
+    try:
+        ports = [f"--port={t}={panels[t].port},{mocks[t].url()}" for t in boards]
+        started = time.monotonic()
+        flashed = _cli("panels", "flash", "--config", cfg, "--image", str(image),
+                       "--timeout", "40", *ports)
+        seconds = time.monotonic() - started
+        assert flashed.returncode == 0, flashed.stdout + flashed.stderr
+        rows = _rows(flashed.stdout)
+        for till in boards:
+            assert re.search(r"\bok\b.*\b0\.1\.0\s+-58 dBm", rows[till]), rows[till]
+        # The flipped byte was caught by the panel's own sha256 and copied again.
+        assert panels["2"].corrupted
+        assert "recopied lbpanel/app.mpy" in rows["2"]
+        assert "3 of 3 panels online" in flashed.stdout
+        print(f"3 panels in parallel: {seconds:.1f} s")  # the closing note's figure
+
+        # What each ROM bootloader holds is the image, byte for byte (read
+        # through the ROM loader: the mock's stub-mode read_flash breaks off
+        # at the end of a long read, "serial data stream stopped").
+        for till, board in boards.items():
+            back = root / f"back-{till}.bin"
+            read = subprocess.run(
+                [venv_tool("esptool", "esptool"), "--chip", mocks[till].chip, "--port",
+                 mocks[till].url(), "--no-stub", "read-flash", "0x0",
+                 str(image.stat().st_size), str(back)],
+                capture_output=True, text=True, timeout=120)
+            assert read.returncode == 0, read.stdout[-500:]
+            assert back.read_bytes() == image.read_bytes()
+    finally:
+        for m in mocks.values():
+            m.stop()
+
+    # Each panel's flash holds the bundle for its board and its own panel.json.
+    for till, board in boards.items():
+        flash = root / f"flash-{till}"
+        manifest = json.loads((flash / "manifest.json").read_text())
+        assert manifest["board"] == board
+        for rel, entry in manifest["files"].items():
+            assert bundle.sha256_file(flash / rel) == entry["sha256"], (till, rel)
+        cfg_doc = json.loads((flash / "panel.json").read_text())
+        assert (cfg_doc["panel_id"], cfg_doc["wifi"]["ssid"], cfg_doc["lang"]) == \
+            (f"till-{till}", WIFI, "ru")
+
+    # They work: a question each, answered on the panel's own console.
+    link = PanelLink(STORE, port=broker.port, user="host", password=HOST_PASSWORD).start()
+    try:
+        for till in boards:
+            link.ask(f"till-{till}", f"r-{till}", "nps-main", "nps", "Порекомендуете нас?")
+        time.sleep(1.0)  # past the question guard
+        for till in boards:
+            with serial.serial_for_url(panels[till].port, 115200, timeout=1) as port:
+                port.write(b"tap 9\n")
+        for till in boards:
+            answer = link.wait_answer(f"r-{till}", timeout=15)
+            assert answer["value"] == 9 and answer["panel"] == f"till-{till}"
+    finally:
+        link.stop()
+
+    listed = _cli("panels", "list", "--config", cfg)
+    assert listed.returncode == 0, listed.stderr
+    for till, board in boards.items():
+        assert re.search(rf"^{till}\s+till-{till}\s+{board}\s+online\s+0\.1\.0\s+-58 dBm",
+                         listed.stdout, re.M), listed.stdout
+
+    removed = _cli("panels", "remove", "till-3", "--config", cfg)
+    assert removed.returncode == 0, removed.stderr
+    assert "till-3:" not in (broker.workdir / "passwd").read_text()
+    assert "till-1:" in (broker.workdir / "passwd").read_text()
+
+
+def test_a_wrong_port_and_panels_that_never_come_online_say_why(store, devices):
+    root, broker = store
+    cfg = str(_config(root, broker))
+    for till in ("4", "5"):
+        assert _cli("panels", "add", till, "--board", "cyd", "--config", cfg).returncode == 0
+    # Till 5's panel is told a Wi-Fi name that is not in the air at its till.
+    far = devices(root / "flash-5", name="till-5", air=["the-cafe-next-door"])
+    run = _cli("panels", "flash", "--config", cfg, "--timeout", "8",
+               "--port", "4=/dev/ttyUSB-nothing-here", "--port", f"5={far.port}")
+    assert run.returncode == 1
+    rows = _rows(run.stdout)
+    assert "failed" in rows["4"] and "no serial device at /dev/ttyUSB-nothing-here" in rows["4"]
+    assert "ls /dev/ttyUSB*" in rows["4"]
+    assert "failed" in rows["5"] and f"cannot join Wi-Fi '{WIFI}'" in rows["5"]
+    assert "panels.wifi_ssid" in rows["5"]
+    assert "0 of 2 panels online" in run.stdout
+
+    # The panels told a broker port where nothing listens.
+    closed = free_port()
+    cfg2 = str(_config(root, broker, panels_port=closed, name="wrong-port.yaml"))
+    assert _cli("panels", "add", "6", "--board", "cyd", "--config", cfg2).returncode == 0
+    lost = devices(root / "flash-6", name="till-6", air=[WIFI])
+    run = _cli("panels", "flash", "--config", cfg2, "--timeout", "8", "--port", f"6={lost.port}")
+    assert run.returncode == 1
+    row = _rows(run.stdout)["6"]
+    assert f"cannot reach the broker at 127.0.0.1:{closed}" in row
+    assert "panels.broker_host" in row
+
+
+def test_adding_a_till_twice_or_without_the_settings_is_refused(store):
+    root, broker = store
+    cfg = str(_config(root, broker))
+    assert _cli("panels", "add", "1", "--board", "cyd", "--config", cfg).returncode == 0
+    again = _cli("panels", "add", "1", "--board", "cyd", "--config", cfg)
+    assert again.returncode == 2 and "already has a panel (till-1)" in again.stderr
+    bad = _cli("panels", "add", "../x", "--board", "cyd", "--config", cfg)
+    assert bad.returncode == 2 and "letters, digits" in bad.stderr
+    bare = root / "bare.yaml"
+    bare.write_text(f"store: {STORE}\ncatalogue: catalogue.yaml\ndatabase: data/other.db\n")
+    refused = _cli("panels", "add", "2", "--board", "cyd", "--config", str(bare))
+    assert refused.returncode == 2
+    assert "set panels.wifi_ssid, panels.broker_host, panels.password_file" in refused.stderr
