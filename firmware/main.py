@@ -1,7 +1,17 @@
 # Boot on the ESP32: config -> board (display, touch) -> UI -> network -> app.
 # panel.json names the board ("cyd", "s3_8048"); without one (or without
 # the LVGL firmware) the headless UI reports screens on the console.
-import asyncio
+import sys
+
+# The project's image freezes lbpanel and boards (bytecode in flash). The
+# app bundle's .mpy files on the file system would shadow them and load
+# their bytecode into the heap, which a CYD cannot spare: frozen modules
+# come first, and the files serve stock images, which freeze nothing.
+if ".frozen" in sys.path:
+    sys.path.remove(".frozen")
+    sys.path.insert(0, ".frozen")
+
+import asyncio  # noqa: E402 (after the path is set)
 
 import machine
 import network

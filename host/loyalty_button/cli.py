@@ -142,7 +142,8 @@ def _build_fonts(args) -> int:
 def _build_firmware(args) -> int:
     from .panels import firmware_build
     out = firmware_build.build(args.out_dir)
-    print(f"firmware built in {out}/ (copy lbpanel/, main.py and a panel.json to the panel)")
+    print(f"firmware built in {out}/ (lbpanel/, boards/, fonts/, main.py); to put it on a "
+          f"panel with its panel.json, use 'loyalty-button panels flash' (docs/installer.md)")
     return 0
 
 

@@ -9,9 +9,12 @@ What is in it, for board B:
 - `main.py` (the boot: config -> board -> UI -> app; a file, so an update
   can replace it);
 - `lbpanel/*.mpy`, the panel core and UI compiled by mpy-cross (a panel
-  without PSRAM cannot compile them itself); on the project's own image
-  they are frozen too, and the files on flash take precedence (MicroPython
-  looks in the file system first), which is what lets a bundle update them;
+  without PSRAM cannot compile them itself), for a stock image. The
+  project's own image freezes the same modules, and main.py puts the frozen
+  ones first: loaded from files their bytecode would sit in the heap, and
+  the CYD's does not hold it (docs/memory.md). So on that image these
+  files are a fallback, and an update of the code needs a new image until
+  the OTA work gives the app its own slots;
 - `boards/__init__.mpy` and `boards/B.mpy`, the board's driver, no other;
 - `fonts/*.bin`, the board's fonts only (a stock image has no compiled-in
   fonts and parses these);

@@ -444,14 +444,13 @@ def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
     """(what, what to do) for a panel that did not come online, from its
     serial log."""
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", job.log) if ln.strip()]
-    said = next((ln for ln in reversed(lines) if " W " in f" {ln} " or "ERROR" in ln
-                 or "WARNING" in ln or "could not" in ln or "cannot" in ln), None)
-    joined = any("connected to" in ln and "Wi-Fi" not in ln for ln in lines) or \
-        any(re.search(r"wifi.*connected to", ln, re.I) for ln in lines)
+    # "wifi: connected to <ssid>" or, later, "panel: connected to <broker>"
+    joined = any("connected to" in ln for ln in lines)
     port = cfg.panels_broker_port or cfg.broker_port
     if any("joining Wi-Fi" in ln for ln in lines) and not joined:
+        wifi = [ln for ln in lines if "wifi" in ln.lower()]
         return (f"not online after {timeout:.0f} s: the panel cannot join Wi-Fi "
-                f"{cfg.panels_wifi_ssid!r} (its log: {said or lines[-1]})",
+                f"{cfg.panels_wifi_ssid!r} (its log: {wifi[-1]})",
                 "check panels.wifi_ssid and panels.wifi_password, and that the till is in "
                 "the Wi-Fi's range; then flash again")
     broker = [ln for ln in lines if "broker" in ln and ("retrying" in ln or "refused" in ln)]
