@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import serial
@@ -22,35 +21,13 @@ from esp32_mock_bootloader import mock_bootloader
 
 from loyalty_button.panels import bundle
 from loyalty_button.panels.firmware_build import venv_tool
-from loyalty_button.sim.broker import Broker, free_port
+from loyalty_button.sim.broker import free_port
+from loyalty_button.sim.install_rig import (HOST_PASSWORD, STORE, WIFI, start_broker,
+                                            store_config)
 from loyalty_button.sim.panel_link import PanelLink
 from loyalty_button.sim.serial_panel import SerialPanel
 
-STORE = "s1"
-WIFI = "store-12-pos"
-HOST_PASSWORD = "host-secret"
-
-
-def _config(root: Path, broker: Broker, panels_port: int | None = None,
-            name: str = "concentrator.yaml") -> Path:
-    (root / "catalogue.yaml").touch()
-    path = root / name
-    path.write_text(f"""store: {STORE}
-catalogue: catalogue.yaml
-database: data/records.db
-broker: {{host: 127.0.0.1, port: {broker.port}, user: host, password: {HOST_PASSWORD}}}
-panels:
-  wifi_ssid: {WIFI}
-  wifi_password: secret123
-  broker_host: 127.0.0.1
-  broker_port: {panels_port or broker.port}
-  lang: ru
-  password_file: {broker.workdir}/passwd
-  acl_file: {broker.workdir}/acl
-  broker_pid_file: {broker.pid_file}
-""")
-    path.chmod(0o600)
-    return path
+_config = store_config
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -70,7 +47,7 @@ def _rows(table: str) -> dict[str, str]:
 
 @pytest.fixture
 def store(tmp_path):
-    broker = Broker(tmp_path / "broker", users={"host": HOST_PASSWORD}, store=STORE).start()
+    broker = start_broker(tmp_path)
     yield tmp_path, broker
     broker.stop()
 

@@ -45,8 +45,11 @@ def _bench(args) -> int:
     def bench_probe(out):
         from .bench import probe as bench
         return bench.run(out=out)
+    def bench_installer(out):
+        from .bench import installer as bench
+        return bench.run(out)
     benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe,
-               "reports": bench_reports.run}
+               "reports": bench_reports.run, "installer": bench_installer}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file", help="write the PID here once ready (for supervisors)")
     p.set_defaults(func=_concentrator)
     p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe, "
-                                       "reports")
+                                       "reports, installer")
     p.add_argument("names", nargs="*", default=["store"])
     p.set_defaults(func=_bench)
     p = sub.add_parser("fuzz", help="fuzz every parser (POS, panel messages on both "
