@@ -9,6 +9,7 @@ copied and log in to a real Mosquitto with the credentials `add` made."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -139,6 +140,13 @@ def test_three_panels_flashed_in_parallel_come_online_and_answer(store, devices)
     finally:
         link.stop()
 
+    # A panel already at work is flashed again (mpremote's Ctrl-C stops its
+    # app and gives the REPL): the same login, online again.
+    again = _cli("panels", "flash", "--config", cfg, "--timeout", "30",
+                 f"--port=1={panels['1'].port}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert panels["1"].boots == 2
+
     listed = _cli("panels", "list", "--config", cfg)
     assert listed.returncode == 0, listed.stderr
     for till, board in boards.items():
@@ -188,6 +196,10 @@ def test_adding_a_till_twice_or_without_the_settings_is_refused(store):
     assert again.returncode == 2 and "already has a panel (till-1)" in again.stderr
     bad = _cli("panels", "add", "../x", "--board", "cyd", "--config", cfg)
     assert bad.returncode == 2 and "letters, digits" in bad.stderr
+    # --all on a machine with no USB serial port plugged in (CI's).
+    if not glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"):
+        none = _cli("panels", "flash", "--config", cfg, "--all")
+        assert none.returncode == 2 and "no USB serial ports found" in none.stderr
     bare = root / "bare.yaml"
     bare.write_text(f"store: {STORE}\ncatalogue: catalogue.yaml\ndatabase: data/other.db\n")
     refused = _cli("panels", "add", "2", "--board", "cyd", "--config", str(bare))
