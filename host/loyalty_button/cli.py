@@ -234,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build-firmware", help="compile the panel firmware to .mpy")
     p.add_argument("out_dir", nargs="?", default="build/firmware")
     p.set_defaults(func=_build_firmware)
+    p = sub.add_parser("broker", help="the store's Mosquitto: its configuration from the "
+                                      "settings (docs/broker.md)")
+    bsub = p.add_subparsers(dest="action", required=True)
+    b = bsub.add_parser("apply", help="write the broker's config, logins, ACL and TLS files "
+                                      "from concentrator.yaml, and reload it")
+    b.add_argument("--config", required=True, help="the store's concentrator.yaml")
+    b.set_defaults(func=lambda a: _lazy_cli("service.broker_conf", a))
     from .panels import commands as panel_commands
     panel_commands.add_parser(sub)
     p = sub.add_parser("screens", help="render every panel screen of every board to PNG")

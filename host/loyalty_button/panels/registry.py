@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lbpanel import boards, config as panel_config
 
-from . import broker_access
+from ..service import broker_access
 
 TILL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$")
 

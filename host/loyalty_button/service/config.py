@@ -71,6 +71,20 @@ class HostConfig:
     panels_password_file: Path | None = None  # Mosquitto's password_file
     panels_acl_file: Path | None = None       # Mosquitto's acl_file
     panels_broker_pid_file: Path | None = None  # Mosquitto's pid_file: reloaded by SIGHUP
+    # The store broker, as `loyalty-button broker apply` writes it (docs/broker.md).
+    mosquitto_config: Path = Path("/etc/mosquitto/conf.d/loyalty-button.conf")
+    mosquitto_bind: str = "0.0.0.0"
+    mosquitto_port: int = 1883
+    mosquitto_tls_port: int = 8883             # 0: no TLS listener
+    mosquitto_tls_dir: Path | None = None      # default: broker-tls beside the database
+    mosquitto_tls_names: str | None = None     # default: panels.broker_host
+    mosquitto_persistence_dir: Path = Path("/var/lib/mosquitto")
+    mosquitto_autosave_s: int = 10
+    mosquitto_run_as: str | None = "mosquitto"
+    mosquitto_bridge_address: str | None = None
+    mosquitto_bridge_user: str | None = None
+    mosquitto_bridge_password: str | None = None
+    mosquitto_bridge_cafile: Path | None = None
 
 
 _FIELDS = [
@@ -111,6 +125,19 @@ _FIELDS = [
     Field("panels.password_file", "path"),
     Field("panels.acl_file", "path"),
     Field("panels.broker_pid_file", "path"),
+    Field("mosquitto.config", "path"),
+    Field("mosquitto.bind", "str"),
+    Field("mosquitto.port", "int", (1, 65535)),
+    Field("mosquitto.tls_port", "int", (0, 65535)),
+    Field("mosquitto.tls_dir", "path"),
+    Field("mosquitto.tls_names", "str"),
+    Field("mosquitto.persistence_dir", "path"),
+    Field("mosquitto.autosave_s", "int", (1, 3600)),
+    Field("mosquitto.run_as", "str"),
+    Field("mosquitto.bridge_address", "str"),
+    Field("mosquitto.bridge_user", "str"),
+    Field("mosquitto.bridge_password", "str"),
+    Field("mosquitto.bridge_cafile", "path"),
 ]
 
 
@@ -131,8 +158,10 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
     if lookup(doc, "pos.key")[1] and lookup(doc, "pos.key_file")[1]:
         check.fail("pos.key and pos.key_file", "give one of them, not both")
     _check_adverts(values, check)
-    if values.get("panels_registry") is None and values.get("database") is not None:
-        values["panels_registry"] = values["database"].parent / "panels.json"
+    if values.get("database") is not None:
+        for key, name in (("panels_registry", "panels.json"), ("mosquitto_tls_dir", "broker-tls")):
+            if values.get(key) is None:
+                values[key] = values["database"].parent / name
     if check.problems:
         raise HostConfigError(check.problems)
     cfg = HostConfig(**values, source=source)
@@ -185,7 +214,8 @@ def load(path: Path) -> HostConfig:
     doc = read_yaml(path, HostConfigError)
     cfg = parse(doc, path.parent, str(path))
     inline = [k for k in ("pos.key", "pos.token", "pos.read_token", "broker.password",
-                          "forwarding.pseudonym_key", "panels.wifi_password")
+                          "forwarding.pseudonym_key", "panels.wifi_password",
+                          "mosquitto.bridge_password")
               if lookup(doc, k)[1]]
     if inline:
         warn_if_loose(path, f"{path.name} holds {', '.join(inline)}; the file")

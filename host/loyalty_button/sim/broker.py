@@ -13,7 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..panels.broker_access import acl_text
+from ..service import broker_conf
+from ..service.broker_access import acl_text
 
 log = logging.getLogger(__name__)
 
@@ -31,41 +32,10 @@ def free_port() -> int:
 def config_text(port: int, data_dir: Path, password_file: Path | None = None,
                 acl_file: Path | None = None, run_as: str | None = None,
                 bind: str = "127.0.0.1", pid_file: Path | None = None) -> str:
-    lines = [
-        f"listener {port} {bind}",
-        f"allow_anonymous {'false' if password_file else 'true'}",
-        "persistence true",
-        f"persistence_location {data_dir}/",
-        # Mosquitto's default (1000) silently drops QoS 1 messages queued for
-        # a slow or offline subscriber; a store's answers must not be dropped.
-        "max_queued_messages 100000",
-        "max_inflight_messages 100",
-        # Without it a small packet (a PUBACK, an answer) can wait for the
-        # peer's delayed ACK (~40 ms on Linux): the question would reach the
-        # panel tens of milliseconds late.
-        "set_tcp_nodelay true",
-        "log_dest stderr",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "connection_messages true",
-    ]
-    if run_as:
-        lines.append(f"user {run_as}")
-    if pid_file:
-        # Where `loyalty-button panels` finds the broker to reload (SIGHUP:
-        # password file and ACL read again, connected clients kept).
-        lines.append(f"pid_file {pid_file}")
-    if password_file:
-        lines.append(f"password_file {password_file}")
-        # The client id is the user name, whatever the client asks for: a
-        # panel's login cannot take the host's (or another panel's) id and
-        # so knock it off the broker (MQTT drops the older of two
-        # connections with one id).
-        lines.append("use_username_as_clientid true")
-    if acl_file:
-        lines.append(f"acl_file {acl_file}")
-    return "\n".join(lines) + "\n"
+    """A private broker's configuration: the store broker's
+    (service/broker_conf.py) on one loopback listener."""
+    return broker_conf.config_text([broker_conf.Listener(port, bind)], data_dir, password_file,
+                                   acl_file, run_as, pid_file)
 
 
 def mosquitto_path() -> str:

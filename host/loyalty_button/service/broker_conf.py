@@ -1,0 +1,252 @@
+"""The store broker's Mosquitto configuration, generated from the store's
+settings (`loyalty-button broker apply`, docs/broker.md), and the same
+base for the simulator's and tests' private brokers (sim/broker.py).
+
+What a store broker gets:
+- a plain listener for the LAN (1883) and, with a local CA the host makes
+  itself, a TLS listener (8883); panels may use either;
+- `allow_anonymous false`, the password file and ACL kept by
+  broker_access (host, probe, installer, one login per panel), client ids
+  bound to user names;
+- persistence saved every `autosave_s` seconds and on shutdown;
+- optionally a bridge to the chain's central broker: Mosquitto's own, that
+  publishes the store's panel and probe status there (the chain watches
+  its fleet live), with its own login and CA."""
+
+from __future__ import annotations
+
+import grp
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..settings import private
+from . import broker_access
+
+DEFAULT_CONF = Path("/etc/mosquitto/conf.d/loyalty-button.conf")
+
+
+class BrokerConfError(RuntimeError):
+    pass
+
+
+@dataclass
+class Listener:
+    port: int
+    bind: str = "0.0.0.0"
+    tls_dir: Path | None = None  # holds ca.crt, server.crt, server.key
+
+
+@dataclass
+class Bridge:
+    store: str
+    address: str            # host:port of the chain's central broker
+    user: str | None = None
+    password: str | None = None
+    cafile: Path | None = None  # TLS to the central broker when given
+
+
+def config_text(listeners: list[Listener], data_dir: Path, password_file: Path | None = None,
+                acl_file: Path | None = None, run_as: str | None = None,
+                pid_file: Path | None = None, autosave_s: int | None = None,
+                bridge: Bridge | None = None, source: str = "") -> str:
+    lines = [f"# Written by `loyalty-button broker apply`{' from ' + source if source else ''};",
+             "# it is written again on every apply: change the settings, not this file.",
+             "per_listener_settings false",
+             f"allow_anonymous {'false' if password_file else 'true'}",
+             "persistence true",
+             f"persistence_location {data_dir}/"]
+    if autosave_s:
+        # Mosquitto keeps its state in memory and writes it every this
+        # many seconds and at a clean shutdown: a power cut loses at most
+        # this much of the broker's state. Answers are safe regardless:
+        # a panel keeps each one until the host has stored it and acked.
+        lines.append(f"autosave_interval {autosave_s}")
+    lines += [
+        # Mosquitto's default (1000) silently drops QoS 1 messages queued for
+        # a slow or offline subscriber; a store's answers must not be dropped.
+        "max_queued_messages 100000",
+        "max_inflight_messages 100",
+        # Without it a small packet (a PUBACK, an answer) can wait for the
+        # peer's delayed ACK (~40 ms on Linux): the question would reach the
+        # panel tens of milliseconds late.
+        "set_tcp_nodelay true",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages true",
+    ]
+    if run_as:
+        lines.append(f"user {run_as}")
+    if pid_file:
+        # Where `loyalty-button panels` finds the broker to reload (SIGHUP:
+        # password file and ACL read again, connected clients kept).
+        lines.append(f"pid_file {pid_file}")
+    if password_file:
+        lines.append(f"password_file {password_file}")
+    if acl_file:
+        lines.append(f"acl_file {acl_file}")
+    for lst in listeners:
+        lines += ["", f"listener {lst.port} {lst.bind}"]
+        if password_file:
+            # The client id is the user name, whatever the client asks for:
+            # a panel's login cannot take the host's (or another panel's) id
+            # and so knock it off the broker (MQTT drops the older of two
+            # connections with one id). A listener's own setting: it must
+            # follow each `listener` line.
+            lines.append("use_username_as_clientid true")
+        if lst.tls_dir:
+            lines += [f"cafile {lst.tls_dir}/ca.crt", f"certfile {lst.tls_dir}/server.crt",
+                      f"keyfile {lst.tls_dir}/server.key", "tls_version tlsv1.2"]
+    if bridge:
+        root = f"lb/v1/{bridge.store}/"
+        lines += ["", f"connection lb-store-{bridge.store}", f"address {bridge.address}",
+                  f"remote_clientid lb-store-{bridge.store}",
+                  "bridge_protocol_version mqttv311",
+                  # The central broker keeps what it queued for this store
+                  # while the link is down.
+                  "cleansession false",
+                  "try_private true",
+                  "notifications true",
+                  f"notification_topic {root}bridge/state"]
+        if bridge.user:
+            lines.append(f"remote_username {bridge.user}")
+        if bridge.password:
+            lines.append(f"remote_password {bridge.password}")
+        if bridge.cafile:
+            lines += [f"bridge_cafile {bridge.cafile}", "bridge_tls_version tlsv1.2"]
+        # Out only, the store's status: the chain watches; nothing comes in.
+        lines += [f"topic panel/+/status out 1 {root} {root}",
+                  f"topic probe/status out 1 {root} {root}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the local CA for the TLS listener --------------------------------------
+
+def _openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BrokerConfError(f"openssl {args[0]} failed: {done.stderr.strip()[-300:]}")
+
+
+def _readable_by(path: Path, group: str | None) -> None:
+    """Key files: the owner and Mosquitto's group only."""
+    private(path, 0o640)
+    if group:
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except (KeyError, PermissionError):
+            pass  # no such group here (a developer's machine): owner only
+
+
+def ensure_tls(tls_dir: Path, names: list[str], store: str, group: str | None = None) -> bool:
+    """A local CA and a server certificate for `names` (IP addresses and
+    host names the panels dial) in tls_dir; made once (a CA made again
+    would orphan every panel that trusts the old one), the server
+    certificate made again when the names change. Returns True when
+    something was made."""
+    tls_dir = Path(tls_dir)
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = tls_dir / "ca.key", tls_dir / "ca.crt"
+    key, crt, made_for = tls_dir / "server.key", tls_dir / "server.crt", tls_dir / "server.names"
+    made = False
+    if not (ca_key.exists() and ca_crt.exists()):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
+                 "-out", str(ca_crt), "-days", "3650", "-subj",
+                 f"/O=Loyalty Button/CN=store {store} local CA")
+        private(ca_key, 0o600)  # the CA's key signs; nobody else reads it
+        made = True
+    want = ",".join(("IP:" if _is_ip(n) else "DNS:") + n for n in names)
+    if made or not crt.exists() or not made_for.exists() or made_for.read_text() != want:
+        csr = tls_dir / "server.csr"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                 "-subj", f"/O=Loyalty Button/CN={names[0]}")
+        ext = tls_dir / "server.ext"
+        ext.write_text(f"subjectAltName={want}\nextendedKeyUsage=serverAuth\n")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-out", str(crt), "-days", "825", "-extfile", str(ext))
+        csr.unlink()
+        ext.unlink()
+        made_for.write_text(want)
+        made = True
+    _readable_by(key, group)
+    return made
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+# --- apply ------------------------------------------------------------------
+
+def apply(cfg, out=print) -> Path:
+    """Write the store broker's files from the settings and reload it.
+    Returns the configuration file written."""
+    problems = []
+    if not cfg.broker_user or not cfg.broker_password:
+        problems.append("broker.user and broker.password (the host's own login: the broker "
+                        "takes no anonymous clients)")
+    if not cfg.panels_password_file:
+        problems.append("panels.password_file")
+    if not cfg.panels_acl_file:
+        problems.append("panels.acl_file")
+    if cfg.mosquitto_tls_port and not _tls_names(cfg):
+        problems.append("mosquitto.tls_names (or panels.broker_host): the addresses panels "
+                        "dial, for the TLS certificate")
+    if cfg.mosquitto_bridge_address and ":" not in cfg.mosquitto_bridge_address:
+        problems.append("mosquitto.bridge_address as host:port")
+    if problems:
+        raise BrokerConfError(f"{cfg.source or 'the settings'}: set " + "; ".join(problems))
+    broker_access.set_login(cfg.panels_password_file, cfg.broker_user, cfg.broker_password)
+    broker_access.write_acl(cfg.panels_acl_file, cfg.store, cfg.broker_user)
+    listeners = [Listener(cfg.mosquitto_port, cfg.mosquitto_bind)]
+    if cfg.mosquitto_tls_port:
+        tls_dir = Path(cfg.mosquitto_tls_dir)
+        if ensure_tls(tls_dir, _tls_names(cfg), cfg.store, cfg.mosquitto_run_as):
+            out(f"TLS: a local CA and a server certificate for {', '.join(_tls_names(cfg))} "
+                f"in {tls_dir}; panels that use TLS trust {tls_dir}/ca.crt")
+        listeners.append(Listener(cfg.mosquitto_tls_port, cfg.mosquitto_bind, tls_dir))
+    bridge = None
+    if cfg.mosquitto_bridge_address:
+        bridge = Bridge(cfg.store, cfg.mosquitto_bridge_address, cfg.mosquitto_bridge_user,
+                        cfg.mosquitto_bridge_password, cfg.mosquitto_bridge_cafile)
+    text = config_text(listeners, cfg.mosquitto_persistence_dir, cfg.panels_password_file,
+                       cfg.panels_acl_file, cfg.mosquitto_run_as, cfg.panels_broker_pid_file,
+                       cfg.mosquitto_autosave_s, bridge, cfg.source)
+    conf = Path(cfg.mosquitto_config)
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    tmp = conf.with_name(conf.name + ".tmp")
+    tmp.write_text(text)
+    # The bridge's password is in it: Mosquitto's group may read, nobody else.
+    _readable_by(tmp, cfg.mosquitto_run_as)
+    tmp.replace(conf)
+    out(f"wrote {conf} (listeners {', '.join(str(lst.port) for lst in listeners)}"
+        f"{', bridge to ' + bridge.address if bridge else ''})")
+    if cfg.panels_broker_pid_file and not Path(cfg.panels_broker_pid_file).exists():
+        out("Mosquitto is not running: start it (systemctl start mosquitto)")
+    else:
+        out(broker_access.reload(cfg.panels_broker_pid_file) +
+            " (a new listener or bridge needs a restart: systemctl restart mosquitto)")
+    return conf
+
+
+def _tls_names(cfg) -> list[str]:
+    raw = cfg.mosquitto_tls_names or cfg.panels_broker_host or ""
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+def cli(args) -> int:
+    from . import config as host_config
+    try:
+        apply(host_config.load(Path(args.config)))
+    except (BrokerConfError, broker_access.AccessError) as e:
+        print(f"broker apply: {e}")
+        return 2
+    return 0
