@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lbpanel import boards, lvui, telemetry
+from lbpanel import boards, telemetry
 from loyalty_button.sim import lvpanel, screens
 
 REFERENCE = Path(__file__).parent / "reference" / "screens"
@@ -115,6 +115,18 @@ def test_touch_targets_are_big_enough_for_a_thumb(board):
         display.delete()
 
 
+def _tap(ui, touch, key) -> None:
+    """Press the control answering `key` through LVGL's pointer, long
+    enough for LVGL to read it, and let go."""
+    x, y = lvpanel.centre(ui.targets[key])
+    touch.press(x, y)
+    for _ in range(6):
+        ui.step(20)
+    touch.release()
+    for _ in range(6):
+        ui.step(20)
+
+
 def test_an_exception_in_a_ui_callback_is_logged_and_the_ui_goes_on(monkeypatch):
     import io
     from lbpanel import log
@@ -141,13 +153,7 @@ def test_an_exception_in_a_ui_callback_is_logged_and_the_ui_goes_on(monkeypatch)
         for _ in range(3):
             ui.step(10)
         for value in ("yes", "no"):
-            x, y = lvpanel.centre(ui.targets[value])
-            touch.press(x, y)
-            for _ in range(6):
-                ui.step(20)
-            touch.release()
-            for _ in range(6):
-                ui.step(20)
+            _tap(ui, touch, value)
         assert app.calls == 2          # the second tap still reached the app
         assert counters.get("ui_error") == 2
         assert "UI callback failed: RuntimeError: bug in a handler" in out.getvalue()
@@ -181,13 +187,7 @@ def test_a_tap_builds_the_next_screen_only_after_the_old_one_is_deleted():
         ui._scr.add_event_cb(lambda e: seen.append("question deleted"), lv.EVENT.DELETE, None)
         # on_screen runs as a screen is made, before its widgets are.
         ui.on_screen = lambda name, detail: seen.append(name + " made")
-        x, y = lvpanel.centre(ui.targets[3])
-        touch.press(x, y)
-        for _ in range(6):
-            ui.step(20)
-        touch.release()
-        for _ in range(6):
-            ui.step(20)
+        _tap(ui, touch, 3)
         assert seen == ["question deleted", "why made"]
     finally:
         ui.on_screen = None

@@ -39,8 +39,6 @@ from .image import CHIPS, IMAGE_OFFSET
 from .registry import Registry
 
 COPY_RETRIES = 2
-# The share of a panel's progress bar each step fills.
-STEPS = (("image", 40), ("copy", 40), ("verify", 5), ("online", 15))
 
 # Run on the panel by `mpremote exec`: each file's sha256, or "-" when it
 # cannot be read. Kept small: a panel without PSRAM runs it.
@@ -275,9 +273,12 @@ class Station:
                              "hold BOOT while plugging the panel in, or lower --baud "
                              "(115200)")
 
+    def _mpremote_cmd(self, job: Job, *args: str) -> list[str]:
+        return [self.mpremote, "connect", job.port, "resume", *args]
+
     def _mpremote(self, job: Job, *args: str, timeout: float = 120) -> tuple[int, str]:
-        cmd = [self.mpremote, "connect", job.port, "resume", *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(self._mpremote_cmd(job, *args), capture_output=True, text=True,
+                              timeout=timeout)
         return done.returncode, done.stdout + done.stderr
 
     def _panel_json_file(self, job: Job, tmp: Path) -> Path:
@@ -314,8 +315,7 @@ class Station:
             if line.startswith("cp "):
                 copied[0] += 1
                 progress(100 * copied[0] / total)
-        cmd = [self.mpremote, "connect", job.port, "resume", *args]
-        code, out = self._run_streaming(cmd, line_seen, timeout=600)
+        code, out = self._run_streaming(self._mpremote_cmd(job, *args), line_seen, timeout=600)
         if code != 0:
             raise _serial_failure(job.port, out)
 

@@ -24,9 +24,6 @@ from pathlib import Path
 from ..settings import private
 from . import broker_access
 
-DEFAULT_CONF = Path("/etc/mosquitto/conf.d/loyalty-button.conf")
-
-
 class BrokerConfError(RuntimeError):
     pass
 

@@ -99,26 +99,28 @@ class SerialPanel:
                 with self._lock:
                     self._log += data
                     del self._log[:-_LOG_KEPT]
-            self._write(dst, data, to_host)
+            try:
+                self._write(dst, data, to_host)
+            except OSError:
+                pass  # the other side is between boots
 
     def _write(self, dst: int, data: bytes, to_host: bool) -> None:
-        # Towards the host nobody may be listening: when the port's buffer
-        # stays full, the rest is dropped, as a UART's bytes are, rather than
-        # stalling the panel.
+        if not to_host:
+            while data:  # the chip's side (blocking): it reads what comes
+                data = data[os.write(dst, data):]
+            return
+        # Towards the host nobody may be listening (the port's end is
+        # non-blocking): when its buffer stays full, the rest is dropped, as
+        # a UART's bytes are, rather than stalling the panel.
         deadline = time.monotonic() + 0.5
         while data:
             try:
                 data = data[os.write(dst, data):]
             except BlockingIOError:
-                if not to_host or time.monotonic() > deadline:
-                    if not to_host:
-                        time.sleep(0.005)
-                        continue
+                if time.monotonic() > deadline:
                     termios.tcflush(self._host_slave, termios.TCIFLUSH)
                     return
                 time.sleep(0.005)
-            except OSError:
-                return
 
     # --- the chip -----------------------------------------------------------
     def _boot(self) -> None:
