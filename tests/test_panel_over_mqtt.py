@@ -82,8 +82,9 @@ def test_outbox_survives_a_killed_panel_and_a_broker_outage(link, panels, broker
     broker.stop()
     panel.answer("s1-R5", 3)  # answered while the broker is down: only the outbox has it
     panel.wait_screen("thanks")
+    # The outbox writes <seq>.tmp and renames it: wait for the renamed file.
     deadline = time.monotonic() + 5
-    while not panel.outbox_files() and time.monotonic() < deadline:
+    while not any(n.endswith(".json") for n in panel.outbox_files()) and time.monotonic() < deadline:
         time.sleep(0.05)
     [name] = panel.outbox_files()  # <seq>.<answer id>.json
     assert name.startswith("0000000001.") and name.endswith(".json")
