@@ -85,6 +85,7 @@ panels:
   broker_pid_file: {d}/mosquitto.pid
 mosquitto:
   config: {d}/mosquitto.conf
+  snippet: false
   bind: 127.0.0.1
   port: {port}
   tls_port: {tls_port}

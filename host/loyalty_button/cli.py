@@ -25,6 +25,11 @@ def _demo(args) -> int:
 def _concentrator(args) -> int:
     import asyncio
     from .service import catalogue, config as host_config, host
+    if args.setup_port and not Path(args.config).exists():
+        # A fresh appliance: the set-up page until the store is configured.
+        from .appliance import setup_page
+        asyncio.run(setup_page.serve_until_set_up(args.setup_port, etc=Path(args.config).parent,
+                                                  var=args.setup_var))
     try:
         cfg = host_config.load(args.config)
         catalogue.load(cfg.catalogue)  # refuse to start on a bad catalogue
@@ -125,9 +130,9 @@ def _fuzz(args) -> int:
     return run.cli(args)
 
 
-def _lazy(module: str, args) -> int:
+def _lazy(module: str, args, name: str = "main") -> int:
     import importlib
-    return importlib.import_module(f"loyalty_button.{module}").main(args)
+    return getattr(importlib.import_module(f"loyalty_button.{module}"), name)(args)
 
 
 def _lazy_cli(module: str, args) -> int:
@@ -181,7 +186,29 @@ def main(argv: list[str] | None = None) -> int:
                                             "questions, feedback records)")
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
     p.add_argument("--ready-file", help="write the PID here once ready (for supervisors)")
+    p.add_argument("--setup-port", type=int, default=0,
+                   help="when --config does not exist yet, serve the set-up page on this "
+                        "port until the store is configured (the appliance's first run)")
+    p.add_argument("--setup-var", type=Path, default=Path("/var/lib/loyalty-button"),
+                   help="where the set-up puts the database and panels (default "
+                        "/var/lib/loyalty-button)")
     p.set_defaults(func=_concentrator)
+    p = sub.add_parser("setup", help="set up a fresh store (what the set-up page does): "
+                                     "settings, catalogue, manager's login, panels, broker")
+    from .appliance import firstrun
+    firstrun.add_arguments(p)
+    p.set_defaults(func=lambda a: _lazy_cli("appliance.firstrun", a))
+    p = sub.add_parser("backup", help="an online backup of the store database, keeping "
+                                      "the newest backup.keep")
+    p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
+    p.add_argument("--to", help="the folder (default: the settings' backup.dir)")
+    p.add_argument("--keep", type=int, help="how many to keep (default: backup.keep)")
+    p.set_defaults(func=lambda a: _lazy("appliance.backup", a, "backup_cli"))
+    p = sub.add_parser("restore", help="put a backup in place of the store database "
+                                       "(the service stopped)")
+    p.add_argument("file", help="a records-*.db backup")
+    p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
+    p.set_defaults(func=lambda a: _lazy("appliance.backup", a, "restore_cli"))
     p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe, "
                                        "reports, installer")
     p.add_argument("names", nargs="*", default=["store"])

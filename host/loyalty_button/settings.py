@@ -45,6 +45,20 @@ def private(path: Path, mode: int = 0o640) -> None:
                     path, have, have & mode)
 
 
+def replace_owned(tmp: Path, path: Path) -> None:
+    """Rename `tmp` over `path`. Run as root (an installer's sudo), the file
+    keeps the owner it had, or takes its folder's: a settings file the
+    service must read stays the service's."""
+    path = Path(path)
+    if os.geteuid() == 0:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = path.parent.stat()
+        os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
+
+
 def warn_if_loose(path: Path, what: str) -> bool:
     """Log a warning when a file holding a secret may be read by every user
     of this machine. Returns whether it was loose. A warning, not a refusal:

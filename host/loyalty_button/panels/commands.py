@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..appliance import layout
 from ..service import config as host_config
 from ..settings import SettingsError
 from . import bundle as bundles
@@ -125,7 +126,10 @@ def _bundles(args, boards_needed: set[str], out: Path) -> dict[str, Path]:
     for folder in args.bundle or []:
         given[bundles.load(Path(folder))["board"]] = Path(folder)
     for board in sorted(boards_needed - set(given)):
-        given[board] = bundles.build(board, out)
+        # On the appliance the package carries them (mpy-cross is a
+        # developer's tool); elsewhere they are built now.
+        shipped = sorted((layout.OPT / "bundles").glob(f"{board}-*/{bundles.MANIFEST}"))
+        given[board] = shipped[-1].parent if shipped else bundles.build(board, out)
     return given
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from lbpanel import boards, config as panel_config
 
 from ..service import broker_access
+from ..settings import replace_owned
 
 TILL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$")
 
@@ -70,7 +71,7 @@ class Registry:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+        replace_owned(tmp, self.path)
 
     def installer_login(self) -> tuple[str, str]:
         """The station's own broker login (it may only read the panels'
@@ -88,9 +89,11 @@ class Registry:
         return broker_access.INSTALLER_USER, entry["password"]
 
     # --- what an installer does ---------------------------------------------
-    def add(self, till: str, board: str) -> str:
+    def add(self, till: str, board: str, broker: bool = True) -> str:
         """Register the till's panel; returns its panel id. The broker
-        learns its login at once."""
+        learns its login at once, or (`broker` False: the dashboard's
+        set-up, which may not touch Mosquitto's files) at the next
+        `loyalty-button broker apply`."""
         if board not in boards.BOARDS:
             raise RegistryError(f"board {board!r}: one of {', '.join(sorted(boards.BOARDS))}")
         self._require_panel_settings()
@@ -102,9 +105,11 @@ class Registry:
         panels[panel_id] = {"till": till, "board": board,
                             "password": secrets.token_urlsafe(18),
                             "added": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self._broker_user(panel_id, panels[panel_id]["password"])
+        if broker:
+            self._broker_user(panel_id, panels[panel_id]["password"])
         self._save(panels)
-        self.reload_broker()
+        if broker:
+            self.reload_broker()
         return panel_id
 
     def remove(self, panel_id: str) -> dict:

@@ -9,6 +9,9 @@ What a store broker gets:
   broker_access (host, probe, installer, one login per panel), client ids
   bound to user names;
 - persistence saved every `autosave_s` seconds and on shutdown;
+- on an appliance, a snippet in /etc/mosquitto/conf.d (`snippet`): Debian's
+  own mosquitto.conf already sets the pid file, persistence and its
+  location, and Mosquitto refuses a second value for them;
 - optionally a bridge to the chain's central broker: Mosquitto's own, that
   publishes the store's panel and probe status there (the chain watches
   its fleet live), with its own login and CA."""
@@ -47,13 +50,16 @@ class Bridge:
 def config_text(listeners: list[Listener], data_dir: Path, password_file: Path | None = None,
                 acl_file: Path | None = None, run_as: str | None = None,
                 pid_file: Path | None = None, autosave_s: int | None = None,
-                bridge: Bridge | None = None, source: str = "") -> str:
+                bridge: Bridge | None = None, source: str = "", snippet: bool = False) -> str:
+    """The whole configuration, or with `snippet` the part included by
+    Debian's mosquitto.conf (no persistence location, pid file or user:
+    that file and Mosquitto's unit set them)."""
     lines = [f"# Written by `loyalty-button broker apply`{' from ' + source if source else ''};",
              "# it is written again on every apply: change the settings, not this file.",
              "per_listener_settings false",
-             f"allow_anonymous {'false' if password_file else 'true'}",
-             "persistence true",
-             f"persistence_location {data_dir}/"]
+             f"allow_anonymous {'false' if password_file else 'true'}"]
+    if not snippet:
+        lines += ["persistence true", f"persistence_location {data_dir}/"]
     if autosave_s:
         # Mosquitto keeps its state in memory and writes it every this
         # many seconds and at a clean shutdown: a power cut loses at most
@@ -75,9 +81,9 @@ def config_text(listeners: list[Listener], data_dir: Path, password_file: Path |
         "log_type notice",
         "connection_messages true",
     ]
-    if run_as:
+    if run_as and not snippet:
         lines.append(f"user {run_as}")
-    if pid_file:
+    if pid_file and not snippet:
         # Where `loyalty-button panels` finds the broker to reload (SIGHUP:
         # password file and ACL read again, connected clients kept).
         lines.append(f"pid_file {pid_file}")
@@ -129,8 +135,10 @@ def _openssl(*args: str) -> None:
 
 
 def _readable_by(path: Path, group: str | None) -> None:
-    """Key files: the owner and Mosquitto's group only."""
+    """Key files: the owner and Mosquitto's group only (Mosquitto reads
+    them again as itself, after dropping root, on a reload)."""
     private(path, 0o640)
+    os.chmod(path, 0o640)
     if group:
         try:
             os.chown(path, -1, grp.getgrnam(group).gr_gid)
@@ -201,8 +209,8 @@ def apply(cfg, out=print) -> Path:
         problems.append("mosquitto.bridge_address as host:port")
     if problems:
         raise BrokerConfError(f"{cfg.source or 'the settings'}: set " + "; ".join(problems))
-    broker_access.set_login(cfg.panels_password_file, cfg.broker_user, cfg.broker_password)
-    broker_access.write_acl(cfg.panels_acl_file, cfg.store, cfg.broker_user)
+    logins = _sync_logins(cfg)
+    out(f"logins in {cfg.panels_password_file}: {', '.join(logins)}")
     listeners = [Listener(cfg.mosquitto_port, cfg.mosquitto_bind)]
     if cfg.mosquitto_tls_port:
         tls_dir = Path(cfg.mosquitto_tls_dir)
@@ -216,9 +224,10 @@ def apply(cfg, out=print) -> Path:
                         cfg.mosquitto_bridge_password, cfg.mosquitto_bridge_cafile)
     text = config_text(listeners, cfg.mosquitto_persistence_dir, cfg.panels_password_file,
                        cfg.panels_acl_file, cfg.mosquitto_run_as, cfg.panels_broker_pid_file,
-                       cfg.mosquitto_autosave_s, bridge, cfg.source)
+                       cfg.mosquitto_autosave_s, bridge, cfg.source, cfg.mosquitto_snippet)
     conf = Path(cfg.mosquitto_config)
     conf.parent.mkdir(parents=True, exist_ok=True)
+    changed = not conf.exists() or conf.read_text() != text
     tmp = conf.with_name(conf.name + ".tmp")
     tmp.write_text(text)
     # The bridge's password is in it: Mosquitto's group may read, nobody else.
@@ -226,12 +235,45 @@ def apply(cfg, out=print) -> Path:
     tmp.replace(conf)
     out(f"wrote {conf} (listeners {', '.join(str(lst.port) for lst in listeners)}"
         f"{', bridge to ' + bridge.address if bridge else ''})")
-    if cfg.panels_broker_pid_file and not Path(cfg.panels_broker_pid_file).exists():
+    if changed and os.path.isdir("/run/systemd/system"):
+        # Listeners and bridges are read only at start: a reload is not enough.
+        done = subprocess.run(["systemctl", "restart", "mosquitto.service"],
+                              capture_output=True, text=True)
+        out("Mosquitto restarted" if done.returncode == 0 else
+            f"systemctl restart mosquitto failed: {done.stderr.strip()}")
+    elif cfg.panels_broker_pid_file and not Path(cfg.panels_broker_pid_file).exists():
         out("Mosquitto is not running: start it (systemctl start mosquitto)")
-    else:
+    elif changed:
         out(broker_access.reload(cfg.panels_broker_pid_file) +
-            " (a new listener or bridge needs a restart: systemctl restart mosquitto)")
+            "; the configuration changed: restart Mosquitto for new listeners or a bridge")
+    else:
+        out(broker_access.reload(cfg.panels_broker_pid_file))
     return conf
+
+
+def _sync_logins(cfg) -> list[str]:
+    """Every login the store has, in Mosquitto's password file: the host's,
+    and the installer's and each registered panel's from the registry (a
+    set-up done by the dashboard, which cannot write Mosquitto's files,
+    registers panels and leaves their logins to this). The files are
+    readable by Mosquitto's group: it reads them again, as itself, on a
+    reload."""
+    from ..panels.registry import Registry, RegistryError
+    logins = {cfg.broker_user: cfg.broker_password}
+    try:
+        doc = Registry(cfg)._doc()
+    except RegistryError as e:
+        raise BrokerConfError(str(e)) from None
+    if doc.get("installer"):
+        logins[broker_access.INSTALLER_USER] = doc["installer"]["password"]
+    for panel_id, entry in sorted(doc["panels"].items()):
+        logins[panel_id] = entry["password"]
+    broker_access.write_acl(cfg.panels_acl_file, cfg.store, cfg.broker_user)
+    for user, password in logins.items():
+        broker_access.set_login(cfg.panels_password_file, user, password)
+    for path in (cfg.panels_password_file, cfg.panels_acl_file):
+        _readable_by(Path(path), cfg.mosquitto_run_as)
+    return list(logins)
 
 
 def _tls_names(cfg) -> list[str]:

@@ -16,6 +16,10 @@ from ..forward import alerts, config as forward_config
 from ..settings import BROKER_FIELDS, Checker, Field, SettingsError, read_yaml, warn_if_loose
 
 
+# Where Debian's mosquitto.conf has Mosquitto write its pid: the reload's way in.
+DEBIAN_MOSQUITTO_PID = Path("/run/mosquitto/mosquitto.pid")
+
+
 class HostConfigError(SettingsError):
     """A concentrator.yaml that cannot be used."""
 
@@ -73,6 +77,9 @@ class HostConfig:
     panels_broker_pid_file: Path | None = None  # Mosquitto's pid_file: reloaded by SIGHUP
     # The store broker, as `loyalty-button broker apply` writes it (docs/broker.md).
     mosquitto_config: Path = Path("/etc/mosquitto/conf.d/loyalty-button.conf")
+    # Included by Debian's mosquitto.conf, which sets the pid file and the
+    # persistence location itself; false: a whole configuration of its own.
+    mosquitto_snippet: bool = True
     mosquitto_bind: str = "0.0.0.0"
     mosquitto_port: int = 1883
     mosquitto_tls_port: int = 8883             # 0: no TLS listener
@@ -85,6 +92,9 @@ class HostConfig:
     mosquitto_bridge_user: str | None = None
     mosquitto_bridge_password: str | None = None
     mosquitto_bridge_cafile: Path | None = None
+    # Daily backups of the database (docs/install.md): a folder, or a USB stick's.
+    backup_dir: Path | None = None               # default: backups beside the database
+    backup_keep: int = 14
 
 
 _FIELDS = [
@@ -126,6 +136,7 @@ _FIELDS = [
     Field("panels.acl_file", "path"),
     Field("panels.broker_pid_file", "path"),
     Field("mosquitto.config", "path"),
+    Field("mosquitto.snippet", "bool"),
     Field("mosquitto.bind", "str"),
     Field("mosquitto.port", "int", (1, 65535)),
     Field("mosquitto.tls_port", "int", (0, 65535)),
@@ -138,6 +149,8 @@ _FIELDS = [
     Field("mosquitto.bridge_user", "str"),
     Field("mosquitto.bridge_password", "str"),
     Field("mosquitto.bridge_cafile", "path"),
+    Field("backup.dir", "path"),
+    Field("backup.keep", "int", (1, 3650)),
 ]
 
 
@@ -159,9 +172,12 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
         check.fail("pos.key and pos.key_file", "give one of them, not both")
     _check_adverts(values, check)
     if values.get("database") is not None:
-        for key, name in (("panels_registry", "panels.json"), ("mosquitto_tls_dir", "broker-tls")):
+        for key, name in (("panels_registry", "panels.json"), ("mosquitto_tls_dir", "broker-tls"),
+                          ("backup_dir", "backups")):
             if values.get(key) is None:
                 values[key] = values["database"].parent / name
+    if values.get("mosquitto_snippet", True) and values.get("panels_broker_pid_file") is None:
+        values["panels_broker_pid_file"] = DEBIAN_MOSQUITTO_PID
     if check.problems:
         raise HostConfigError(check.problems)
     cfg = HostConfig(**values, source=source)

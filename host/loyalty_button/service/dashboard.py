@@ -23,7 +23,7 @@ from aiohttp import web
 
 from . import reports
 from ..forward.outbox import OutboxDB
-from ..settings import warn_if_loose
+from ..settings import replace_owned, warn_if_loose
 from .records import memory_db
 from .report_jobs import Computing, ReportJobs
 
@@ -72,7 +72,7 @@ def add_user(path: Path, name: str, password: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
     os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    replace_owned(tmp, path)
 
 
 # --- sessions: a random token the server remembers ----------------------------------

@@ -37,6 +37,7 @@ from .catalogue import Catalogue, CatalogueFile
 from .concentrator import COUNTERS, Concentrator
 from .config import HostConfig
 from .fleet import Fleet, panel_message
+from . import sdnotify
 from .pos import Listeners, start_listeners
 from .records import RecordStore
 
@@ -235,7 +236,11 @@ async def serve(cfg: HostConfig, ready_file=None) -> None:
     # What the host writes (records, caches, logs) is its own and its
     # group's, never every user's: records carry loyalty ids.
     os.umask(0o027)
+    from ..appliance.backup import lock_database
     host = StoreHost(cfg)
+    # Held while the host runs: `loyalty-button restore` will not swap the
+    # database under it.
+    held = lock_database(cfg.database)
     await host.start()
     listeners = await host.start_listeners()
     loop = asyncio.get_running_loop()
@@ -243,12 +248,18 @@ async def serve(cfg: HostConfig, ready_file=None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: host.catalogue.reload(force=True))
+    # Listening: systemd may go on (receipts taken before the broker is up
+    # wait in the backlog). The watchdog pings from this loop until the end.
+    watchdog = sdnotify.ready(f"store {cfg.store}: listening")
     if ready_file:
         while not host.ready:
             await asyncio.sleep(0.05)
         with open(ready_file, "w") as f:
             f.write(str(os.getpid()))
     await stop.wait()
+    watchdog.cancel()
     log.info("stopping")
     await listeners.stop()
     await host.stop()
+    if held:
+        held.close()

@@ -1,0 +1,200 @@
+"""Backups of the store database and their restore.
+
+A backup is SQLite's online backup (the service keeps running and writing)
+into a temporary file beside the destination, checked (`PRAGMA
+integrity_check`, the records table) before it takes its final name
+`records-<UTC time>.db`; the oldest beyond `backup.keep` are then removed.
+A backup that fails (a full USB stick, say) leaves no partial file and
+keeps every older backup.
+
+A restore refuses a file that is not a store database, is damaged, or was
+written by a newer version, and refuses while the concentrator runs (it
+holds a lock on the database file: flock, which SQLite's own locks leave
+alone). The database it replaces is kept beside it as
+`records.db.before-restore-<time>`."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from ..service.records import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+PREFIX = "records-"
+
+
+class BackupError(RuntimeError):
+    pass
+
+
+def lock_database(db: Path):
+    """Held by the running concentrator (released when its process ends,
+    however it ends). Returns the open file, or None when there is no
+    database yet."""
+    try:
+        f = open(db, "rb")
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise BackupError(f"{db} is in use by a running concentrator "
+                          f"(stop it first: systemctl stop loyalty-button)") from None
+    return f
+
+
+def check_database(path: Path) -> int:
+    """The schema version of a store database; BackupError when `path` is
+    not one this version can use."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise BackupError(f"{path} is not an SQLite database")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            if ok != "ok":
+                raise BackupError(f"{path} is damaged (integrity check: {ok})")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            conn.execute("SELECT count(*) FROM records").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise BackupError(f"{path} is not a store database ({e})") from None
+    except OSError as e:
+        raise BackupError(f"cannot read {path}: {e.strerror}") from None
+    if not row:
+        raise BackupError(f"{path} is not a store database (no schema version)")
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise BackupError(f"{path} was written by a newer Loyalty Button (schema {version}; "
+                          f"this version knows {SCHEMA_VERSION}): install that version again")
+    return version
+
+
+def backup(db: Path, dest: Path, keep: int = 14) -> Path:
+    """One backup of `db` into folder `dest`; returns its path."""
+    db, dest = Path(db), Path(dest)
+    if not db.is_file():
+        raise BackupError(f"no database at {db}")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BackupError(f"cannot make {dest}: {e.strerror}") from None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    final = dest / f"{PREFIX}{stamp}.db"
+    tmp = dest / f".{final.name}.partial"
+    started = time.monotonic()
+    try:
+        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        out = sqlite3.connect(tmp)
+        try:
+            # Pages in steps, so the writer waits a moment at most.
+            src.backup(out, pages=1024)
+        finally:
+            out.close()
+            src.close()
+        os.chmod(tmp, 0o600)  # loyalty ids: the service's alone
+        check_database(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(final)
+    except (sqlite3.Error, OSError, BackupError) as e:
+        tmp.unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise BackupError(f"backup of {db} into {dest} failed: {why}; older backups are "
+                          f"kept") from None
+    removed = prune(dest, keep)
+    log.info("backup %s (%d bytes, %.1f s); %d old one(s) removed", final,
+             final.stat().st_size, time.monotonic() - started, len(removed))
+    return final
+
+
+def prune(dest: Path, keep: int) -> list[Path]:
+    backups = sorted(Path(dest).glob(f"{PREFIX}*.db"))
+    gone = backups[:-keep] if keep > 0 else []
+    for path in gone:
+        path.unlink()
+    return gone
+
+
+def restore(source: Path, db: Path) -> Path | None:
+    """Put the backup `source` in place of `db`; returns where the replaced
+    database was kept (None when there was none)."""
+    source, db = Path(source), Path(db)
+    check_database(source)
+    lock = lock_database(db)
+    try:
+        tmp = db.with_name(db.name + ".restoring")
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        out = sqlite3.connect(tmp)
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+            src.close()
+        os.chmod(tmp, 0o640)
+        owner = db.parent.stat()  # run as root, the file must still be the service's
+        if os.geteuid() == 0:
+            os.chown(tmp, owner.st_uid, owner.st_gid)
+        kept = None
+        if db.exists():
+            # Whatever is still in the old database's WAL goes into the copy kept.
+            old = sqlite3.connect(db)
+            try:
+                old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                old.close()
+            kept = db.with_name(f"{db.name}.before-restore-{time.strftime('%Y%m%dT%H%M%S')}")
+            db.replace(kept)
+        for suffix in ("-wal", "-shm"):  # the old database's; not the restored one's
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        tmp.replace(db)
+        return kept
+    except (sqlite3.Error, OSError) as e:
+        raise BackupError(f"restore into {db} failed: {e}") from None
+    finally:
+        if lock:
+            lock.close()
+
+
+def _config(args):
+    from ..service import config as host_config
+    cfg = host_config.load(args.config)
+    return cfg
+
+
+def backup_cli(args) -> int:
+    import sys
+    from ..service.config import HostConfigError
+    try:
+        cfg = _config(args)
+        dest = Path(args.to) if args.to else cfg.backup_dir
+        path = backup(cfg.database, dest, args.keep if args.keep is not None else cfg.backup_keep)
+    except (BackupError, HostConfigError) as e:
+        print(f"backup: {e}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def restore_cli(args) -> int:
+    import sys
+    from ..service.config import HostConfigError
+    try:
+        cfg = _config(args)
+        kept = restore(Path(args.file), cfg.database)
+    except (BackupError, HostConfigError) as e:
+        print(f"restore: {e}", file=sys.stderr)
+        return 1
+    print(f"restored {args.file} into {cfg.database}"
+          + (f"; the database it replaced is kept as {kept}" if kept else ""))
+    print("start the service again: systemctl start loyalty-button")
+    return 0

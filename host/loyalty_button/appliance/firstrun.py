@@ -1,0 +1,277 @@
+"""The store's first-run set-up: from a handful of answers (store id, time
+zone, tills, the manager's login, the panels' Wi-Fi) to a configured
+store: concentrator.yaml with fresh secrets, the catalogue with the tills,
+the dashboard's users file, one registered panel per till.
+
+Two doors, one function: the set-up page the dashboard serves until the
+store is configured (setup_page.py), and `loyalty-button setup` for
+installers. The POS key and token are returned once, to be shown once:
+they are in concentrator.yaml (0600) and nowhere on a screen again."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lbpanel import boards
+
+from ..panels.registry import TILL, Registry, RegistryError
+from ..service import catalogue as catalogue_mod, config as host_config, dashboard
+from ..settings import replace_owned
+from . import layout
+
+STORE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class FirstRunError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Answers:
+    store: str
+    timezone: str
+    tills: list[str]
+    admin: str
+    admin_password: str
+    wifi_ssid: str
+    wifi_password: str
+    broker_host: str          # the address the panels dial: this host on the store LAN
+    board: str = "cyd"
+    lang: str = "ru"
+    ports: dict = field(default_factory=dict)  # broker, tls, pos_http, pos_udp, dashboard
+
+
+PORTS = {"broker": 1883, "tls": 8883, "pos_http": 8080, "pos_udp": 47800, "dashboard": 8088}
+
+
+def check(a: Answers) -> list[str]:
+    """Every problem with the answers, each saying what to give instead."""
+    problems = []
+    if not STORE_ID.match(a.store or ""):
+        problems.append("store id: lower-case letters, digits, - or _ (at most 32), e.g. msk-12")
+    try:
+        zoneinfo.ZoneInfo(a.timezone or "")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"time zone {a.timezone!r}: a name like Europe/Moscow")
+    if not a.tills:
+        problems.append("tills: at least one, as the POS numbers them (e.g. 1, 2, 3)")
+    for till in a.tills:
+        if not TILL.match(till):
+            problems.append(f"till {till!r}: letters, digits, - or _ (at most 16)")
+    if len(set(a.tills)) != len(a.tills):
+        problems.append("tills: each till once")
+    if not a.admin or ":" in a.admin or len(a.admin) > 64:
+        problems.append("manager's user name: without ':' (at most 64 characters)")
+    if len(a.admin_password or "") < 8:
+        problems.append("manager's password: at least 8 characters")
+    if not 1 <= len((a.wifi_ssid or "").encode()) <= 32:
+        problems.append("Wi-Fi name for the panels: 1 to 32 bytes")
+    if a.wifi_password and not 8 <= len(a.wifi_password.encode()) <= 63:
+        problems.append("Wi-Fi password: 8 to 63 characters (WPA2), or none for an open network")
+    if not _is_address(a.broker_host or ""):
+        problems.append(f"this host's address on the store LAN {a.broker_host!r}: an IP address "
+                        f"or host name the panels can reach, e.g. 192.168.1.10")
+    if a.board not in boards.BOARDS:
+        problems.append(f"board {a.board!r}: one of {', '.join(sorted(boards.BOARDS))}")
+    if a.lang not in ("ru", "en"):
+        problems.append(f"language {a.lang!r}: ru or en")
+    for name, port in a.ports.items():
+        if name not in PORTS or not isinstance(port, int) or not 1 <= port <= 65535:
+            problems.append(f"port {name}={port!r}: one of {', '.join(PORTS)}, 1..65535")
+    return problems
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(HOST_NAME.match(text)) and not text.endswith(".")
+
+
+def configured(etc: Path = layout.ETC) -> bool:
+    return (Path(etc) / layout.CONFIG.name).exists()
+
+
+def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
+              mosquitto: dict | None = None) -> dict:
+    """Write the store's settings; returns what is shown once (POS key and
+    token, the dashboard's address). `mosquitto`: where the broker's files
+    go (password_file, acl_file, tls_dir, config, snippet), by default the
+    appliance's. Nothing is left half-written: concentrator.yaml, the mark
+    of a configured store, is written last."""
+    etc, var = Path(etc), Path(var)
+    problems = check(a)
+    if configured(etc):
+        problems.insert(0, f"this store is set up already ({etc / layout.CONFIG.name}); "
+                           f"change that file, or move it away to set up again")
+    if problems:
+        raise FirstRunError(problems)
+    ports = {**PORTS, **a.ports}
+    broker_files = {"password_file": str(layout.MOSQUITTO_PASSWD),
+                    "acl_file": str(layout.MOSQUITTO_ACL),
+                    "tls_dir": str(layout.MOSQUITTO_TLS), **(mosquitto or {})}
+    shown = {"pos_key": secrets.token_hex(32), "pos_token": secrets.token_urlsafe(24),
+             "dashboard": f"http://{a.broker_host}:{ports['dashboard']}/"}
+    etc.mkdir(parents=True, exist_ok=True)
+    var.mkdir(parents=True, exist_ok=True)
+    _write(etc / "catalogue.yaml", catalogue_text(a.tills), 0o640)
+    try:
+        catalogue_mod.load(etc / "catalogue.yaml")
+    except catalogue_mod.CatalogueError as e:  # a bug of ours, not the retailer's
+        raise FirstRunError([f"the catalogue made for these tills: {p}" for p in e.problems])
+    users = etc / "dashboard-users"
+    dashboard.add_user(users, a.admin, a.admin_password)
+    text = config_text(a, var, ports, shown, broker_files)
+    final = etc / layout.CONFIG.name
+    draft = final.with_name(final.name + ".new")
+    _write(draft, text, 0o600)
+    try:
+        cfg = host_config.load(draft)
+        registry = Registry(cfg)
+        have = registry.load()
+        for till in a.tills:
+            panel_id = f"till-{till}"
+            if panel_id not in have:  # a set-up started again keeps the panels' logins
+                registry.add(till, a.board, broker=False)
+    except (host_config.HostConfigError, RegistryError) as e:
+        draft.unlink(missing_ok=True)
+        raise FirstRunError(getattr(e, "problems", None) or [str(e)]) from None
+    replace_owned(draft, final)
+    return shown
+
+
+def catalogue_text(tills: list[str]) -> str:
+    """The example catalogue (docs/catalogue.md) with the store's tills."""
+    text = (EXAMPLES / "catalogue.yaml").read_text(encoding="utf-8")
+    block = "tills:\n" + "".join(f'  "{t}": {{panel: till-{t}}}\n' for t in tills)
+    return re.sub(r"^tills:\n(?:  .*\n)+", block, text, count=1, flags=re.M)
+
+
+def config_text(a: Answers, var: Path, ports: dict, shown: dict, mosq: dict) -> str:
+    host_password = secrets.token_urlsafe(18)
+    mosq_lines = "".join(f"  {k}: {v}\n" for k, v in mosq.items()
+                         if k not in ("password_file", "acl_file"))
+    return f"""# Written by the first-run set-up on {time.strftime('%Y-%m-%d %H:%M %Z')}.
+# docs/concentrator.md explains every key; restart the service after a change
+# (systemctl restart loyalty-button), and run `loyalty-button broker apply
+# --config` after changing the broker or panels sections.
+store: {a.store}
+timezone: {a.timezone}
+catalogue: catalogue.yaml
+database: {var}/records.db
+log_level: INFO
+broker:
+  host: 127.0.0.1
+  port: {ports['broker']}
+  user: host
+  password: {host_password}
+pos:
+  bind: 0.0.0.0
+  udp_port: {ports['pos_udp']}
+  http_port: {ports['pos_http']}
+  # The POS signs UDP receipts with this key and sends HTTP receipts with
+  # this token (docs/concentrator.md).
+  key: {shown['pos_key']}
+  token: {shown['pos_token']}
+dashboard:
+  port: {ports['dashboard']}
+  users_file: dashboard-users
+panels:
+  wifi_ssid: {_quoted(a.wifi_ssid)}
+  wifi_password: {_quoted(a.wifi_password)}
+  broker_host: {a.broker_host}
+  lang: {a.lang}
+  password_file: {mosq['password_file']}
+  acl_file: {mosq['acl_file']}
+mosquitto:
+  port: {ports['broker']}
+  tls_port: {ports['tls']}
+{mosq_lines}backup:
+  dir: {var}/backups
+  keep: 14
+"""
+
+
+def _quoted(text: str) -> str:
+    import json
+    return json.dumps(text, ensure_ascii=False)  # JSON strings are YAML strings
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    replace_owned(tmp, path)
+
+
+# --- `loyalty-button setup` ----------------------------------------------------
+
+def add_arguments(p) -> None:
+    p.add_argument("--store", required=True, help="the store's id, e.g. msk-12")
+    p.add_argument("--timezone", required=True, help="e.g. Europe/Moscow")
+    p.add_argument("--tills", required=True, help="the tills, as the POS numbers them: 1,2,3")
+    p.add_argument("--board", default="cyd", help="the panels' board (default cyd)")
+    p.add_argument("--admin", required=True, help="the manager's dashboard user name")
+    p.add_argument("--wifi-ssid", required=True, help="the Wi-Fi the panels join")
+    p.add_argument("--address", required=True,
+                   help="this host's address on the store LAN (what the panels dial)")
+    p.add_argument("--lang", default="ru", help="the panels' language: ru or en (default ru)")
+    p.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+                   help=f"a port other than the default ({', '.join(f'{k}={v}' for k, v in PORTS.items())})")
+    p.add_argument("--etc", type=Path, default=layout.ETC, help=f"default {layout.ETC}")
+    p.add_argument("--var", type=Path, default=layout.VAR, help=f"default {layout.VAR}")
+    p.add_argument("--no-broker", action="store_true",
+                   help="leave the broker alone (run `loyalty-button broker apply` later)")
+
+
+def cli(args) -> int:
+    """Reads the manager's password, then the Wi-Fi password, one line each
+    from stdin (a terminal asks for them)."""
+    import getpass
+    import sys
+    ask = sys.stdin.readline if not sys.stdin.isatty() else None
+    try:
+        password = ask().rstrip("\n") if ask else getpass.getpass("manager's password: ")
+        wifi = ask().rstrip("\n") if ask else getpass.getpass("panels' Wi-Fi password: ")
+        ports = {}
+        for item in args.port:
+            name, _, value = item.partition("=")
+            ports[name] = int(value) if value.isdigit() else value
+        answers = Answers(args.store, args.timezone, [t.strip() for t in args.tills.split(",")
+                                                      if t.strip()],
+                          args.admin, password, args.wifi_ssid, wifi, args.address,
+                          board=args.board, lang=args.lang, ports=ports)
+        shown = configure(answers, args.etc, args.var)
+    except FirstRunError as e:
+        print(f"cannot set up the store: {len(e.problems)} problem(s):", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    config = args.etc / layout.CONFIG.name
+    print(f"store {args.store} set up in {config}")
+    if not args.no_broker:
+        from ..service import broker_access, broker_conf
+        try:
+            broker_conf.apply(host_config.load(config), out=print)
+        except (broker_conf.BrokerConfError, broker_access.AccessError) as e:
+            print(f"the broker is not set up yet: {e}; run 'loyalty-button broker apply "
+                  f"--config {config}'", file=sys.stderr)
+    print(f"dashboard: {shown['dashboard']}")
+    print("Give these to the POS integrator now; they are not shown again:")
+    print(f"  POS key (UDP receipts):    {shown['pos_key']}")
+    print(f"  POS token (HTTP receipts): {shown['pos_token']}")
+    return 0
