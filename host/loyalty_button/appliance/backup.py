@@ -67,7 +67,8 @@ def check_database(path: Path) -> int:
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
-        raise BackupError(f"{path} is not a store database ({e})") from None
+        what = "is damaged" if "malformed" in str(e) else "is not a store database"
+        raise BackupError(f"{path} {what} ({e})") from None
     except OSError as e:
         raise BackupError(f"cannot read {path}: {e.strerror}") from None
     if not row:

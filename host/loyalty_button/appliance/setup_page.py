@@ -118,9 +118,11 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply) -> web.Ap
     async def elsewhere(request: web.Request) -> web.Response:
         raise web.HTTPFound("/")
 
-    static = Path(__file__).resolve().parent.parent / "service" / "dashboard_static"
-    app.router.add_get("/static/style.css",
-                       lambda r: web.FileResponse(static / "style.css"))
+    async def style(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(Path(__file__).resolve().parent.parent / "service"
+                                / "dashboard_static" / "style.css")
+
+    app.router.add_get("/static/style.css", style)
     app.router.add_get("/", index)
     app.router.add_post("/setup", setup)
     app.router.add_route("*", "/{tail:.*}", elsewhere)

@@ -1,0 +1,272 @@
+"""The appliance's own parts without a Debian root: the set-up page over
+real HTTP, `loyalty-button setup` and its refusals, backups (retention, a
+full disk, a corrupt restore, a running concentrator), and systemd's notify
+protocol on a real datagram socket. tests/test_install.py runs them all
+again inside a clean Debian 12 root."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loyalty_button.appliance import backup, firstrun, setup_page
+from loyalty_button.service import config as host_config, dashboard, sdnotify
+from loyalty_button.service.records import SCHEMA_VERSION, RecordStore
+from loyalty_button.sim.broker import free_port
+
+FORM = {"store": "msk-12", "timezone": "Europe/Moscow", "tills": "1, 2 3",
+        "admin": "manager", "admin_password": "manager-pass-1", "wifi_ssid": "shop-pos",
+        "wifi_password": "wifi-pass-123", "broker_host": "192.168.10.2", "board": "cyd",
+        "lang": "ru"}
+
+
+def _broker_files(tmp: Path) -> dict:
+    return {"password_file": str(tmp / "passwd"), "acl_file": str(tmp / "acl"),
+            "tls_dir": str(tmp / "tls")}
+
+
+class SetupServer:
+    """The set-up page on a free port, on its own loop and thread."""
+
+    def __init__(self, etc: Path, var: Path):
+        self.port = free_port()
+        self.requests: list[str] = []
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(etc, var), daemon=True)
+
+    def _run(self, etc, var):
+        async def main():
+            # The package's broker files would be /etc/mosquitto: a test's go beside it.
+            real = firstrun.configure
+            firstrun.configure = lambda a, e, v: real(a, e, v, mosquitto=_broker_files(var))
+            try:
+                await setup_page.serve_until_set_up(self.port, "127.0.0.1", etc, var,
+                                                    lambda: self.requests.append("apply"))
+            finally:
+                firstrun.configure = real
+        asyncio.run(main())
+        self.finished.set()
+
+    def start(self) -> "SetupServer":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the set-up page did not start")
+
+    def get(self, path="/") -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+
+    def post(self, form: dict) -> tuple[int, str]:
+        body = urllib.parse.urlencode(form).encode()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/setup", body,
+                                        timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+def test_the_set_up_page_configures_a_store_and_shows_the_pos_secrets_once(tmp_path):
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    page = SetupServer(etc, var).start()
+    status, html = page.get("/")
+    assert status == 200 and 'name="store"' in html
+    assert 'value="127.0.0.1"' in html  # this host's address, as the browser reached it
+    status, html = page.post(FORM)
+    assert status == 200 and "is set up" in html
+    cfg = host_config.load(etc / "concentrator.yaml")
+    assert cfg.store == "msk-12" and cfg.timezone == "Europe/Moscow"
+    assert cfg.pos_key.decode() in html and cfg.pos_token in html  # shown this once
+    assert cfg.panels_broker_host == "192.168.10.2" and cfg.panels_wifi_ssid == "shop-pos"
+    assert (etc / "concentrator.yaml").stat().st_mode & 0o777 == 0o600
+    catalogue = yaml.safe_load((etc / "catalogue.yaml").read_text())
+    assert catalogue["tills"] == {"1": {"panel": "till-1"}, "2": {"panel": "till-2"},
+                                  "3": {"panel": "till-3"}}
+    users = dashboard.read_users(etc / "dashboard-users")
+    assert dashboard.check_password(users["manager"], "manager-pass-1")
+    from loyalty_button.panels.registry import Registry
+    assert sorted(Registry(cfg).load()) == ["till-1", "till-2", "till-3"]
+    assert page.requests == ["apply"]  # root's path unit writes Mosquitto's files
+    assert page.finished.wait(10)  # the port is free for the dashboard
+
+
+def test_the_set_up_page_refuses_bad_answers_and_writes_nothing(tmp_path):
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    page = SetupServer(etc, var).start()
+    bad = {**FORM, "store": "Shop 12!", "timezone": "Mars/Olympus", "tills": "",
+           "admin_password": "short", "wifi_password": "1234", "broker_host": "not an address"}
+    status, html = page.post(bad)
+    assert status == 400
+    for words in ("store id", "time zone", "tills: at least one", "at least 8 characters",
+                  "Wi-Fi password", "address on the store LAN"):
+        assert words in html, words
+    assert 'value="Mars/Olympus"' in html  # what was typed stays in the form
+    assert not (etc / "concentrator.yaml").exists() and page.requests == []
+    status, html = page.post(FORM)  # corrected: it goes through
+    assert status == 200 and page.finished.wait(10)
+
+
+def _setup_cli(tmp_path: Path, *extra: str, stdin: str = "manager-pass-1\nwifi-pass-123\n"):
+    return subprocess.run(
+        [sys.executable, "-m", "loyalty_button.cli", "setup", "--store", "msk-12",
+         "--timezone", "Europe/Moscow", "--tills", "1,2", "--admin", "manager",
+         "--wifi-ssid", "shop-pos", "--address", "127.0.0.1", "--etc", str(tmp_path / "etc"),
+         "--var", str(tmp_path / "var"), "--no-broker", *extra],
+        input=stdin, capture_output=True, text=True)
+
+
+def test_setup_cli_refuses_a_second_set_up_and_bad_ports(tmp_path):
+    first = _setup_cli(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "POS token" in first.stdout and "not shown again" in first.stdout
+    before = (tmp_path / "etc" / "concentrator.yaml").read_bytes()
+    again = _setup_cli(tmp_path)
+    assert again.returncode == 2 and "set up already" in again.stderr
+    assert (tmp_path / "etc" / "concentrator.yaml").read_bytes() == before
+    ports = _setup_cli(tmp_path / "other", "--port", "broker=99999", "--port", "tftp=69")
+    assert ports.returncode == 2
+    assert "broker=99999" in ports.stderr and "tftp=69" in ports.stderr
+
+
+# --- backups ---------------------------------------------------------------------
+
+INSERT = ("INSERT INTO records (id, store, till, receipt, source, sale_ts, received_ms, state, "
+          "updated_ms) VALUES (?, 's', '1', ?, 'http', 1, 1, 'closed', 1)")
+
+
+@pytest.fixture
+def store_db(tmp_path) -> Path:
+    db = tmp_path / "data" / "records.db"
+    db.parent.mkdir()
+    records = RecordStore(db)
+    records.stop()
+    conn = sqlite3.connect(db)
+    conn.execute(INSERT, ("s-R1", "R1"))
+    conn.commit()
+    conn.close()
+    return db
+
+
+def test_backup_keeps_the_newest_and_restore_brings_a_record_back(store_db, tmp_path):
+    dest = tmp_path / "backups"
+    made = []
+    for _ in range(3):
+        made.append(backup.backup(store_db, dest, keep=2))
+        time.sleep(1.05)  # the names carry the second
+    assert sorted(dest.glob("records-*.db")) == made[1:]
+    assert made[-1].stat().st_mode & 0o777 == 0o600
+    conn = sqlite3.connect(store_db)
+    conn.execute("DELETE FROM records")
+    conn.commit()
+    conn.close()
+    kept = backup.restore(made[-1], store_db)
+    conn = sqlite3.connect(store_db)
+    assert conn.execute("SELECT receipt FROM records").fetchall() == [("R1",)]
+    conn.close()
+    assert kept and kept.exists()  # what was replaced is kept beside it
+
+
+def test_restore_refuses_corrupt_foreign_and_newer_files_and_a_running_store(store_db, tmp_path):
+    good = backup.backup(store_db, tmp_path / "b", keep=5)
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(good.read_bytes()[:4096] + os.urandom(8192))
+    text = tmp_path / "notes.db"
+    text.write_text("not a database")
+    newer = tmp_path / "newer.db"
+    shutil.copy(good, newer)
+    conn = sqlite3.connect(newer)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    before = store_db.read_bytes()
+    for path, words in ((corrupt, "damaged"), (text, "not an SQLite database"),
+                        (newer, "written by a newer Loyalty Button")):
+        with pytest.raises(backup.BackupError, match=words):
+            backup.restore(path, store_db)
+    held = backup.lock_database(store_db)  # what the running concentrator holds
+    try:
+        with pytest.raises(backup.BackupError, match="in use by a running concentrator"):
+            backup.restore(good, store_db)
+    finally:
+        held.close()
+    assert store_db.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_fails_the_backup_cleanly_and_keeps_the_older_ones(store_db, tmp_path):
+    conn = sqlite3.connect(store_db)
+    conn.executemany(INSERT, [(f"s-X{i}", "x" * 400 + str(i)) for i in range(400)])
+    conn.commit()
+    conn.close()
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(stick)], check=True)
+    try:
+        older = stick / "records-20260101T000000Z.db"
+        older.write_bytes(b"an older backup")
+        with pytest.raises(backup.BackupError, match="No space left|full"):
+            backup.backup(store_db, stick, keep=14)
+        assert sorted(p.name for p in stick.iterdir()) == [older.name]  # no partial file
+        done = subprocess.run([sys.executable, "-m", "loyalty_button.cli", "backup",
+                               "--config", str(_config_for(store_db, tmp_path)), "--to",
+                               str(stick)], capture_output=True, text=True)
+        assert done.returncode == 1 and "older backups are kept" in done.stderr
+    finally:
+        subprocess.run(["umount", str(stick)], check=False)
+
+
+def _config_for(db: Path, tmp_path: Path) -> Path:
+    (tmp_path / "catalogue.yaml").write_text("")
+    path = tmp_path / "concentrator.yaml"
+    path.write_text(f"store: s\ncatalogue: catalogue.yaml\ndatabase: {db}\n")
+    return path
+
+
+# --- systemd's notify protocol -------------------------------------------------------
+
+def test_ready_and_watchdog_pings_reach_systemds_socket(tmp_path, monkeypatch):
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # WatchdogSec=1: a ping every 0.5 s
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+
+    async def main():
+        task = sdnotify.ready("listening")
+        await asyncio.sleep(1.2)
+        task.cancel()
+    asyncio.run(main())
+    got = []
+    sock.settimeout(0.5)
+    try:
+        while True:
+            got.append(sock.recv(256).decode())
+    except (socket.timeout, BlockingIOError):
+        pass
+    sock.close()
+    assert got[0] == "READY=1\nSTATUS=listening"
+    assert 2 <= got.count("WATCHDOG=1") <= 4
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # the watchdog is another process's
+    assert sdnotify.watchdog_interval() is None
