@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loyalty_button.appliance import backup, firstrun, setup_page
+from loyalty_button.appliance import backup, setup_page
 from loyalty_button.service import config as host_config, dashboard, sdnotify
 from loyalty_button.service.records import SCHEMA_VERSION, RecordStore
 from loyalty_button.sim.broker import free_port
@@ -49,16 +49,10 @@ class SetupServer:
         self.thread = threading.Thread(target=self._run, args=(etc, var), daemon=True)
 
     def _run(self, etc, var):
-        async def main():
-            # The package's broker files would be /etc/mosquitto: a test's go beside it.
-            real = firstrun.configure
-            firstrun.configure = lambda a, e, v: real(a, e, v, mosquitto=_broker_files(var))
-            try:
-                await setup_page.serve_until_set_up(self.port, "127.0.0.1", etc, var,
-                                                    lambda: self.requests.append("apply"))
-            finally:
-                firstrun.configure = real
-        asyncio.run(main())
+        # The package's broker files would be in /etc/mosquitto: a test's go beside it.
+        asyncio.run(setup_page.serve_until_set_up(self.port, "127.0.0.1", etc, var,
+                                                  lambda: self.requests.append("apply"),
+                                                  _broker_files(var)))
         self.finished.set()
 
     def start(self) -> "SetupServer":

@@ -120,9 +120,9 @@ def test_every_lazy_command_names_a_module_that_has_its_entry_point():
     import importlib
     import re
     text = (PACKAGE / "cli.py").read_text(encoding="utf-8")
-    found = re.findall(r'_lazy(_cli)?\("([\w.]+)"', text)
-    assert len(found) >= 4
-    for cli_form, module in found:
+    found = re.findall(r'_lazy(_cli)?\("([\w.]+)"(?:, \w+, "(\w+)")?', text)
+    assert len(found) >= 4 and any(name for *_, name in found)
+    for cli_form, module, name in found:
         mod = importlib.import_module(f"loyalty_button.{module}")
-        entry = "cli" if cli_form else "main"
+        entry = "cli" if cli_form else (name or "main")
         assert callable(getattr(mod, entry, None)), f"loyalty_button.{module} has no {entry}()"

@@ -81,7 +81,8 @@ They are not shown again.</b></p>
 <a href="/">log in</a> as <b>{html.escape(a.admin)}</b>.</p>""")
 
 
-def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply) -> web.Application:
+def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
+             broker_files: dict | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     lock = asyncio.Lock()
 
@@ -105,7 +106,7 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply) -> web.Ap
         async with lock:  # two browsers at once: one set-up
             try:
                 shown = await asyncio.get_running_loop().run_in_executor(
-                    None, firstrun.configure, answers, etc, var)
+                    None, firstrun.configure, answers, etc, var, broker_files)
             except firstrun.FirstRunError as e:
                 log.warning("set-up refused: %s", "; ".join(e.problems))
                 return web.Response(text=form_html(values, e.problems), status=400,
@@ -139,10 +140,13 @@ def touch_request(var: Path = layout.VAR) -> None:
 
 
 async def serve_until_set_up(port: int, bind: str = "0.0.0.0", etc: Path = layout.ETC,
-                             var: Path = layout.VAR, request_apply=None) -> None:
+                             var: Path = layout.VAR, request_apply=None,
+                             broker_files: dict | None = None) -> None:
+    """broker_files: where Mosquitto's files go (firstrun.configure's
+    `mosquitto`), by default the appliance's."""
     done = asyncio.Event()
     app = make_app(Path(etc), Path(var), done,
-                   request_apply or (lambda: touch_request(var)))
+                   request_apply or (lambda: touch_request(var)), broker_files)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, bind, port).start()
