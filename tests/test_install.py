@@ -261,6 +261,22 @@ def test_nonsense_settings_stop_only_the_new_start(running, tmp_path):
     assert _records(root, "receipt = 'R-1001'")
 
 
+def test_a_stopped_mosquitto_is_named_and_the_store_waits_for_it(running):
+    """Mosquitto down: `broker apply` says so instead of failing, the
+    concentrator keeps running, and it is back on the broker when Mosquitto
+    is."""
+    root, log = running["root"], running["logs"] / "concentrator.log"
+    connects = log.read_text().count("connected to broker")
+    root.stop(running["mosquitto"])
+    _wait(lambda: "lost the broker" in log.read_text(), "the concentrator to notice")
+    done = root.run(["loyalty-button", "broker", "apply", "--config", str(layout.CONFIG)])
+    assert "Mosquitto is not running" in done.stdout
+    assert running["concentrator"].poll() is None
+    running["mosquitto"] = root.start_unit("mosquitto.service", running["logs"] / "mosquitto.log")
+    _wait(lambda: log.read_text().count("connected to broker") > connects,
+          "the concentrator back on the broker", 60)
+
+
 # --- backups, restore, upgrade, downgrade ----------------------------------------------
 
 def test_backup_restores_into_a_second_root(running, debs, tmp_path_factory, ports):
