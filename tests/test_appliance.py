@@ -25,7 +25,7 @@ import yaml
 
 from loyalty_button.appliance import backup, setup_page
 from loyalty_button.service import config as host_config, dashboard, sdnotify
-from loyalty_button.service.records import SCHEMA_VERSION, RecordStore
+from loyalty_button.service.records import SCHEMA_VERSION, RecordStore, lock_database
 from loyalty_button.sim.broker import free_port
 
 FORM = {"store": "msk-12", "timezone": "Europe/Moscow", "tills": "1, 2 3",
@@ -197,7 +197,7 @@ def test_restore_refuses_corrupt_foreign_and_newer_files_and_a_running_store(sto
                         (newer, "written by a newer Loyalty Button")):
         with pytest.raises(backup.BackupError, match=words):
             backup.restore(path, store_db)
-    held = backup.lock_database(store_db)  # what the running concentrator holds
+    held = lock_database(store_db)  # what the running concentrator holds
     try:
         with pytest.raises(backup.BackupError, match="in use by a running concentrator"):
             backup.restore(good, store_db)

@@ -15,14 +15,14 @@ alone). The database it replaces is kept beside it as
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sqlite3
 import time
 from pathlib import Path
 
-from ..service.records import SCHEMA_VERSION
+from ..service import config as host_config
+from ..service.records import SCHEMA_VERSION, DatabaseInUse, lock_database
 
 log = logging.getLogger(__name__)
 PREFIX = "records-"
@@ -30,23 +30,6 @@ PREFIX = "records-"
 
 class BackupError(RuntimeError):
     pass
-
-
-def lock_database(db: Path):
-    """Held by the running concentrator (released when its process ends,
-    however it ends). Returns the open file, or None when there is no
-    database yet."""
-    try:
-        f = open(db, "rb")
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise BackupError(f"{db} is in use by a running concentrator "
-                          f"(stop it first: systemctl stop loyalty-button)") from None
-    return f
 
 
 def check_database(path: Path) -> int:
@@ -131,7 +114,10 @@ def restore(source: Path, db: Path) -> Path | None:
     database was kept (None when there was none)."""
     source, db = Path(source), Path(db)
     check_database(source)
-    lock = lock_database(db)
+    try:
+        lock = lock_database(db)
+    except DatabaseInUse as e:
+        raise BackupError(str(e)) from None
     try:
         tmp = db.with_name(db.name + ".restoring")
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
@@ -166,20 +152,13 @@ def restore(source: Path, db: Path) -> Path | None:
             lock.close()
 
 
-def _config(args):
-    from ..service import config as host_config
-    cfg = host_config.load(args.config)
-    return cfg
-
-
 def backup_cli(args) -> int:
     import sys
-    from ..service.config import HostConfigError
     try:
-        cfg = _config(args)
+        cfg = host_config.load(args.config)
         dest = Path(args.to) if args.to else cfg.backup_dir
         path = backup(cfg.database, dest, args.keep if args.keep is not None else cfg.backup_keep)
-    except (BackupError, HostConfigError) as e:
+    except (BackupError, host_config.HostConfigError) as e:
         print(f"backup: {e}", file=sys.stderr)
         return 1
     print(path)
@@ -188,11 +167,10 @@ def backup_cli(args) -> int:
 
 def restore_cli(args) -> int:
     import sys
-    from ..service.config import HostConfigError
     try:
-        cfg = _config(args)
+        cfg = host_config.load(args.config)
         kept = restore(Path(args.file), cfg.database)
-    except (BackupError, HostConfigError) as e:
+    except (BackupError, host_config.HostConfigError) as e:
         print(f"restore: {e}", file=sys.stderr)
         return 1
     print(f"restored {args.file} into {cfg.database}"

@@ -11,6 +11,7 @@ they are in concentrator.yaml (0600) and nowhere on a screen again."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -205,7 +206,6 @@ mosquitto:
 
 
 def _quoted(text: str) -> str:
-    import json
     return json.dumps(text, ensure_ascii=False)  # JSON strings are YAML strings
 
 

@@ -73,6 +73,15 @@ class Registry:
             f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         replace_owned(tmp, self.path)
 
+    def logins(self) -> dict[str, str]:
+        """Every login the registry holds: the installer's (once made) and
+        each panel's, user name to password."""
+        doc = self._doc()
+        out = {broker_access.INSTALLER_USER: doc["installer"]["password"]} \
+            if doc.get("installer") else {}
+        out.update((pid, e["password"]) for pid, e in sorted(doc["panels"].items()))
+        return out
+
     def installer_login(self) -> tuple[str, str]:
         """The station's own broker login (it may only read the panels'
         status), made at the first use. Never the host's: the broker binds

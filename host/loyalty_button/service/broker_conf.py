@@ -261,13 +261,9 @@ def _sync_logins(cfg) -> list[str]:
     from ..panels.registry import Registry, RegistryError
     logins = {cfg.broker_user: cfg.broker_password}
     try:
-        doc = Registry(cfg)._doc()
+        logins.update(Registry(cfg).logins())
     except RegistryError as e:
         raise BrokerConfError(str(e)) from None
-    if doc.get("installer"):
-        logins[broker_access.INSTALLER_USER] = doc["installer"]["password"]
-    for panel_id, entry in sorted(doc["panels"].items()):
-        logins[panel_id] = entry["password"]
     broker_access.write_acl(cfg.panels_acl_file, cfg.store, cfg.broker_user)
     for user, password in logins.items():
         broker_access.set_login(cfg.panels_password_file, user, password)

@@ -39,7 +39,7 @@ from .config import HostConfig
 from .fleet import Fleet, panel_message
 from . import sdnotify
 from .pos import Listeners, start_listeners
-from .records import RecordStore
+from .records import RecordStore, lock_database
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,6 @@ async def serve(cfg: HostConfig, ready_file=None) -> None:
     # What the host writes (records, caches, logs) is its own and its
     # group's, never every user's: records carry loyalty ids.
     os.umask(0o027)
-    from ..appliance.backup import lock_database
     host = StoreHost(cfg)
     # Held while the host runs: `loyalty-button restore` will not swap the
     # database under it.

@@ -11,6 +11,7 @@ the write's future."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import queue
@@ -175,6 +176,28 @@ def row_to_record(row: sqlite3.Row) -> dict:
             rec[key] = json.loads(rec[key])
     rec["late"] = bool(rec["late"])
     return rec
+
+
+
+class DatabaseInUse(RuntimeError):
+    """The database is held by a running concentrator (lock_database)."""
+
+
+def lock_database(db: Path):
+    """Held by the running concentrator (released when its process ends,
+    however it ends). Returns the open file, or None when there is no
+    database yet."""
+    try:
+        f = open(db, "rb")
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise DatabaseInUse(f"{db} is in use by a running concentrator "
+                            f"(stop it first: systemctl stop loyalty-button)") from None
+    return f
 
 
 class RecordStore:

@@ -118,10 +118,10 @@ class DebianRoot:
                 *[f"{k}={v}" for k, v in clean.items()], *argv]
 
     def run(self, argv: list[str], user: str | None = None, check: bool = True,
-            input: str | None = None, env: dict | None = None,
+            input: str | None = None, env: dict | None = None, group: str | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
-        done = subprocess.run(self._argv(argv, user, env=env), capture_output=True, text=True,
-                              input=input, timeout=timeout)
+        done = subprocess.run(self._argv(argv, user, group, env), capture_output=True,
+                              text=True, input=input, timeout=timeout)
         if check and done.returncode != 0:
             raise RootError(f"{' '.join(argv)} failed ({done.returncode}):\n"
                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -162,11 +162,7 @@ class DebianRoot:
     def run_unit(self, name: str, check: bool = True) -> subprocess.CompletedProcess:
         """A oneshot unit: its ExecStart, to the end."""
         unit = self.unit(name)
-        done = subprocess.run(self._argv(unit.start, unit.user, unit.group, unit.env),
-                              capture_output=True, text=True, timeout=300)
-        if check and done.returncode != 0:
-            raise RootError(f"{name} failed ({done.returncode}): {done.stderr[-2000:]}")
-        return done
+        return self.run(unit.start, unit.user, check, env=unit.env, group=unit.group)
 
     def stop(self, proc: subprocess.Popen, timeout: float = 10) -> int | None:
         if proc.poll() is None:
