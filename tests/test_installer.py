@@ -205,3 +205,59 @@ def test_adding_a_till_twice_or_without_the_settings_is_refused(store):
     refused = _cli("panels", "add", "2", "--board", "cyd", "--config", str(bare))
     assert refused.returncode == 2
     assert "set panels.wifi_ssid, panels.broker_host, panels.password_file" in refused.stderr
+
+
+def test_a_store_on_tls_gives_its_panels_the_ca_and_they_come_online_over_tls(tmp_path, devices):
+    """panels.tls: panel.json dials the broker's TLS listener and names the
+    store's CA, which the station copies (and verifies) beside it; the
+    panel's MicroPython mbedTLS trusts only that CA, for that address."""
+    import ssl
+    broker = start_broker(tmp_path, tls=True)
+    try:
+        cfg = str(_config(tmp_path, broker))
+        # No CA yet: refused before anything is written to a panel.
+        tls_dir = broker.tls_dir
+        (tls_dir / "ca.crt").rename(tls_dir / "ca.crt.away")
+        assert _cli("panels", "add", "1", "--board", "cyd", "--config", cfg).returncode == 0
+        early = devices(tmp_path / "flash-early", name="till-1", air=[WIFI])
+        run = _cli("panels", "flash", "--config", cfg, "--timeout", "8",
+                   "--port", f"1={early.port}")
+        assert run.returncode == 1 and "run 'loyalty-button broker apply' first" in run.stdout
+        (tls_dir / "ca.crt.away").rename(tls_dir / "ca.crt")
+
+        panel = devices(tmp_path / "flash-1", name="till-1", air=[WIFI])
+        run = _cli("panels", "flash", "--config", cfg, "--timeout", "30",
+                   "--port", f"1={panel.port}")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "1 of 1 panels online" in run.stdout
+        doc = json.loads((panel.flash / "panel.json").read_text())
+        assert doc["broker"]["port"] == broker.tls_port and doc["broker"]["ca_file"] == "ca.der"
+        assert (panel.flash / "ca.der").read_bytes() == \
+            ssl.PEM_cert_to_DER_cert((tls_dir / "ca.crt").read_text())
+        # Mosquitto saw the panel log in on the TLS listener.
+        log = broker.log_path.read_text()
+        assert re.search(rf"New connection from [\d.:]+ on port {broker.tls_port}\.\n"
+                         rf"\d+: New client connected from [\d.:]+ as till-1 ", log), log
+        link = PanelLink(STORE, port=broker.port, user="host", password=HOST_PASSWORD).start()
+        try:
+            link.ask("till-1", "r-tls", "nps-main", "nps", "Порекомендуете нас?")
+            time.sleep(1.0)  # past the question guard
+            with serial.serial_for_url(panel.port, 115200, timeout=1) as port:
+                port.write(b"tap 10\n")
+            assert link.wait_answer("r-tls", timeout=15)["value"] == 10
+        finally:
+            link.stop()
+
+        # The broker's certificate no longer names the address the panels
+        # dial: the panel refuses it, and the station says what to fix.
+        from loyalty_button.service import broker_conf
+        broker_conf.ensure_tls(tls_dir, ["store-host.local"], STORE)
+        broker.restart()
+        run = _cli("panels", "flash", "--config", cfg, "--timeout", "8",
+                   "--port", f"1={panel.port}")
+        assert run.returncode == 1
+        row = _rows(run.stdout)["1"]
+        assert "does not trust the broker at 127.0.0.1" in row, row
+        assert "does not match" in row and "mosquitto.tls_names" in row
+    finally:
+        broker.stop()

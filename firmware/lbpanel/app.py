@@ -84,7 +84,7 @@ class PanelApp:
             keepalive=settings["broker.keepalive_s"],
             will=(self.topics["status"], protocol.encode(telemetry.offline_message(self.identity)), 1, True),
             on_message=self._on_message, on_oversized=self._on_oversized,
-            max_packet=protocol.MAX_PAYLOAD + 256)
+            max_packet=protocol.MAX_PAYLOAD + 256, ca_file=settings["broker.ca_file"])
         self._tasks = []
         if hasattr(ui, "bind"):
             ui.bind(self)

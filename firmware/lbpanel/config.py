@@ -25,6 +25,9 @@ FIELDS = (
     # Reconnect backoff doubles from 1 s up to this ceiling (plus jitter, so
     # a store's panels do not all knock at once after a broker restart).
     ("broker.retry_max_s", "int", 30, (1, 600)),
+    # TLS: the store's CA certificate (DER) on the panel's flash; set, the
+    # panel dials TLS and trusts only that CA (docs/broker.md).
+    ("broker.ca_file", "str", None, None),
     ("wifi.ssid", "str", None, None),
     ("wifi.password", "str", None, None),
     ("lang", "id", "en", None),

@@ -9,6 +9,7 @@
 # Runs under MicroPython and CPython.
 import asyncio
 import struct
+import sys
 
 from lbpanel import log
 from lbpanel.clock import ticks_diff, ticks_ms
@@ -33,7 +34,8 @@ class MQTTError(Exception):
 
 
 def _why(exc):
-    return str(exc) or type(exc).__name__
+    # mbedTLS's messages start with a newline under MicroPython.
+    return str(exc).strip() or type(exc).__name__
 
 
 def _varint(n):
@@ -154,8 +156,11 @@ class _Buffered:
 class Client:
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive=30, will=None, on_message=None, on_oversized=None,
-                 max_packet=2048):
+                 max_packet=2048, ca_file=None):
         self.client_id = client_id
+        # The store's CA (DER) on flash: set, the link is TLS and the
+        # broker must hold a certificate from that CA for `host`.
+        self.ca_file = ca_file
         self.host = host
         self.port = port
         self.user = user
@@ -187,21 +192,36 @@ class Client:
         self._close_socket()
         self._down = asyncio.Event()
         self.lost_reason = None
+        ctx = self._tls_context() if self.ca_file else None
         try:
-            stream, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout_s)
+            if ctx is not None and sys.implementation.name == "micropython":
+                # MicroPython: TCP_NODELAY goes on the TCP socket before
+                # the TLS layer wraps it (its SSLSocket has no setsockopt);
+                # the handshake runs with the first write.
+                stream, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), timeout_s)
+                self._set_nodelay()
+                stream.s = ctx.wrap_socket(stream.s, server_hostname=self.host,
+                                           do_handshake_on_connect=False)
+            else:
+                kw = {"ssl": ctx, "server_hostname": self.host} if ctx is not None else {}
+                stream, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port, **kw), timeout_s)
+                self._set_nodelay()
             self._reader = _Buffered(stream)
         except asyncio.TimeoutError:
             raise MQTTError("no answer from %s:%d within %ds" % (self.host, self.port, timeout_s))
-        self._set_nodelay()
+        except ValueError as e:  # MicroPython's TLS errors; CPython's are OSErrors
+            raise MQTTError("TLS to %s:%d failed: %s" % (self.host, self.port, _why(e)))
         pkt = connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will)
         try:
-            await self._send(pkt)
+            # Under TLS the first write also runs the handshake: bounded too.
+            await asyncio.wait_for(self._send(pkt), timeout_s)
             head = await asyncio.wait_for(self._reader.exactly(4), timeout_s)
         except asyncio.TimeoutError:
             self._close_socket()
             raise MQTTError("broker %s:%d did not answer CONNECT" % (self.host, self.port))
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, ValueError) as e:
             self._close_socket()
             raise MQTTError("connection to %s:%d failed: %s" % (self.host, self.port, _why(e)))
         if head[0] != 0x20 or head[1] != 2:
@@ -215,6 +235,28 @@ class Client:
         self._last_rx = ticks_ms()
         self._tasks = [asyncio.create_task(self._read_loop()),
                        asyncio.create_task(self._keepalive_loop())]
+
+    def _tls_context(self):
+        """A client context that trusts only the store's CA. Made per
+        connection and dropped with it: a panel keeps no TLS state between
+        links (heap)."""
+        import ssl  # only a panel on TLS pays for the module
+        try:
+            with open(self.ca_file, "rb") as f:
+                ca = f.read()
+        except OSError as e:
+            raise MQTTError("TLS: cannot read the store's CA %s: %s" % (self.ca_file, _why(e)))
+        try:
+            if hasattr(ssl, "create_default_context"):  # CPython
+                return ssl.create_default_context(cadata=ca)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            # MicroPython's client context verifies nothing unless told.
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=ca)
+            return ctx
+        except (ValueError, OSError) as e:
+            raise MQTTError("TLS: %s is not a CA certificate in DER form: %s"
+                            % (self.ca_file, _why(e)))
 
     def _set_nodelay(self):
         # Without TCP_NODELAY every small MQTT packet waits ~40 ms for the

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 import time
 from pathlib import Path
 
@@ -24,6 +25,10 @@ from lbpanel import boards, config as panel_config
 
 from ..service import broker_access
 from ..settings import replace_owned
+
+# The store's CA on a panel's flash, in DER: MicroPython's mbedTLS takes it
+# as data without the PEM parser's terminating NUL, and it is smaller.
+CA_FILE = "ca.der"
 
 TILL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$")
 
@@ -141,14 +146,17 @@ class Registry:
             raise RegistryError(f"no panel {panel_id!r} is registered")
         self._require_panel_settings()
         cfg = self.cfg
+        broker = {"host": cfg.panels_broker_host, "port": self.broker_port(),
+                  "user": panel_id, "password": entry["password"]}
+        if cfg.panels_tls:
+            self.ca_der()  # refused here, before a panel is flashed without it
+            broker["ca_file"] = CA_FILE
         doc = {
             "panel_id": panel_id,
             "store": cfg.store,
             "board": entry["board"],
             "lang": cfg.panels_lang,
-            "broker": {"host": cfg.panels_broker_host,
-                       "port": cfg.panels_broker_port or cfg.broker_port,
-                       "user": panel_id, "password": entry["password"]},
+            "broker": broker,
             "wifi": {"ssid": cfg.panels_wifi_ssid, "password": cfg.panels_wifi_password or ""},
         }
         try:
@@ -157,6 +165,32 @@ class Registry:
             raise RegistryError(f"panel.json for {panel_id} would be refused by the panel: "
                                 f"{'; '.join(e.problems)}") from None
         return doc
+
+    def broker_port(self) -> int:
+        """The port panels dial: panels.broker_port, else the broker's TLS
+        listener with panels.tls, else its plain one."""
+        cfg = self.cfg
+        if cfg.panels_broker_port:
+            return cfg.panels_broker_port
+        return cfg.mosquitto_tls_port if cfg.panels_tls else cfg.broker_port
+
+    def ca_der(self) -> bytes | None:
+        """The store's CA certificate in DER for panels on TLS (None without
+        panels.tls)."""
+        cfg = self.cfg
+        if not cfg.panels_tls:
+            return None
+        if not cfg.panels_broker_port and not cfg.mosquitto_tls_port:
+            raise RegistryError("panels.tls is on but the broker has no TLS listener: set "
+                                "mosquitto.tls_port (or panels.broker_port)")
+        path = Path(cfg.mosquitto_tls_dir) / "ca.crt"
+        try:
+            return ssl.PEM_cert_to_DER_cert(path.read_text())
+        except FileNotFoundError:
+            raise RegistryError(f"panels.tls is on but the store has no CA yet ({path}): run "
+                                f"'loyalty-button broker apply' first (docs/broker.md)") from None
+        except (OSError, ValueError) as e:
+            raise RegistryError(f"{path}: cannot read the store's CA ({e})") from None
 
     # --- the broker ---------------------------------------------------------
     def _require_panel_settings(self) -> None:

@@ -36,7 +36,7 @@ from ..service.fleet import panel_message
 from . import bundle as bundles
 from .firmware_build import venv_tool
 from .image import CHIPS, IMAGE_OFFSET
-from .registry import Registry
+from .registry import CA_FILE, Registry
 
 COPY_RETRIES = 2
 
@@ -296,6 +296,11 @@ class Station:
         sources["panel.json"] = cfg_file
         files[bundles.MANIFEST] = bundles.sha256_file(folder / bundles.MANIFEST)
         sources[bundles.MANIFEST] = folder / bundles.MANIFEST
+        ca = self.registry.ca_der()
+        if ca is not None:
+            sources[CA_FILE] = cfg_file.with_name(CA_FILE)
+            sources[CA_FILE].write_bytes(ca)
+            files[CA_FILE] = bundles.sha256_file(sources[CA_FILE])
         job.sources = sources
         dirs = sorted({str(Path(rel).parent) for rel in files if "/" in rel})
         code, out = self._mpremote(job, "exec", _MKDIRS_SCRIPT % (dirs,), timeout=30)
@@ -446,7 +451,7 @@ def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", job.log) if ln.strip()]
     # "wifi: connected to <ssid>" or, later, "panel: connected to <broker>"
     joined = any("connected to" in ln for ln in lines)
-    port = cfg.panels_broker_port or cfg.broker_port
+    port = Registry(cfg).broker_port()
     if any("joining Wi-Fi" in ln for ln in lines) and not joined:
         wifi = [ln for ln in lines if "wifi" in ln.lower()]
         return (f"not online after {timeout:.0f} s: the panel cannot join Wi-Fi "
@@ -454,6 +459,11 @@ def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
                 "check panels.wifi_ssid and panels.wifi_password, and that the till is in "
                 "the Wi-Fi's range; then flash again")
     broker = [ln for ln in lines if "broker" in ln and ("retrying" in ln or "refused" in ln)]
+    if broker and ("certificate" in broker[-1] or "TLS" in broker[-1]):
+        return (f"not online after {timeout:.0f} s: the panel does not trust the broker at "
+                f"{cfg.panels_broker_host}:{port} (its log: {broker[-1]})",
+                "the certificate must name panels.broker_host (mosquitto.tls_names) and come "
+                "from the store's CA: run 'loyalty-button broker apply', then flash again")
     if broker:
         return (f"not online after {timeout:.0f} s: the panel cannot reach the broker at "
                 f"{cfg.panels_broker_host}:{port} (its log: {broker[-1]})",

@@ -71,6 +71,9 @@ class HostConfig:
     panels_broker_host: str | None = None  # the address panels dial (the LAN one)
     panels_broker_port: int | None = None  # default: broker.port
     panels_lang: str = "en"
+    # Panels dial the broker's TLS listener (mosquitto.tls_port) and trust
+    # the store's CA, which `panels flash` copies beside panel.json.
+    panels_tls: bool = False
     panels_registry: Path | None = None    # default: panels.json beside the database
     panels_password_file: Path | None = None  # Mosquitto's password_file
     panels_acl_file: Path | None = None       # Mosquitto's acl_file
@@ -131,6 +134,7 @@ _FIELDS = [
     Field("panels.broker_host", "str"),
     Field("panels.broker_port", "int", (1, 65535)),
     Field("panels.lang", "id"),
+    Field("panels.tls", "bool"),
     Field("panels.registry", "path"),
     Field("panels.password_file", "path"),
     Field("panels.acl_file", "path"),

@@ -31,11 +31,16 @@ def free_port() -> int:
 
 def config_text(port: int, data_dir: Path, password_file: Path | None = None,
                 acl_file: Path | None = None, run_as: str | None = None,
-                bind: str = "127.0.0.1", pid_file: Path | None = None) -> str:
+                bind: str = "127.0.0.1", pid_file: Path | None = None,
+                tls: tuple[int, Path] | None = None) -> str:
     """A private broker's configuration: the store broker's
-    (service/broker_conf.py) on one loopback listener."""
-    return broker_conf.config_text([broker_conf.Listener(port, bind)], data_dir, password_file,
-                                   acl_file, run_as, pid_file)
+    (service/broker_conf.py) on one loopback listener, and a TLS one with
+    tls = (port, folder of the store's CA and server certificate)."""
+    listeners = [broker_conf.Listener(port, bind)]
+    if tls:
+        listeners.append(broker_conf.Listener(tls[0], bind, tls[1]))
+    return broker_conf.config_text(listeners, data_dir, password_file, acl_file, run_as,
+                                   pid_file)
 
 
 def mosquitto_path() -> str:
@@ -62,7 +67,9 @@ class Broker:
 
     def __init__(self, workdir: Path, port: int | None = None,
                  users: dict[str, str] | None = None, store: str = "s1",
-                 host_user: str = "host"):
+                 host_user: str = "host", tls_names: list[str] | None = None):
+        """tls_names: also a TLS listener (tls_port), its certificate from
+        a CA of the store's own (tls_dir) for these names."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -71,6 +78,10 @@ class Broker:
         self.host_user = host_user
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "mosquitto.log"
+        self.tls_port = free_port() if tls_names else None
+        self.tls_dir = self.workdir / "tls" if tls_names else None
+        if tls_names:
+            broker_conf.ensure_tls(self.tls_dir, tls_names, store)
         self._write_config()
 
     def _write_config(self) -> None:
@@ -92,7 +103,9 @@ class Broker:
         self.conf = self.workdir / "mosquitto.conf"
         self.pid_file = self.workdir / "mosquitto.pid"
         self.conf.write_text(config_text(self.port, data, pw, acl, run_as,
-                                         pid_file=self.pid_file))
+                                         pid_file=self.pid_file,
+                                         tls=(self.tls_port, self.tls_dir) if self.tls_port
+                                         else None))
 
     def start(self, timeout: float = 10.0) -> "Broker":
         if self.proc and self.proc.poll() is None:
