@@ -1,27 +1,24 @@
-# Boot on the ESP32: config -> board (display, touch) -> UI -> network -> app.
-# panel.json names the board ("cyd", "s3_8048"); without one (or without
-# the LVGL firmware) the headless UI reports screens on the console.
+# Boot on the ESP32: slot -> config -> board (display, touch) -> UI ->
+# network -> app. lbboot picks the copy of the app to run (the one installed
+# over USB, or an update slot; docs/ota.md); panel.json names the board
+# ("cyd", "s3_8048"); without one (or without the LVGL firmware) the
+# headless UI reports screens on the console.
 import sys
 
-# The project's image freezes lbpanel and boards (bytecode in flash). The
-# app bundle's .mpy files on the file system would shadow them and load
-# their bytecode into the heap, which a CYD cannot spare: frozen modules
-# come first, and the files serve stock images, which freeze nothing.
-if ".frozen" in sys.path:
-    sys.path.remove(".frozen")
-    sys.path.insert(0, ".frozen")
+import lbboot
+
+SLOT, MODE = lbboot.select()
+sys.path[:] = lbboot.import_path(SLOT, MODE == "safe")
 
 import asyncio  # noqa: E402 (after the path is set)
 
-import machine
-import network
-
-from lbpanel import app, config, console, log
+import machine  # noqa: E402
+import network  # noqa: E402
 
 CONFIG = "panel.json"
 
 
-def board_name(loaded):
+def board_name(loaded, config):
     """The board panel.json names; a file with mistakes may still name it,
     so its problem screen shows on the display."""
     if isinstance(loaded, config.ConfigError):
@@ -29,9 +26,10 @@ def board_name(loaded):
     return loaded[0]["board"]
 
 
-def make_ui(name):
+def make_ui(name, log):
     """(ui, LVGL loop coroutine or None, touch-calibration coroutine or None)."""
-    if name == "none":
+    if name == "none" or MODE == "safe":
+        # Safe mode: the fewest moving parts, no display driver.
         from lbpanel.ui import HeadlessUI
         return HeadlessUI(), None, None
     try:
@@ -47,7 +45,7 @@ def make_ui(name):
     touch = board_module.touch(display)
 
     def read_font(file_name):
-        with open("fonts/" + file_name, "rb") as f:
+        with open((SLOT + "/" if SLOT else "") + "fonts/" + file_name, "rb") as f:
             return f.read()
     fonts = lvui.load_fonts(board_module.BOARD, read_font)
     ui = lvui.LvglUI(board_module.BOARD, display, fonts)
@@ -60,11 +58,12 @@ def make_ui(name):
 
 
 async def main():
+    from lbpanel import app, config, console, log
     try:  # read once: the board first, then the app
         loaded = config.load(CONFIG)
     except config.ConfigError as e:
         loaded = e
-    ui, lvgl_loop, first_calibration = make_ui(board_name(loaded))
+    ui, lvgl_loop, first_calibration = make_ui(board_name(loaded, config), log)
     if lvgl_loop is not None:
         asyncio.create_task(lvgl_loop)
     if first_calibration is not None:
@@ -72,7 +71,15 @@ async def main():
         # the installer does that before anything else.
         await first_calibration
     await app.start(CONFIG, ui, network=network, reset=machine.reset,
-                    wdt=machine.WDT(timeout=10000), console=console.run, loaded=loaded)
+                    wdt=machine.WDT(timeout=10000), console=console.run, loaded=loaded,
+                    boot=(SLOT, MODE))
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except Exception as e:  # not SystemExit (a reset) nor KeyboardInterrupt (the REPL)
+    # An app that cannot start must not leave the panel at a REPL: note why
+    # (a trial then goes back to the slot before it) and start again.
+    sys.print_exception(e)
+    lbboot.failed("%s: %s" % (type(e).__name__, e))
+    machine.reset()

@@ -35,8 +35,13 @@ class Identity:
 
 class PanelApp:
     def __init__(self, settings, ui, net=None, reset=None, wdt=None, counters=None,
-                 warnings=()):
+                 warnings=(), boot=None):
         self.settings = settings
+        # (slot, mode) from lbboot when main.py booted us; None in the
+        # simulators that start the app directly (no updates there).
+        self.boot = boot
+        self.ota = self._ota_at_boot()
+        self._updating = False
         self.ui = ui
         self.net = net
         self.reset = reset
@@ -127,6 +132,9 @@ class PanelApp:
                 self.counters.add("connects")
                 log.info(_TAG, "connected to %s:%d" % (self.client.host, self.client.port))
                 delay = 1
+                if self.boot is not None and self.boot[1] == "normal":
+                    import lbboot
+                    lbboot.healthy()  # a good boot: the failed-boot count restarts
                 await self._publish_status()
                 if self.flow.state == ADVERTS:
                     self.ui.show_adverts()
@@ -197,18 +205,119 @@ class PanelApp:
             if applied:
                 log.info(_TAG, "host config applied: %s" % ", ".join(applied))
         elif leaf == "cmd":
-            self._on_command(msg["cmd"])
+            self._on_command(msg)
         elif leaf == "adverts":
             self.counters.add("adverts_manifest")
             self._advert_cache().set_manifest(msg)
             self._fetch_now.set()
 
-    def _on_command(self, cmd):
+    def _on_command(self, msg):
+        cmd = msg["cmd"]
         log.info(_TAG, "command %s" % cmd)
         if cmd == "ping":
             self._heartbeat_now.set()
         elif cmd == "reboot" and self.reset is not None:
             asyncio.create_task(self._reboot())
+        elif cmd == "health":
+            asyncio.create_task(self._health())
+        elif cmd == "update":
+            if self.boot is None or self.reset is None:
+                self._ota_refused(msg, "this panel was not started by main.py: no update slots")
+            elif self.boot[1] == "trial":
+                self._ota_refused(msg, "an update is on trial; confirm or roll it back first")
+            elif not self._updating:
+                self._updating = True
+                asyncio.create_task(self._update(msg))
+
+    # --- updates (docs/ota.md) ----------------------------------------------
+
+    def _ota_at_boot(self):
+        if self.boot is None:
+            return None
+        import lbboot
+        slot, mode = self.boot
+        ota = {"slot": slot or "base", "mode": mode,
+               "state": "trial" if mode == "trial" else ("safe" if mode == "safe" else "ok")}
+        failure = lbboot.read()["failure"]
+        if failure and mode != "trial":
+            # Reported until the next update: the host learns why it came back.
+            ota["state"] = "rolled_back"
+            ota["version"] = failure["version"]
+            ota["reason"] = failure["reason"]
+            log.warning(_TAG, "update %s was rolled back: %s"
+                        % (failure["version"], failure["reason"]))
+        if mode == "trial":
+            asyncio.create_task(self._trial_window())
+        return ota
+
+    def _set_ota(self, state, **fields):
+        ota = {"slot": self.ota["slot"], "mode": self.ota["mode"], "state": state}
+        for key in fields:
+            ota[key] = fields[key]
+        self.ota = ota
+
+    def _ota_refused(self, msg, why):
+        log.warning(_TAG, "update %s refused: %s" % (msg.get("version"), why))
+        self.counters.add("update_refused")
+        self._set_ota("failed", version=msg.get("version"), reason=why)
+        self._heartbeat_now.set()
+
+    async def _report_ota(self, state, **fields):
+        self._set_ota(state, **fields)
+        if self.client.up:
+            await self._publish_status()
+
+    async def _update(self, msg):
+        from lbpanel.ota import Updater, UpdateError
+        try:
+            # Never with a question on the screen: the shopper comes first.
+            while self.flow.state != ADVERTS:
+                await asyncio.sleep(1)
+            await self._report_ota("downloading", version=msg["version"], pct=0)
+            updater = Updater(self.settings["ota.key"], self.settings["board"], self._report_ota,
+                              safe=self.boot[1] == "safe")
+            await updater.run(msg)
+        except UpdateError as e:
+            self._ota_refused(msg, str(e))
+            self._updating = False
+            return
+        except Exception as e:  # a bug or a full flash: the running app stays
+            log.exception(_TAG, "update failed", e)
+            self._ota_refused(msg, "%s: %s" % (type(e).__name__, e))
+            self._updating = False
+            return
+        # A shopper may have got a question during the download: the
+        # restart waits for it to end too.
+        while self.flow.state != ADVERTS:
+            await asyncio.sleep(0.2)
+        await self._report_ota("switching", version=msg["version"])
+        await self._reboot()
+
+    async def _health(self):
+        """The host's health check: answered with a status; on trial, once
+        that status reached the broker, the update is confirmed."""
+        if self.ota is None or self.ota["state"] != "trial":
+            self._heartbeat_now.set()
+            return
+        await self._publish_status()
+        if not self.client.up:
+            return  # the host asks again
+        import lbboot
+        lbboot.confirm()
+        log.info(_TAG, "update %s confirmed" % VERSION)
+        self.boot = (self.boot[0], "normal")
+        self._set_ota("ok")
+        self.ota["mode"] = "normal"
+        await self._publish_status()
+
+    async def _trial_window(self):
+        await asyncio.sleep(self.settings["ota.trial_s"])
+        if self.ota["state"] == "trial" and self.reset is not None:
+            import lbboot
+            why = "not confirmed by the host within %d s" % self.settings["ota.trial_s"]
+            log.error(_TAG, "%s: going back" % why)
+            lbboot.failed(why)
+            await self._reboot()
 
     async def _reboot(self):
         await self.stop()
@@ -385,6 +494,8 @@ class PanelApp:
         if self.net is not None:
             extra["ip"] = self.net.ip()
             extra["rssi"] = self.net.rssi()
+        if self.ota is not None:
+            extra["ota"] = self.ota
         uptime = clock.ticks_diff(clock.ticks_ms(), self.started) // 1000
         msg = telemetry.status_message(self.identity, uptime, self.outbox.depth(),
                                        self.counters, extra)
@@ -395,7 +506,7 @@ class PanelApp:
 
 
 async def start(config_path, ui, network=None, reset=None, wdt=None, console=None,
-                loaded=None):
+                loaded=None, boot=None):
     """Boot order: config -> network -> app. A bad config leaves the panel on
     its 'not configured' screen (alive, watchdog fed) instead of crashing.
     `loaded`: what config.load(config_path) returned or raised, when the
@@ -420,7 +531,7 @@ async def start(config_path, ui, network=None, reset=None, wdt=None, console=Non
         while not await net.up():
             ui.show_problem("no_network", "cannot join Wi-Fi %r" % settings["wifi.ssid"])
             await asyncio.sleep(5)
-    app = PanelApp(settings, ui, net, reset, wdt, warnings=warnings)
+    app = PanelApp(settings, ui, net, reset, wdt, warnings=warnings, boot=boot)
     if console is not None:
         asyncio.create_task(console(app))
     await app.run()

@@ -50,6 +50,11 @@ FIELDS = (
     ("outbox.dir", "str", "outbox", None),
     ("outbox.max_entries", "int", 100, (1, 5000)),
     ("log_level", "str", "INFO", None),
+    # Updates (docs/ota.md): the store's signing key (64 hex digits, written
+    # by `loyalty-button panels`), and how long an update may run on trial
+    # before it must have been confirmed.
+    ("ota.key", "str", None, None),
+    ("ota.trial_s", "int", 300, (10, 3600)),
 )
 
 # What the host may set over lb/v1/<store>/panel/<panel>/config.

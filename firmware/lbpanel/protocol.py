@@ -17,7 +17,9 @@ KINDS = ("nps", "csat", "yesno", "choice")
 # "timeout" and "declined" are answers too: no answer is an answer.
 OUTCOMES = ("answered", "declined", "timeout", "superseded")
 STATES = ("online", "offline")
-COMMANDS = ("ping", "reboot")
+# update: take a signed app bundle (docs/ota.md); health: the host's check
+# of a panel on trial, which confirms the update when answered.
+COMMANDS = ("ping", "reboot", "update", "health")
 YESNO = ("yes", "no")
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
@@ -380,6 +382,9 @@ def _validate_status(msg):
         counters = msg.get("counters")
         if counters is not None and not isinstance(counters, dict):
             _fail(msg, "counters", "must be an object of name: count")
+        ota = msg.get("ota")
+        if ota is not None and not isinstance(ota, dict):
+            _fail(msg, "ota", "must be an object {slot, mode, state, ...}")
 
 
 def _validate_config(msg):
@@ -390,16 +395,32 @@ def _validate_config(msg):
         _fail(msg, "settings", "must be an object of setting: value")
 
 
+def _hex64(msg, field, value):
+    if not isinstance(value, str) or len(value) != 64 or \
+            any([c not in "0123456789abcdef" for c in value]):
+        _fail(msg, field, "must be 64 lower-case hex digits")
+
+
+def _http_url(msg, field, what):
+    url = msg.get(field)
+    if not isinstance(url, str) or not 0 < len(url) <= MAX_URL or not url.startswith("http://"):
+        _fail(msg, field, "must be the host's http:// %s URL" % what)
+    return url
+
+
 def _validate_cmd(msg):
-    _one_of(msg, "cmd", COMMANDS)
+    if _one_of(msg, "cmd", COMMANDS) == "update":
+        _text(msg, "version")
+        if not _http_url(msg, "url", "bundle folder").endswith("/"):
+            _fail(msg, "url", "must end with /")
+        _hex64(msg, "sha256", msg.get("sha256"))  # the manifest's
+        _hex64(msg, "sig", msg.get("sig"))
 
 
 def _validate_adverts(msg):
     # The playlist: files the panel fetches from `url` + <sha256>.bin and
     # checks against the sha256 before it shows them.
-    url = msg.get("url")
-    if not isinstance(url, str) or not 0 < len(url) <= MAX_URL or not url.startswith("http://"):
-        _fail(msg, "url", "must be the host's http:// advert folder URL")
+    _http_url(msg, "url", "advert folder")
     items = msg.get("items")
     if not isinstance(items, list) or len(items) > MAX_ADVERTS:
         _fail(msg, "items", "must be a list of at most %d adverts" % MAX_ADVERTS)
@@ -408,10 +429,7 @@ def _validate_adverts(msg):
             _fail(msg, "items", "has an entry that is not an object")
         if not valid_id(item.get("id")):
             _fail(msg, "items.id", "must be an id, got %r" % (item.get("id"),))
-        sha = item.get("sha256")
-        if not isinstance(sha, str) or len(sha) != 64 or \
-                any([c not in "0123456789abcdef" for c in sha]):
-            _fail(msg, "items.sha256", "must be 64 lower-case hex digits")
+        _hex64(msg, "items.sha256", item.get("sha256"))
         for field, lo, hi in (("size", 1, 1 << 26), ("duration_s", 1, 3600),
                               ("w", 1, 4096), ("h", 1, 4096)):
             value = item.get(field)

@@ -1,11 +1,18 @@
 # Stand-in for the ESP32 `machine` module under the MicroPython unix port.
 # See README.md beside this file.
+import os
 import sys
 
 RESET_EXIT_CODE = 3
 
 
 def reset():
+    # A chip restarts at once, whatever Python is doing. SystemExit can be
+    # caught, and `micropython -i main.py` (a simulated serial panel, whose
+    # Ctrl-C must give mpremote the REPL) turns it into the REPL: there the
+    # process ends itself (the shell's parent is this process).
+    if os.getenv("LB_SIM_RESET") == "kill":
+        os.system("kill -TERM $PPID")
     sys.exit(RESET_EXIT_CODE)
 
 

@@ -6,15 +6,16 @@ against the manifest; OTA updates will deliver the same bundle.
     loyalty-button panels bundle --board cyd [--out dist/bundles]
 
 What is in it, for board B:
-- `main.py` (the boot: config -> board -> UI -> app; a file, so an update
-  can replace it);
+- `main.py` and `lbboot.mpy` (the boot: slot -> config -> board -> UI ->
+  app); they stay at the root of the flash and an update never replaces
+  them (docs/ota.md);
 - `lbpanel/*.mpy`, the panel core and UI compiled by mpy-cross (a panel
   without PSRAM cannot compile them itself), for a stock image. The
   project's own image freezes the same modules, and main.py puts the frozen
   ones first: loaded from files their bytecode would sit in the heap, and
   the CYD's does not hold it (docs/memory.md). So on that image these
-  files are a fallback, and an update of the code needs a new image until
-  the OTA work gives the app its own slots;
+  files are a fallback. An update (docs/ota.md) puts a whole bundle in an
+  update slot, whose files come before the frozen ones;
 - `boards/__init__.mpy` and `boards/B.mpy`, the board's driver, no other;
 - `fonts/*.bin`, the board's fonts only (a stock image has no compiled-in
   fonts and parses these);
@@ -56,7 +57,7 @@ def sha256_file(path: Path) -> str:
 
 def _wanted(board: str, compiled: Path) -> list[str]:
     """The bundle's files, relative to the compiled firmware folder."""
-    files = ["main.py"]
+    files = ["main.py", "lbboot.mpy"]
     files += sorted(f"lbpanel/{p.name}" for p in (compiled / "lbpanel").glob("*.mpy")
                     if f"lbpanel/{p.name}" not in SIM_ONLY)
     files += ["boards/__init__.mpy", f"boards/{board}.mpy"]

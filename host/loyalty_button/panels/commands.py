@@ -6,6 +6,8 @@
     panels remove PANEL --config concentrator.yaml
     panels flash --config concentrator.yaml (--port TILL=PORT ... | --all)
                  [--image FILE] [--bundle DIR ...] [--baud N] [--timeout S]
+    panels update --config concentrator.yaml --bundle VERSION [--canary N]
+                  [--tills 1,2] [--timeout S]          (docs/ota.md)
 """
 
 from __future__ import annotations
@@ -192,11 +194,36 @@ def _flash(args) -> int:
     return 0 if ok == len(jobs) else 1
 
 
+def _update(args) -> int:
+    from .rollout import Rollout
+    reg = _registry(args)
+    tills = [t.strip() for t in args.tills.split(",") if t.strip()] if args.tills else None
+    rollout = Rollout(reg, args.bundle, canary=args.canary, timeout_s=args.timeout,
+                      out=lambda line: print(line, flush=True))
+    targets = rollout.plan(tills)
+    rollout.url_base()  # refused now, not after the first panel
+    rollout.connect()
+    start = time.monotonic()
+    try:
+        done = rollout.run(targets)
+    finally:
+        rollout.close()
+    print()
+    rows = [("till", "panel", "result", "seconds", "firmware", "what failed")]
+    for t in targets:
+        rows.append((t.till, t.panel_id, t.result, f"{t.seconds:.1f}", t.fw or "-", t.what))
+    _table(rows)
+    ok = sum(t.result == "ok" for t in targets)
+    print(f"\n{ok} of {len(targets)} panels on {args.bundle} in {time.monotonic() - start:.1f} s")
+    return 0 if done else 1
+
+
 def cli(args) -> int:
     try:
         if args.action == "bundle":
             return bundles.cli(args)
-        return {"add": _add, "remove": _remove, "list": _list, "flash": _flash}[args.action](args)
+        return {"add": _add, "remove": _remove, "list": _list, "flash": _flash,
+                "update": _update}[args.action](args)
     except (RegistryError, bundles.BundleError, SettingsError) as e:
         print(f"panels {args.action}: {e}", file=sys.stderr)
         return 2
@@ -239,4 +266,14 @@ def add_parser(sub) -> None:
     f.add_argument("--baud", type=int, default=460800)
     f.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for each panel to come online (default 60)")
+    u = with_config(psub.add_parser("update", help="update the panels over the air, a canary "
+                                                   "first (docs/ota.md)"))
+    u.add_argument("--bundle", required=True, metavar="VERSION",
+                   help="the version; its bundles are in panels.bundles/<board>-VERSION/")
+    u.add_argument("--canary", type=int, default=1,
+                   help="panels updated and confirmed before the rest (default 1; 0: all "
+                        "at once)")
+    u.add_argument("--tills", help="only these tills, comma-separated")
+    u.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds each group may take to be confirmed (default 600)")
     p.set_defaults(func=cli)

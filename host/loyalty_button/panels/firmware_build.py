@@ -44,6 +44,9 @@ def build(out_dir: Path) -> Path:
             # -s keeps the source name short in tracebacks (saves a little RAM)
             subprocess.run([tool, "-s", f"{package}/{src.name}", "-o", str(target), str(src)],
                            check=True, capture_output=True)
+    # The boot selector sits at the root of the flash, outside any slot.
+    subprocess.run([tool, "-s", "lbboot.py", "-o", str(out_dir / "lbboot.mpy"),
+                    str(FIRMWARE_DIR / "lbboot.py")], check=True, capture_output=True)
     # The boards' fonts (tools/fonts), when they have been made.
     made = fonts.fonts_dir()
     if made.exists():

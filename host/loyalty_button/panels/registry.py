@@ -65,11 +65,14 @@ class Registry:
     def load(self) -> dict[str, dict]:
         return self._doc()["panels"]
 
-    def _save(self, panels: dict, installer: dict | None = None) -> None:
+    def _save(self, panels: dict, installer: dict | None = None,
+              ota_key: str | None = None) -> None:
         doc = self._doc()
         doc["panels"] = panels
         if installer is not None:
             doc["installer"] = installer
+        if ota_key is not None:
+            doc["ota_key"] = ota_key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         # Made private from the start: it holds the panels' passwords.
@@ -101,6 +104,17 @@ class Registry:
             self._save(doc["panels"], entry)
             self.reload_broker()
         return broker_access.INSTALLER_USER, entry["password"]
+
+    def ota_key(self) -> str:
+        """The store's update signing key (64 hex digits), made at the first
+        use. Every panel.json carries it; a bundle signed with it is one
+        this store's host sent (docs/ota.md)."""
+        doc = self._doc()
+        key = doc.get("ota_key")
+        if not key:
+            key = secrets.token_hex(32)
+            self._save(doc["panels"], ota_key=key)
+        return key
 
     # --- what an installer does ---------------------------------------------
     def add(self, till: str, board: str, broker: bool = True) -> str:
@@ -158,6 +172,7 @@ class Registry:
             "lang": cfg.panels_lang,
             "broker": broker,
             "wifi": {"ssid": cfg.panels_wifi_ssid, "password": cfg.panels_wifi_password or ""},
+            "ota": {"key": self.ota_key()},
         }
         try:
             panel_config.parse(doc)

@@ -26,7 +26,7 @@ def acl_text(store: str, host_user: str, probe_user: str = "probe") -> str:
     """Each panel logs in with its panel id as user name and may touch only
     its own topics; the host user may touch everything of the store; the
     emotion probe's user only its three topics; the installer's station
-    may only read the panels' status (docs/protocol.md)."""
+    may read the panels' status and send them commands (docs/protocol.md)."""
     root = f"lb/v1/{store}"
     return "\n".join([
         f"user {host_user}",
@@ -34,6 +34,8 @@ def acl_text(store: str, host_user: str, probe_user: str = "probe") -> str:
         "",
         f"user {INSTALLER_USER}",
         f"topic read {root}/panel/+/status",
+        # Roll-outs: `panels update` sends update and health commands.
+        f"topic write {root}/panel/+/cmd",
         "",
         f"user {probe_user}",
         f"topic read {root}/probe/request",

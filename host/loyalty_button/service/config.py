@@ -74,6 +74,9 @@ class HostConfig:
     # Panels dial the broker's TLS listener (mosquitto.tls_port) and trust
     # the store's CA, which `panels flash` copies beside panel.json.
     panels_tls: bool = False
+    # App bundles for updates (docs/ota.md): <board>-<version>/ folders,
+    # served to panels at /bundles/ by the POS HTTP listener.
+    panels_bundles: Path | None = None  # default: bundles beside the database
     panels_registry: Path | None = None    # default: panels.json beside the database
     panels_password_file: Path | None = None  # Mosquitto's password_file
     panels_acl_file: Path | None = None       # Mosquitto's acl_file
@@ -135,6 +138,7 @@ _FIELDS = [
     Field("panels.broker_port", "int", (1, 65535)),
     Field("panels.lang", "id"),
     Field("panels.tls", "bool"),
+    Field("panels.bundles", "path"),
     Field("panels.registry", "path"),
     Field("panels.password_file", "path"),
     Field("panels.acl_file", "path"),
@@ -177,7 +181,7 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
     _check_adverts(values, check)
     if values.get("database") is not None:
         for key, name in (("panels_registry", "panels.json"), ("mosquitto_tls_dir", "broker-tls"),
-                          ("backup_dir", "backups")):
+                          ("backup_dir", "backups"), ("panels_bundles", "bundles")):
             if values.get(key) is None:
                 values[key] = values["database"].parent / name
     if values.get("mosquitto_snippet", True) and values.get("panels_broker_pid_file") is None:

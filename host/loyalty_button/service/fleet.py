@@ -14,7 +14,7 @@ from .records import now_ms
 log = logging.getLogger(__name__)
 
 # Telemetry kept from a panel's status for the dashboard and `status`.
-_KEPT = ("fw", "outbox", "uptime_s", "rssi", "ip", "board", "adverts")
+_KEPT = ("fw", "outbox", "uptime_s", "rssi", "ip", "board", "adverts", "ota")
 
 
 def panel_message(store: str, topic: str, payload: bytes) -> tuple[str, str, dict] | None:

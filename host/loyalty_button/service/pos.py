@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -203,6 +205,19 @@ def http_app(conc, status, adverts=None) -> web.Application:
         conc.counters["http_advert_sent"] += 1
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
+    async def get_bundle_file(request: web.Request) -> web.StreamResponse:
+        # No token, as adverts: a bundle is only worth anything to a panel
+        # with the store's key for its signature (docs/ota.md).
+        path = _bundle_file(conc.cfg.panels_bundles, request.match_info["bundle"],
+                            request.match_info["rel"])
+        if path is None:
+            conc.counters["http_bundle_not_found"] += 1
+            conc.limit("http_bundle_not_found", logging.WARNING,
+                       "bundle file %s asked by %s is not here", request.path, request.remote)
+            return _error(404, "not_found", "no such bundle file")
+        conc.counters["http_bundle_sent"] += 1
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
     async def not_found(request: web.Request) -> web.Response:
         return _error(404, "not_found", f"no such endpoint: {request.method} {request.path}")
 
@@ -211,8 +226,23 @@ def http_app(conc, status, adverts=None) -> web.Application:
     app.router.add_get("/api/v1/status", get_status)
     app.router.add_get("/api/v1/records/{id}", get_record)
     app.router.add_get("/adverts/{board}/{name}", get_advert)
+    app.router.add_get("/bundles/{bundle}/{rel:.+}", get_bundle_file)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+_BUNDLE_NAME = re.compile(r"^[a-z0-9_]+-[A-Za-z0-9.+_-]+$")
+_BUNDLE_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+
+
+def _bundle_file(root: Path | None, bundle: str, rel: str) -> Path | None:
+    """A file of a bundle folder under root, or None; nothing outside it
+    (no '..', no absolute paths)."""
+    if root is None or not _BUNDLE_NAME.match(bundle) or not _BUNDLE_PATH.match(rel) \
+            or ".." in rel.split("/"):
+        return None
+    path = Path(root) / bundle / rel
+    return path if path.is_file() else None
 
 
 class Listeners:

@@ -24,6 +24,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import subprocess
 import termios
 import threading
@@ -39,7 +40,10 @@ _LOG_KEPT = 64 * 1024
 
 class SerialPanel:
     def __init__(self, flash: Path, name: str = "panel", air: list[str] | None = None,
-                 corrupt_once: str | None = None):
+                 corrupt_once: str | None = None, binary: str | None = None):
+        """binary: the interpreter (default: the MicroPython unix port;
+        lvgl_micropython's, with the firmware frozen in, is the image)."""
+        self.binary = binary or micropython_path()
         self.flash = Path(flash)
         self.flash.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -134,10 +138,11 @@ class SerialPanel:
         # As on an ESP32: the file system first, then the frozen modules; the
         # stubs stand in for machine and network.
         env["MICROPYPATH"] = f":.frozen:{STUBS_DIR}"
+        env["LB_SIM_RESET"] = "kill"  # machine.reset() ends the process (the stub)
         if self.air is not None:
             env["LB_SIM_WIFI"] = ",".join(self.air)
         while not self._stop.is_set():
-            cmd = [micropython_path()]
+            cmd = [self.binary]
             if (self.flash / "main.py").exists():
                 cmd += ["-i", "main.py"]
             self._proc = subprocess.Popen(cmd, stdin=self._dev_slave, stdout=self._dev_slave,
@@ -147,7 +152,7 @@ class SerialPanel:
             self.boots += 1
             if self._stop.is_set():
                 return
-            if code != RESET_EXIT_CODE:
+            if code not in (RESET_EXIT_CODE, -signal.SIGTERM):
                 with self._lock:
                     self._log += f"\r\n[sim: exited with {code}; the board restarts]\r\n".encode()
             time.sleep(0.2)

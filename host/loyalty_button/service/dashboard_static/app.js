@@ -109,6 +109,16 @@ async function trend(by) {
   svg.innerHTML = out;
 }
 
+// A panel's update slot and state (docs/ota.md), with the last failure.
+function updateText(ota) {
+  if (!ota) return "–";
+  let text = `${ota.slot}, ${ota.state.replace("_", " ")}`;
+  if (ota.pct !== undefined) text += ` ${ota.pct}%`;
+  if (ota.version && ota.state !== "ok") text += ` (${ota.version})`;
+  if (ota.reason) text += `: ${ota.reason}`;
+  return text;
+}
+
 async function status() {
   const s = await api("/api/status");
   const fleet = $("fleet").tBodies[0];
@@ -120,6 +130,7 @@ async function status() {
     cell(tr, p);
     cell(tr, state, state === "online" ? "good" : "bad");
     cell(tr, f.fw || "–");
+    cell(tr, updateText(f.ota), f.ota && ["failed", "rolled_back", "safe"].includes(f.ota.state) ? "bad" : "");
     cell(tr, f.board === "none" ? "headless" : (f.board || "–"));
     const ads = f.adverts, bad = ads && ads.bad && ads.bad.length ? ads.bad : null;
     cell(tr, ads ? `${ads.ready} of ${ads.planned}` + (bad ? `; refused: ${bad.join(", ")}` : "") : "–",

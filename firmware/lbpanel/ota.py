@@ -1,0 +1,142 @@
+# The panel's updater: takes a signed app bundle from the host into the
+# update slot not running, checks every file, and switches to it for a
+# trial (lbboot.py keeps the slots; docs/ota.md). Loaded only when an
+# update arrives: a panel that is never updated keeps its heap.
+#
+# The signature is HMAC-SHA256 with the store's key (panel.json `ota.key`)
+# over the board, the version and the manifest's sha256; the manifest holds
+# every file's sha256. HMAC needs only the sha256 MicroPython already has:
+# no big-number arithmetic, no extra heap, a few milliseconds on an ESP32
+# without PSRAM (docs/ota.md says what a per-store key does and does not
+# protect against).
+import hashlib
+import json
+import os
+
+import lbboot
+from lbpanel import httpget, log
+
+_TAG = "ota"
+# Files of a bundle that stay with the USB install: the boot itself.
+ROOT_ONLY = ("main.py", "lbboot.mpy", "lbboot.py")
+MANIFEST = "manifest.json"
+_MANIFEST_MAX = 16384
+_FILE_MAX = 1 << 20
+
+
+class UpdateError(Exception):
+    pass
+
+
+def hmac_sha256(key, msg):
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes([b ^ 0x36 for b in key]))
+    inner.update(msg)
+    outer = hashlib.sha256(bytes([b ^ 0x5C for b in key]))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def signed_text(board, version, manifest_sha256):
+    """What the host signs: one line, so no parser stands between the
+    signature and what it covers."""
+    return ("lb-ota-v1 %s %s %s" % (board, version, manifest_sha256)).encode()
+
+
+def signature_ok(key_hex, board, version, manifest_sha256, sig_hex):
+    try:
+        key = bytes(int(key_hex[i:i + 2], 16) for i in range(0, len(key_hex), 2))
+    except ValueError:
+        return False
+    want = hmac_sha256(key, signed_text(board, version, manifest_sha256))
+    got = sig_hex.lower()
+    if len(got) != 64:
+        return False
+    diff = 0  # every byte compared: the time says nothing about the key
+    for i in range(32):
+        diff |= want[i] ^ int(got[2 * i:2 * i + 2], 16)
+    return diff == 0
+
+
+def _makedirs(path):
+    built = ""
+    for part in path.split("/"):
+        built = built + "/" + part if built else part
+        try:
+            os.mkdir(built)
+        except OSError:
+            pass
+
+
+def _exists_with(path, sha):
+    try:
+        return httpget.file_sha256(path) == sha
+    except OSError:
+        return False
+
+
+class Updater:
+    """One update at a time; `report(state, **fields)` tells the host
+    (through the status message) how it goes."""
+
+    def __init__(self, key_hex, board, report, safe=False):
+        self.key_hex = key_hex
+        self.board = board
+        self.report = report
+        self.safe = safe
+
+    async def run(self, cmd):
+        """Download, check and switch. Returns the slot switched to; raises
+        UpdateError saying why nothing was switched."""
+        version, url, sha, sig = cmd["version"], cmd["url"], cmd["sha256"], cmd["sig"]
+        if not self.key_hex:
+            raise UpdateError("this panel has no ota.key: flash it once more over USB")
+        if not signature_ok(self.key_hex, self.board, version, sha, sig):
+            raise UpdateError("bad signature: not signed with this store's key for %s %s"
+                              % (self.board, version))
+        slot = lbboot.spare()
+        _makedirs(slot)
+        # The slot is incomplete from here until its manifest is written
+        # last: lbboot never switches to a slot without one.
+        try:
+            os.remove(slot + "/" + MANIFEST)
+        except OSError:
+            pass
+        tmp = slot + "/" + MANIFEST + ".new"
+        try:
+            await httpget.fetch_to_file(url + MANIFEST, tmp, sha, _MANIFEST_MAX)
+        except httpget.FetchError as e:
+            raise UpdateError("manifest: %s" % e)
+        with open(tmp) as f:
+            manifest = json.load(f)
+        if manifest.get("board") != self.board or manifest.get("version") != version:
+            raise UpdateError("the bundle is %s %s, not %s %s" % (
+                manifest.get("board"), manifest.get("version"), self.board, version))
+        files = [(rel, e["sha256"]) for rel, e in sorted(manifest["files"].items())
+                 if rel not in ROOT_ONLY]
+        del manifest
+        total = len(files)
+        for n, (rel, want) in enumerate(files):
+            path = slot + "/" + rel
+            if "/" in rel:
+                _makedirs(path.rsplit("/", 1)[0])
+            if _exists_with(path, want):
+                continue  # already here: an interrupted update resumes
+            log.info(_TAG, "downloading %d of %d: %s" % (n + 1, total, rel))
+            try:
+                await httpget.fetch_to_file(url + rel, path, want, _FILE_MAX)
+            except httpget.FetchError as e:
+                raise UpdateError("%s: %s" % (rel, e))
+            if (n + 1) * 4 // total != n * 4 // total:
+                await self.report("downloading", version=version, pct=(n + 1) * 100 // total)
+        # Read back from flash: what is there now is what will boot.
+        for rel, want in files:
+            if not _exists_with(slot + "/" + rel, want):
+                raise UpdateError("%s differs from the manifest after writing" % rel)
+        os.rename(tmp, slot + "/" + MANIFEST)
+        log.info(_TAG, "verified %d files of %s in %s" % (total, version, slot))
+        lbboot.switch(slot, self.safe)
+        log.info(_TAG, "switched to %s for a trial of %s" % (slot, version))
+        return slot

@@ -1,0 +1,311 @@
+"""Over-the-air updates (docs/ota.md), end to end with real parts: the
+store's Mosquitto, the concentrator serving bundles on its POS HTTP
+listener, `loyalty-button panels update` as a retailer runs it, and panels
+booting main.py (lbboot's slots) from a flash folder under the MicroPython
+unix port; `machine.reset` restarts the process, a kill is a power cut.
+Safe mode runs under lvgl_micropython's unix build, the image with the
+firmware frozen in, as safe mode needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+
+import pytest
+import serial
+
+from loyalty_button.panels import lvgl_unix
+from loyalty_button.panels.rollout import Rollout, Target
+from loyalty_button.sim.ota_rig import POS_TOKEN, OtaStore, derive_bundle
+from loyalty_button.sim.store import Pos
+from loyalty_button.sim.install_rig import STORE
+
+BROKEN_APP = "raise RuntimeError('the new app is broken at import')\n"
+
+
+@pytest.fixture
+def store(tmp_path):
+    made = []
+
+    def make(tills, **kw) -> OtaStore:
+        made.append(OtaStore(tmp_path, tills, **kw))
+        made[-1].start_concentrator()
+        return made[-1]
+    yield make
+    for s in made:
+        s.stop()
+
+
+def _boot(panel) -> dict:
+    return json.loads((panel.flash / "boot.json").read_text())
+
+
+def _wait_log(panel, pattern: str, timeout: float = 30, after: int = 0) -> int:
+    """Wait for `pattern` in the panel's serial log (past offset `after`);
+    returns the offset just past it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, panel.log()[after:])
+        if m:
+            return after + m.end()
+        time.sleep(0.05)
+    raise TimeoutError(f"{panel.name}: no {pattern!r} in its log:\n{panel.log()[-3000:]}")
+
+
+def _answer(store: OtaStore, pos: Pos, till: str, number: str, value: str = "yes") -> None:
+    """A sale at the till; the shopper answers on the panel's screen."""
+    panel = store.panels[till]
+    mark = len(panel.log())
+    code, body = pos.send_http(pos.receipt(till, number))
+    assert code in (200, 202), body
+    _wait_log(panel, r'"ui": "question"', after=mark)
+    time.sleep(0.5)  # past the question guard
+    with serial.serial_for_url(panel.port, 115200, timeout=1) as port:
+        port.write(f"tap {value}\n".encode())
+
+
+def _records(store: OtaStore) -> dict[str, tuple]:
+    with sqlite3.connect(store.root / "data" / "records.db") as db:
+        return {r[0]: r[1:] for r in db.execute(
+            "SELECT receipt, outcome, value, panel FROM records WHERE state = 'closed'")}
+
+
+def _wait_records(store: OtaStore, receipts: list[str], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = _records(store)
+        if all(r in got for r in receipts):
+            return got
+        time.sleep(0.2)
+    raise TimeoutError(f"records missing: {sorted(set(receipts) - set(_records(store)))}")
+
+
+def _pos(store: OtaStore) -> Pos:
+    return Pos(STORE, None, store.http_port, token=POS_TOKEN)
+
+
+def _wait_online(store: OtaStore, tills, version: str | None = None, timeout: float = 30):
+    """Until each panel's retained status is online (at `version`)."""
+    rollout = Rollout(store.registry, version or "x")
+    rollout.connect()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = {t: rollout.status.get(f"till-{t}") or {} for t in tills}
+            if all(s.get("state") == "online" and (version is None or s.get("fw") == version)
+                   for s in st.values()):
+                return st
+            time.sleep(0.2)
+        raise TimeoutError(f"not online: {st}")
+    finally:
+        rollout.close()
+
+
+def test_three_panels_update_with_a_canary_of_one_and_records_keep_flowing(store):
+    s = store(["1", "2", "3"])
+    for till in s.tills:
+        s.add_panel(till)
+    _wait_online(s, s.tills, "0.1.0")
+    s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.2.0"))
+
+    # Shoppers keep answering at every till while the update runs.
+    pos, sold, stop = _pos(s), [], threading.Event()
+
+    def shoppers():
+        n = 0
+        while not stop.is_set():
+            for till in s.tills:
+                n += 1
+                try:
+                    _answer(s, pos, till, f"r{n}")
+                    sold.append(f"r{n}")
+                except TimeoutError:
+                    pass  # rebooting into the update: this sale is not asked
+            time.sleep(0.5)
+    shopping = threading.Thread(target=shoppers, daemon=True)
+    shopping.start()
+    try:
+        run = s.update("0.2.0", "--canary", "1", "--timeout", "120")
+    finally:
+        stop.set()
+        shopping.join(30)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 of 3 panels on 0.2.0" in run.stdout
+    lines = run.stdout.splitlines()
+    # The canary (till 1) is confirmed before the others are sent anything.
+    first_ok = lines.index("till 1 till-1: ok")
+    assert not any(ln.startswith(("till 2", "till 3")) for ln in lines[:first_ok])
+    for till in s.tills:
+        boot = _boot(s.panels[till])
+        assert (boot["slot"], boot["trial"], boot["prev"]) == ("ota_a", False, "ota_a")
+    status = _wait_online(s, s.tills, "0.2.0")
+    assert all(st["ota"] == {"slot": "ota_a", "mode": "normal", "state": "ok"}
+               for st in status.values())
+    # Every answer given before, during and after is a record.
+    assert len(sold) >= 3
+    got = _wait_records(s, sold)
+    assert all(got[r][0] == "answered" and got[r][1] == "yes" for r in sold), \
+        {r: got[r] for r in sold}
+    after = f"r-after"
+    _answer(s, pos, "2", after, "no")
+    assert _wait_records(s, [after])[after][:2] == ("answered", "no")
+    # Again: every panel is already there, nothing is sent.
+    again = s.update("0.2.0")
+    assert again.returncode == 0 and again.stdout.count("already on this version") == 3
+
+
+def test_a_bundle_whose_app_raises_at_import_rolls_back_and_stops_the_roll_out(store):
+    s = store(["1", "2"])
+    for till in s.tills:
+        s.add_panel(till)
+    _wait_online(s, s.tills, "0.1.0")
+    s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.3.0",
+                                   {"lbpanel/app.mpy": BROKEN_APP}))
+    run = s.update("0.3.0", "--canary", "1", "--timeout", "90")
+    assert run.returncode == 1
+    assert "the canary failed: the roll-out stops here" in run.stdout
+    table = run.stdout[run.stdout.index("till  panel"):]
+    assert re.search(r"^1\s+till-1\s+failed .*rolled back: RuntimeError: the new app is "
+                     r"broken at import", table, re.M), table
+    assert re.search(r"^2\s+till-2\s+skipped .*the canary failed", table, re.M), table
+    # The canary went back by itself and says why; the other was never touched.
+    boot = _boot(s.panels["1"])
+    assert (boot["slot"], boot["trial"]) == ("", False)
+    assert boot["failure"]["version"] == "0.3.0"
+    st = _wait_online(s, ["1"], "0.1.0")["1"]
+    assert st["ota"]["state"] == "rolled_back" and "broken at import" in st["ota"]["reason"]
+    assert not (s.panels["2"].flash / "boot.json").exists() or _boot(s.panels["2"])["slot"] == ""
+    assert "command update" not in s.panels["2"].log()
+    # The rolled-back panel still answers.
+    pos = _pos(s)
+    _answer(s, pos, "1", "after-rollback")
+    assert _wait_records(s, ["after-rollback"])["after-rollback"][0] == "answered"
+
+
+def test_a_corrupted_file_and_a_bad_signature_are_refused_before_switching(store):
+    s = store(["1"])
+    panel = s.add_panel("1")
+    _wait_online(s, ["1"], "0.1.0")
+    good = derive_bundle(s.base, s.root / "v", "0.2.0")
+    s.publish_bundle(good)
+    # One file changed on the host after the manifest was made: the host's
+    # own check refuses to send it...
+    served = s.bundles / good.name / "lbpanel" / "flow.mpy"
+    data = bytearray(served.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    served.write_bytes(bytes(data))
+    run = s.update("0.2.0", "--timeout", "60")
+    assert run.returncode == 2 and "1 file(s) differ from its manifest" in run.stderr
+
+    rollout = Rollout(s.registry, "0.2.0")
+    rollout.connect()
+    try:
+        # ...and a panel sent it anyway (a file damaged on the way) checks
+        # each file against the signed manifest and switches to nothing.
+        mark = len(panel.log())
+        rollout._send("till-1", rollout.command(Target("till-1", "1", "cyd")))
+        _wait_log(panel, r"update 0\.2\.0 refused: lbpanel/flow\.mpy: sha256 mismatch",
+                  after=mark)
+        assert not (panel.flash / "boot.json").exists() or _boot(panel)["slot"] == ""
+        assert not (panel.flash / "ota_a" / "manifest.json").exists()
+        st = _wait_online(s, ["1"], "0.1.0")["1"]
+        assert st["ota"]["state"] == "failed" and "sha256 mismatch" in st["ota"]["reason"]
+
+        # A bundle signed with another store's key.
+        s.publish_bundle(good)
+        cmd = rollout.command(Target("till-1", "1", "cyd"))
+        cmd["sig"] = "0" * 64
+        mark = len(panel.log())
+        rollout._send("till-1", cmd)
+        _wait_log(panel, r"update 0\.2\.0 refused: bad signature", after=mark)
+    finally:
+        rollout.close()
+    assert "downloading" not in panel.log()[mark:]
+    st = _wait_online(s, ["1"], "0.1.0")["1"]
+    assert st["ota"]["state"] == "failed" and "bad signature" in st["ota"]["reason"]
+    # The good bundle still goes in afterwards (the flipped file is fetched again).
+    run = s.update("0.2.0", "--timeout", "60")
+    assert run.returncode == 0, run.stdout
+
+
+def test_a_panel_killed_at_every_step_always_boots_a_working_version(store):
+    s = store(["1"])
+    panel = s.add_panel("1")
+    _wait_online(s, ["1"], "0.1.0")
+    s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.2.0"))
+    pos, sold = _pos(s), []
+    rollout = Rollout(s.registry, "0.2.0")
+    rollout.connect()
+    cuts = []
+    try:
+        for n, step in enumerate((r"downloading 10 of \d+", r"verified \d+ files",
+                                  r"switched to ota_a")):
+            _answer(s, pos, "1", f"k{n}")
+            sold.append(f"k{n}")
+            time.sleep(1.5)  # the thank-you screen is over: the update may start
+            mark, boots = len(panel.log()), panel.boots
+            rollout._send("till-1", rollout.command(Target("till-1", "1", "cyd")))
+            at = _wait_log(panel, step, after=mark)
+            try:
+                os.kill(panel._proc.pid, 9)  # the power is cut
+            except ProcessLookupError:
+                pass  # it was restarting by itself already (after the switch)
+            _wait_log(panel, r"connected to 127\.0\.0\.1", after=at, timeout=30)
+            assert panel.boots > boots
+            boot = _boot(panel)
+            cuts.append((step, boot["slot"]))
+            if boot["slot"]:  # the switch had happened: a trial of a whole slot
+                assert boot["slot"] == "ota_a" and boot["trial"]
+                assert json.loads((panel.flash / "ota_a" / "manifest.json").read_text())[
+                    "version"] == "0.2.0"
+                break
+            # Not switched: the old app runs, the spare slot is incomplete.
+            assert not (panel.flash / "ota_a" / "manifest.json").exists()
+            assert _wait_online(s, ["1"], "0.1.0")
+    finally:
+        rollout.close()
+    # Cut mid-download, the old app ran; the last cut came after the switch.
+    assert cuts[0] == (r"downloading 10 of \d+", "") and cuts[-1][1] == "ota_a", cuts
+    print("power cuts:", cuts)
+    # The roll-out finishes the job from wherever the panel is.
+    run = s.update("0.2.0", "--timeout", "60")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _boot(panel)["slot"] == "ota_a" and not _boot(panel)["trial"]
+    # No answer was lost on the way.
+    _answer(s, pos, "1", "k-end")
+    sold.append("k-end")
+    got = _wait_records(s, sold)
+    assert all(got[r][0] == "answered" for r in sold), got
+
+
+@pytest.mark.skipif(not lvgl_unix.binary_path().exists(),
+                    reason="lvgl_micropython's unix port is not built (tools/bootstrap)")
+def test_after_failed_boots_in_a_row_safe_mode_comes_up_and_takes_a_good_bundle(store):
+    s = store(["1"])
+    panel = s.add_panel("1", binary=str(lvgl_unix.binary_path()))
+    _wait_online(s, ["1"], "0.1.0")
+    s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.2.0"))
+    assert s.update("0.2.0", "--timeout", "60").returncode == 0
+    # The confirmed slot is damaged on the flash: every boot of it fails.
+    (panel.flash / "ota_a" / "lbpanel" / "app.mpy").write_bytes(b"\x00" * 64)
+    mark = len(panel.log())
+    os.kill(panel._proc.pid, 9)
+    _wait_log(panel, r"connected to 127\.0\.0\.1", after=mark, timeout=60)
+    st = _wait_online(s, ["1"])["1"]
+    assert st["ota"]["mode"] == "safe" and st["ota"]["state"] == "safe"
+    assert st["fw"] == "0.1.0"  # the image's own app
+    assert _boot(panel)["fails"] > 3
+    assert panel.log()[mark:].count("ValueError") >= 3
+
+    # Safe mode takes a good bundle into the other slot, and it sticks.
+    s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.3.0"))
+    run = s.update("0.3.0", "--timeout", "60")
+    assert run.returncode == 0, run.stdout + run.stderr
+    boot = _boot(panel)
+    assert (boot["slot"], boot["trial"], boot["fails"]) == ("ota_b", False, 0)
+    st = _wait_online(s, ["1"], "0.3.0")["1"]
+    assert st["ota"] == {"slot": "ota_b", "mode": "normal", "state": "ok"}
