@@ -275,7 +275,7 @@ class PanelApp:
                 await asyncio.sleep(1)
             await self._report_ota("downloading", version=msg["version"], pct=0)
             updater = Updater(self.settings["ota.key"], self.settings["board"], self._report_ota,
-                              safe=self.boot[1] == "safe")
+                              safe=self.boot[1] == "safe", board_info=self.board)
             await updater.run(msg)
         except UpdateError as e:
             self._ota_refused(msg, str(e))

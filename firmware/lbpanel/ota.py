@@ -77,13 +77,23 @@ def _exists_with(path, sha):
         return False
 
 
+def slot_too_big(board):
+    """Why this board cannot run an update slot, or None."""
+    if board and board["heap_kb"] < board.get("slot_heap_kb", 0):
+        return ("an app from an update slot needs %d KB of heap, this board has %d KB: "
+                "flash the new firmware image over USB (docs/ota.md)"
+                % (board["slot_heap_kb"], board["heap_kb"]))
+    return None
+
+
 class Updater:
     """One update at a time; `report(state, **fields)` tells the host
     (through the status message) how it goes."""
 
-    def __init__(self, key_hex, board, report, safe=False):
+    def __init__(self, key_hex, board, report, safe=False, board_info=None):
         self.key_hex = key_hex
         self.board = board
+        self.board_info = board_info
         self.report = report
         self.safe = safe
 
@@ -93,6 +103,9 @@ class Updater:
         version, url, sha, sig = cmd["version"], cmd["url"], cmd["sha256"], cmd["sig"]
         if not self.key_hex:
             raise UpdateError("this panel has no ota.key: flash it once more over USB")
+        why = slot_too_big(self.board_info)
+        if why:
+            raise UpdateError(why)
         if not signature_ok(self.key_hex, self.board, version, sha, sig):
             raise UpdateError("bad signature: not signed with this store's key for %s %s"
                               % (self.board, version))

@@ -7,12 +7,14 @@ RESET_EXIT_CODE = 3
 
 
 def reset():
-    # A chip restarts at once, whatever Python is doing. SystemExit can be
-    # caught, and `micropython -i main.py` (a simulated serial panel, whose
-    # Ctrl-C must give mpremote the REPL) turns it into the REPL: there the
-    # process ends itself (the shell's parent is this process).
+    # A chip restarts at once, whatever Python is doing. Under `micropython
+    # -i main.py` (a simulated serial panel, whose Ctrl-C must give mpremote
+    # the REPL) SystemExit from the app only lands at the REPL: a moment
+    # later the process is ended from outside (the shell's parent is this
+    # process). At the REPL itself SystemExit ends it first, as mpremote
+    # expects.
     if os.getenv("LB_SIM_RESET") == "kill":
-        os.system("kill -TERM $PPID")
+        os.system("(sleep 0.3; kill -TERM $PPID 2>/dev/null) &")
     sys.exit(RESET_EXIT_CODE)
 
 

@@ -53,8 +53,11 @@ def _bench(args) -> int:
     def bench_installer(out):
         from .bench import installer as bench
         return bench.run(out)
+    def bench_ota(out):
+        from .bench import ota as bench
+        return bench.run(out)
     benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe,
-               "reports": bench_reports.run, "installer": bench_installer}
+               "reports": bench_reports.run, "installer": bench_installer, "ota": bench_ota}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
     p.set_defaults(func=lambda a: _lazy("appliance.backup", a, "restore_cli"))
     p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe, "
-                                       "reports, installer")
+                                       "reports, installer, ota")
     p.add_argument("names", nargs="*", default=["store"])
     p.set_defaults(func=_bench)
     p = sub.add_parser("fuzz", help="fuzz every parser (POS, panel messages on both "

@@ -42,7 +42,8 @@ def _answer(link, panel, session, value, **kw):
 
 
 def scenario(heapsize_kib: int, firmware: Path | None, root: Path, board: str | None = None,
-             adverts: "AdvertServer | None" = None) -> tuple[bool, str, dict]:
+             adverts: "AdvertServer | None" = None,
+             slot: Path | None = None) -> tuple[bool, str, dict]:
     """Returns (passed, why-not, last status). board: None runs the core
     with the headless UI from `firmware` (.mpy) under the unix port; a board
     runs the whole panel (LVGL screens drawn on its glass, taps through
@@ -53,7 +54,7 @@ def scenario(heapsize_kib: int, firmware: Path | None, root: Path, board: str | 
     link = PanelLink(STORE, port=broker.port, client_id=f"bench-{heapsize_kib}").start()
     panel = SimPanel(root / "p1", panel_config("p1", STORE, broker.port, root / "p1" / "outbox"),
                      heapsize=f"{heapsize_kib}K", firmware=firmware, board=board,
-                     interpreter="micropython")
+                     interpreter="micropython", slot=slot)
     try:
         if adverts is not None:
             link.publish("p1", "adverts", adverts.manifest("p1"), retain=True)

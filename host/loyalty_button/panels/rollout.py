@@ -240,6 +240,7 @@ class Rollout:
             todo = []
             for t in targets:
                 st = self.status.get(t.panel_id) or {}
+                t.fw = st.get("fw") or ""
                 if st.get("fw") == self.version and (st.get("ota") or {}).get("state") == "ok":
                     t.result, t.what, t.fw = "ok", "already on this version", self.version
                 else:

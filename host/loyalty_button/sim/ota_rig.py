@@ -72,7 +72,7 @@ def derive_bundle(base: Path, out_root: Path, version: str,
 
 
 class OtaStore:
-    def __init__(self, root: Path, tills: list[str], board: str = "cyd", trial_s: int = 20):
+    def __init__(self, root: Path, tills: list[str], board: str = "s3_8048", trial_s: int = 20):
         self.root = Path(root)
         self.tills = tills
         self.board = board
@@ -89,9 +89,16 @@ class OtaStore:
         self.registry = Registry(self.cfg)
         self.bundles = Path(self.cfg.panels_bundles)
         self.bundles.mkdir(parents=True, exist_ok=True)
-        self.base = bundles.build(board, self.root / "built")
+        self._bases: dict[str, Path] = {}
+        self.base = self.base_for(board)
         self.panels: dict[str, SerialPanel] = {}
         self.concentrator: subprocess.Popen | None = None
+
+    def base_for(self, board: str) -> Path:
+        """The real bundle of `board` at this checkout's version."""
+        if board not in self._bases:
+            self._bases[board] = bundles.build(board, self.root / "built")
+        return self._bases[board]
 
     def start_concentrator(self, timeout: float = 20.0) -> None:
         log = open(self.root / "concentrator.log", "ab")
@@ -111,16 +118,19 @@ class OtaStore:
                 time.sleep(0.1)
         raise TimeoutError("the concentrator's HTTP listener did not open")
 
-    def add_panel(self, till: str, binary: str | None = None) -> SerialPanel:
+    def add_panel(self, till: str, binary: str | None = None,
+                  board: str | None = None) -> SerialPanel:
         """Register the till's panel and install the base bundle on its
-        flash as `panels flash` would (copied directly: faster)."""
-        panel_id = self.registry.add(till, self.board)
+        flash as `panels flash` would (copied directly: faster). The S3 by
+        default: a CYD refuses update slots (its heap, docs/ota.md)."""
+        panel_id = self.registry.add(till, board or self.board)
         flash = self.root / f"flash-{till}"
         flash.mkdir()
-        for rel in bundles.load(self.base)["files"]:
+        base = self.base_for(board or self.board)
+        for rel in bundles.load(base)["files"]:
             (flash / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(self.base / rel, flash / rel)
-        shutil.copy(self.base / bundles.MANIFEST, flash / bundles.MANIFEST)
+            shutil.copy(base / rel, flash / rel)
+        shutil.copy(base / bundles.MANIFEST, flash / bundles.MANIFEST)
         doc = self.registry.panel_json(panel_id)
         doc["ota"]["trial_s"] = self.trial_s
         doc["thanks_s"] = 1

@@ -68,7 +68,8 @@ class SimPanel:
     def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
                  name: str | None = None, firmware: Path | None = None,
                  board: str | None = None, shots: Path | None = None,
-                 interpreter: str = "cpython", sim_args: list[str] | None = None):
+                 interpreter: str = "cpython", sim_args: list[str] | None = None,
+                 slot: Path | None = None):
         """board: None runs the MicroPython unix port with the headless UI;
         a board name runs the LVGL panel for that board, whose touches go
         through LVGL's input device: under CPython with pydevices-lvgl
@@ -77,7 +78,9 @@ class SimPanel:
         interpreter "micropython", heapsize applies). shots: with a board,
         save the screen to shots/<name>.png whenever it changes. sim_args:
         more options for firmware/sim/lvgl_panel.py (--uncalibrated,
-        --give-up-s N)."""
+        --give-up-s N). slot: under lvgl_micropython, a folder of compiled
+        firmware put before the frozen modules, as lbboot puts an update
+        slot (docs/ota.md)."""
         if interpreter not in ("cpython", "micropython"):
             raise ValueError(f"interpreter: cpython or micropython, not {interpreter!r}")
         self.interpreter = interpreter
@@ -93,6 +96,7 @@ class SimPanel:
         self.board = board
         self.shots = shots
         self.sim_args = list(sim_args or [])
+        self.slot = slot
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
         # What the glass shows, RGB565 (the MicroPython LVGL panel writes it).
@@ -119,6 +123,8 @@ class SimPanel:
                     *self.sim_args]
             # The firmware frozen into the binary; the stubs for machine, network.
             env = dict(os.environ, MICROPYPATH=f".frozen:{STUBS_DIR}")
+            if self.slot:
+                env["MICROPYPATH"] = f"{self.slot}:{env['MICROPYPATH']}"
         elif self.board:
             cmd = [sys.executable, "-m", "loyalty_button.sim.lvpanel", "--board", self.board,
                    "--name", self.name]
