@@ -287,10 +287,16 @@ class PanelApp:
             self._updating = False
             return
         # A shopper may have got a question during the download: the
-        # restart waits for it to end too.
+        # restart waits for it to end. Then the host is told (it stops
+        # asking this panel), and a question already on its way still gets
+        # a quiet second on the adverts to arrive and be answered.
         while self.flow.state != ADVERTS:
             await asyncio.sleep(0.2)
         await self._report_ota("switching", version=msg["version"])
+        quiet = 0
+        while quiet < 10:
+            await asyncio.sleep(0.1)
+            quiet = quiet + 1 if self.flow.state == ADVERTS else 0
         await self._reboot()
 
     async def _health(self):

@@ -17,19 +17,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 from lbpanel import protocol
 
 from ..service import broker_access
-from ..service.fleet import panel_message
 from . import bundle as bundles
 from .registry import Registry, RegistryError
+from .station import StatusWatch, StepFailed
 
 
 def signed_text(board: str, version: str, manifest_sha256: str) -> bytes:
@@ -65,10 +63,8 @@ class Rollout:
         self.canary = canary
         self.timeout_s = timeout_s
         self.out = out
-        self.status: dict[str, dict] = {}
-        self.arrived: dict[str, float] = {}  # panel -> when its newest status came
+        self.watch: StatusWatch | None = None
         self._cond = threading.Condition()
-        self.client: mqtt.Client | None = None
 
     # --- what goes out --------------------------------------------------------
     def url_base(self) -> str:
@@ -124,46 +120,26 @@ class Rollout:
                 self.cfg.panels_acl_file, self.cfg.store, self.cfg.broker_user or "host"):
             self.reg.reload_broker()
             time.sleep(0.5)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=f"lb-rollout-{os.getpid()}")
-        client.username_pw_set(user, password)
-        connected = threading.Event()
-        client.on_connect = lambda c, u, f, reason, p=None: (
-            None if reason.is_failure else
-            (c.subscribe(f"lb/v1/{self.cfg.store}/panel/+/status", 1), connected.set()))
-        client.on_message = self._on_message
         try:
-            client.connect(self.cfg.broker_host, self.cfg.broker_port, 30)
-        except OSError as e:
-            raise RegistryError(f"cannot reach the store broker at {self.cfg.broker_host}:"
-                                f"{self.cfg.broker_port} ({e})") from None
-        client.loop_start()
-        if not connected.wait(10):
-            client.loop_stop()
-            raise RegistryError("the store broker refused the installer's login")
-        self.client = client
+            self.watch = StatusWatch(self.cfg, user, password).start()
+        except StepFailed as e:
+            raise RegistryError(f"{e.what}; {e.hint}") from None
+        self._cond = self.watch._cond
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.loop_stop()
-            self.client.disconnect()
+        if self.watch is not None:
+            self.watch.stop()
 
-    def _on_message(self, client, userdata, message) -> None:
-        try:
-            got = panel_message(self.cfg.store, message.topic, message.payload)
-        except protocol.ProtocolError:
-            return
-        if got is None:
-            return
-        panel, _, msg = got
-        with self._cond:
-            self.status[panel] = msg
-            self.arrived[panel] = time.monotonic()
-            self._cond.notify_all()
+    @property
+    def status(self) -> dict[str, dict]:
+        """Each panel's newest status, retained or live."""
+        return {p: m for p, (_, m) in self.watch.newest.items()}
+
+    def _arrived(self, panel: str) -> float:
+        return self.watch.newest.get(panel, (0.0, None))[0]
 
     def _send(self, panel_id: str, msg: dict) -> None:
-        topic = protocol.panel_topic(self.cfg.store, panel_id, "cmd")
-        self.client.publish(topic, protocol.encode(msg), qos=1)
+        self.watch.send(panel_id, "cmd", msg)
 
     # --- the roll-out ---------------------------------------------------------
     def _step(self, t: Target, started: float) -> None:
@@ -173,7 +149,7 @@ class Rollout:
         ota = st.get("ota") or {}
         t.fw = st.get("fw") or t.fw
         now = time.monotonic()
-        fresh = t.first_sent and self.arrived.get(t.panel_id, 0) > t.first_sent
+        fresh = t.first_sent and self._arrived(t.panel_id) > t.first_sent
         if fresh and ota.get("version") == self.version and \
                 ota.get("state") in ("failed", "rolled_back"):
             t.result, t.what = "failed", f"{ota['state'].replace('_', ' ')}: {ota.get('reason')}"

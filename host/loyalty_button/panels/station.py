@@ -99,13 +99,15 @@ class Job:
 
 class StatusWatch:
     """The store broker's panel status messages, as the installer's login
-    sees them (read-only: docs/installer.md)."""
+    sees them (docs/installer.md); it may also send the panels commands
+    (updates: panels/rollout.py)."""
 
     def __init__(self, cfg, user: str, password: str):
         self.store = cfg.store
         self._cond = threading.Condition()
         self.live: dict[str, tuple[float, dict]] = {}  # panel -> (arrived, newest live status)
         self.retained: dict[str, dict] = {}  # panel -> its retained status
+        self.newest: dict[str, tuple[float, dict]] = {}  # panel -> (monotonic, retained or live)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"lb-installer-{os.getpid()}")
         self.client.username_pw_set(user, password)
@@ -151,7 +153,12 @@ class StatusWatch:
                 self.retained[panel] = msg
             else:
                 self.live[panel] = (time.time(), msg)
+            self.newest[panel] = (time.monotonic(), msg)
             self._cond.notify_all()
+
+    def send(self, panel: str, leaf: str, msg: dict) -> None:
+        self.client.publish(protocol.panel_topic(self.store, panel, leaf), protocol.encode(msg),
+                            qos=1)
 
     def wait_online(self, panel: str, since: float, timeout: float) -> dict | None:
         """The panel's first live `online` status arriving after `since` (by

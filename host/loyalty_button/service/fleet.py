@@ -38,9 +38,15 @@ class Fleet:
         self.info: dict[str, dict] = {}   # panel -> its last status, last answer
 
     def online(self, panel: str) -> bool:
-        return self.state.get(panel) == "online"
+        """Online and able to take a question: not restarting into an update."""
+        return self.state.get(panel) == "online" and not self._switching(panel)
+
+    def _switching(self, panel: str) -> bool:
+        return ((self.info.get(panel) or {}).get("ota") or {}).get("state") == "switching"
 
     def why_not_online(self, panel: str) -> str:
+        if self.state.get(panel) == "online" and self._switching(panel):
+            return "panel is restarting into an update"
         return "panel " + ("never connected" if panel not in self.state else "is offline")
 
     def on_status(self, panel: str, msg: dict) -> None:
@@ -49,6 +55,8 @@ class Fleet:
         self.state[panel] = state
         info = self.info.setdefault(panel, {})
         info.update({"state": state, "seen_ms": now_ms()})
+        if state == "online":
+            info.pop("ota", None)  # a panel's update state is its newest status's, or none
         info.update({k: msg[k] for k in _KEPT if msg.get(k) is not None})
         if before != state:
             log.info("panel %s is %s", panel, state)
