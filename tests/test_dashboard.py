@@ -84,7 +84,9 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
     # What a CYD panel's status told the concentrator (the fleet table).
     h.thread.call(lambda: h.host.fleet.info.update({"till-1": {
         "state": "online", "fw": "0.4.0", "board": "cyd", "outbox": 0,
-        "adverts": {"ready": 1, "planned": 2, "bad": ["autumn"]}}}))
+        "adverts": {"ready": 1, "planned": 2, "bad": ["autumn"]},
+        "ota": {"slot": "ota_a", "mode": "normal", "state": "rolled_back", "version": "0.5.0",
+                "reason": "RuntimeError: boom"}}}))
     try:
         base = f"http://127.0.0.1:{port}"
         # Without a session: the page sends you to log in, the API says 401.
@@ -109,7 +111,8 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         fleet = {r.find_elements(By.TAG_NAME, "td")[0].text:
                  [td.text for td in r.find_elements(By.TAG_NAME, "td")]
                  for r in browser.find_elements(By.CSS_SELECTOR, "#fleet tbody tr")}
-        assert fleet["till-1"][2:5] == ["0.4.0", "cyd", "1 of 2; refused: autumn"]
+        assert fleet["till-1"][2:6] == ["0.4.0", "ota_a, rolled back (0.5.0): RuntimeError: boom",
+                                        "cyd", "1 of 2; refused: autumn"]
         assert fleet["till-2"][1] == "never connected"
         want = reports.summary(memory_db(recs))["nps"]
         sign = lambda v: f"{'+' if v > 0 else ''}{v:.1f}"  # noqa: E731

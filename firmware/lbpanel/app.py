@@ -270,13 +270,15 @@ class PanelApp:
     async def _update(self, msg):
         from lbpanel.ota import Updater, UpdateError
         try:
-            # Never with a question on the screen: the shopper comes first.
-            while self.flow.state != ADVERTS:
-                await asyncio.sleep(1)
+            # The download runs beside the shopper's screens; only the
+            # switch and the restart wait for the adverts.
             await self._report_ota("downloading", version=msg["version"], pct=0)
             updater = Updater(self.settings["ota.key"], self.settings["board"], self._report_ota,
                               safe=self.boot[1] == "safe", board_info=self.board)
-            await updater.run(msg)
+            slot = await updater.run(msg)
+            while self.flow.state != ADVERTS:
+                await asyncio.sleep(0.2)
+            updater.switch(slot, msg["version"])
         except UpdateError as e:
             self._ota_refused(msg, str(e))
             self._updating = False
@@ -286,12 +288,9 @@ class PanelApp:
             self._ota_refused(msg, "%s: %s" % (type(e).__name__, e))
             self._updating = False
             return
-        # A shopper may have got a question during the download: the
-        # restart waits for it to end. Then the host is told (it stops
-        # asking this panel), and a question already on its way still gets
-        # a quiet second on the adverts to arrive and be answered.
-        while self.flow.state != ADVERTS:
-            await asyncio.sleep(0.2)
+        # The host is told (it stops asking this panel); a question already
+        # on its way still gets a quiet second on the adverts to arrive and
+        # be answered before the restart.
         await self._report_ota("switching", version=msg["version"])
         quiet = 0
         while quiet < 10:

@@ -98,8 +98,8 @@ class Updater:
         self.safe = safe
 
     async def run(self, cmd):
-        """Download, check and switch. Returns the slot switched to; raises
-        UpdateError saying why nothing was switched."""
+        """Download and check into the spare slot; returns that slot, ready
+        for switch(). Raises UpdateError saying why it is not."""
         version, url, sha, sig = cmd["version"], cmd["url"], cmd["sha256"], cmd["sig"]
         if not self.key_hex:
             raise UpdateError("this panel has no ota.key: flash it once more over USB")
@@ -150,6 +150,9 @@ class Updater:
                 raise UpdateError("%s differs from the manifest after writing" % rel)
         os.rename(tmp, slot + "/" + MANIFEST)
         log.info(_TAG, "verified %d files of %s in %s" % (total, version, slot))
+        return slot
+
+    def switch(self, slot, version):
+        """The verified slot boots next, on trial."""
         lbboot.switch(slot, self.safe)
         log.info(_TAG, "switched to %s for a trial of %s" % (slot, version))
-        return slot
