@@ -196,6 +196,9 @@ panels:
   lang: {a.lang}
   password_file: {mosq['password_file']}
   acl_file: {mosq['acl_file']}
+  # The panels' app bundles this package carries: what `loyalty-button
+  # panels update --bundle VERSION` rolls out (docs/ota.md).
+  bundles: {layout.OPT}/bundles
 mosquitto:
   port: {ports['broker']}
   tls_port: {ports['tls']}
