@@ -8,9 +8,11 @@
 # trial; the app confirms the trial once it is healthy. A trial boot that
 # ends before confirming (a crash, a hang the watchdog resets, the window
 # running out) makes the next boot go back to the slot before it, and
-# remember why. After SAFE_AFTER failed boots in a row, of any slot, the
+# remember why. A boot is good once the app has run GOOD_AFTER_S (as in
+# ESPHome); after more than SAFE_AFTER boots in a row that were not, the
 # panel starts in safe mode: the image's own app, headless, which reports
-# itself and takes an update.
+# itself and takes an update, and tries the normal app again after
+# SAFE_FOR_S.
 #
 # This module is never part of an update (the updater skips it): it is the
 # one thing that must work for an update to be undone. It is small on
@@ -23,7 +25,11 @@ import sys
 STATE = "boot.json"
 SLOTS = ("ota_a", "ota_b")
 BASE = ""  # the app at the root of the flash (and frozen in the image)
-SAFE_AFTER = 3  # ESPHome's safe mode waits for 10; a till cannot wait that long
+# ESPHome waits for 10 boots; a till cannot wait that long, and a store's
+# power may still flicker a few times in a row.
+SAFE_AFTER = 5
+GOOD_AFTER_S = 60
+SAFE_FOR_S = 600
 
 
 def _default():
@@ -126,12 +132,20 @@ def confirm():
 
 
 def healthy():
-    """A boot went well (the app reached the broker): the failed-boot
+    """A boot went well (the app has run GOOD_AFTER_S): the failed-boot
     count starts again. Written only when it changes (flash wear)."""
     state = read()
     if state["fails"] and not state["trial"]:
         state["fails"] = 0
         write(state)
+
+
+def leave_safe():
+    """Safe mode is over without an update: the next boot tries the app
+    again (and counts anew)."""
+    state = read()
+    state["fails"] = 0
+    write(state)
 
 
 def failed(why):

@@ -138,6 +138,12 @@ def test_broker_restarts_and_panel_kills_lose_and_double_count_nothing(link, pan
         value = i % 11
         panel.answer(session, value, timeout=15)
         expected[session] = value
+        if i not in (3, 5, 8, 10):  # those are the faults' moments
+            # The next sale comes after this shopper's answer, as at a till.
+            # Asked at once, its question could reach the panel (MQTT)
+            # before the tap did (the console) and supersede an answer
+            # never picked: about one run in eight failed so.
+            link.wait_answer(session, timeout=15)
         if i in (3, 8):
             broker.restart()
             link.connected.clear()

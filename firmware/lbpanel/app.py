@@ -132,9 +132,6 @@ class PanelApp:
                 self.counters.add("connects")
                 log.info(_TAG, "connected to %s:%d" % (self.client.host, self.client.port))
                 delay = 1
-                if self.boot is not None and self.boot[1] == "normal":
-                    import lbboot
-                    lbboot.healthy()  # a good boot: the failed-boot count restarts
                 await self._publish_status()
                 if self.flow.state == ADVERTS:
                     self.ui.show_adverts()
@@ -248,6 +245,8 @@ class PanelApp:
                         % (failure["version"], failure["reason"]))
         if mode == "trial":
             asyncio.create_task(self._trial_window())
+        else:
+            asyncio.create_task(self._boot_watch(mode))
         return ota
 
     def _set_ota(self, state, **fields):
@@ -314,6 +313,21 @@ class PanelApp:
         self._set_ota("ok")
         self.ota["mode"] = "normal"
         await self._publish_status()
+
+    async def _boot_watch(self, mode):
+        """A normal boot is good once it has run a while; safe mode gives
+        the app another chance after a while without an update."""
+        import lbboot
+        if mode == "normal":
+            await asyncio.sleep(lbboot.GOOD_AFTER_S)
+            lbboot.healthy()
+            return
+        await asyncio.sleep(lbboot.SAFE_FOR_S)
+        if not self._updating and self.reset is not None:
+            log.warning(_TAG, "safe mode for %d s without an update: trying the app again"
+                        % lbboot.SAFE_FOR_S)
+            lbboot.leave_safe()
+            await self._reboot()
 
     async def _trial_window(self):
         await asyncio.sleep(self.settings["ota.trial_s"])
