@@ -37,11 +37,13 @@ class PanelApp:
     def __init__(self, settings, ui, net=None, reset=None, wdt=None, counters=None,
                  warnings=(), boot=None):
         self.settings = settings
-        # (slot, mode) from lbboot when main.py booted us; None in the
-        # simulators that start the app directly (no updates there).
-        self.boot = boot
-        self.ota = self._ota_at_boot()
-        self._updating = False
+        # Update slots (docs/ota.md) when main.py booted us through lbboot;
+        # None in the simulators that start the app directly. Its code
+        # loads only then: a panel without slots keeps the heap.
+        self.updates = None
+        if boot is not None:
+            from lbpanel.updates import Updates
+            self.updates = Updates(self, boot)
         self.ui = ui
         self.net = net
         self.reset = reset
@@ -132,7 +134,7 @@ class PanelApp:
                 self.counters.add("connects")
                 log.info(_TAG, "connected to %s:%d" % (self.client.host, self.client.port))
                 delay = 1
-                await self._publish_status()
+                await self.publish_status()
                 if self.flow.state == ADVERTS:
                     self.ui.show_adverts()
                 self._outbox_ready.set()
@@ -214,131 +216,21 @@ class PanelApp:
         if cmd == "ping":
             self._heartbeat_now.set()
         elif cmd == "reboot" and self.reset is not None:
-            asyncio.create_task(self._reboot())
-        elif cmd == "health":
-            asyncio.create_task(self._health())
-        elif cmd == "update":
-            if self.boot is None or self.reset is None:
-                self._ota_refused(msg, "this panel was not started by main.py: no update slots")
-            elif self.boot[1] == "trial":
-                self._ota_refused(msg, "an update is on trial; confirm or roll it back first")
-            elif not self._updating:
-                self._updating = True
-                asyncio.create_task(self._update(msg))
+            asyncio.create_task(self.restart())
+        elif cmd in ("update", "health"):
+            if self.updates is not None:
+                self.updates.command(msg)
+            elif cmd == "health":
+                self._heartbeat_now.set()
+            else:
+                self.counters.add("update_refused")
+                log.warning(_TAG, "update refused: this panel was not started by main.py, "
+                            "it has no update slots")
 
-    # --- updates (docs/ota.md) ----------------------------------------------
-
-    def _ota_at_boot(self):
-        if self.boot is None:
-            return None
-        import lbboot
-        slot, mode = self.boot
-        ota = {"slot": slot or "base", "mode": mode,
-               "state": "trial" if mode == "trial" else ("safe" if mode == "safe" else "ok")}
-        failure = lbboot.read()["failure"]
-        if failure and mode != "trial":
-            # Reported until the next update: the host learns why it came back.
-            ota["state"] = "rolled_back"
-            ota["version"] = failure["version"]
-            ota["reason"] = failure["reason"]
-            log.warning(_TAG, "update %s was rolled back: %s"
-                        % (failure["version"], failure["reason"]))
-        if mode == "trial":
-            asyncio.create_task(self._trial_window())
-        else:
-            asyncio.create_task(self._boot_watch(mode))
-        return ota
-
-    def _set_ota(self, state, **fields):
-        ota = {"slot": self.ota["slot"], "mode": self.ota["mode"], "state": state}
-        for key in fields:
-            ota[key] = fields[key]
-        self.ota = ota
-
-    def _ota_refused(self, msg, why):
-        log.warning(_TAG, "update %s refused: %s" % (msg.get("version"), why))
-        self.counters.add("update_refused")
-        self._set_ota("failed", version=msg.get("version"), reason=why)
+    def status_soon(self):
         self._heartbeat_now.set()
 
-    async def _report_ota(self, state, **fields):
-        self._set_ota(state, **fields)
-        if self.client.up:
-            await self._publish_status()
-
-    async def _update(self, msg):
-        from lbpanel.ota import Updater, UpdateError
-        try:
-            # The download runs beside the shopper's screens; only the
-            # switch and the restart wait for the adverts.
-            await self._report_ota("downloading", version=msg["version"], pct=0)
-            updater = Updater(self.settings["ota.key"], self.settings["board"], self._report_ota,
-                              safe=self.boot[1] == "safe", board_info=self.board)
-            slot = await updater.run(msg)
-            while self.flow.state != ADVERTS:
-                await asyncio.sleep(0.2)
-            updater.switch(slot, msg["version"])
-        except UpdateError as e:
-            self._ota_refused(msg, str(e))
-            self._updating = False
-            return
-        except Exception as e:  # a bug or a full flash: the running app stays
-            log.exception(_TAG, "update failed", e)
-            self._ota_refused(msg, "%s: %s" % (type(e).__name__, e))
-            self._updating = False
-            return
-        # The host is told (it stops asking this panel); a question already
-        # on its way still gets a quiet second on the adverts to arrive and
-        # be answered before the restart.
-        await self._report_ota("switching", version=msg["version"])
-        quiet = 0
-        while quiet < 10:
-            await asyncio.sleep(0.1)
-            quiet = quiet + 1 if self.flow.state == ADVERTS else 0
-        await self._reboot()
-
-    async def _health(self):
-        """The host's health check: answered with a status; on trial, once
-        that status reached the broker, the update is confirmed."""
-        if self.ota is None or self.ota["state"] != "trial":
-            self._heartbeat_now.set()
-            return
-        await self._publish_status()
-        if not self.client.up:
-            return  # the host asks again
-        import lbboot
-        lbboot.confirm()
-        log.info(_TAG, "update %s confirmed" % VERSION)
-        self.boot = (self.boot[0], "normal")
-        self._set_ota("ok")
-        self.ota["mode"] = "normal"
-        await self._publish_status()
-
-    async def _boot_watch(self, mode):
-        """A normal boot is good once it has run a while; safe mode gives
-        the app another chance after a while without an update."""
-        import lbboot
-        if mode == "normal":
-            await asyncio.sleep(lbboot.GOOD_AFTER_S)
-            lbboot.healthy()
-            return
-        await asyncio.sleep(lbboot.SAFE_FOR_S)
-        if not self._updating and self.reset is not None:
-            log.warning(_TAG, "safe mode for %d s without an update: trying the app again"
-                        % lbboot.SAFE_FOR_S)
-            lbboot.leave_safe()
-            await self._reboot()
-
-    async def _trial_window(self):
-        await asyncio.sleep(self.settings["ota.trial_s"])
-        if self.ota["state"] == "trial" and self.reset is not None:
-            import lbboot
-            why = "not confirmed by the host within %d s" % self.settings["ota.trial_s"]
-            log.error(_TAG, "%s: going back" % why)
-            lbboot.failed(why)
-            await self._reboot()
-
-    async def _reboot(self):
+    async def restart(self):
         await self.stop()
         self.reset()
 
@@ -480,7 +372,7 @@ class PanelApp:
                 pass
             self._heartbeat_now.clear()
             if self.client.up:
-                await self._publish_status()
+                await self.publish_status()
 
     def service_info(self):
         ads = self.adverts.status() if self.adverts is not None else \
@@ -495,7 +387,7 @@ class PanelApp:
             info["rssi"] = self.net.rssi()
         return info
 
-    async def _publish_status(self):
+    async def publish_status(self):
         free = telemetry.heap_free()
         if free is not None and (self.heap_min_free is None or free < self.heap_min_free):
             self.heap_min_free = free
@@ -513,8 +405,8 @@ class PanelApp:
         if self.net is not None:
             extra["ip"] = self.net.ip()
             extra["rssi"] = self.net.rssi()
-        if self.ota is not None:
-            extra["ota"] = self.ota
+        if self.updates is not None:
+            extra["ota"] = self.updates.ota
         uptime = clock.ticks_diff(clock.ticks_ms(), self.started) // 1000
         msg = telemetry.status_message(self.identity, uptime, self.outbox.depth(),
                                        self.counters, extra)
