@@ -40,3 +40,11 @@ def test_not_an_image_is_a_clear_error(tmp_path, capsys):
     assert advert_image.main(args) == 2
     assert "not a PNG or JPEG" in capsys.readouterr().err
     assert not (tmp_path / "o.bin").exists()
+
+
+def test_a_missing_file_is_named_as_missing_not_as_a_bad_picture(tmp_path, capsys):
+    args = argparse.Namespace(source=str(tmp_path / "nowhere.png"), out=str(tmp_path / "o.bin"),
+                              board="cyd")
+    assert advert_image.main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot read it: No such file or directory" in err and "PNG" not in err

@@ -107,3 +107,10 @@ def test_probe_benchmark_reports_each_stage_memory_and_answer_latency():
         assert result[f"probe_{stage}_p50_ms"] > 0 and f"probe_{stage}_x_baseline" in result
     assert result["probe_rss_models_mb"] >= result["probe_rss_start_mb"] > 0
     assert result["probe_answer_p99_ms"] > 0 and result["probe_broker_rtt_p99_ms"] > 0
+
+
+def test_the_demo_refuses_a_bad_board_or_timeout_at_once(capsys):
+    assert cli.main(["demo", "--board", "xyz"]) == 2
+    assert "--board xyz: one of cyd, s3_8048" in capsys.readouterr().err
+    assert cli.main(["demo", "--timeout", "1"]) == 2
+    assert "--timeout 1: the panels take 3 to 300 seconds" in capsys.readouterr().err

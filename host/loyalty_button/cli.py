@@ -12,8 +12,16 @@ from pathlib import Path
 
 def _demo(args) -> int:
     from .sim import demo
+    from lbpanel import boards
     if not 0 <= args.answer_rate <= 1 or args.panels < 1 or args.rate <= 0:
         print("--answer-rate must be 0..1, --panels at least 1, --rate above 0", file=sys.stderr)
+        return 2
+    # Checked here, not seconds later inside a panel's process.
+    if args.board is not None and args.board not in boards.BOARDS:
+        print(f"--board {args.board}: one of {', '.join(sorted(boards.BOARDS))}", file=sys.stderr)
+        return 2
+    if not 3 <= args.timeout <= 300:
+        print(f"--timeout {args.timeout}: the panels take 3 to 300 seconds", file=sys.stderr)
         return 2
     demo.run(panels=args.panels, rate=args.rate, duration=args.duration,
              answer_rate=args.answer_rate, timeout_s=args.timeout, pos=args.pos,

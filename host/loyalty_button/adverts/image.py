@@ -59,6 +59,8 @@ def convert(source: Path | bytes, board_name: str) -> bytes:
         img.load()
     except UnidentifiedImageError as e:
         raise ImageError("not a PNG or JPEG image (Pillow cannot identify it)") from e
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise ImageError(f"cannot read it: {e.strerror}") from e
     except OSError as e:  # a cut-off file, say
         raise ImageError(f"not a PNG or JPEG image: {e}") from e
     return encode(fit(img, board["width"], board["height"]))
