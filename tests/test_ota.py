@@ -88,28 +88,11 @@ def _pos(store: OtaStore) -> Pos:
     return Pos(STORE, None, store.http_port, token=POS_TOKEN)
 
 
-def _wait_online(store: OtaStore, tills, version: str | None = None, timeout: float = 30):
-    """Until each panel's retained status is online (at `version`)."""
-    rollout = Rollout(store.registry, version or "x")
-    rollout.connect()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = {t: rollout.status.get(f"till-{t}") or {} for t in tills}
-            if all(s.get("state") == "online" and (version is None or s.get("fw") == version)
-                   for s in st.values()):
-                return st
-            time.sleep(0.2)
-        raise TimeoutError(f"not online: {st}")
-    finally:
-        rollout.close()
-
-
 def test_three_panels_update_with_a_canary_of_one_and_records_keep_flowing(store):
     s = store(["1", "2", "3"])
     for till in s.tills:
         s.add_panel(till)
-    _wait_online(s, s.tills, "0.1.0")
+    s.wait_online(s.tills, "0.1.0")
     s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.2.0"))
 
     # Shoppers keep answering at every till while the update runs.
@@ -142,7 +125,7 @@ def test_three_panels_update_with_a_canary_of_one_and_records_keep_flowing(store
     for till in s.tills:
         boot = _boot(s.panels[till])
         assert (boot["slot"], boot["trial"], boot["prev"]) == ("ota_a", False, "ota_a")
-    status = _wait_online(s, s.tills, "0.2.0")
+    status = s.wait_online(s.tills, "0.2.0")
     assert all(st["ota"] == {"slot": "ota_a", "mode": "normal", "state": "ok"}
                for st in status.values())
     # Every answer given before, during and after is a record.
@@ -162,7 +145,7 @@ def test_a_bundle_whose_app_raises_at_import_rolls_back_and_stops_the_roll_out(s
     s = store(["1", "2"])
     for till in s.tills:
         s.add_panel(till)
-    _wait_online(s, s.tills, "0.1.0")
+    s.wait_online(s.tills, "0.1.0")
     s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.3.0",
                                    {"lbpanel/app.mpy": BROKEN_APP}))
     run = s.update("0.3.0", "--canary", "1", "--timeout", "90")
@@ -176,7 +159,7 @@ def test_a_bundle_whose_app_raises_at_import_rolls_back_and_stops_the_roll_out(s
     boot = _boot(s.panels["1"])
     assert (boot["slot"], boot["trial"]) == ("", False)
     assert boot["failure"]["version"] == "0.3.0"
-    st = _wait_online(s, ["1"], "0.1.0")["1"]
+    st = s.wait_online(["1"], "0.1.0")["1"]
     assert st["ota"]["state"] == "rolled_back" and "broken at import" in st["ota"]["reason"]
     assert not (s.panels["2"].flash / "boot.json").exists() or _boot(s.panels["2"])["slot"] == ""
     assert "command update" not in s.panels["2"].log()
@@ -189,7 +172,7 @@ def test_a_bundle_whose_app_raises_at_import_rolls_back_and_stops_the_roll_out(s
 def test_a_corrupted_file_and_a_bad_signature_are_refused_before_switching(store):
     s = store(["1"])
     panel = s.add_panel("1")
-    _wait_online(s, ["1"], "0.1.0")
+    s.wait_online(["1"], "0.1.0")
     good = derive_bundle(s.base, s.root / "v", "0.2.0")
     s.publish_bundle(good)
     # One file changed on the host after the manifest was made: the host's
@@ -212,7 +195,7 @@ def test_a_corrupted_file_and_a_bad_signature_are_refused_before_switching(store
                   after=mark)
         assert not (panel.flash / "boot.json").exists() or _boot(panel)["slot"] == ""
         assert not (panel.flash / "ota_a" / "manifest.json").exists()
-        st = _wait_online(s, ["1"], "0.1.0")["1"]
+        st = s.wait_online(["1"], "0.1.0")["1"]
         assert st["ota"]["state"] == "failed" and "sha256 mismatch" in st["ota"]["reason"]
 
         # A bundle signed with another store's key.
@@ -225,7 +208,7 @@ def test_a_corrupted_file_and_a_bad_signature_are_refused_before_switching(store
     finally:
         rollout.close()
     assert "downloading" not in panel.log()[mark:]
-    st = _wait_online(s, ["1"], "0.1.0")["1"]
+    st = s.wait_online(["1"], "0.1.0")["1"]
     assert st["ota"]["state"] == "failed" and "bad signature" in st["ota"]["reason"]
     # The good bundle still goes in afterwards (the flipped file is fetched again).
     run = s.update("0.2.0", "--timeout", "60")
@@ -235,7 +218,7 @@ def test_a_corrupted_file_and_a_bad_signature_are_refused_before_switching(store
 def test_a_panel_killed_at_every_step_always_boots_a_working_version(store):
     s = store(["1"])
     panel = s.add_panel("1")
-    _wait_online(s, ["1"], "0.1.0")
+    s.wait_online(["1"], "0.1.0")
     s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.2.0"))
     pos, sold = _pos(s), []
     rollout = Rollout(s.registry, "0.2.0")
@@ -269,13 +252,13 @@ def test_a_panel_killed_at_every_step_always_boots_a_working_version(store):
         mark = len(panel.log())
         boot = cut(r"downloading 10 of \d+")
         assert boot["slot"] == "" and not (panel.flash / "ota_a" / "manifest.json").exists()
-        assert _wait_online(s, ["1"], "0.1.0")
+        assert s.wait_online(["1"], "0.1.0")
         # After the check, before the switch: the old app, the slot complete.
         boot = cut(r"verified \d+ files", shopper="k-left")
         assert boot["slot"] == ""
         assert json.loads((panel.flash / "ota_a" / "manifest.json").read_text())[
             "version"] == "0.2.0"
-        assert _wait_online(s, ["1"], "0.1.0")
+        assert s.wait_online(["1"], "0.1.0")
         # Right after the switch: a trial of the whole, checked slot.
         time.sleep(1.0)
         boot = cut(r"switched to ota_a")
@@ -299,7 +282,7 @@ def test_after_failed_boots_in_a_row_safe_mode_comes_up_and_takes_a_good_bundle(
     # More than lbboot.SAFE_AFTER (5) boots that did not run a minute.
     s = store(["1"])
     panel = s.add_panel("1", binary=str(lvgl_unix.binary_path()))
-    _wait_online(s, ["1"], "0.1.0")
+    s.wait_online(["1"], "0.1.0")
     s.publish_bundle(derive_bundle(s.base, s.root / "v", "0.2.0"))
     assert s.update("0.2.0", "--timeout", "60").returncode == 0
     # The confirmed slot is damaged on the flash: every boot of it fails.
@@ -307,7 +290,7 @@ def test_after_failed_boots_in_a_row_safe_mode_comes_up_and_takes_a_good_bundle(
     mark = len(panel.log())
     os.kill(panel._proc.pid, 9)
     _wait_log(panel, r"connected to 127\.0\.0\.1", after=mark, timeout=60)
-    st = _wait_online(s, ["1"])["1"]
+    st = s.wait_online(["1"])["1"]
     assert st["ota"]["mode"] == "safe" and st["ota"]["state"] == "safe"
     assert st["fw"] == "0.1.0"  # the image's own app
     assert _boot(panel)["fails"] > 5
@@ -319,7 +302,7 @@ def test_after_failed_boots_in_a_row_safe_mode_comes_up_and_takes_a_good_bundle(
     assert run.returncode == 0, run.stdout + run.stderr
     boot = _boot(panel)
     assert (boot["slot"], boot["trial"], boot["fails"]) == ("ota_b", False, 0)
-    st = _wait_online(s, ["1"], "0.3.0")["1"]
+    st = s.wait_online(["1"], "0.3.0")["1"]
     assert st["ota"] == {"slot": "ota_b", "mode": "normal", "state": "ok"}
 
 
@@ -329,7 +312,7 @@ def test_a_cyd_refuses_an_update_slot_it_has_no_heap_for(store):
     it says so instead of switching to an app that would run out of memory."""
     s = store(["1"])
     panel = s.add_panel("1", board="cyd")
-    _wait_online(s, ["1"], "0.1.0")
+    s.wait_online(["1"], "0.1.0")
     s.publish_bundle(derive_bundle(s.base_for("cyd"), s.root / "v", "0.2.0"))
     run = s.update("0.2.0", "--timeout", "60")
     assert run.returncode == 1
@@ -337,3 +320,42 @@ def test_a_cyd_refuses_an_update_slot_it_has_no_heap_for(store):
                      r"firmware image over USB", run.stdout), run.stdout
     assert "downloading" not in panel.log()
     assert not (panel.flash / "boot.json").exists() or _boot(panel)["slot"] == ""
+
+
+def test_the_hosts_signature_is_the_one_the_panel_checks():
+    from lbpanel import ota
+    from loyalty_button.panels.rollout import sign
+    key, sha = "5a" * 32, "0123456789abcdef" * 4
+    assert ota.signature_ok(key, "cyd", "0.2.0", sha, sign(key, "cyd", "0.2.0", sha))
+    assert not ota.signature_ok(key, "cyd", "0.2.0", sha, sign("a5" * 32, "cyd", "0.2.0", sha))
+
+
+def test_the_bundle_route_serves_only_files_of_a_bundle(tmp_path):
+    from loyalty_button.service.pos import _bundle_file
+    (tmp_path / "cyd-0.2.0" / "lbpanel").mkdir(parents=True)
+    (tmp_path / "cyd-0.2.0" / "lbpanel" / "app.mpy").write_bytes(b"x")
+    (tmp_path / "secret.yaml").write_text("key: 1")
+    assert _bundle_file(tmp_path, "cyd-0.2.0", "lbpanel/app.mpy") == \
+        tmp_path / "cyd-0.2.0" / "lbpanel" / "app.mpy"
+    for bundle, rel in (("cyd-0.2.0", "../secret.yaml"), ("cyd-0.2.0", "lbpanel/../../secret.yaml"),
+                        ("..", "secret.yaml"), ("cyd-0.2.0", "/etc/passwd"),
+                        ("cyd-0.2.0", "lbpanel"), ("cyd-0.2.0", "lbpanel/none.mpy")):
+        assert _bundle_file(tmp_path, bundle, rel) is None, (bundle, rel)
+    assert _bundle_file(None, "cyd-0.2.0", "lbpanel/app.mpy") is None
+
+
+def test_a_panel_restarting_into_an_update_is_not_asked():
+    from loyalty_button.service.fleet import Fleet
+    fleet = Fleet()
+    ota = {"slot": "base", "mode": "normal", "state": "switching", "version": "0.2.0"}
+    fleet.on_status("till-1", {"state": "online", "fw": "0.1.0", "ota": ota})
+    assert not fleet.online("till-1")
+    assert fleet.why_not_online("till-1") == "panel is restarting into an update"
+    # Back on trial: asked again. A status without `ota` (an older image
+    # flashed over USB) leaves no stale update state behind.
+    fleet.on_status("till-1", {"state": "online", "fw": "0.2.0",
+                               "ota": dict(ota, state="trial")})
+    assert fleet.online("till-1")
+    fleet.on_status("till-1", {"state": "online", "fw": "0.2.0", "ota": ota})
+    fleet.on_status("till-1", {"state": "online", "fw": "0.1.0"})
+    assert fleet.online("till-1") and "ota" not in fleet.info["till-1"]

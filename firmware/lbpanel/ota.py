@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 
-import lbboot
 from lbpanel import httpget, log
 
 _TAG = "ota"
@@ -40,8 +39,8 @@ def hmac_sha256(key, msg):
 
 
 def signed_text(board, version, manifest_sha256):
-    """What the host signs: one line, so no parser stands between the
-    signature and what it covers."""
+    """What the host signs (panels/rollout.py calls this too): one line, so
+    no parser stands between the signature and what it covers."""
     return ("lb-ota-v1 %s %s %s" % (board, version, manifest_sha256)).encode()
 
 
@@ -109,6 +108,7 @@ class Updater:
         if not signature_ok(self.key_hex, self.board, version, sha, sig):
             raise UpdateError("bad signature: not signed with this store's key for %s %s"
                               % (self.board, version))
+        import lbboot  # the panel's boot selector (not on the host)
         slot = lbboot.spare()
         _makedirs(slot)
         # The slot is incomplete from here until its manifest is written
@@ -154,5 +154,6 @@ class Updater:
 
     def switch(self, slot, version):
         """The verified slot boots next, on trial."""
+        import lbboot
         lbboot.switch(slot, self.safe)
         log.info(_TAG, "switched to %s for a trial of %s" % (slot, version))

@@ -16,25 +16,9 @@ import time
 from pathlib import Path
 
 from ..panels import bundle
-from ..panels.rollout import Rollout
 from ..sim.ota_rig import OtaStore, derive_bundle
 
 STORE_PANELS = 20
-
-
-def _wait_online(store: OtaStore, tills: list[str], timeout: float = 60) -> None:
-    rollout = Rollout(store.registry, "-")
-    rollout.connect()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all((rollout.status.get(f"till-{t}") or {}).get("state") == "online"
-                   for t in tills):
-                return
-            time.sleep(0.2)
-        raise TimeoutError("the panels did not come online")
-    finally:
-        rollout.close()
 
 
 def _timed_update(store: OtaStore, version: str, tills: list[str]) -> tuple[float, str]:
@@ -64,7 +48,7 @@ def run(out=print) -> dict:
         store.publish_bundle(v2)
         for t in tills:
             store.add_panel(t)
-        _wait_online(store, tills)
+        store.wait_online(tills)
         alone, _ = _timed_update(store, "0.2.0", ["1"])
         out(f"\none panel alone: {alone:.1f} s")
         many, text = _timed_update(store, "0.2.0", tills[1:])

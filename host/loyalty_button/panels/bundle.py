@@ -87,13 +87,20 @@ def build(board: str, out_root: Path) -> Path:
         for rel in files:
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(compiled / rel, out / rel)
-    entries = {rel: {"sha256": sha256_file(out / rel), "size": (out / rel).stat().st_size}
+    write_manifest(out, board, lbpanel.VERSION, files)
+    return out
+
+
+def write_manifest(folder: Path, board: str, version: str, files) -> dict:
+    """The manifest of the files (paths relative to folder) as they are
+    now, written into folder."""
+    entries = {rel: {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
                for rel in files}
     listing = "".join(f"{rel} {e['sha256']}\n" for rel, e in sorted(entries.items()))
-    manifest = {"name": "loyalty-button-panel", "version": lbpanel.VERSION, "board": board,
+    manifest = {"name": "loyalty-button-panel", "version": version, "board": board,
                 "id": hashlib.sha256(listing.encode()).hexdigest()[:16], "files": entries}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return out
+    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
 
 
 def load(folder: Path) -> dict:

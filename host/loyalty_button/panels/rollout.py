@@ -23,16 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lbpanel import protocol
+from lbpanel.ota import signed_text
 
 from ..service import broker_access
 from . import bundle as bundles
 from .registry import Registry, RegistryError
 from .station import StatusWatch, StepFailed
-
-
-def signed_text(board: str, version: str, manifest_sha256: str) -> bytes:
-    # The panel's lbpanel/ota.py checks the same line.
-    return f"lb-ota-v1 {board} {version} {manifest_sha256}".encode()
 
 
 def sign(key_hex: str, board: str, version: str, manifest_sha256: str) -> str:

