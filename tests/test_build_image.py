@@ -97,7 +97,7 @@ def test_the_image_freezes_the_tests_manifest_with_their_lv_conf_and_the_boards_
     conf = (checkout / "lib/lv_conf.h").read_text()
     declare = next(line for line in conf.splitlines()
                    if line.split()[:2] == ["#define", "LV_FONT_CUSTOM_DECLARE"])
-    assert "LV_FONT_DECLARE(lv_font_lb_text_14)" in declare and "text_30" not in declare
+    assert "LV_FONT_DECLARE(lv_font_lb_text_18)" in declare and "text_34" not in declare
     # Every lv_conf change is the same line as in the unix binary's tree.
     unix_conf = (lvgl_unix.build_dir() / "src/lib/lv_conf.h").read_text().splitlines()
     for name in lvgl_recipe.lv_conf_changes():

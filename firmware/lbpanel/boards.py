@@ -54,8 +54,10 @@ BOARDS = {
         },
         "extras": {"rgb_led": (4, 16, 17), "led_active_low": True, "ldr": 34,
                    "speaker": 26, "sd": {"cs": 5, "mosi": 23, "sck": 18, "miso": 19}},
-        # Font pixel sizes by role; "big" is digits only.
-        "fonts": {"small": 14, "body": 18, "big": 28},
+        # Font pixel sizes by role; "big" is digits only. Read at arm's
+        # length (see LEGIBLE_ARCMIN): small 18 px is 16 arcmin at 50 cm, body
+        # 23 px 20.
+        "fonts": {"small": 18, "body": 23, "big": 28},
         # Full-screen RGB565 is 150 KB, more than the heap: adverts are
         # streamed from flash to the display in bands (see adverts docs).
         "advert_band_lines": 8,
@@ -96,7 +98,7 @@ BOARDS = {
             "freq": 400000, "calibrate": False,
         },
         "extras": {"sd": {"cs": 10, "mosi": 11, "sck": 12, "miso": 13}},
-        "fonts": {"small": 22, "body": 30, "big": 44},
+        "fonts": {"small": 28, "body": 34, "big": 44},
         "advert_band_lines": 16,
         "advert_budget_kb": 8192,
         "heap_kb": 8192,
@@ -109,6 +111,43 @@ def get(name):
     if board is None:
         raise ValueError("unknown board %r; known: %s" % (name, ", ".join(sorted(BOARDS))))
     return board
+
+
+# Type a shopper reads at arm's length: ISO 9241-303 asks capital letters
+# of at least 16 minutes of arc at the viewing distance (20 preferred). At
+# 50 cm that is 2.33 mm; DejaVu Sans's capitals are 0.73 of its pixel size,
+# so the smallest text is 18 px on the CYD (143 dpi) and 28 px on the S3
+# (217 dpi). tests/test_screens.py holds every board's fonts to it.
+VIEWING_MM = 500
+LEGIBLE_ARCMIN = {"small": 16, "body": 20}
+CAP_HEIGHT = 0.73
+
+
+def cap_height_arcmin(size_px, dpi, distance_mm=VIEWING_MM):
+    """How large a font's capitals look, in minutes of arc."""
+    import math
+    cap_mm = size_px * CAP_HEIGHT * 25.4 / dpi
+    return math.degrees(2 * math.atan(cap_mm / 2 / distance_mm)) * 60
+
+
+# The touch calibration's check cross may be off by this share of the
+# screen's short side (lbpanel.calibrate): the error a calibrated resistive
+# film may keep, 9 px (1.6 mm) on the CYD, which the answer buttons' gaps
+# must absorb (lvshopper's NPS scale).
+CALIBRATION_TOLERANCE = 0.04
+
+
+def touch_error_px(board):
+    """The touch error the board may keep after calibration: the
+    calibration check's tolerance on a resistive film, none on glass that
+    needs no calibration."""
+    if not board["touch"].get("calibrate"):
+        return 0
+    return calibration_tolerance(board["width"], board["height"])
+
+
+def calibration_tolerance(width, height):
+    return max(4, int(min(width, height) * CALIBRATION_TOLERANCE))
 
 
 def native_size(board):

@@ -10,14 +10,13 @@
 # mapping its LVGL pointer applies (None silences the pointer meanwhile).
 import asyncio
 
-from lbpanel import log, touchcal
+from lbpanel import boards, log, touchcal
 from lbpanel.clock import ticks_diff, ticks_ms
 
 _TAG = "calibrate"
 # Where the crosses are, as shares of the screen; the last one is the check.
 TARGETS = ((0.1, 0.12), (0.9, 0.12), (0.9, 0.88), (0.1, 0.88), (0.5, 0.5))
 MIN_READS = 3       # a press shorter than this many readings is a brush
-TOLERANCE = 0.04    # the check cross may be off by this share of the short side
 
 
 def _median(values):
@@ -32,7 +31,7 @@ class Calibrator:
     def __init__(self, width, height):
         self.w, self.h = width, height
         self.points = [(int(fx * width), int(fy * height)) for fx, fy in TARGETS]
-        self.tolerance = max(4, int(min(width, height) * TOLERANCE))
+        self.tolerance = boards.calibration_tolerance(width, height)
         self.cal = None
         self.restart()
 

@@ -125,6 +125,9 @@ class QuestionFlow:
         self.pending_at = now
         if self.settings["touch.settle_ms"] == 0:
             self._commit(now)
+        else:
+            # What was taken, on screen while it settles (a mis-tap is seen).
+            self.ui.show_pick(value)
         return True
 
     def on_stray_press(self, now):

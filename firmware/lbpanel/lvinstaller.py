@@ -10,7 +10,8 @@ from lbpanel.flow import ADVERTS
 from lbpanel.lvkit import ACCENT, AMBER, MUTED, SERVICE_HOLD_MS, TEXT
 
 # The service screen's rows: what the app's service_info() holds.
-_SERVICE_ROWS = ("panel", "store", "board", "ip", "broker", "rssi", "fw", "outbox", "adverts")
+_SERVICE_ROWS = ("panel", "store", "board", "ip", "broker", "rssi", "fw", "outbox", "adverts",
+                 "problem")
 
 
 class InstallerScreens:
@@ -44,27 +45,35 @@ class InstallerScreens:
         return corner
 
     def show_problem(self, problem, text):
-        """problem: not_configured, no_network or broker_unreachable."""
+        """problem: not_configured, no_network or broker_unreachable. The
+        shopper sees a calm welcome; staff see a small amber dot in the
+        top-right corner, and the installer finds what is wrong, in words
+        and with the technical detail, on the service screen."""
         scr = self._new_screen("problem", {"problem": problem, "text": text})
-        scr.set_style_bg_color(lv.color_hex(0x5A1E1E), 0)
+        self.problem = (problem, text)
         self._service_corner(scr)
-        title = self._fit_text(scr, chrome(self.lang, problem), self.w - 2 * self.pad,
-                               self.h // 4, self.h // 6)
-        title.set_style_text_color(lv.color_hex(0xFFD7D7), 0)
-        detail = self._fit_text(scr, text, self.w - 2 * self.pad, self.h // 3,
-                                self.h // 6 + self.h // 4 + self.gap, ("small",))
-        detail.set_style_text_color(lv.color_hex(MUTED), 0)
-        hint = self._label(scr, chrome(self.lang, "hint"), "small", MUTED,
-                           width=self.w - 2 * self.pad, align=lv.TEXT_ALIGN.CENTER)
-        hint.align(lv.ALIGN.BOTTOM_MID, 0, -self.pad)
+        label = self._label(scr, chrome(self.lang, "welcome"), "body", MUTED)
+        label.center()
+        dot = lv.obj(scr)
+        dot.remove_style_all()
+        size = max(8, self.pad * 2)
+        dot.set_size(size, size)
+        dot.set_style_radius(size, 0)
+        dot.set_style_bg_color(lv.color_hex(AMBER), 0)
+        dot.set_style_bg_opa(255, 0)
+        dot.align(lv.ALIGN.TOP_RIGHT, -self.pad, self.pad)
+        dot.remove_flag(lv.obj.FLAG.CLICKABLE)
 
     def show_status(self, info):
         """The installer's service screen: who and where this panel is and
         how its link is. Any tap returns to the idle screen."""
+        if self.problem is not None:
+            info = dict(info)
+            info["problem"] = "%s: %s" % (chrome(self.lang, self.problem[0]), self.problem[1])
         scr = self._new_screen("status", info)
         title = self._label(scr, chrome(self.lang, "service"), "body", ACCENT)
         title.set_pos(self.pad, self.pad)
-        line_h = self.fonts.get("small").get_line_height() + 2
+        line_h = self.fonts.get("small").get_line_height()
         y = self.pad + self.fonts.get("body").get_line_height() + self.gap
         key_w = self.w // 3
         # "Calibrate touch" in the top-right corner (resistive boards); the
@@ -72,12 +81,14 @@ class InstallerScreens:
         button_x, button_bottom = self.w, 0
         if self.on_calibrate is not None:
             bw = self.w * 2 // 5
-            button_x, button_bottom = self.w - bw - self.pad, self.pad + self.min_target
-            self._button(scr, button_x, self.pad, bw, self.min_target, ACCENT,
+            button_x, button_bottom = self.w - bw - self.pad, self.pad + self.target
+            self._button(scr, button_x, self.pad, bw, self.target, ACCENT,
                          chrome(self.lang, "recalibrate"), "small",
-                         lambda e: self._soon(self.on_calibrate), key="calibrate")
+                         lambda e: self._soon(self.on_calibrate), key="calibrate", lines=2)
         for key in _SERVICE_ROWS:
             value = info.get(key)
+            if value is None and key == "problem":
+                continue
             if value is None:
                 value = "-"
             k = self._label(scr, chrome(self.lang, key), "small", MUTED)

@@ -16,17 +16,27 @@ from lbpanel.clock import ticks_diff, ticks_ms
 
 _TAG = "ui"
 
+# The palette. Every text and control keeps at least 4.5:1 contrast (WCAG
+# AA) against what it is drawn on; tests/test_screens.py computes it over
+# every screen. A dark panel with light fills carrying dark text does that
+# both ways: white on a mid-tone fill cannot reach 4.5:1 while the same
+# fill stands out 4.5:1 from the navy background.
 # NPS colours (detractor 0-6, passive 7-8, promoter 9-10) and the CSAT scale.
-RED = 0xD64541
+RED = 0xF2665F
 AMBER = 0xF0A830
-GREEN = 0x2E9E5B
+GREEN = 0x34B36A
 _NPS_COLOURS = {"detractor": RED, "passive": AMBER, "promoter": GREEN}
-CSAT_COLOURS = (0xD64541, 0xEE7B30, 0xF0C330, 0x8CC152, 0x2E9E5B)
+CSAT_COLOURS = (0xF2665F, 0xEE7B30, 0xF0C330, 0x8CC152, 0x34B36A)
 BG = 0x14213D
 PANEL = 0x22335A
 TEXT = 0xFFFFFF
 MUTED = 0xB8C2D6
-ACCENT = 0x3D8BFD
+ACCENT = 0x5B9BFF
+# Text on a coloured fill (answers, the chosen chip): the background's navy.
+ON_FILL = BG
+# The outline of a control whose fill is close to the background (PANEL):
+# the fill alone is 1.3:1, which a TN panel at an angle loses entirely.
+OUTLINE = MUTED
 
 # Touches closer together than this on one button are one bouncy press.
 DEBOUNCE_MS = 150
@@ -99,6 +109,9 @@ class ScreenKit:
         self._timeout_ms = 0
         self._last_press = {}
         self._picked = []
+        self._question = None  # the one on screen, for the thank-you's echo
+        # (problem, detail) while the panel cannot work: for the service screen.
+        self.problem = None
         self.targets = {}
         self.on_screen = None
         # Set by the boot code on boards with a resistive film: the service
@@ -114,14 +127,19 @@ class ScreenKit:
         # What taps lead to, run by step() once LVGL's event is over (_soon).
         self._later = []
         self._in_event = 0
-        # Sizes from the display: a hurried thumb wants about 9 mm (Android's
-        # 48 dp); 7 mm is the least any button gets. On the 2.8" CYD (143
-        # dpi) that is 51 and 39 px, on the 4.3" S3 panel (217 dpi) 77 and 60.
+        # Sizes from the display: every control a shopper touches keeps
+        # 9 mm each way (Android's 48 dp, about a hurried thumb): 51 px on
+        # the 2.8" CYD (143 dpi), 77 px on the 4.3" S3 panel (217 dpi).
+        # Answers stand further apart than the touch error a calibrated
+        # resistive film may keep (boards.touch_error_px: 9 px on the CYD),
+        # so that error puts a tap in a gap, not on the next answer.
         short = min(self.w, self.h)
         dpi = board.get("dpi", 143)
         self.pad = max(4, short // 40)
         self.gap = max(4, short // 48)
-        self.target = max(44, dpi * 9 * 10 // 254)
+        self.target = max(44, (dpi * 90 + 253) // 254)  # rounded up: 9 mm at least
+        self.slack = max(self.gap, boards.touch_error_px(board) + 1)
+        # Drawn things that are not touched (the calibration cross's arms).
         self.min_target = max(36, dpi * 7 * 10 // 254)
 
     # --- wiring -------------------------------------------------------------
@@ -174,6 +192,8 @@ class ScreenKit:
         scr.set_style_bg_color(lv.color_hex(BG), 0)
         scr.set_style_bg_opa(255, 0)
         scr.remove_flag(lv.obj.FLAG.SCROLLABLE)
+        if name not in ("problem", "status", "calibrate"):
+            self.problem = None  # running again: the service screen's row goes
         old = self._scr
         self._scr = scr
         self._bar = None
@@ -232,14 +252,18 @@ class ScreenKit:
         """A wrapped, centred label within width x max_h: the first font
         role it fits in, or the smallest one cut with '...' (logged)."""
         label = None
-        for role in roles:
+        for i, role in enumerate(roles):
             if label is not None:
                 label.delete()
             label = self._label(parent, text, role, width=width,
                                 align=lv.TEXT_ALIGN.CENTER)
             label.set_pos((self.w - width) // 2, y)
             label.update_layout()
-            if label.get_height() <= max_h:
+            # A word wider than the line would be broken mid-word: a
+            # smaller font first, when there is one.
+            whole_words = i == len(roles) - 1 or \
+                self._widest_word(parent, label.get_text(), role) <= width
+            if label.get_height() <= max_h and whole_words:
                 return label
         label.set_long_mode(lv.label.LONG_MODE.DOTS)
         label.set_height(max_h)
@@ -248,7 +272,12 @@ class ScreenKit:
         return label
 
     def _button(self, parent, x, y, w, h, colour, text=None, role="body", on_click=None,
-                text_colour=TEXT, key=None):
+                text_colour=None, key=None, lines=1):
+        """A button filled with `colour`. Its text is dark on a coloured
+        fill and light on PANEL, which also gets an outline (see the
+        palette); the label inherits the colour from the button, so a
+        state of the button (a chosen chip) can change both. lines: the
+        text may wrap onto this many lines, else it is cut with '...'."""
         btn = lv.button(parent)
         if key is not None:
             # What a simulated finger (or a test) aims at for this answer.
@@ -259,26 +288,87 @@ class ScreenKit:
         btn.set_style_radius(max(4, min(w, h) // 6), 0)
         btn.set_style_shadow_width(0, 0)
         btn.set_style_pad_all(2, 0)
+        if text_colour is None:
+            text_colour = TEXT if colour == PANEL else ON_FILL
+        btn.set_style_text_color(lv.color_hex(text_colour), 0)
+        if colour == PANEL:
+            btn.set_style_border_color(lv.color_hex(OUTLINE), 0)
+            btn.set_style_border_width(2, 0)
+        else:
+            btn.set_style_border_width(0, 0)
         if text is not None:
+            if role != "big":  # digits keep their natural width
+                text = self._clean_text(text, role)
+                role = self._role_that_fits(btn, text, role, w - 4, h - 4, lines)
             label = lv.label(btn)
             label.set_style_text_font(self.fonts.get(role), 0)
-            label.set_style_text_color(lv.color_hex(text_colour), 0)
-            if role != "big":  # digits keep their natural width
-                label.set_long_mode(lv.label.LONG_MODE.DOTS)
+            if role != "big":
+                label.set_long_mode(lv.label.LONG_MODE.WRAP if lines > 1
+                                    else lv.label.LONG_MODE.DOTS)
                 label.set_style_text_align(lv.TEXT_ALIGN.CENTER, 0)
-                label.set_width(w - 8)
-            label.set_text(self._clean_text(text, role))
+                label.set_width(w - 4)
+            label.set_text(text)
+            if role != "big":
+                # At most as many lines as asked for and the button holds;
+                # LVGL cuts with '...' only at a fixed height.
+                line_h = self.fonts.get(role).get_line_height()
+                most = min(lines, max(1, (h - 4) // line_h)) * line_h
+                label.update_layout()
+                if label.get_height() > most:
+                    label.set_height(most)
             label.center()
         if on_click is not None:
             btn.add_event_cb(self._safe(on_click), lv.EVENT.CLICKED, None)
         return btn
 
-    def _grid(self, n, cols, top, bottom, max_h=None):
-        """Cells (x, y, w, h) for n items in rows of `cols`, filling the
+    def _text_size(self, parent, text, role, width=None):
+        """(w, h) the text takes in the role's font, wrapped at `width`."""
+        probe = lv.label(parent)
+        probe.set_style_text_font(self.fonts.get(role), 0)
+        if width is not None:
+            probe.set_width(width)
+            probe.set_long_mode(lv.label.LONG_MODE.WRAP)
+        probe.set_text(text or " ")
+        probe.update_layout()
+        size = (probe.get_width(), probe.get_height())
+        probe.delete()
+        return size
+
+    def _widest_word(self, parent, text, role):
+        """Pixels the text's longest word takes in the role's font."""
+        return self._text_size(parent, "\n".join(text.split()), role)[0]
+
+    def _role_that_fits(self, parent, text, role, width, height, lines):
+        """The role, or the smaller "small", in which the text fits the
+        box in at most `lines` lines with no word broken: LVGL breaks a
+        word wider than the line mid-word ("Ассортимен / т"), which a
+        shopper reads as a mistake. The last one tried when none does."""
+        for r in ((role, "small") if role != "small" else ("small",)):
+            line_h = self.fonts.get(r).get_line_height()
+            most = min(lines, max(1, height // line_h)) * line_h
+            if self._widest_word(parent, text, r) <= width and \
+                    self._text_size(parent, text, r, width)[1] <= most:
+                return r
+        return "small"
+
+    def _centred_width(self, parent, text, role):
+        """Width of a button under the answers: a third of the screen, or
+        what its words need, at most the screen."""
+        need = self._text_size(parent, text, role)[0] + 4 * self.pad
+        return min(self.w - 2 * self.pad, max(self.w // 3, 120, need))
+
+    def _grid(self, n, cols, top, bottom, max_h=None, gap=None):
+        """Cells (x, y, w, h) for n answers in rows of `cols` (more columns
+        when the rows would not keep 9 mm), self.slack apart unless told
+        (chips, which show what a tap did, may stand closer), filling the
         band from top to bottom."""
+        if gap is None:
+            gap = self.slack
+        fit = max(1, (bottom - top + gap) // (self.target + gap))
+        cols = max(cols, (n + fit - 1) // fit)
         rows = (n + cols - 1) // cols
-        cell_w = (self.w - 2 * self.pad - (cols - 1) * self.gap) // cols
-        cell_h = (bottom - top - (rows - 1) * self.gap) // rows
+        cell_w = (self.w - 2 * self.pad - (cols - 1) * gap) // cols
+        cell_h = (bottom - top - (rows - 1) * gap) // rows
         if max_h is not None:
             cell_h = min(cell_h, max_h)
         cells = []
@@ -286,8 +376,8 @@ class ScreenKit:
             r, c = i // cols, i % cols
             in_row = min(cols, n - r * cols)
             # A short last row is centred under the full ones.
-            x0 = (self.w - (in_row * cell_w + (in_row - 1) * self.gap)) // 2
-            cells.append((x0 + c * (cell_w + self.gap), top + r * (cell_h + self.gap),
+            x0 = (self.w - (in_row * cell_w + (in_row - 1) * gap)) // 2
+            cells.append((x0 + c * (cell_w + gap), top + r * (cell_h + gap),
                           cell_w, cell_h))
         return cells
 

@@ -5,7 +5,8 @@ import lvgl as lv
 
 from lbpanel import log
 from lbpanel.chrome import chrome
-from lbpanel.lvkit import ACCENT, CSAT_COLOURS, GREEN, MUTED, PANEL, RED, nps_colour
+from lbpanel.lvkit import (ACCENT, CSAT_COLOURS, GREEN, MUTED, ON_FILL, PANEL, RED, TEXT,
+                           nps_colour)
 
 _TAG = "ui"
 
@@ -27,53 +28,127 @@ class ShopperScreens:
             log.warning(_TAG, "question kind %r has no screen; showing adverts" % (kind,))
             self.show_adverts()
             return
+        self._question = q
         scr = self._new_screen("question", detail)
         self._stray_presses(scr)
         self._service_corner(scr)
-        # Six options need three rows on a small screen: the text gives way.
-        text_h = self.h // 5 if kind == "choice" and len(q["options"]) > 4 else self.h // 4
+        grid = self._nps_grid() if kind == "nps" else None
+        # "No thanks" in the NPS grid's spare cell (a small screen), else a
+        # button of its own under the answers.
+        in_grid = grid is not None and grid[0] == 4
+        bar_h = max(4, self.h // 60)
+        if in_grid:
+            bottom = self.h - bar_h - self.gap
+            text_h = bottom - self.gap - grid[1] * grid[2] - (grid[1] - 1) * grid[3] - self.pad
+        elif kind == "nps":
+            # Two rows of scores and their end words: the text gives way to
+            # two lines.
+            text_h = max(self.h // 5, 2 * self.fonts.get("body").get_line_height())
+        elif kind == "choice" and len(q["options"]) > 4:
+            # Six options need three rows on a small screen: the text gives way.
+            text_h = self.h // 5
+        else:
+            text_h = self.h // 4
         self._fit_text(scr, q["text"], self.w - 2 * self.pad - self.target, text_h,
                        self.pad)
         top = self.pad + text_h + self.gap
-        decline_h = self.min_target
-        bottom = self.h - self.pad - decline_h - self.gap - max(4, self.h // 60)
-        build(scr, q, lang, top, bottom)
-        self._decline_button(scr, lang, bottom + self.gap, decline_h, "no_thanks")
+        if in_grid:
+            self._nps(scr, q, lang, top, bottom, grid)
+        else:
+            decline_h = self.target
+            bottom = self.h - self.pad - decline_h - self.gap - bar_h
+            if grid is not None:
+                self._nps(scr, q, lang, top, bottom, grid)
+            else:
+                build(scr, q, lang, top, bottom)
+            self._decline_button(scr, lang, bottom + self.gap, decline_h, "no_thanks")
         self._countdown(scr, timeout_ms)
 
-    def _decline_button(self, scr, lang, y, h, key):
-        w = min(self.w - 2 * self.pad, max(self.w // 3, 120))
+    def _decline_button(self, scr, lang, y, h, key, x=None, w=None, lines=1):
+        if w is None:
+            w = self._centred_width(scr, chrome(lang, key), "small")
+            x = (self.w - w) // 2
 
         def click(e):
             if self.app is not None:
                 self._soon(self.app.decline)
-        btn = self._button(scr, (self.w - w) // 2, y, w, h, PANEL, chrome(lang, key), "small",
-                           self._debounced(("decline",), click), MUTED, key="decline")
+        btn = self._button(scr, x, y, w, h, PANEL, chrome(lang, key), "small",
+                           self._debounced(("decline",), click), MUTED, key="decline",
+                           lines=lines)
         return btn
 
-    def _nps(self, scr, q, lang, top, bottom):
+    def _nps_grid(self):
+        """(columns, rows, row height, gap) for the 0-10 scale: the fewest
+        rows whose buttons keep 9 mm (self.target) across, with gaps wider
+        than the touch error the board's calibration may leave, so a tap
+        pulled by it lands in a gap, not on the next score. 11 in a row on
+        a wide screen, 0-5 / 6-10 on the 4.3" panel, 4 x 3 on the 2.8" CYD
+        (the twelfth cell is "no thanks")."""
+        slack = self.slack
+        for cols in (11, 6, 4):
+            if (self.w - 2 * self.pad - (cols - 1) * slack) // cols >= self.target:
+                break
+        rows = (11 + cols - 1) // cols
+        row_h = self.target if cols == 4 else self.target * 3 // 2
+        return cols, rows, row_h, slack
+
+    def _nps(self, scr, q, lang, top, bottom, grid):
+        cols, rows, row_h, slack = grid
         labels = q.get("labels") or {}
-        label_h = self.fonts.get("small").get_line_height() + 2 if labels else 0
-        # One row of eleven where each keeps 7 mm, else two rows.
-        cols = 11 if (self.w - 2 * self.pad - 10 * self.gap) // 11 >= self.min_target else 6
-        cells = self._grid(11, cols, top, bottom - label_h, self.target * 3 // 2)
+        line_h = self.fonts.get("small").get_line_height()
+        # The ends' words sit at the scale's real ends: the low one above
+        # the 0, the high one under the 10, where there is room for them.
+        room = bottom - top - rows * self.target - (rows - 1) * slack
+        show_labels = labels and room >= 2 * (line_h + 2)
+        if show_labels:
+            top += line_h + 2
+            bottom -= line_h + 2
+        # The scale may use the screen's edge margins too: every pixel of
+        # width is a wider button (and on the CYD "Не сейчас" in one).
+        margin = min(self.pad, self.gap)
+        cell_w = (self.w - 2 * margin - (cols - 1) * slack) // cols
+        row_h = min(max(row_h, self.target), (bottom - top - (rows - 1) * slack) // rows)
+        grid_h = rows * row_h + (rows - 1) * slack
+        y0 = top + (bottom - top - grid_h) // 2
+        # Left to right, row after row, every row starting under the 0: the
+        # scale reads as one line broken (0-5 over 6-10 leaves its spare
+        # cell at the right, under the 5).
+        cells = []
+        for i in range(cols * rows):
+            r, c = i // cols, i % cols
+            cells.append((margin + c * (cell_w + slack), y0 + r * (row_h + slack), cell_w, row_h))
         for score in range(11):
             x, y, w, h = cells[score]
             self._button(scr, x, y, w, h, nps_colour(score), "%d" % score, "big",
                          self._tap(score), key=score)
-        if labels:
-            last_y = cells[10][1] + cells[10][3] + 2
+        if cols == 4:
+            x, y, w, h = cells[11]
+            # "No, thanks" is two words too wide for a cell of the CYD's
+            # scale at a legible size; "Not now" says the same.
+            self._decline_button(scr, lang, y, h, "not_now", x, w, lines=2)
+        if show_labels:
+            x0, y0_, _, _ = cells[0]
+            x10, y10, w10, h10 = cells[10]
             half = (self.w - 2 * self.pad) // 2
             if labels.get("low"):
-                lo = self._label(scr, labels["low"], "small", MUTED)
-                lo.set_pos(self.pad, last_y)
-                lo.set_width(half)
+                lo = self._label(scr, labels["low"], "small", MUTED, width=half)
                 lo.set_long_mode(lv.label.LONG_MODE.DOTS)
+                lo.set_pos(x0, y0_ - line_h - 2)
             if labels.get("high"):
                 hi = self._label(scr, labels["high"], "small", MUTED, width=half,
                                  align=lv.TEXT_ALIGN.RIGHT)
                 hi.set_long_mode(lv.label.LONG_MODE.DOTS)
-                hi.set_pos(self.w - self.pad - half, last_y)
+                hi.set_pos(x10 + w10 - half, y10 + h10 + 2)
+
+    def show_pick(self, value):
+        """The score (or answer) just picked, before it counts: outlined,
+        the others dimmed, so a shopper sees what was taken."""
+        for key, obj in self.targets.items():
+            if key == value:
+                obj.set_style_border_color(lv.color_hex(TEXT), 0)
+                obj.set_style_border_width(max(3, self.gap), 0)
+            elif key != "decline":
+                obj.set_style_opa(96, 0)
 
     def _face(self, parent, size, mood):
         """A smiley drawn from shapes (no emoji font needed): mood 0..4
@@ -144,7 +219,7 @@ class ShopperScreens:
         for cell, value, colour in ((cells[0], "yes", GREEN), (cells[1], "no", RED)):
             x, y, w, h = cell
             self._button(scr, x, y, w, h, colour, chrome(lang, value), "body",
-                         self._tap(value), key=value)
+                         self._tap(value), key=value, lines=2)
 
     def _choice(self, scr, q, lang, top, bottom):
         options = q["options"]
@@ -152,10 +227,16 @@ class ShopperScreens:
         wide = self.w >= 600
         cols = n if n <= (3 if wide else 2) else (3 if wide and n != 4 else 2)
         cells = self._grid(n, cols, top, bottom, self.target * 2)
+        # One size for all the options: a smaller one where any needs it.
+        _, _, w, h = cells[0]
+        role = "body"
+        for o in options:
+            if self._role_that_fits(scr, o["text"], "body", w - 4, h - 4, 2) != "body":
+                role = "small"
         for i in range(n):
             x, y, w, h = cells[i]
-            self._button(scr, x, y, w, h, ACCENT, options[i]["text"], "body",
-                         self._tap(options[i]["id"]), key=options[i]["id"])
+            self._button(scr, x, y, w, h, ACCENT, options[i]["text"], role,
+                         self._tap(options[i]["id"]), key=options[i]["id"], lines=2)
 
     def show_why(self, q, timeout_ms):
         why = q["why"]
@@ -164,33 +245,46 @@ class ShopperScreens:
         scr = self._new_screen("why", {"session": q["session"],
                                        "reasons": [r["id"] for r in reasons]})
         self._stray_presses(scr)
-        text_h = self.h // 6
+        text_h = max(self.h // 6, 2 * self.fonts.get("small").get_line_height())
         self._fit_text(scr, why["text"], self.w - 2 * self.pad - self.target, text_h,
                        self.pad)
         self._picked = []
         top = self.pad + text_h + self.gap
-        done_h = self.min_target
-        bottom = self.h - self.pad - done_h - self.gap - max(4, self.h // 60)
-        cols = 2 if len(reasons) > 1 else 1
-        if self.w >= 600 and len(reasons) > 4:
-            cols = 3
-        cells = self._grid(len(reasons), cols, top, bottom, self.target * 3 // 2)
-        for i in range(len(reasons)):
+        bar_h = max(4, self.h // 60)
+        n = len(reasons)
+        # On a small screen "Done" takes the grid's last cell, so the chips
+        # keep 9 mm and two columns, wide enough for a whole word.
+        done_in_grid = self.w < 600 and n > 2
+        if done_in_grid:
+            bottom = self.h - bar_h - self.gap
+            cells = self._grid(n + 1, 2, top, bottom, self.target * 3 // 2, self.gap)
+        else:
+            bottom = self.h - self.pad - self.target - self.gap - bar_h
+            cols = 3 if self.w >= 600 and n > 4 else (2 if n > 1 else 1)
+            # Chips stand closer than answers: a chip shows when it is
+            # chosen, and a tap undoes it.
+            cells = self._grid(n, cols, top, bottom, self.target * 3 // 2, self.gap)
+        for i in range(n):
             rid = reasons[i]["id"]
             x, y, w, h = cells[i]
             chip = self._button(scr, x, y, w, h, PANEL, reasons[i]["text"], "small",
-                                key="reason:" + rid)
+                                key="reason:" + rid, lines=2)
             chip.set_style_radius(h // 2, 0)
             chip.add_flag(lv.obj.FLAG.CHECKABLE)
             chip.set_style_bg_color(lv.color_hex(ACCENT), lv.STATE.CHECKED)
+            chip.set_style_text_color(lv.color_hex(ON_FILL), lv.STATE.CHECKED)
             chip.add_event_cb(self._safe(self._toggle(rid, chip)), lv.EVENT.VALUE_CHANGED, None)
 
         def done(e):
             if self.app is not None:
                 self._soon(self.app.reasons, list(self._picked))
-        w = min(self.w - 2 * self.pad, max(self.w // 3, 120))
-        self._button(scr, (self.w - w) // 2, bottom + self.gap, w, done_h, GREEN,
-                     chrome(lang, "done"), "body", self._debounced(("done",), done), key="done")
+        if done_in_grid:
+            x, y, w, h = cells[n]
+        else:
+            w = self._centred_width(scr, chrome(lang, "done"), "body")
+            x, y, h = (self.w - w) // 2, bottom + self.gap, self.target
+        self._button(scr, x, y, w, h, GREEN, chrome(lang, "done"), "body",
+                     self._debounced(("done",), done), key="done")
         self._countdown(scr, timeout_ms)
 
     def _toggle(self, rid, chip):
@@ -203,29 +297,48 @@ class ShopperScreens:
         return changed
 
     def show_thanks(self, answer, invite=None, lang=None):
-        """invite: None or {"url", "text"} when the policy offers the QR."""
+        """The answer echoed back (the score in its colour, the face, the
+        word or option picked), a warm word, and with `invite` ({"url",
+        "text"}, when the question's policy offers it) a QR code as large
+        as the screen allows beside them: on the CYD 31 mm, a module of
+        about 1 mm for a review link, which a phone reads from 40 cm."""
         lang = lang or self.lang
         detail = {"session": answer["session"], "outcome": answer["outcome"],
                   "value": answer["value"]}
         if invite:
             detail["qr"] = invite["url"]
+        q = self._question
+        self._question = None
+        if q is not None and q.get("session") != answer["session"]:
+            q = None
         scr = self._new_screen("thanks", detail)
-        if not invite:
-            label = self._label(scr, chrome(lang, "thanks"), "body")
-            label.center()
-            return
-        wide = self.w > self.h
         quiet = max(4, self.h // 40)
-        if wide:
-            qr_size = min(self.h - 2 * self.pad - 2 * quiet, self.w * 2 // 5, 300)
+        if invite:
+            qr_size = min(self.h - 2 * self.pad - 2 * quiet, self.w * 11 // 20, 300)
+            text_w = self.w - qr_size - 2 * quiet - 3 * self.pad
         else:
-            qr_size = min(self.w - 2 * self.pad - 2 * quiet,
-                          self.h - 3 * self.fonts.get("body").get_line_height(), 300)
-        text_w = (self.w - qr_size - 2 * quiet - 3 * self.pad) if wide else self.w - 2 * self.pad
-        title = self._label(scr, chrome(lang, "thanks"), "body", width=text_w,
-                            align=lv.TEXT_ALIGN.CENTER)
-        note = self._label(scr, invite.get("text") or chrome(lang, "scan"), "small", MUTED,
-                           width=text_w, align=lv.TEXT_ALIGN.CENTER)
+            text_w = self.w - 2 * self.pad
+        parts = []
+        echo = self._echo(scr, answer, q, lang, text_w)
+        if echo is not None:
+            parts.append(echo)
+        word = "thanks_answer" if answer["outcome"] == "answered" else "thanks"
+        parts.append(self._label(scr, chrome(lang, word), "body", width=text_w,
+                                 align=lv.TEXT_ALIGN.CENTER))
+        note = (invite.get("text") or chrome(lang, "scan")) if invite else chrome(lang, "good_day")
+        parts.append(self._label(scr, note, "small", MUTED, width=text_w,
+                                 align=lv.TEXT_ALIGN.CENTER))
+        # The column of words (and echo), centred in the space the QR leaves.
+        heights = []
+        for part in parts:
+            part.update_layout()
+            heights.append(part.get_height())
+        y = (self.h - sum(heights) - self.gap * 2 * (len(parts) - 1)) // 2
+        for part, h in zip(parts, heights):
+            part.set_pos(self.pad + (text_w - part.get_width()) // 2, y)
+            y += h + 2 * self.gap
+        if not invite:
+            return
         qr = lv.qrcode(scr)
         qr.set_size(qr_size)
         qr.set_dark_color(lv.color_hex(0x000000))
@@ -235,11 +348,33 @@ class ShopperScreens:
         qr.set_style_border_width(quiet, 0)
         data = invite["url"]
         qr.update(data, len(data))
-        if wide:
-            qr.align(lv.ALIGN.RIGHT_MID, -self.pad, 0)
-            title.align(lv.ALIGN.LEFT_MID, self.pad, -self.h // 8)
-            note.align_to(title, lv.ALIGN.OUT_BOTTOM_LEFT, 0, self.gap)
+        qr.align(lv.ALIGN.RIGHT_MID, -self.pad, 0)
+
+    def _echo(self, scr, answer, q, lang, max_w):
+        """The answer as it was picked, not clickable; None for none."""
+        value = answer.get("value")
+        kind = answer.get("kind") or (q or {}).get("kind")
+        if answer["outcome"] != "answered" or value is None:
+            return None
+        size = self.target * 3 // 2
+        if kind == "nps":
+            obj = self._button(scr, 0, 0, size, size, nps_colour(value), "%d" % value, "big")
+            obj.set_style_radius(size // 2, 0)
+        elif kind == "csat" and 1 <= value <= 5:
+            obj = self._button(scr, 0, 0, size, size, CSAT_COLOURS[value - 1])
+            obj.set_style_radius(size // 2, 0)
+            self._face(obj, size, value - 1)
         else:
-            title.align(lv.ALIGN.TOP_MID, 0, self.pad)
-            note.align_to(title, lv.ALIGN.OUT_BOTTOM_MID, 0, self.gap)
-            qr.align(lv.ALIGN.BOTTOM_MID, 0, -self.pad)
+            text, colour = None, ACCENT
+            if kind == "yesno":
+                text, colour = chrome(lang, value), (GREEN if value == "yes" else RED)
+            elif q is not None:
+                for o in q.get("options") or ():
+                    if o["id"] == value:
+                        text = o["text"]
+            if text is None:
+                return None
+            obj = self._button(scr, 0, 0, min(max_w, self.w // 2), self.target, colour,
+                               text, "body")
+        obj.remove_flag(lv.obj.FLAG.CLICKABLE)
+        return obj

@@ -42,6 +42,10 @@ class HeadlessUI:
             detail["options"] = [o["id"] for o in q["options"]]
         self._show("question", detail)
 
+    def show_pick(self, value):
+        # The chosen answer marked while it settles: pixels only, no line.
+        self.picked = value
+
     def show_why(self, q, timeout_ms):
         self.remaining_ms = timeout_ms
         self._show("why", {"session": q["session"],

@@ -24,6 +24,9 @@ class RecordingUI:
     def show_question(self, q, timeout_ms):
         self._rec("question", q["session"], timeout_ms)
 
+    def show_pick(self, value):
+        self.picked = value
+
     def show_why(self, q, timeout_ms):
         self._rec("why", q["session"], timeout_ms)
 

@@ -37,7 +37,7 @@ def _q(kind: str, lang: str, text: str, **extra) -> dict:
     return q
 
 
-NPS_RU = _q("nps", "ru", "Насколько вероятно, что вы порекомендуете наш магазин друзьям?",
+NPS_RU = _q("nps", "ru", "Порекомендуете ли вы наш магазин другу?",
             labels={"low": "Точно нет", "high": "Обязательно"},
             why={"text": "Что повлияло на вашу оценку?",
                  "reasons": [{"id": "queue", "text": "Очередь"},
@@ -54,11 +54,11 @@ CHOICE_EN = _q("choice", "en", "What brought you in today?",
                         {"id": "offer", "text": "An offer"},
                         {"id": "bakery", "text": "Bakery"},
                         {"id": "pharmacy", "text": "Pharmacy"},
-                        {"id": "other", "text": "Something else"}])
+                        {"id": "other", "text": "Other"}])
 # At the protocol's 200-character limit: too long for the CYD's question area.
 LONG_TEXT = _q("yesno", "ru", "Скажите, пожалуйста, " * 8 + "довольны ли вы нашим магазином?")
 MISSING_GLYPH = _q("yesno", "en", "Did you like our 寿司 bar? 🍣")
-THANKS_ANSWER = {"session": "r-1042", "outcome": "answered", "value": 9}
+THANKS_ANSWER = {"session": "r-1042", "outcome": "answered", "kind": "nps", "value": 9}
 QR = {"url": "https://example.com/r/store-12?s=r-1042", "text": "Оставьте отзыв о магазине",
       "to": "all"}
 SERVICE = {"panel": "till-3", "store": "store-12", "board": "cyd", "ip": "192.168.10.43",
