@@ -326,3 +326,38 @@ def test_the_export_round_trips_awkward_text_and_neutralises_formulas(tmp_path):
     assert not (tmp_path / "x.csv.part").exists()
     bad = cli("export", "--db", str(tmp_path / "missing.db"))
     assert bad.returncode == 2 and "missing.db" in bad.stderr
+
+
+def test_date_ranges_with_the_period_before_and_the_hours_of_the_week(tmp_path):
+    tz = ZoneInfo("Europe/Moscow")
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=tz).timestamp()  # a Wednesday
+    midnight = int(datetime(2026, 11, 25, tzinfo=tz).timestamp())
+    assert reports.date_range("all", tz, now) == (None, None)
+    assert reports.date_range("today", tz, now) == ((midnight, midnight + 86400),
+                                                    (midnight - 86400, midnight))
+    assert reports.date_range("yesterday", tz, now)[0] == (midnight - 86400, midnight)
+    week, before = reports.date_range("7d", tz, now)
+    assert week == (midnight - 6 * 86400, midnight + 86400)
+    assert before == (midnight - 13 * 86400, midnight - 6 * 86400)
+    got = reports.date_range("custom", tz, now, "2026-11-01", "2026-11-30")
+    assert got[0][1] - got[0][0] == 30 * 86400 and got[1][1] == got[0][0]
+    for bad in (("custom", "2026-11-30", "2026-11-01"), ("custom", "30.11.2026", "x"),
+                ("fortnight", None, None)):
+        with pytest.raises(ValueError):
+            reports.date_range(bad[0], tz, now, bad[1], bad[2])
+    # Two answers on Wednesday at 9 local, one on Sunday at 18: the hours of
+    # the week put them there, and a range leaves out what is outside it.
+    wed9 = int(datetime(2026, 11, 25, 9, 10, tzinfo=tz).timestamp() * 1000)
+    sun18 = int(datetime(2026, 11, 22, 18, 40, tzinfo=tz).timestamp() * 1000)
+    store = RecordStore(tmp_path / "r.db")
+    for i, (value, at) in enumerate([(10, wed9), (3, wed9), (9, sun18)]):
+        store.insert(_rec(i, value, at=at))
+    store.stop()
+    conn = sqlite3.connect(tmp_path / "r.db")
+    rows = {r["weekday_hour"]: r["n"] for r in reports.breakdown(conn, "weekday_hour", tz)}
+    assert rows == {"3-09": 2, "7-18": 1}
+    today = reports.date_range("today", tz, now)[0]
+    assert {r["weekday_hour"]: r["n"]
+            for r in reports.breakdown(conn, "weekday_hour", tz, today)} == {"3-09": 2}
+    assert reports.summary(conn, today)["nps"]["n"] == 2
+    conn.close()

@@ -147,6 +147,20 @@ class Catalogue:
     def question_fields(self, qid: str, lang: str) -> dict:
         return self.questions[(qid, lang)]
 
+    def names(self) -> dict:
+        """What people call the questions, their options and the "why?"
+        reasons, per language, for reports that would otherwise show ids:
+        {"questions": {qid: {lang: text}}, "options": {"qid:oid": {lang:
+        text}}, "reasons": {rid: {lang: text}}}."""
+        out = {"questions": {}, "options": {}, "reasons": {}}
+        for (qid, lang), f in self.questions.items():
+            out["questions"].setdefault(qid, {})[lang] = f["text"]
+            for o in f.get("options") or ():
+                out["options"].setdefault(f"{qid}:{o['id']}", {})[lang] = o["text"]
+            for r in (f.get("why") or {}).get("reasons") or ():
+                out["reasons"].setdefault(r["id"], {})[lang] = r["text"]
+        return out
+
     def max_quiet_days(self) -> float:
         return max([r.quiet_days for r in self.rules] + [0])
 
@@ -459,4 +473,5 @@ class CatalogueFile:
             self.reload()
 
     def status(self) -> dict:
-        return {"file": str(self.path), "digest": self.current.digest, "error": self.error}
+        return {"file": str(self.path), "digest": self.current.digest, "error": self.error,
+                "names": self.current.names()}

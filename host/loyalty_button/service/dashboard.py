@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import reports
+from . import health, reports
 from ..forward.outbox import OutboxDB
 from ..settings import replace_owned, warn_if_loose
 from .records import memory_db
@@ -68,11 +68,45 @@ def add_user(path: Path, name: str, password: str) -> None:
     path = Path(path)
     users = read_users(path) if path.exists() else {}
     users[name] = hash_password(password)
+    _write_users(path, users)
+
+
+def remove_user(path: Path, name: str) -> None:
+    """Take a user away; their open sessions end at their next request."""
+    users = read_users(path)
+    if name not in users:
+        raise ValueError(f"no user {name!r} in {path} (users: {', '.join(sorted(users)) or 'none'})")
+    del users[name]
+    _write_users(Path(path), users)
+
+
+def _write_users(path: Path, users: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
     os.chmod(tmp, 0o600)
     replace_owned(tmp, path)
+
+
+class _KnownUsers:
+    """The users file's names, read again when the file changes (a user
+    removed is logged out at their next request)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stamp = None
+        self._names: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp != self._stamp:
+                self._names = set(read_users(self.path))
+                self._stamp = stamp
+        except OSError:
+            return False
+        return name in self._names
 
 
 # --- sessions: a random token the server remembers ----------------------------------
@@ -118,11 +152,18 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     failures: dict[str, list[float]] = {}
     jobs = jobs or ReportJobs(cfg.database)
 
+    known = _KnownUsers(Path(cfg.dashboard_users)) if cfg.dashboard_users else None
+
     @web.middleware
     async def auth(request, handler):
-        if request.path in ("/login", "/static/style.css"):
+        if request.path in ("/login", "/static/style.css", "/static/i18n.js"):
             return await handler(request)
-        if sessions.user(request.cookies.get(COOKIE)) is None:
+        user = sessions.user(request.cookies.get(COOKIE))
+        if user is not None and known is not None and not known.has(user):
+            # Removed from the users file since logging in.
+            sessions.end(request.cookies.get(COOKIE))
+            user = None
+        if user is None:
             if request.path.startswith(("/api/", "/export/")):
                 return web.json_response({"error": "log in first"}, status=401)
             raise web.HTTPFound("/login")
@@ -131,8 +172,10 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     async def login_page(request):
         html = (STATIC / "login.html").read_text(encoding="utf-8")
         error = request.query.get("error", "")
-        return web.Response(text=html.replace("{{error}}", "Wrong user name or password."
-                                              if error else ""), content_type="text/html")
+        # The page words it in the browser's language (i18n.js).
+        return web.Response(text=html.replace(
+            "{{error}}", '<span data-i18n="wrong_login">Wrong user name or password.</span>'
+            if error else ""), content_type="text/html")
 
     async def login(request):
         form = await request.post()
@@ -188,14 +231,29 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
                 text='{"computing": true, "retry_after_s": 2}', content_type="application/json",
                 headers={"Retry-After": "2"})
 
-    def _summary(conn):
-        out = reports.summary(conn)
-        out["store"] = cfg.store
-        out["records"] = reports.record_count(conn)
-        return out
+    def _range(request):
+        q = request.query
+        name = q.get("range", "all")
+        try:
+            period, previous = reports.date_range(name, cfg.tz, time.time(), q.get("from"),
+                                                  q.get("to"))
+        except ValueError as e:
+            raise web.HTTPBadRequest(text=str(e))
+        return name, period, previous
 
     async def api_summary(request):
-        return web.json_response(await report("summary", _summary))
+        name, period, previous = _range(request)
+
+        def compute(conn):
+            out = reports.summary(conn, period)
+            out["store"] = cfg.store
+            out["records"] = reports.record_count(conn)
+            out["range"] = {"name": name, "period": period}
+            # The period just before, to compare with (none for all time).
+            out["previous"] = reports.summary(conn, previous) if previous else None
+            return out
+        key = "summary" if period is None else f"summary:{period[0]}:{period[1]}"
+        return web.json_response(await report(key, compute))
 
     def _by(request) -> str:
         by = request.query.get("by", "till")
@@ -205,20 +263,32 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
 
     async def api_breakdown(request):
         by = _by(request)
-        rows = await report("breakdown:" + by, lambda conn: reports.breakdown(conn, by, cfg.tz))
+        # The hours of the week follow the range picked; the other
+        # breakdowns are kept for all time.
+        _, period, _ = _range(request) if by == "weekday_hour" else (None, None, None)
+        key = f"breakdown:{by}" + (f":{period[0]}:{period[1]}" if period else "")
+        rows = await report(key, lambda conn: reports.breakdown(conn, by, cfg.tz, period))
         return web.json_response({"by": by, "rows": rows})
 
     async def api_status(request):
         st = status()
-        db = OutboxDB(cfg.database)
-        try:
-            dead = db.dead()
-        finally:
-            db.close()
+        counters = st.get("counters") or {}
+        dead = []
+        if Path(cfg.database).exists():  # none before the first receipt
+            db = OutboxDB(cfg.database)
+            try:
+                dead = db.dead()
+            finally:
+                db.close()
         return web.json_response({"fleet": st.get("fleet", {}), "panels": st.get("panels", {}),
                                   "tills": st.get("tills", {}),
                                   "forwarding": st.get("forwarding", {}), "dead": dead,
-                                  "broker": st.get("broker"), "reports": dict(jobs.counters)})
+                                  "broker": st.get("broker"), "reports": dict(jobs.counters),
+                                  "health": health.problems(st),
+                                  "receipts": {"receipts": counters.get("receipts", 0),
+                                               "panel_offline": counters.get(
+                                                   "outcome_panel_offline", 0)},
+                                  "names": (st.get("catalogue") or {}).get("names", {})})
 
     async def api_resend(request):
         # The cookie is SameSite=Strict; on top, a state change must come
@@ -314,6 +384,18 @@ async def start(cfg, status, jobs: ReportJobs | None = None) -> web.AppRunner:
 def cli(args) -> int:
     import getpass
     import sys
+    if args.action in ("list-users", "remove-user"):
+        try:
+            if args.action == "list-users":
+                for name in sorted(read_users(args.users)):
+                    print(name)
+                return 0
+            remove_user(args.users, args.name)
+        except (ValueError, OSError) as e:
+            print(f"dashboard {args.action}: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.name} can no longer log in; an open session ends at its next request")
+        return 0
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else \
         getpass.getpass(f"password for {args.name}: ")
     try:

@@ -143,7 +143,41 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 # What a report can be broken down by: a dimension kept in the totals, the
 # store's clock (from the quarter-hour totals), or the value segment.
 BREAKDOWNS = ("store", "till", "cashier", "question", "language", "hour", "member", "segment",
-              "advert", "emotion", "day", "week")
+              "advert", "emotion", "day", "week", "weekday_hour")
+# The ranges a manager picks on the dashboard (with a custom one of dates).
+RANGES = ("all", "today", "yesterday", "7d", "30d", "custom")
+
+
+def date_range(name: str, tz: tzinfo, now: float, first: str | None = None,
+               last: str | None = None):
+    """(period, previous period) for a range: (start, end) in Unix s from
+    local midnights in `tz`, and the period of the same length just before
+    it, to compare with; (None, None) for all time. `custom` takes the
+    dates `first` and `last` (YYYY-MM-DD, both included). ValueError says
+    what is wrong with a range a person typed."""
+    from datetime import datetime, timedelta
+    if name == "all":
+        return None, None
+    today = datetime.fromtimestamp(now, tz).date()
+    if name == "custom":
+        try:
+            d0, d1 = date.fromisoformat(first or ""), date.fromisoformat(last or "")
+        except ValueError:
+            raise ValueError("a custom range needs from= and to= as YYYY-MM-DD") from None
+        if d1 < d0:
+            raise ValueError(f"the range ends ({d1}) before it starts ({d0})")
+    elif name in ("today", "yesterday", "7d", "30d"):
+        back = {"today": 0, "yesterday": 1, "7d": 6, "30d": 29}[name]
+        d0, d1 = today - timedelta(days=back), (today - timedelta(days=1) if name == "yesterday"
+                                                else today)
+    else:
+        raise ValueError(f"unknown range {name!r}; known: {', '.join(RANGES)}")
+
+    def midnight(d: date) -> int:
+        return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
+    days = (d1 - d0).days + 1
+    period = (midnight(d0), midnight(d1 + timedelta(days=1)))
+    return period, (midnight(d0 - timedelta(days=days)), period[0])
 
 
 def _groups(conn: sqlite3.Connection, by: str, tz: tzinfo, period) -> dict[str, Tally]:
@@ -157,6 +191,10 @@ def _groups(conn: sqlite3.Connection, by: str, tz: tzinfo, period) -> dict[str, 
                  else rollup.by_local(conn, tz, 3600, 24, period))
         for hour, t in hours:
             put(f"{hour:02d}:00", t)
+    elif by == "weekday_hour":
+        # Hours of the week since the epoch, a Thursday: ISO weekday 1-7.
+        for h, t in rollup.by_local(conn, tz, 3600, 168, period):
+            put(f"{(h // 24 + 3) % 7 + 1}-{h % 24:02d}", t)
     elif by in ("day", "week"):
         for day, t in rollup.by_local(conn, tz, 86400, None, period):
             d = date.fromordinal(_EPOCH_DAY + day)
