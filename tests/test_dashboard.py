@@ -213,18 +213,32 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
     root.mkdir()
     recs = _dataset(root / "records.db")
     store = RecordStore(root / "records.db")
-    for i in range(5):  # a third till with too few answers to colour
+    # A third till with too few answers to colour; a yes/no question with
+    # 14 answers and a choice question with 4 (too few).
+    answers = ([("nps", "nps", 2)] * 5 + [("found", "yesno", "yes")] * 12
+               + [("found", "yesno", "no")] * 2 + [("visit", "choice", "bread")] * 3
+               + [("visit", "choice", "milk")])
+    for i, (qid, kind, value) in enumerate(answers):
         at = now_ms() - i * 60_000
         store.insert({"id": f"{STORE}-T{i}", "store": STORE, "till": "3", "receipt": f"T{i}",
                       "panel": "till-3", "source": "http", "sale_ts": at // 1000,
-                      "received_ms": at, "qid": "nps", "kind": "nps", "asked_ms": at,
-                      "state": "closed", "outcome": "answered", "value": 2, "closed_ms": at})
+                      "received_ms": at, "qid": qid, "kind": kind, "asked_ms": at,
+                      "state": "closed", "outcome": "answered", "value": value,
+                      "closed_ms": at})
     store.stop()
+    catalogue = dict(TEST_CATALOGUE, questions=dict(
+        TEST_CATALOGUE["questions"],
+        found={"kind": "yesno", "text": {"en": "Did you find everything?",
+                                         "ru": "Вы нашли всё, что искали?"}},
+        visit={"kind": "choice", "text": {"en": "Why today?", "ru": "Почему сегодня?"},
+               "options": {"bread": {"en": "Bread", "ru": "Хлеб"},
+                           "milk": {"en": "Milk", "ru": "Молоко"}}}))
     dashboard.add_user(root / "users", "manager", "correct horse")
     port = free_port()
     # The CRM's address answers nothing: records wait, the error says why.
     crm = f"http://127.0.0.1:{free_port()}/hook"
-    h = Host(root, broker, dashboard={"port": port, "bind": "127.0.0.1", "users_file": "users"},
+    h = Host(root, broker, catalogue,
+             dashboard={"port": port, "bind": "127.0.0.1", "users_file": "users"},
              forwarding={"pseudonym_key": "pseudonym-key-0123456789", "destinations": [
                  {"name": "crm", "type": "webhook", "url": crm,
                   "secret": "hook-secret-0123456789"}]})
@@ -243,7 +257,7 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
             h.pos.send_http(receipt_doc("2", f"R{n}"))
         h.wait_counter("outcome_panel_offline", 12)
         # A catalogue edit with a key the host does not know: refused.
-        bad = dict(TEST_CATALOGUE, colour="blue")
+        bad = dict(catalogue, colour="blue")
         h.write_catalogue(bad)
         h.wait(lambda: h.thread.status()["catalogue"]["error"], "the catalogue refused")
         base = f"http://127.0.0.1:{port}"
@@ -276,6 +290,15 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         assert rows["3"].get_attribute("class") == "few"
         assert rows["1"].get_attribute("class") != "few"
         assert browser.find_elements(By.CSS_SELECTOR, "#weekhours td")
+        # Yes/no and choice results, by the catalogue's names.
+        box = browser.find_element(By.ID, "answers")
+        assert "Did you find everything? 14 answers" in box.text
+        assert "Why today? 4 answers · too few answers" in box.text
+        rows = {r.get_attribute("data-value"): r
+                for r in box.find_elements(By.CSS_SELECTOR, ".answer")}
+        assert rows["yes"].text.split("\n")[0] == "Yes"
+        assert "12 · 85.7% (95%: 60.1–96%)" in rows["yes"].text
+        assert "Bread" in rows["bread"].text and "few" in rows["bread"].get_attribute("class")
         _page_shot(browser, shots / "dashboard-en-desktop.png", 1366, 768)
         # A date range with the period before it.
         from selenium.webdriver.support.ui import Select
@@ -295,6 +318,7 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         browser.find_element(By.ID, "tab-question").click()
         wait.until(lambda d: "Порекомендуете нас?" in d.find_element(By.ID, "breakdown").text)
         assert "Очередь" in browser.find_element(By.ID, "reasons").text
+        assert "Хлеб" in browser.find_element(By.ID, "answers").text
         _page_shot(browser, shots / "dashboard-ru-desktop.png", 1366, 768)
         # The phone: nothing wider than the screen, tables scroll in their box.
         browser.refresh()

@@ -361,3 +361,57 @@ def test_date_ranges_with_the_period_before_and_the_hours_of_the_week(tmp_path):
             for r in reports.breakdown(conn, "weekday_hour", tz, today)} == {"3-09": 2}
     assert reports.summary(conn, today)["nps"]["n"] == 2
     conn.close()
+
+
+def test_yes_no_and_choice_results_with_intervals_kept_by_the_totals(tmp_path):
+    """Counted by the running totals as records close, change and go (the
+    same as a rebuild), bursts left out; shares with Wilson intervals."""
+    assert reports.wilson(5, 10) == (23.7, 76.3)
+    assert reports.wilson(0, 10) == (0.0, 27.8)
+    assert reports.wilson(0, 0) == (None, None)
+    store = RecordStore(tmp_path / "r.db")
+    recs = ([_rec(i, "yes", kind="yesno", qid="found") for i in range(7)]
+            + [_rec(10 + i, "no", kind="yesno", qid="found") for i in range(3)]
+            + [_rec(20, "yes", kind="yesno", qid="found", burst=6)]
+            + [_rec(30 + i, v, kind="choice", qid="visit") for i, v in
+               enumerate(["bread", "bread", "milk"])]
+            + [_rec(40, None, kind="yesno", qid="found", outcome="declined")])
+    for r in recs:
+        store.insert(r)
+    store.stop()
+    conn = sqlite3.connect(tmp_path / "r.db")
+    got = reports.answers(conn)
+    assert got["found"]["n"] == 10
+    assert got["found"]["values"][0] == {"value": "yes", "n": 7, "pct": 70.0,
+                                         "ci95_low": 39.7, "ci95_high": 89.2}
+    assert [(v["value"], v["n"]) for v in got["visit"]["values"]] == [("bread", 2), ("milk", 1)]
+    # A late change of an answer moves it; the totals equal a rebuild.
+    conn.execute("UPDATE records SET value = 'no' WHERE id = 's1-0'")
+    conn.commit()
+    assert {v["value"]: v["n"] for v in reports.answers(conn)["found"]["values"]} == \
+        {"yes": 6, "no": 4}
+    before = reports.answers(conn)
+    rollup.rebuild(conn)
+    assert reports.answers(conn) == before
+    conn.close()
+
+
+def test_a_schema_5_database_gets_the_answer_totals_on_opening(tmp_path):
+    store = RecordStore(tmp_path / "r.db")
+    store.insert(_rec(1, "yes", kind="yesno", qid="found"))
+    store.stop()
+    # As an older version left it: schema 5, no answer totals, its triggers.
+    conn = sqlite3.connect(tmp_path / "r.db")
+    conn.execute("DELETE FROM rollup WHERE dim = 'answer'")
+    conn.execute("DROP TRIGGER rollup_insert_0")
+    conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    store = RecordStore(tmp_path / "r.db")
+    store.insert(_rec(2, "no", kind="yesno", qid="found"))
+    store.stop()
+    conn = sqlite3.connect(tmp_path / "r.db")
+    assert {v["value"]: v["n"] for v in reports.answers(conn)["found"]["values"]} == \
+        {"yes": 1, "no": 1}
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "6"
+    conn.close()

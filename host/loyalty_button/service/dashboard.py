@@ -255,6 +255,9 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         key = "summary" if period is None else f"summary:{period[0]}:{period[1]}"
         return web.json_response(await report(key, compute))
 
+    async def api_answers(request):
+        return web.json_response(await report("answers", reports.answers))
+
     def _by(request) -> str:
         by = request.query.get("by", "till")
         if by not in reports.BREAKDOWNS:
@@ -358,6 +361,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     app.add_routes([web.get("/login", login_page), web.post("/login", login),
                     web.get("/logout", logout), web.get("/", index),
                     web.get("/api/summary", api_summary), web.get("/api/breakdown", api_breakdown),
+                    web.get("/api/answers", api_answers),
                     web.get("/api/status", api_status), web.post("/api/resend", api_resend),
                     web.get("/export/records.csv", export_records),
                     web.get("/export/breakdown.csv", export_breakdown),

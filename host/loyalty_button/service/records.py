@@ -26,7 +26,7 @@ from . import rollup
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -234,9 +234,16 @@ class RecordStore:
             for version in range(have + 1, SCHEMA_VERSION + 1):
                 for sql in _MIGRATIONS.get(version, []):
                     conn.execute(sql)
-            if have < 5:
-                # Running totals came with schema 5: count what is there
-                # already, in the same transaction as the version change.
+            if have < 6:
+                # Running totals came with schema 5, the answers of yes/no
+                # and choice questions with 6: the triggers that keep them
+                # are made again (their statements changed), and what is
+                # there already is counted, in the same transaction as the
+                # version change.
+                for (name,) in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                        "(name LIKE 'rollup%' OR name LIKE 'shoppers%')").fetchall():
+                    conn.execute(f'DROP TRIGGER "{name}"')
                 rollup.create(conn)
                 counted = rollup.rebuild(conn)
                 log.info("record store %s: totals for reports counted from %d closed records",

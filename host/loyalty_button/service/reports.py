@@ -98,6 +98,41 @@ def summary(conn: sqlite3.Connection, period=None) -> dict:
     return out
 
 
+def wilson(k: int, n: int) -> tuple[float | None, float | None]:
+    """95 % interval of a share k/n, in percent, by Wilson's score method
+    (sound at small n and at 0 % or 100 %, where the plain one is not)."""
+    if n == 0:
+        return None, None
+    p = k / n
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return round(100 * max(0.0, centre - half), 1), round(100 * min(1.0, centre + half), 1)
+
+
+def answers(conn: sqlite3.Connection) -> dict[str, dict]:
+    """The results of every yes/no and choice question, all time: {qid:
+    {"n": answers, "values": [{"value", "n", "pct", "ci95_low",
+    "ci95_high"}, most chosen first]}} (button-mashing answers left out)."""
+    counts: dict[str, dict[str, int]] = {}
+    for key, t in rollup.by_key(conn, "answer").items():
+        if not key or ":" not in key:
+            continue
+        qid, value = key.split(":", 1)
+        if t.n:
+            counts.setdefault(qid, {})[value] = t.n
+    out = {}
+    for qid, values in sorted(counts.items()):
+        n = sum(values.values())
+        rows = []
+        for value, k in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
+            lo, hi = wilson(k, n)
+            rows.append({"value": value, "n": k, "pct": round(100 * k / n, 1),
+                         "ci95_low": lo, "ci95_high": hi})
+        out[qid] = {"n": n, "values": rows}
+    return out
+
+
 def record_count(conn: sqlite3.Connection) -> int:
     """Records stored, open ones included (no table scan: the totals plus
     the pending index)."""

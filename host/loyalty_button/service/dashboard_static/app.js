@@ -173,6 +173,48 @@ async function trend(by) {
   svg.innerHTML = out;
 }
 
+// Every yes/no and choice question: a bar per answer with its share and
+// the share's 95% interval as a whisker; too few answers are said so.
+async function answers() {
+  const d = await api("/api/answers");
+  const box = $("answers");
+  box.textContent = "";
+  for (const [qid, q] of Object.entries(d)) {
+    const h = document.createElement("h3");
+    h.textContent = named("questions", qid);
+    const few = q.n < MIN_N;
+    const note = document.createElement("span");
+    note.className = "sub";
+    note.textContent = " " + t("answers_n", {n: q.n}) + (few ? " · " + t("too_few") : "");
+    h.appendChild(note);
+    box.appendChild(h);
+    for (const v of q.values) {
+      const row = document.createElement("div");
+      row.className = "answer" + (few ? " few" : "");
+      row.dataset.value = v.value;
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = v.value === "yes" || v.value === "no" ? t(v.value) : named("options", qid + ":" + v.value);
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.width = v.pct + "%";
+      const whisker = document.createElement("span");
+      whisker.className = "whisker";
+      whisker.style.left = v.ci95_low + "%";
+      whisker.style.width = (v.ci95_high - v.ci95_low) + "%";
+      bar.append(fill, whisker);
+      const figs = document.createElement("span");
+      figs.className = "figs";
+      figs.textContent = t("answer_row", {n: v.n, pct: v.pct, low: v.ci95_low, high: v.ci95_high});
+      row.append(label, bar, figs);
+      box.appendChild(row);
+    }
+  }
+  if (!box.children.length) box.textContent = t("no_choice_answers");
+}
+
 // Answers per hour of the week (rows Monday..Sunday, columns 0-23), shaded
 // by count; hours with fewer than MIN_N answers stay grey.
 async function weekHours() {
@@ -340,7 +382,7 @@ async function refresh() {
 
 async function everything() {
   await refresh();
-  await Promise.all([breakdown(currentBy), trend(currentTrend), weekHours()]);
+  await Promise.all([breakdown(currentBy), trend(currentTrend), weekHours(), answers()]);
 }
 
 // The trend is drawn at its box's width: again when that changes (a phone
