@@ -241,3 +241,34 @@ def test_a_file_caught_mid_save_is_read_once_it_holds_still(tmp_path):
     assert watched.reload() is False and counters["catalogue_rejected"] == 1
     path.write_text(text)
     assert watched.reload(force=True) is True and watched.current.digest == good
+
+
+def test_a_question_offers_a_review_or_a_survey_qr_on_the_thank_you_screen():
+    c = parse(edited(questions__nps__qr={"site": "yandex_maps", "place": 1049713486}))
+    assert c.question_fields("nps", "ru")["qr"] == {
+        "url": "https://yandex.ru/maps/org/1049713486/reviews/",
+        "text": "Оставьте отзыв о магазине", "to": "all"}
+    assert c.question_fields("nps", "en")["qr"]["text"] == "Scan to review the store"
+    c = parse(edited(questions__nps__qr={"site": "google_maps", "place": "ChIJN1t_tDeuEmsRUsoyG83frY4"}))
+    assert c.question_fields("nps", "en")["qr"]["url"] == \
+        "https://search.google.com/local/writereview?placeid=ChIJN1t_tDeuEmsRUsoyG83frY4"
+    c = parse(edited(questions__csat__qr={
+        "url": "https://shop.example/survey", "to": "unhappy",
+        "text": {"ru": "Расскажите, что исправить", "en": "Tell us what to fix"}}))
+    assert c.question_fields("csat", "en")["qr"] == {
+        "url": "https://shop.example/survey", "text": "Tell us what to fix", "to": "unhappy"}
+    # What is refused, and where.
+    p = problems(edited(questions__nps__qr={"site": "2gis", "place": "70000001", "to": "unhappy"}))
+    assert any("questions.nps.qr.to: review sites forbid inviting only some shoppers" in x
+               for x in p), p
+    p = problems(edited(questions__nps__qr={"site": "vk", "place": "1"}))
+    assert any("questions.nps.qr.site: must be one of yandex_maps, 2gis, google_maps" in x
+               for x in p), p
+    p = problems(edited(questions__nps__qr={"site": "2gis", "place": "a/../b"}))
+    assert any("questions.nps.qr.place" in x for x in p), p
+    p = problems(edited(questions__nps__qr={"url": "ftp://x", "site": "2gis"}))
+    assert any("needs either site:" in x for x in p), p
+    p = problems(edited(questions__nps__qr={"url": "javascript:alert(1)"}))
+    assert any("questions.nps.qr.url: must be an http(s) address" in x for x in p), p
+    p = problems(edited(languages=["ru", "en", "kk"], questions__nps__qr={"url": "https://x.kz"}))
+    assert any("questions.nps.qr.text: needs the line beside the code in kk" in x for x in p), p

@@ -16,7 +16,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import STORE, TEST_CATALOGUE, Host, receipt_doc
+from conftest import STORE, TEST_CATALOGUE, Host, receipt_doc, status_counters
 from lbpanel import protocol
 from loyalty_button.service import receipt as receipt_mod
 from lbpanel.protocol import new_id
@@ -520,3 +520,75 @@ def test_read_token_and_request_timeouts_on_the_http_listener(tmp_path, broker):
         assert [c for _, c, _ in host.rejects()] == ["timeout"]
     finally:
         host.stop()
+
+
+def test_the_minute_line_counts_refusals_not_receipts_taken(host):
+    """32 good UDP receipts and 2 bad ones: 'refused udp 2', not 34; a bad
+    HTTP one is 'refused http 1'."""
+    from conftest import receipt_doc
+    for n in range(32):
+        host.pos.send_udp(receipt_doc("1", f"U{n}"))
+    host.pos.sock.sendto(b"not a receipt", host.pos.udp_addr)
+    host.pos.sock.sendto(b'{"v": 1}', host.pos.udp_addr)
+    status, _ = host.pos.send_http({"v": 1, "type": "receipt"})
+    assert status == 400
+    host.wait_counter("udp_accepted", 32)
+    host.wait_counter("udp_refused", 2)
+    line = host.thread.call(lambda: host.host.concentrator.counts_line())
+    assert "receipts 32" in line and "refused udp 2" in line and "refused http 1" in line
+
+
+def test_a_panel_going_offline_is_a_warning_and_coming_back_is_news(caplog):
+    import logging
+    from loyalty_button.service.fleet import Fleet
+    fleet = Fleet()
+    with caplog.at_level(logging.INFO, logger="loyalty_button.service.fleet"):
+        for state in ("online", "offline", "online"):
+            fleet.on_status("till-1", {"state": state})
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "panel till-1 is online"), ("WARNING", "panel till-1 is offline"),
+        ("INFO", "panel till-1 is online")]
+
+
+def test_the_host_sets_each_panels_language_from_the_catalogue(host, panels, link):
+    """Till 3 is Russian in the catalogue, till 1 takes the store's default
+    (en): each panel runs in its language without a `lang` in panel.json,
+    and a catalogue edit changes it live."""
+    import copy
+    panels.start("till-1")
+    panels.start("till-3")
+    host.wait_online("till-1")
+    host.wait_online("till-3")
+    status = lambda p: link.statuses.get(p, {}).get("settings", {})  # noqa: E731
+    # A fresh status each time: it carries the host settings in force.
+    host.wait(lambda: status_counters(link, "till-3") is not None
+              and status("till-3").get("lang") == "ru", "till-3 in Russian")
+    status_counters(link, "till-1")
+    assert status("till-1").get("lang") == "en"
+    doc = copy.deepcopy(TEST_CATALOGUE)
+    doc["default_lang"] = "ru"
+    host.write_catalogue(doc)
+    host.wait(lambda: status_counters(link, "till-1") is not None
+              and status("till-1").get("lang") == "ru", "till-1 in Russian after the edit")
+    assert host.counters()["panel_config_sent"] >= 3
+
+
+def test_a_review_qr_from_the_catalogue_reaches_the_thank_you_screen(tmp_path, broker, panels):
+    """`qr:` in the catalogue: the question carries the review link, and the
+    panel offers it on its thank-you screen to every shopper (to: all)."""
+    import copy
+    doc = copy.deepcopy(TEST_CATALOGUE)
+    doc["questions"]["nps"]["qr"] = {"site": "2gis", "place": "70000001012345678"}
+    h = Host(tmp_path / "host", broker, doc).start()
+    try:
+        panel = panels.start("till-1")
+        h.wait_online("till-1")
+        h.pos.send_udp(receipt_doc("1", "Q-1", "7700999"))
+        shown = panel.answer("s1-Q-1", 3)  # a detractor is offered it too
+        assert shown["qid"] == "nps"
+        panel.wait_screen("why", session="s1-Q-1")
+        panel.send("reasons queue")
+        thanks = panel.wait_screen("thanks", session="s1-Q-1")
+        assert thanks["qr"] == "https://2gis.ru/firm/70000001012345678/tab/reviews"
+    finally:
+        h.stop()

@@ -637,3 +637,26 @@ def test_the_central_database_keeps_totals_by_the_store_reports_rules(pg):
     run = subprocess.run([sys.executable, "-m", "loyalty_button.cli", "aggregator", "report",
                           "day", "--dsn", base + "/no_such_db"], capture_output=True, text=True)
     assert run.returncode == 2 and "cannot report" in run.stderr, run.stderr
+
+
+def test_a_destination_refusing_every_record_logs_three_errors_not_one_each(store_factory,
+                                                                            caplog):
+    """A CRM that changed a field refuses all 12 records: the dead letters
+    hold all 12, the log three ERROR lines (then how many more, once the
+    minute is over), not twelve."""
+    import logging
+    hook = WebhookReceiver(SECRET.encode()).start()
+    try:
+        store = store_factory({"name": "hook", "type": "webhook", "url": hook.url + "/hook",
+                               "secret": SECRET, **FAST})
+        hook.fail(12, 422, {"error": "unknown field 'c_value'"})
+        store.add(_closed(i) for i in range(12))
+        with caplog.at_level(logging.ERROR, logger="loyalty_button.forward.forwarder"):
+            store.start()
+            store.wait("hook", dead=12)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR
+                  and "moved to dead letters" in r.getMessage()]
+        assert len(errors) == 3
+        assert len(OutboxDB(store.path).dead("hook")) == 12
+    finally:
+        hook.stop()

@@ -55,6 +55,10 @@ class PanelApp:
         self.identity = Identity(settings["store"], settings["panel_id"])
         self.outbox = Outbox(settings["outbox.dir"], settings["outbox.max_entries"], self.counters)
         self.flow = QuestionFlow(ui, self._on_answer, settings, self.identity, self.counters)
+        # The screens' own words in panel.json's language, until the host's
+        # config says otherwise.
+        if getattr(ui, "lang", None) is not None:
+            ui.lang = settings["lang"]
         # The LVGL UI knows its board; panel.json may also name it.
         self.board = getattr(ui, "board", None)
         if settings["board"] == "none" and getattr(ui, "board_name", None):
@@ -203,6 +207,11 @@ class PanelApp:
                 log.warning(_TAG, "host config: %s" % text)
             if applied:
                 log.info(_TAG, "host config applied: %s" % ", ".join(applied))
+            if "lang" in applied and getattr(self.ui, "lang", None) != self.settings["lang"]:
+                # The screens' own words follow (a question brings its own).
+                self.ui.lang = self.settings["lang"]
+                if self.flow.state == ADVERTS:
+                    self.ui.show_adverts()
         elif leaf == "cmd":
             self._on_command(msg)
         elif leaf == "adverts":

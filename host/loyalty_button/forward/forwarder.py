@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 
+from ..loglimit import LogLimiter
 from ..service.records import now_ms
 from . import http
 from .adapter import Adapter
@@ -51,6 +52,10 @@ class Worker(threading.Thread):
         self.last_error: str | None = None
         self.last_ok_ms: int | None = None
         self._halt = threading.Event()
+        # A destination refusing every record (a changed CRM field, say)
+        # would log an ERROR per record: the first three a minute, then how
+        # many more (the dead letters' counter and table have them all).
+        self.dead_log = LogLimiter(burst=3, period_s=60.0, logger=log)
 
     def stop(self) -> None:
         self._halt.set()
@@ -101,8 +106,9 @@ class Worker(threading.Thread):
         for (p, attempts, _), res in zip(payloads, results):
             if isinstance(res, http.Refused):
                 self.counters[f"forward_{name}_dead"] += 1
-                log.error("forward %s: record %s refused, moved to dead letters: %s",
-                          name, p["id"], res)
+                self.dead_log(name, logging.ERROR,
+                              "forward %s: record %s refused, moved to dead letters: %s",
+                              name, p["id"], res)
                 self.db.failed(name, p["id"], str(res), None)
             else:
                 self.db.sent(name, p["id"], res)
@@ -125,8 +131,9 @@ class Worker(threading.Thread):
         self.paused_until = time.monotonic() + delay
         if attempts + 1 >= self.dest.max_attempts:
             self.counters[f"forward_{name}_dead"] += 1
-            log.error("forward %s: record %s failed %d times, moved to dead letters: %s",
-                      name, p["id"], attempts + 1, err)
+            self.dead_log(name, logging.ERROR,
+                          "forward %s: record %s failed %d times, moved to dead letters: %s",
+                          name, p["id"], attempts + 1, err)
             self.db.failed(name, p["id"], str(err), None, err.ref)
         else:
             self.db.failed(name, p["id"], str(err), now_ms() + int(delay * 1000), err.ref)

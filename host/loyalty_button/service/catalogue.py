@@ -33,7 +33,19 @@ QUIET_PERIOD = "quiet_period"
 _LONGEST_SESSION = "x" * protocol.MAX_ID
 
 _TOP_KEYS = {"languages", "default_lang", "quiet_days", "tills", "questions", "rules"}
-_QUESTION_KEYS = {"kind", "timeout_s", "text", "labels", "options", "why"}
+_QUESTION_KEYS = {"kind", "timeout_s", "text", "labels", "options", "why", "qr"}
+_QR_KEYS = {"site", "place", "url", "text", "to"}
+# Review sites: where a shopper writes a review of the store, from the
+# store's id on that site (its "place"): the link its QR opens. Check a
+# store's link once by scanning the panel's QR.
+REVIEW_SITES = {
+    "yandex_maps": "https://yandex.ru/maps/org/{place}/reviews/",
+    "2gis": "https://2gis.ru/firm/{place}/tab/reviews",
+    "google_maps": "https://search.google.com/local/writereview?placeid={place}",
+}
+# The line beside the QR when the catalogue gives none, per language.
+_QR_TEXT = {"review": {"en": "Scan to review the store", "ru": "Оставьте отзыв о магазине"},
+            "link": {"en": "Scan to tell us more", "ru": "Отсканируйте, чтобы рассказать больше"}}
 _RULE_KEYS = {"name", "ask", "when", "sample", "quiet_days"}
 _WHEN_KEYS = {"member", "tills", "hours", "days", "items_min", "items_max",
               "total_min", "total_max"}
@@ -241,12 +253,15 @@ def _question(check: Checker, qid: str, node, languages: list[str]) -> dict[str,
             why = (_texts(check, f"{where}.why.text", w.get("text"), languages),
                    _choices(check, f"{where}.why.reasons", w.get("reasons"), languages,
                                  1, protocol.MAX_REASONS))
+    qr = _qr(check, f"{where}.qr", node["qr"], languages) if "qr" in node else None
     if len(check.problems) > before:
         return {}
     out = {}
     for lang in languages:
         fields = {"qid": qid, "kind": kind, "lang": lang, "text": text[lang],
                   "timeout_s": timeout}
+        if qr:
+            fields["qr"] = {"url": qr["url"], "text": qr["text"][lang], "to": qr["to"]}
         if options:
             fields["options"] = [{"id": oid, "text": t[lang]} for oid, t in options]
         if labels:
@@ -266,6 +281,58 @@ def _question(check: Checker, qid: str, node, languages: list[str]) -> dict[str,
             continue
         out[lang] = fields
     return out
+
+
+def _qr(check: Checker, where: str, node, languages: list[str]) -> dict | None:
+    """The thank-you screen's QR: a review site and the store's place on it,
+    or a link of the retailer's own; its line of text; and to whom it is
+    offered ("all", the default; "unhappy" only for a link of one's own:
+    review sites forbid inviting only the happy, or only the unhappy)."""
+    node = check.mapping(where, node)
+    check.keys(where, node, _QR_KEYS)
+    before = len(check.problems)
+    site, url = node.get("site"), node.get("url")
+    if (site is None) == (url is None):
+        check.fail(where, "needs either site: (with place:) or url:")
+        return None
+    if site is not None:
+        if site not in REVIEW_SITES:
+            check.fail(f"{where}.site", f"must be one of {', '.join(REVIEW_SITES)}, got {site!r}")
+            return None
+        place = node.get("place")
+        if isinstance(place, int):
+            place = str(place)
+        if not isinstance(place, str) or not place or \
+                any(c not in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+                    for c in place):
+            check.fail(f"{where}.place", "needs the store's id on the site (letters, digits, "
+                                         "'-' and '_'), e.g. the number in its page's address")
+            return None
+        url = REVIEW_SITES[site].format(place=place)
+    elif "place" in node:
+        check.fail(f"{where}.place", "goes with site:, not with url:")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or \
+            len(url) > protocol.MAX_URL:
+        check.fail(f"{where}.url", f"must be an http(s) address of at most {protocol.MAX_URL} "
+                                   f"characters")
+    to = node.get("to", "all")
+    if to not in protocol.QR_TO:
+        check.fail(f"{where}.to", f"must be one of {', '.join(protocol.QR_TO)}, got {to!r}")
+    elif to == "unhappy" and site is not None:
+        check.fail(f"{where}.to", "review sites forbid inviting only some shoppers (the happy, "
+                                  "or the unhappy): use to: all, or a url: of your own survey")
+    if "text" in node:
+        text = _texts(check, f"{where}.text", node["text"], languages)
+    else:
+        defaults = _QR_TEXT["review" if site else "link"]
+        missing = [lang for lang in languages if lang not in defaults]
+        if missing:
+            check.fail(f"{where}.text", f"needs the line beside the code in "
+                                        f"{', '.join(missing)} (there is no default in it)")
+        text = {lang: defaults.get(lang, "") for lang in languages}
+    if len(check.problems) > before:
+        return None
+    return {"url": url, "text": text, "to": to}
 
 
 def _rule(check: Checker, i: int, node, qids: set[str], tills: dict, default_quiet) -> Rule | None:

@@ -46,7 +46,8 @@ BROKER_DOWN = "broker_down"
 # reason) appear with their first event.
 COUNTERS = (
     "receipts", "receipts_udp", "receipts_http", "receipt_duplicate",
-    "udp_rx", "udp_accepted", "udp_duplicate", "http_rx", "http_accepted", "http_duplicate",
+    "udp_rx", "udp_accepted", "udp_duplicate", "udp_refused",
+    "http_rx", "http_accepted", "http_duplicate", "http_refused",
     "asked", "answers", "answer_duplicate", "answer_late", "answer_conflict",
     "answer_mismatch", "answer_unknown_session", "acks_sent", "ack_publish_failed",
     "rx_error", "broker_connects", "broker_lost", "question_publish_failed", "tx_restored",
@@ -422,10 +423,13 @@ class Concentrator:
         while True:
             await asyncio.sleep(60)
             self._forget_quiet(time.time())
-            c = self.counters
-            log.info("last counts: receipts %d, asked %d, answered %d, open %d, refused udp %d",
-                     c["receipts"], c["asked"], c["outcome_answered"], len(self.pending),
-                     sum(v for k, v in c.items() if k.startswith("udp_") and k != "udp_rx"))
+            log.info("%s", self.counts_line())
+
+    def counts_line(self) -> str:
+        c = self.counters
+        return (f"since the start: receipts {c['receipts']}, asked {c['asked']}, answered "
+                f"{c['outcome_answered']}, open {len(self.pending)}, refused udp "
+                f"{c['udp_refused']}, refused http {c['http_refused']}")
 
     def status(self) -> dict:
         return {"ready": self.ready, "open_transactions": len(self.pending)}

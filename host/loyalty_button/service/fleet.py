@@ -59,7 +59,10 @@ class Fleet:
             info.pop("ota", None)  # a panel's update state is its newest status's, or none
         info.update({k: msg[k] for k in _KEPT if msg.get(k) is not None})
         if before != state:
-            log.info("panel %s is %s", panel, state)
+            # A panel gone is something to act on (its shoppers are not
+            # asked); coming back, and an update's restart, are news.
+            level = logging.INFO if state in ("online", "switching") else logging.WARNING
+            log.log(level, "panel %s is %s", panel, state)
 
     def answered(self, panel: str) -> None:
         self.info.setdefault(panel, {})["last_answer_ms"] = now_ms()

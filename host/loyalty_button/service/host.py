@@ -26,6 +26,7 @@ from lbpanel import protocol
 
 from ..adverts.library import AdvertLibrary
 from ..adverts.publisher import ManifestPublisher
+from .panel_config import PanelConfig
 from ..forward.alerts import DEST as ALERTS_OUTBOX, SilentPanelWatch
 from ..forward.config import Forwarding
 from ..forward.forwarder import Forwarder
@@ -87,6 +88,7 @@ class StoreHost:
             library = AdvertLibrary(cfg.adverts_folder, cfg.adverts_cache, self.counters)
             self.adverts = ManifestPublisher(cfg.store, library, self.mqtt, cfg.adverts_url,
                                              cfg.adverts_poll_s, self.counters, self.limit)
+        self.panel_config = PanelConfig(cfg.store, self.catalogue, self.mqtt, self.counters)
         self.silent = None
         if cfg.alerts:
             self.silent = SilentPanelWatch(
@@ -106,7 +108,8 @@ class StoreHost:
         self.concentrator.start()
         self.mqtt.start()
         self._tasks = [loop.create_task(self.catalogue.watch(self.cfg.catalogue_poll_s)),
-                       loop.create_task(self.concentrator.report())]
+                       loop.create_task(self.concentrator.report()),
+                       loop.create_task(self.panel_config.run(self.cfg.catalogue_poll_s))]
         if self.forwarder:
             self.forwarder.start()
         for part in (self.adverts, self.silent):
@@ -143,6 +146,7 @@ class StoreHost:
         self.counters["broker_connects"] += 1
         if self.adverts:
             self.adverts.on_broker_up()
+        self.panel_config.on_broker_up()
         self.concentrator.on_broker_up()
 
     def _on_broker_down(self, reason: str) -> None:

@@ -73,6 +73,7 @@ class UdpReceipts(asyncio.DatagramProtocol):
             return
         except Exception:  # a bug must cost one datagram, never the listener
             conc.counters["udp_error"] += 1
+            conc.counters["udp_refused"] += 1
             log.exception("UDP datagram from %s:%d could not be handled", *addr[:2])
             conc.records.reject(f"udp:{addr[0]}", "error", "internal error", data)
             return
@@ -81,6 +82,7 @@ class UdpReceipts(asyncio.DatagramProtocol):
     def _refuse(self, e: ReceiptError, data: bytes, addr) -> None:
         conc = self.conc
         conc.counters["udp_" + e.code] += 1
+        conc.counters["udp_refused"] += 1  # all codes together, for the minute's line
         conc.limit("udp_" + e.code, logging.WARNING, "UDP receipt from %s refused (%s): %s",
                    addr[0], e.code, e.message)
         conc.records.reject(f"udp:{addr[0]}", e.code, e.message, data)
@@ -111,6 +113,7 @@ def http_app(conc, status, adverts=None) -> web.Application:
 
         def refuse(status: int, e: ReceiptError, raw: bytes | None = None) -> web.Response:
             conc.counters["http_" + e.code] += 1
+            conc.counters["http_refused"] += 1
             conc.limit("http_" + e.code, logging.WARNING,
                        "HTTP receipt from %s refused (%d %s): %s", peer, status, e.code, e.message)
             conc.records.reject(f"http:{peer}", e.code, e.message, raw)
