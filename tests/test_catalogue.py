@@ -272,3 +272,38 @@ def test_a_question_offers_a_review_or_a_survey_qr_on_the_thank_you_screen():
     assert any("questions.nps.qr.url: must be an http(s) address" in x for x in p), p
     p = problems(edited(languages=["ru", "en", "kk"], questions__nps__qr={"url": "https://x.kz"}))
     assert any("questions.nps.qr.text: needs the line beside the code in kk" in x for x in p), p
+
+
+def test_text_a_panel_cannot_show_is_refused_or_warned_with_its_place(tmp_path, caplog):
+    """An emoji (or CJK) has no glyph in the panels' fonts: refused, with the
+    place and the character. A question too long for a board's screen (the
+    issue's 137 characters) loads with a warning per board that cuts it,
+    measured with the panels' own fonts in the panel's own layout."""
+    import logging
+    from collections import Counter
+    from loyalty_button.service import text_fit
+    from loyalty_button.panels import fonts
+    p = problems(edited(questions__nps__text={"ru": "Порекомендуете? 🍣", "en": "Recommend us?"}))
+    assert any("questions.nps.text.ru: the panels' fonts cannot draw '🍣' (U+1F363)" in x
+               for x in p), p
+    p = problems(edited(questions__nps__why__reasons__queue={"ru": "Очередь", "en": "寿司"}))
+    assert any("questions.nps.why.reasons.queue.en: the panels' fonts cannot draw '寿' (U+5BFF)"
+               in x for x in p), p
+    long_ru = ("Скажите, пожалуйста, насколько вероятно, что вы порекомендуете наш "
+               "магазин своим друзьям, коллегам и знакомым после сегодняшней покупки?")
+    assert len(long_ru) > 130
+    doc = edited(questions__nps__text={"ru": long_ru, "en": "Recommend us?"})
+    got = text_fit.warnings(parse(doc).questions, [fonts.fonts_dir()])
+    assert any(w.startswith("questions.nps.text (ru): needs") and "on the cyd screen" in w
+               and "shorten it" in w for w in got), got
+    assert not any("(en)" in w for w in got), got
+    # Loaded by the host: kept, warned in the log and in its status.
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    with caplog.at_level(logging.WARNING, logger="loyalty_button.service.catalogue"):
+        f = cat.CatalogueFile(path, Counter(), font_dirs=[fonts.fonts_dir()])
+    assert f.status()["warnings"] == got and f.current.question_fields("nps", "ru")
+    assert any("questions.nps.text (ru)" in r.getMessage() for r in caplog.records)
+    # With no panel fonts on the machine the texts are not measured, and
+    # nothing fails.
+    assert text_fit.warnings(parse(doc).questions, [tmp_path / "nothing-here"]) == []

@@ -403,14 +403,18 @@ def test_health_problems_from_a_status():
           "forwarding": {"crm": {"pending": 3, "dead": 0, "oldest_pending_ms": now - 60_000}},
           "counters": {"receipts": 100, "outcome_panel_offline": 4}}
     assert health.problems(ok, now) == []
-    bad = dict(ok, broker="down", catalogue={"error": "rules[0].ask: no question 'x'"},
+    bad = dict(ok, broker="down", catalogue={"error": "rules[0].ask: no question 'x'",
+                                             "warnings": ["questions.nps.text (ru): needs 4 "
+                                                          "lines on the cyd screen, 2 fit"]},
                tills={"1": "till-1", "2": "till-2", "3": "till-3"},
                panels={"till-1": "online", "till-2": "offline"},
                forwarding={"crm": {"pending": 52, "dead": 2, "last_error": "HTTP 500",
                                    "oldest_pending_ms": now - 11 * 60_000}},
                counters={"receipts": 100, "outcome_panel_offline": 20})
     got = {p["code"]: p for p in health.problems(bad, now)}
-    assert set(got) == {"broker_down", "catalogue_refused", "destination_dead",
+    assert got["catalogue_texts_cut"]["params"]["n"] == 1
+    assert set(got) == {"broker_down", "catalogue_refused", "catalogue_texts_cut",
+                        "destination_dead",
                         "destination_stuck", "panel_offline", "panel_never_connected",
                         "receipts_not_asked"}
     assert got["destination_stuck"]["params"] == {"dest": "crm", "pending": 52, "minutes": 11,

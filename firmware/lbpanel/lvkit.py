@@ -10,7 +10,7 @@
 # display's width and height, so the same code serves 320x240 and 800x480.
 import lvgl as lv
 
-from lbpanel import boards, log, protocol
+from lbpanel import boards, layout, log, protocol
 from lbpanel.chrome import chrome
 from lbpanel.clock import ticks_diff, ticks_ms
 
@@ -127,20 +127,12 @@ class ScreenKit:
         # What taps lead to, run by step() once LVGL's event is over (_soon).
         self._later = []
         self._in_event = 0
-        # Sizes from the display: every control a shopper touches keeps
-        # 9 mm each way (Android's 48 dp, about a hurried thumb): 51 px on
-        # the 2.8" CYD (143 dpi), 77 px on the 4.3" S3 panel (217 dpi).
-        # Answers stand further apart than the touch error a calibrated
-        # resistive film may keep (boards.touch_error_px: 9 px on the CYD),
-        # so that error puts a tap in a gap, not on the next answer.
-        short = min(self.w, self.h)
-        dpi = board.get("dpi", 143)
-        self.pad = max(4, short // 40)
-        self.gap = max(4, short // 48)
-        self.target = max(44, (dpi * 90 + 253) // 254)  # rounded up: 9 mm at least
-        self.slack = max(self.gap, boards.touch_error_px(board) + 1)
-        # Drawn things that are not touched (the calibration cross's arms).
-        self.min_target = max(36, dpi * 7 * 10 // 254)
+        # Sizes from the display (lbpanel.layout, shared with the host's
+        # catalogue check).
+        m = layout.Metrics(board, self.w, self.h)
+        self.metrics = m
+        self.pad, self.gap, self.target, self.slack = m.pad, m.gap, m.target, m.slack
+        self.min_target = m.min_target
 
     # --- wiring -------------------------------------------------------------
 
@@ -384,7 +376,7 @@ class ScreenKit:
     def _countdown(self, scr, timeout_ms):
         """A shrinking bar along the bottom edge and the seconds left."""
         self._timeout_ms = max(1, timeout_ms)
-        bar_h = max(4, self.h // 60)
+        bar_h = self.metrics.bar_h
         bar = lv.bar(scr)
         bar.set_size(self.w, bar_h)
         bar.set_pos(0, self.h - bar_h)

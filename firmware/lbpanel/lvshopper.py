@@ -3,7 +3,7 @@
 # lvkit's parts; mixed into lvui.LvglUI.
 import lvgl as lv
 
-from lbpanel import log
+from lbpanel import layout, log
 from lbpanel.chrome import chrome
 from lbpanel.lvkit import (ACCENT, CSAT_COLOURS, GREEN, MUTED, ON_FILL, PANEL, RED, TEXT,
                            nps_colour)
@@ -32,25 +32,17 @@ class ShopperScreens:
         scr = self._new_screen("question", detail)
         self._stray_presses(scr)
         self._service_corner(scr)
-        grid = self._nps_grid() if kind == "nps" else None
+        grid = layout.nps_grid(self.metrics) if kind == "nps" else None
         # "No thanks" in the NPS grid's spare cell (a small screen), else a
         # button of its own under the answers.
         in_grid = grid is not None and grid[0] == 4
-        bar_h = max(4, self.h // 60)
+        bar_h = self.metrics.bar_h
         if in_grid:
             bottom = self.h - bar_h - self.gap
-            text_h = bottom - self.gap - grid[1] * grid[2] - (grid[1] - 1) * grid[3] - self.pad
-        elif kind == "nps":
-            # Two rows of scores and their end words: the text gives way to
-            # two lines.
-            text_h = max(self.h // 5, 2 * self.fonts.get("body").get_line_height())
-        elif kind == "choice" and len(q["options"]) > 4:
-            # Six options need three rows on a small screen: the text gives way.
-            text_h = self.h // 5
-        else:
-            text_h = self.h // 4
-        self._fit_text(scr, q["text"], self.w - 2 * self.pad - self.target, text_h,
-                       self.pad)
+        text_w, text_h = layout.question_text_box(
+            self.metrics, kind, len(q.get("options") or ()),
+            self.fonts.get("body").get_line_height())
+        self._fit_text(scr, q["text"], text_w, text_h, self.pad)
         top = self.pad + text_h + self.gap
         if in_grid:
             self._nps(scr, q, lang, top, bottom, grid)
@@ -76,21 +68,6 @@ class ShopperScreens:
                            self._debounced(("decline",), click), MUTED, key="decline",
                            lines=lines)
         return btn
-
-    def _nps_grid(self):
-        """(columns, rows, row height, gap) for the 0-10 scale: the fewest
-        rows whose buttons keep 9 mm (self.target) across, with gaps wider
-        than the touch error the board's calibration may leave, so a tap
-        pulled by it lands in a gap, not on the next score. 11 in a row on
-        a wide screen, 0-5 / 6-10 on the 4.3" panel, 4 x 3 on the 2.8" CYD
-        (the twelfth cell is "no thanks")."""
-        slack = self.slack
-        for cols in (11, 6, 4):
-            if (self.w - 2 * self.pad - (cols - 1) * slack) // cols >= self.target:
-                break
-        rows = (11 + cols - 1) // cols
-        row_h = self.target if cols == 4 else self.target * 3 // 2
-        return cols, rows, row_h, slack
 
     def _nps(self, scr, q, lang, top, bottom, grid):
         cols, rows, row_h, slack = grid
@@ -245,12 +222,12 @@ class ShopperScreens:
         scr = self._new_screen("why", {"session": q["session"],
                                        "reasons": [r["id"] for r in reasons]})
         self._stray_presses(scr)
-        text_h = max(self.h // 6, 2 * self.fonts.get("small").get_line_height())
-        self._fit_text(scr, why["text"], self.w - 2 * self.pad - self.target, text_h,
-                       self.pad)
+        text_w, text_h = layout.why_text_box(self.metrics,
+                                             self.fonts.get("small").get_line_height())
+        self._fit_text(scr, why["text"], text_w, text_h, self.pad)
         self._picked = []
         top = self.pad + text_h + self.gap
-        bar_h = max(4, self.h // 60)
+        bar_h = self.metrics.bar_h
         n = len(reasons)
         # On a small screen "Done" takes the grid's last cell, so the chips
         # keep 9 mm and two columns, wide enough for a whole word.

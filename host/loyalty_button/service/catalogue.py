@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from lbpanel import protocol
+from lbpanel import boards, protocol
 
 from ..settings import Checker, SettingsError, clock_span, in_span, load_yaml
+from . import text_fit
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,14 @@ def _texts(check: Checker, where: str, node, languages: list[str]) -> dict[str, 
         text = node.get(lang)
         if not isinstance(text, str) or not 0 < len(text.strip()) <= protocol.MAX_TEXT:
             check.fail(f"{where}.{lang}", f"needs a text of 1-{protocol.MAX_TEXT} characters")
+            continue
+        missing = boards.covers(boards.TEXT_RANGES, text)
+        if missing:
+            # The panel would draw '?' for each: say so here, not at the till.
+            check.fail(f"{where}.{lang}", "the panels' fonts cannot draw "
+                       + ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing)
+                       + ": the shopper would see '?'; the fonts have Latin, Cyrillic and "
+                         "common punctuation, no emoji or other scripts")
         else:
             out[lang] = text
     for lang in node:
@@ -485,11 +494,17 @@ class CatalogueFile:
     when the file changes (polled, or `reload(force=True)` on SIGHUP). A bad
     file is refused as a whole and the last good catalogue stays in force."""
 
-    def __init__(self, path: Path, counters, current: Catalogue | None = None):
+    def __init__(self, path: Path, counters, current: Catalogue | None = None,
+                 font_dirs: list[Path] | None = None):
         self.path = Path(path)
         self.counters = counters
         self.current = current or load(self.path)
         self.error: str | None = None
+        # Texts the panels will show cut (text_fit), measured with the fonts
+        # in font_dirs: said in the log and on the dashboard, not refused.
+        self.font_dirs = font_dirs if font_dirs is not None else text_fit.font_dirs(None)
+        self.warnings: list[str] = []
+        self._measure()
         self._stat = self._read_stat()
         self._failed_stat = None
         self._polled = self._stat
@@ -532,7 +547,17 @@ class CatalogueFile:
             self.counters["catalogue_reloaded"] += 1
             log.info("catalogue reloaded: %s (%d questions, %d rules, %d tills)", new.digest,
                      len(new.kinds), len(new.rules), len(new.tills))
+            self._measure()
         return True
+
+    def _measure(self) -> None:
+        try:
+            self.warnings = text_fit.warnings(self.current.questions, self.font_dirs)
+        except Exception:  # a check must never cost the catalogue
+            log.exception("catalogue: its texts could not be measured")
+            self.warnings = []
+        for w in self.warnings:
+            log.warning("catalogue %s: %s", self.path, w)
 
     async def watch(self, poll_s: float) -> None:
         while True:
@@ -541,4 +566,4 @@ class CatalogueFile:
 
     def status(self) -> dict:
         return {"file": str(self.path), "digest": self.current.digest, "error": self.error,
-                "names": self.current.names()}
+                "warnings": self.warnings, "names": self.current.names()}

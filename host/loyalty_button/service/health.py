@@ -28,9 +28,12 @@ def problems(status: dict, now_ms: int | None = None) -> list[dict]:
     out = []
     if status.get("broker") == "down":
         out.append(_p("broker_down", "error"))
-    error = (status.get("catalogue") or {}).get("error")
-    if error:
-        out.append(_p("catalogue_refused", "error", error=error))
+    cat = status.get("catalogue") or {}
+    if cat.get("error"):
+        out.append(_p("catalogue_refused", "error", error=cat["error"]))
+    if cat.get("warnings"):
+        out.append(_p("catalogue_texts_cut", "warning", n=len(cat["warnings"]),
+                      first=cat["warnings"][0]))
     for name, d in sorted((status.get("forwarding") or {}).items()):
         oldest = d.get("oldest_pending_ms")
         waiting_s = (now_ms - oldest) // 1000 if oldest else 0

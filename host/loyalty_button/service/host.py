@@ -26,6 +26,7 @@ from lbpanel import protocol
 
 from ..adverts.library import AdvertLibrary
 from ..adverts.publisher import ManifestPublisher
+from . import text_fit
 from .panel_config import PanelConfig
 from ..forward.alerts import DEST as ALERTS_OUTBOX, SilentPanelWatch
 from ..forward.config import Forwarding
@@ -63,7 +64,8 @@ class StoreHost:
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self.limit = LogLimiter(logger=log)
         self.started = time.time()
-        self.catalogue = CatalogueFile(cfg.catalogue, self.counters, catalogue)
+        self.catalogue = CatalogueFile(cfg.catalogue, self.counters, catalogue,
+                                       text_fit.font_dirs(cfg.panels_bundles))
         fwd = cfg.forwarding or Forwarding()
         outboxes = [d.name for d in fwd.destinations] + ([ALERTS_OUTBOX] if cfg.alerts else [])
         self.records = RecordStore(cfg.database, destinations=outboxes)
