@@ -5,6 +5,7 @@ from __future__ import annotations
 from loyalty_button.bench import reports as bench_reports, store as bench_store
 from loyalty_button import cli
 from loyalty_button.sim import demo
+from loyalty_button.service import reports
 
 
 def test_compiled_panel_core_runs_a_question_cycle_in_a_108k_heap(link, panels, compiled_firmware):
@@ -87,8 +88,9 @@ def test_reports_benchmark_times_every_command_and_endpoint_on_two_sizes():
                 "peak_rss_mb"):
         assert result[key] > 0
     timed = result["seconds"][3000]
-    assert len([k for k in timed if k.startswith("report ")]) == 2 + 12
-    assert len([k for k in timed if k.startswith("GET ")]) == 2 + 12 + 2
+    n = len(reports.BREAKDOWNS)
+    assert len([k for k in timed if k.startswith("report ")]) == 2 + n
+    assert len([k for k in timed if k.startswith("GET ")]) == 4 + n + 2
     assert "export" in timed and any("records.csv" in line for line in lines)
 
 

@@ -36,7 +36,7 @@ SIZES = (100_000, 1_000_000)
 REPEAT = 3
 COMMANDS = ([["report", "nps"], ["report", "summary", "--json"]]
             + [["report", "breakdown", by] for by in reports.BREAKDOWNS] + [["export"]])
-ENDPOINTS = (["/api/summary", "/api/status"]
+ENDPOINTS = (["/api/summary", "/api/status", "/api/answers", "/api/summary?range=30d"]
              + [f"/api/breakdown?by={by}" for by in reports.BREAKDOWNS]
              + ["/export/breakdown.csv?by=till", "/export/records.csv"])
 _RAW = (f"SELECT {', '.join(reports.EXPORT_FIELDS)} FROM records ORDER BY received_ms, id")
