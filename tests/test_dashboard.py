@@ -304,6 +304,13 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         from selenium.webdriver.support.ui import Select
         Select(browser.find_element(By.ID, "range")).select_by_value("7d")
         wait.until(lambda d: "compared with" in d.find_element(By.ID, "range-note").text)
+        # The till breakdown and the trend follow the period; the cashier's is all time.
+        wait.until(lambda d: d.find_element(By.ID, "breakdown-note").text
+                   == "In the period picked above.")
+        assert "range=7d" in browser.find_element(By.ID, "breakdown-csv").get_attribute("href")
+        browser.find_element(By.ID, "tab-cashier").click()
+        wait.until(lambda d: d.find_element(By.ID, "breakdown-note").text == "All time.")
+        browser.find_element(By.ID, "tab-till").click()
         # Russian, from the page's switch (kept for the next visit).
         browser.find_element(By.CSS_SELECTOR, "#langs button[data-lang='ru']").click()
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "section h2").text == "Доля ответов"

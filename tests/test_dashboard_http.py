@@ -5,6 +5,7 @@ origin, and the CSV export cannot carry a spreadsheet formula."""
 from __future__ import annotations
 
 import asyncio
+import json
 import csv
 import http.client
 import io
@@ -112,3 +113,30 @@ def test_parallel_password_guesses_are_throttled_before_the_password_check(site)
         codes = list(pool.map(log_in, [f"guess-{i}" for i in range(40)]))
     assert codes.count(302) <= 10 and codes.count(429) >= 30, codes
     assert log_in("correct horse") == 429  # the address waits its minute
+
+
+def test_periods_cut_the_summary_and_the_hourly_breakdowns_and_bad_ones_are_refused(site):
+    """The site's six answers are from now: in today, not in yesterday (whose
+    previous day is the one before); a cashier breakdown is all time
+    whatever the range; a bad range is a 400 that says what is wrong."""
+    cookie = {"Cookie": _log_in(site)}
+
+    def get(path):
+        status, _, body = _call(site, "GET", path, headers=cookie)
+        return status, (json.loads(body) if status == 200 else body.decode())
+    status, today = get("/api/summary?range=today")
+    assert status == 200 and today["nps"]["n"] == 6 and today["previous"]["nps"]["n"] == 0
+    assert today["range"]["period"][1] - today["range"]["period"][0] == 86400
+    assert get("/api/summary?range=yesterday")[1]["nps"]["n"] == 0
+    assert get("/api/summary")[1]["previous"] is None
+    till = get("/api/breakdown?by=till&range=yesterday")[1]["rows"]
+    assert till == []
+    cashiers = get("/api/breakdown?by=cashier&range=yesterday")[1]["rows"]
+    assert len(cashiers) == 6  # all time: the range does not apply
+    assert get("/api/answers")[1] == {}
+    status, text = get("/api/summary?range=custom&from=2026-12-05&to=2026-12-01")
+    assert status == 400 and "ends (2026-12-01) before it starts (2026-12-05)" in text
+    assert get("/api/summary?range=fortnight")[0] == 400
+    status, _, body = _call(site, "GET", "/export/breakdown.csv?by=till&range=today",
+                            headers=cookie)
+    assert status == 200 and body.decode().splitlines()[1].startswith("1,6,")

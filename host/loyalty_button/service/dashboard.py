@@ -144,6 +144,10 @@ class Sessions:
 _GUESSES_PER_MINUTE = 10   # failed log-ins from one address, then 429 for the rest
 
 
+# Breakdowns that can be cut to a period (their totals are kept per hour).
+PERIOD_BREAKDOWNS = ("weekday_hour", "hour", "day", "week", "till")
+
+
 def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Application:
     """cfg: HostConfig; status: the concentrator's status() (fleet, forwarding);
     jobs: where reports run (report_jobs.py; made here when not given)."""
@@ -266,9 +270,9 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
 
     async def api_breakdown(request):
         by = _by(request)
-        # The hours of the week follow the range picked; the other
-        # breakdowns are kept for all time.
-        _, period, _ = _range(request) if by == "weekday_hour" else (None, None, None)
+        # The breakdowns kept by the hour (time of day, days, weeks, tills)
+        # follow the range picked; the others are kept for all time.
+        _, period, _ = _range(request) if by in PERIOD_BREAKDOWNS else (None, None, None)
         key = f"breakdown:{by}" + (f":{period[0]}:{period[1]}" if period else "")
         rows = await report(key, lambda conn: reports.breakdown(conn, by, cfg.tz, period))
         return web.json_response({"by": by, "rows": rows})
@@ -353,7 +357,9 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
 
     async def export_breakdown(request):
         by = _by(request)
-        rows = await report("breakdown:" + by, lambda conn: reports.breakdown(conn, by, cfg.tz))
+        _, period, _ = _range(request) if by in PERIOD_BREAKDOWNS else (None, None, None)
+        key = f"breakdown:{by}" + (f":{period[0]}:{period[1]}" if period else "")
+        rows = await report(key, lambda conn: reports.breakdown(conn, by, cfg.tz, period))
         return web.Response(text=reports.to_csv(rows), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{cfg.store}-by-{by}.csv"'})
 

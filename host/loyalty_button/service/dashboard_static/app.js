@@ -109,9 +109,19 @@ function rowKey(by, key) {
   return key;
 }
 
+// Breakdowns kept by the hour follow the period picked (dashboard.py's
+// PERIOD_BREAKDOWNS); the rest are for all time, and say so.
+const PERIOD_BY = ["hour", "day", "week", "till", "weekday_hour"];
+
+function periodOf(by) {
+  return PERIOD_BY.includes(by) && $("range").value !== "all" ? "&" + rangeQuery() : "";
+}
+
 async function breakdown(by) {
   currentBy = by;
-  const d = await api("/api/breakdown?by=" + encodeURIComponent(by));
+  if ($("range").value === "custom" && !($("from").value && $("to").value)) return;
+  const d = await api("/api/breakdown?by=" + encodeURIComponent(by) + periodOf(by));
+  $("breakdown-note").textContent = periodOf(by) ? t("period_note") : t("all_time_note");
   for (const b of $("tabs").children) b.classList.toggle("on", b.dataset.by === by);
   const head = $("breakdown").tHead, body = $("breakdown").tBodies[0];
   head.innerHTML = "";
@@ -131,12 +141,13 @@ async function breakdown(by) {
     cell(tr, row.csat_mean === null ? "–" : row.csat_mean.toFixed(2));
     cell(tr, row.response_pct === null ? "–" : row.response_pct + "%");
   }
-  $("breakdown-csv").href = "/export/breakdown.csv?by=" + encodeURIComponent(by);
+  $("breakdown-csv").href = "/export/breakdown.csv?by=" + encodeURIComponent(by) + periodOf(by);
 }
 
 async function trend(by) {
   currentTrend = by;
-  const d = await api("/api/breakdown?by=" + by);
+  if ($("range").value === "custom" && !($("from").value && $("to").value)) return;
+  const d = await api("/api/breakdown?by=" + by + periodOf(by));
   for (const b of $("trend-tabs").children) b.classList.toggle("on", b.dataset.by === by);
   const svg = $("trend");
   svg.setAttribute("aria-label", t("trend_label"));
@@ -343,11 +354,13 @@ function tabs() {
     $("tabs").appendChild(b);
   }
   for (const b of $("trend-tabs").children) b.onclick = () => trend(b.dataset.by);
+  const follow = () => Promise.all([summary(), weekHours(), trend(currentTrend), breakdown(currentBy)])
+    .catch(unreachable);
   $("range").onchange = () => {
     $("custom").hidden = $("range").value !== "custom";
-    Promise.all([summary(), weekHours()]).catch(unreachable);
+    follow();
   };
-  $("from").onchange = $("to").onchange = () => Promise.all([summary(), weekHours()]).catch(unreachable);
+  $("from").onchange = $("to").onchange = follow;
   for (const b of $("langs").children) {
     b.onclick = () => {
       localStorage.setItem("lb-lang", b.dataset.lang);
