@@ -118,13 +118,7 @@ def test_touch_targets_are_big_enough_for_a_thumb(board):
 def _tap(ui, touch, key) -> None:
     """Press the control answering `key` through LVGL's pointer, long
     enough for LVGL to read it, and let go."""
-    x, y = lvpanel.centre(ui.targets[key])
-    touch.press(x, y)
-    for _ in range(6):
-        ui.step(20)
-    touch.release()
-    for _ in range(6):
-        ui.step(20)
+    lvpanel.tap(ui, touch, *lvpanel.centre(ui.targets[key]))
 
 
 def test_an_exception_in_a_ui_callback_is_logged_and_the_ui_goes_on(monkeypatch):

@@ -142,6 +142,17 @@ class SimTouch:
         self.indev.delete()
 
 
+def tap(ui, touch: SimTouch, x: int, y: int) -> None:
+    """Press (x, y) through LVGL's pointer, long enough for LVGL to read
+    it, and let go, stepping LVGL's clock (no real time passes)."""
+    touch.press(x, y)
+    for _ in range(6):
+        ui.step(20)
+    touch.release()
+    for _ in range(6):
+        ui.step(20)
+
+
 def centre(obj) -> tuple[int, int]:
     # LVGL places objects lazily; a screen built a moment ago may not have
     # its coordinates yet.

@@ -174,12 +174,7 @@ def check_with_lvgl(board_name: str, question: dict | None = None, taps: int = 6
             # Taps here come faster than a hand's; the debounce (real time)
             # would take the next one on the same button for a bounce.
             ui._last_press.clear()
-            touch.press(x, y)
-            for _ in range(6):
-                ui.step(20)
-            touch.release()
-            for _ in range(6):
-                ui.step(20)
+            lvpanel.tap(ui, touch, x, y)
             predicted = _hit(areas, x, y)
             out.append((score, predicted, got[0] if got else None))
     finally:
