@@ -220,7 +220,8 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
                + [("visit", "choice", "milk")])
     for i, (qid, kind, value) in enumerate(answers):
         at = now_ms() - i * 60_000
-        store.insert({"id": f"{STORE}-T{i}", "store": STORE, "till": "3", "receipt": f"T{i}",
+        till = "1" if value == "no" else "3"  # the two "no"s at till 1
+        store.insert({"id": f"{STORE}-T{i}", "store": STORE, "till": till, "receipt": f"T{i}",
                       "panel": "till-3", "source": "http", "sale_ts": at // 1000,
                       "received_ms": at, "qid": qid, "kind": kind, "asked_ms": at,
                       "state": "closed", "outcome": "answered", "value": value,
@@ -299,6 +300,10 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         assert rows["yes"].text.split("\n")[0] == "Yes"
         assert "12 · 85.7% (95%: 60.1–96%)" in rows["yes"].text
         assert "Bread" in rows["bread"].text and "few" in rows["bread"].get_attribute("class")
+        # Per till: till 3 said yes 12 times of 12, till 1 no twice (too few).
+        tills = {r.find_elements(By.TAG_NAME, "td")[0].text: r.text
+                 for r in box.find_elements(By.CSS_SELECTOR, "table.by-till tbody tr")}
+        assert tills["3"].startswith("3 12 100% (75.8–100)") and "too few" in tills["1"]
         _page_shot(browser, shots / "dashboard-en-desktop.png", 1366, 768)
         # A date range with the period before it.
         from selenium.webdriver.support.ui import Select

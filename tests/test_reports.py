@@ -371,7 +371,7 @@ def test_yes_no_and_choice_results_with_intervals_kept_by_the_totals(tmp_path):
     assert reports.wilson(0, 0) == (None, None)
     store = RecordStore(tmp_path / "r.db")
     recs = ([_rec(i, "yes", kind="yesno", qid="found") for i in range(7)]
-            + [_rec(10 + i, "no", kind="yesno", qid="found") for i in range(3)]
+            + [_rec(10 + i, "no", kind="yesno", qid="found", till="2") for i in range(3)]
             + [_rec(20, "yes", kind="yesno", qid="found", burst=6)]
             + [_rec(30 + i, v, kind="choice", qid="visit") for i, v in
                enumerate(["bread", "bread", "milk"])]
@@ -385,6 +385,10 @@ def test_yes_no_and_choice_results_with_intervals_kept_by_the_totals(tmp_path):
     assert got["found"]["values"][0] == {"value": "yes", "n": 7, "pct": 70.0,
                                          "ci95_low": 39.7, "ci95_high": 89.2}
     assert [(v["value"], v["n"]) for v in got["visit"]["values"]] == [("bread", 2), ("milk", 1)]
+    # Per till: till 1 said yes 7 times, till 2 no 3 times.
+    assert {till: [(v["value"], v["n"]) for v in r["values"]]
+            for till, r in got["found"]["tills"].items()} == {"1": [("yes", 7)], "2": [("no", 3)]}
+    assert got["found"]["tills"]["2"]["values"][0]["ci95_low"] == 43.9
     # A late change of an answer moves it; the totals equal a rebuild.
     conn.execute("UPDATE records SET value = 'no' WHERE id = 's1-0'")
     conn.commit()
@@ -413,5 +417,7 @@ def test_a_schema_5_database_gets_the_answer_totals_on_opening(tmp_path):
     conn = sqlite3.connect(tmp_path / "r.db")
     assert {v["value"]: v["n"] for v in reports.answers(conn)["found"]["values"]} == \
         {"yes": 1, "no": 1}
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "6"
+    from loyalty_button.service.records import SCHEMA_VERSION
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == \
+        str(SCHEMA_VERSION)
     conn.close()

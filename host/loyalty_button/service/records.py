@@ -26,7 +26,7 @@ from . import rollup
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -234,9 +234,9 @@ class RecordStore:
             for version in range(have + 1, SCHEMA_VERSION + 1):
                 for sql in _MIGRATIONS.get(version, []):
                     conn.execute(sql)
-            if have < 6:
+            if have < 7:
                 # Running totals came with schema 5, the answers of yes/no
-                # and choice questions with 6: the triggers that keep them
+                # and choice questions with 6, per till with 7: the triggers that keep them
                 # are made again (their statements changed), and what is
                 # there already is counted, in the same transaction as the
                 # version change.

@@ -113,24 +113,34 @@ def wilson(k: int, n: int) -> tuple[float | None, float | None]:
 def answers(conn: sqlite3.Connection) -> dict[str, dict]:
     """The results of every yes/no and choice question, all time: {qid:
     {"n": answers, "values": [{"value", "n", "pct", "ci95_low",
-    "ci95_high"}, most chosen first]}} (button-mashing answers left out)."""
-    counts: dict[str, dict[str, int]] = {}
+    "ci95_high"}, most chosen first], "tills": {till: {"n", "values"}}}}
+    (button-mashing answers left out)."""
+    counts: dict[str, dict[str, dict[str, int]]] = {}   # qid -> till -> value -> n
     for key, t in rollup.by_key(conn, "answer").items():
-        if not key or ":" not in key:
+        parts = key.split("|")
+        if len(parts) != 3 or not t.n:
             continue
-        qid, value = key.split(":", 1)
-        if t.n:
-            counts.setdefault(qid, {})[value] = t.n
+        till, qid, value = parts
+        counts.setdefault(qid, {}).setdefault(till, {})[value] = t.n
     out = {}
-    for qid, values in sorted(counts.items()):
-        n = sum(values.values())
-        rows = []
-        for value, k in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
-            lo, hi = wilson(k, n)
-            rows.append({"value": value, "n": k, "pct": round(100 * k / n, 1),
-                         "ci95_low": lo, "ci95_high": hi})
-        out[qid] = {"n": n, "values": rows}
+    for qid, tills in sorted(counts.items()):
+        total: dict[str, int] = {}
+        for values in tills.values():
+            for value, k in values.items():
+                total[value] = total.get(value, 0) + k
+        out[qid] = {**_shares(total),
+                    "tills": {till: _shares(values) for till, values in sorted(tills.items())}}
     return out
+
+
+def _shares(values: dict[str, int]) -> dict:
+    n = sum(values.values())
+    rows = []
+    for value, k in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
+        lo, hi = wilson(k, n)
+        rows.append({"value": value, "n": k, "pct": round(100 * k / n, 1),
+                     "ci95_low": lo, "ci95_high": hi})
+    return {"n": n, "values": rows}
 
 
 def record_count(conn: sqlite3.Connection) -> int:

@@ -113,10 +113,11 @@ DIMS = {
     # The quarter of the UTC day (0-95): the hours of the store's day for
     # all time in 96 rows, in a zone whose offset did not change meanwhile.
     "day_quarter": (f"({{when}} / {SLOT_ALL_S * 1000}) % {86400 // SLOT_ALL_S}", (ALL_TIME,)),
-    # What yes/no and choice questions were answered, as "qid:value" (the
-    # rest of the records share the key ''): their results with intervals.
+    # What yes/no and choice questions were answered, and at which till, as
+    # "till|qid|value" (the rest of the records share the key ''): their
+    # results with intervals, for the store and per till.
     "answer": ("CASE WHEN {r}.kind IN ('yesno', 'choice') AND " + _CLEAN.replace("{isint}", "{true}")
-               + " THEN {r}.qid || ':' || {text} ELSE '' END", (ALL_TIME,)),
+               + " THEN {r}.till || '|' || {r}.qid || '|' || {text} ELSE '' END", (ALL_TIME,)),
 }
 REASON_SLOTS = (ALL_TIME, SLOT_S)
 

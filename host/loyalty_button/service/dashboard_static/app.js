@@ -184,6 +184,10 @@ async function trend(by) {
   svg.innerHTML = out;
 }
 
+function answerName(qid, value) {
+  return value === "yes" || value === "no" ? t(value) : named("options", qid + ":" + value);
+}
+
 // Every yes/no and choice question: a bar per answer with its share and
 // the share's 95% interval as a whisker; too few answers are said so.
 async function answers() {
@@ -205,7 +209,7 @@ async function answers() {
       row.dataset.value = v.value;
       const label = document.createElement("span");
       label.className = "label";
-      label.textContent = v.value === "yes" || v.value === "no" ? t(v.value) : named("options", qid + ":" + v.value);
+      label.textContent = answerName(qid, v.value);
       const bar = document.createElement("span");
       bar.className = "bar";
       const fill = document.createElement("span");
@@ -221,6 +225,32 @@ async function answers() {
       figs.textContent = t("answer_row", {n: v.n, pct: v.pct, low: v.ci95_low, high: v.ci95_high});
       row.append(label, bar, figs);
       box.appendChild(row);
+    }
+    // The same per till: each answer's share, with its interval.
+    const tills = Object.entries(q.tills || {});
+    if (tills.length > 1) {
+      const wrap = document.createElement("div");
+      wrap.className = "scroll";
+      const table = document.createElement("table");
+      table.className = "by-till";
+      const hr = table.createTHead().insertRow();
+      const values = q.values.map((v) => v.value);
+      for (const h of [t("by_till"), t("col_answers"), ...values.map((v) => answerName(qid, v))]) {
+        const th = document.createElement("th"); th.textContent = h; hr.appendChild(th);
+      }
+      const body = table.createTBody();
+      for (const [till, r] of tills) {
+        const tr = body.insertRow();
+        if (r.n < MIN_N) tr.className = "few";
+        cell(tr, till);
+        cell(tr, r.n < MIN_N ? `${r.n} · ${t("too_few")}` : r.n);
+        for (const value of values) {
+          const v = r.values.find((x) => x.value === value);
+          cell(tr, !v ? "0%" : r.n < MIN_N ? v.pct + "%" : `${v.pct}% (${v.ci95_low}–${v.ci95_high})`);
+        }
+      }
+      wrap.appendChild(table);
+      box.appendChild(wrap);
     }
   }
   if (!box.children.length) box.textContent = t("no_choice_answers");
