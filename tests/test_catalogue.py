@@ -283,6 +283,10 @@ def test_text_a_panel_cannot_show_is_refused_or_warned_with_its_place(tmp_path, 
     from collections import Counter
     from loyalty_button.service import text_fit
     from loyalty_button.panels import fonts
+    # Typographic quotes and apostrophes, as a word processor writes them, are drawn.
+    ok = parse(edited(questions__nps__text={"ru": "Вам „понравилось“?",
+                                            "en": "We’d love a “yes”"}))
+    assert ok.question_fields("nps", "en")["text"] == "We’d love a “yes”"
     p = problems(edited(questions__nps__text={"ru": "Порекомендуете? 🍣", "en": "Recommend us?"}))
     assert any("questions.nps.text.ru: the panels' fonts cannot draw '🍣' (U+1F363)" in x
                for x in p), p

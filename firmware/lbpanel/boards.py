@@ -10,9 +10,11 @@
 
 # Glyphs every text font carries: ASCII, Latin-1 (most Western European
 # languages), Cyrillic (Russian, Ukrainian, Belarusian, Kazakh letters in
-# U+0400-045F and Ґґ), and the punctuation receipts and questions use.
+# U+0400-045F and Ґґ), and the punctuation receipts and questions use:
+# dashes, typographic quotes and apostrophes (‘ ’ “ ” „, as word processors
+# write them), the ellipsis, € ₽ №.
 TEXT_RANGES = ((0x20, 0x7E), (0xA0, 0xFF), (0x400, 0x45F), (0x490, 0x491),
-               (0x2013, 0x2014), (0x2026, 0x2026), (0x20AC, 0x20AC),
+               (0x2013, 0x2014), (0x2018, 0x201E), (0x2026, 0x2026), (0x20AC, 0x20AC),
                (0x20BD, 0x20BD), (0x2116, 0x2116))
 # The big font only draws the NPS digits and the countdown.
 DIGIT_RANGES = ((0x20, 0x20), (0x2B, 0x2B), (0x2D, 0x2D), (0x30, 0x39))

@@ -75,14 +75,31 @@ def build(out_dir: Path | None = None, node_dir: Path | None = None) -> list[Pat
     made = []
     for role, size in needed():
         target = out_dir / boards.font_file(role, size)
-        if target.exists() and target.stat().st_mtime >= TTF.stat().st_mtime:
+        if _fresh(target, role, size):
             made.append(target)
             continue
         subprocess.run([tool, "--font", str(TTF), "-r", _ranges(role), "--size", str(size),
                         "--bpp", str(BPP), "--format", "bin", "--no-compress",
                         "-o", str(target)], check=True, capture_output=True)
+        _stamp(target).write_text(_recipe(role, size))
         made.append(target)
     return made
+
+
+def _recipe(role: str, size: int) -> str:
+    """What a .bin font is made from: made again when this changes (a glyph
+    range added to boards.TEXT_RANGES, another converter)."""
+    return f"{LV_FONT_CONV} -r {_ranges(role)} --size {size} --bpp {BPP}\n"
+
+
+def _stamp(target: Path) -> Path:
+    return target.with_name(target.name + ".recipe")
+
+
+def _fresh(target: Path, role: str, size: int) -> bool:
+    stamp = _stamp(target)
+    return (target.exists() and target.stat().st_mtime >= TTF.stat().st_mtime
+            and stamp.exists() and stamp.read_text() == _recipe(role, size))
 
 
 C_DIR = ROOT / "build" / "fonts-c"
@@ -189,5 +206,7 @@ def build_c(fonts: list[tuple[str, int]], out_dir: Path | None = None,
 
 
 def missing(out_dir: Path | None = None) -> list[str]:
+    """Fonts not made yet, or made from another recipe (see _recipe)."""
     out_dir = Path(out_dir or fonts_dir())
-    return [boards.font_file(r, s) for r, s in needed() if not (out_dir / boards.font_file(r, s)).exists()]
+    return [boards.font_file(r, s) for r, s in needed()
+            if not _fresh(out_dir / boards.font_file(r, s), r, s)]
