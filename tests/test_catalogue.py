@@ -247,8 +247,8 @@ def test_a_question_offers_a_review_or_a_survey_qr_on_the_thank_you_screen():
     c = parse(edited(questions__nps__qr={"site": "yandex_maps", "place": 1049713486}))
     assert c.question_fields("nps", "ru")["qr"] == {
         "url": "https://yandex.ru/maps/org/1049713486/reviews/",
-        "text": "Оставьте отзыв о магазине", "to": "all"}
-    assert c.question_fields("nps", "en")["qr"]["text"] == "Scan to review the store"
+        "text": "Отсканируйте, чтобы оставить отзыв", "to": "all"}  # the panel's own words
+    assert c.question_fields("nps", "en")["qr"]["text"] == "Scan to leave a review"
     c = parse(edited(questions__nps__qr={"site": "google_maps", "place": "ChIJN1t_tDeuEmsRUsoyG83frY4"}))
     assert c.question_fields("nps", "en")["qr"]["url"] == \
         "https://search.google.com/local/writereview?placeid=ChIJN1t_tDeuEmsRUsoyG83frY4"

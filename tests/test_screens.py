@@ -212,6 +212,10 @@ def test_every_screen_keeps_contrast_and_thumb_sized_targets(board):
         ui.show_question(screens.NPS_RU, 30000)
         ui.show_pick(7)
         lv.refr_now(display.disp)
+        # The pick outlined, the other scores dimmed, "not now"/"no thanks" not.
+        assert ui.targets[7].get_style_border_width(0) >= 3
+        assert ui.targets[3].get_style_opa(0) < 255 and ui.targets[7].get_style_opa(0) == 255
+        assert ui.targets["decline"].get_style_opa(0) == 255
         failures += screen_checks.contrast_failures(lv.screen_active(), f"{board}-nps-picked")
     finally:
         ui.show_advert(None, leave=True)
@@ -276,3 +280,56 @@ def test_type_is_legible_at_arms_length(board):
         arcmin = boards.cap_height_arcmin(b["fonts"][role], b["dpi"])
         assert arcmin >= least - 0.5, (board, role, round(arcmin, 1))
     assert boards.cap_height_arcmin(14, 143) < 13
+
+
+def test_the_panel_speaks_panel_json_s_language_then_the_host_s(tmp_path):
+    """The real panel app on the real LVGL screens: panel.json's `lang`
+    words the idle screen at start, and the host's retained config (as
+    the concentrator publishes it, service/panel_config.py) switches it."""
+    from lbpanel import app as panel_app, config, protocol as proto
+    settings, _ = config.parse({"store": "s1", "panel_id": "p1", "lang": "en",
+                                "broker": {"host": "127.0.0.1"},
+                                "outbox": {"dir": str(tmp_path / "outbox")}})
+    ui, display, touch = lvpanel.make_ui("cyd", telemetry.Counters(), lang="ru")
+
+    def words():
+        lv.refr_now(display.disp)
+        scr = lv.screen_active()
+        return [scr.get_child(i).get_text() for i in range(scr.get_child_count())
+                if isinstance(scr.get_child(i), lv.label)]
+    try:
+        app = panel_app.PanelApp(settings, ui)
+        assert ui.lang == "en"
+        ui.show_adverts()
+        assert words() == ["Welcome!"]
+        msg = proto.envelope("config", "c1", 1795000000, "s1", "p1")
+        msg["settings"] = {"lang": "ru"}
+        app._on_message(app.topics["config"], proto.encode(msg), True)
+        assert ui.lang == "ru" and words() == ["Добро пожаловать!"]
+    finally:
+        ui.show_advert(None, leave=True)
+        lv.refr_now(display.disp)
+        touch.delete()
+        display.delete()
+
+
+@pytest.mark.parametrize("board", sorted(boards.BOARDS))
+def test_the_hosts_text_measure_agrees_with_lvgl(board):
+    """The catalogue check (service/text_fit.py) measures with the .bin
+    fonts' advances; LVGL draws the same widths and line heights."""
+    from loyalty_button.panels import fonts
+    from loyalty_button.service import text_fit
+    host = text_fit.board_fonts(board, [fonts.fonts_dir()])
+    ui, display, touch = lvpanel.make_ui(board, telemetry.Counters())
+    try:
+        scr = ui._new_screen("measure", {})
+        for role in ("small", "body"):
+            assert host[role].line_h == ui.fonts.get(role).get_line_height()
+            for text in ("Ассортимент", "Порекомендуете ли вы", "We’d love a “yes”",
+                         "Something else", "Не сейчас — 10 €"):
+                assert host[role].width(text) == ui._text_size(scr, text, role)[0], (role, text)
+    finally:
+        ui.show_advert(None, leave=True)
+        lv.refr_now(display.disp)
+        touch.delete()
+        display.delete()

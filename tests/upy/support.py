@@ -14,6 +14,7 @@ class RecordingUI:
     def __init__(self):
         self.calls = []
         self.remaining_ms = None
+        self.picked = None
 
     def _rec(self, *call):
         self.calls.append(call)

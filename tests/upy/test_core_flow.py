@@ -141,12 +141,20 @@ def test_a_pick_settles_and_mashing_is_one_flagged_answer():
     h.flow.on_stray_press(1050)               # a press between buttons
     assert not h.flow.on_touch(10, 1100)      # mashing while it settles
     assert not h.flow.on_touch(0, 1200)
+    assert h.ui.picked == 7                   # the pick is on screen, not the mashing
     h.flow.tick(1399)
     assert h.answers == []                    # still settling
     h.flow.tick(1400)
     (a,) = h.answers
     assert (a["value"], a["answer_ms"], a["burst"]) == (7, 1000, 5)
     assert h.counters.get("touch_extra") == 2 and h.counters.get("answer_burst") == 1
+
+
+def test_with_no_settle_window_a_pick_counts_at_once_and_is_not_marked():
+    h = Harness()
+    h.flow.on_question(support.question("r1"), 0)
+    assert h.flow.on_touch(9, 1000)
+    assert h.answers[0]["value"] == 9 and h.ui.picked is None
 
 
 def test_a_calm_answer_is_not_flagged():

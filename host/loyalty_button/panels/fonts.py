@@ -122,11 +122,9 @@ def _c_args(role: str, size: int) -> list[str]:
 _WHOLE_PIXELS = " * Advances: whole pixels, as in the .bin file"
 
 
-def bin_advances(data: bytes) -> list[int]:
-    """Each glyph's advance (whole pixels, glyph id order, id 0 first) from
-    an lv_font_conv .bin font: its head table says how many bits the
-    advance takes at the start of each glyph in the glyf table (format 0:
-    whole pixels, as lv_font_conv writes a font without kerning)."""
+def _bin_tables(data: bytes) -> dict[str, int]:
+    """Where each table of an lv_font_conv .bin font starts: 4 bytes of
+    size, 4 of name, the rest."""
     tables = {}
     off = 0
     while off + 8 <= len(data):
@@ -135,6 +133,24 @@ def bin_advances(data: bytes) -> list[int]:
             raise ValueError(f"bad table size {size} at {off}")
         tables[data[off + 4:off + 8].decode("ascii")] = off
         off += size
+    return tables
+
+
+def bin_line_height(data: bytes) -> int:
+    """An lv_font_conv .bin font's line height, as LVGL's loader sets it:
+    ascent - descent from the head table."""
+    head = _bin_tables(data)["head"]
+    ascent = int.from_bytes(data[head + 16:head + 18], "little", signed=True)
+    descent = int.from_bytes(data[head + 18:head + 20], "little", signed=True)
+    return ascent - descent
+
+
+def bin_advances(data: bytes) -> list[int]:
+    """Each glyph's advance (whole pixels, glyph id order, id 0 first) from
+    an lv_font_conv .bin font: its head table says how many bits the
+    advance takes at the start of each glyph in the glyf table (format 0:
+    whole pixels, as lv_font_conv writes a font without kerning)."""
+    tables = _bin_tables(data)
     head, loca, glyf = tables["head"], tables["loca"], tables["glyf"]
     if data[head + 36] != 0:
         raise ValueError("advances are not in whole pixels (a font with kerning)")

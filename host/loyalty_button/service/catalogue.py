@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from lbpanel import boards, protocol
+from lbpanel.chrome import CHROME, chrome
 
 from ..settings import Checker, SettingsError, clock_span, in_span, load_yaml
 from . import text_fit
@@ -44,9 +45,7 @@ REVIEW_SITES = {
     "2gis": "https://2gis.ru/firm/{place}/tab/reviews",
     "google_maps": "https://search.google.com/local/writereview?placeid={place}",
 }
-# The line beside the QR when the catalogue gives none, per language.
-_QR_TEXT = {"review": {"en": "Scan to review the store", "ru": "Оставьте отзыв о магазине"},
-            "link": {"en": "Scan to tell us more", "ru": "Отсканируйте, чтобы рассказать больше"}}
+
 _RULE_KEYS = {"name", "ask", "when", "sample", "quiet_days"}
 _WHEN_KEYS = {"member", "tills", "hours", "days", "items_min", "items_max",
               "total_min", "total_max"}
@@ -136,9 +135,12 @@ class Catalogue:
         if lang in self.languages:
             return lang
         till = self.tills.get(receipt["till"])
-        if till and till.lang:
-            return till.lang
-        return self.default_lang
+        return self.till_language(till) if till else self.default_lang
+
+    def till_language(self, till: Till) -> str:
+        """A till's language: its own, else the store's (also its panel's
+        screens', service/panel_config.py)."""
+        return till.lang or self.default_lang
 
     def decide(self, receipt: dict, session: str, local: dt.datetime,
                last_asked: float | None, now: float) -> Decision:
@@ -333,12 +335,13 @@ def _qr(check: Checker, where: str, node, languages: list[str]) -> dict | None:
     if "text" in node:
         text = _texts(check, f"{where}.text", node["text"], languages)
     else:
-        defaults = _QR_TEXT["review" if site else "link"]
-        missing = [lang for lang in languages if lang not in defaults]
+        # The panel's own words for it (chrome.py), in the languages it has.
+        missing = [lang for lang in languages if lang not in CHROME]
         if missing:
             check.fail(f"{where}.text", f"needs the line beside the code in "
                                         f"{', '.join(missing)} (there is no default in it)")
-        text = {lang: defaults.get(lang, "") for lang in languages}
+        key = "review" if site else "scan"
+        text = {lang: chrome(lang, key) for lang in languages}
     if len(check.problems) > before:
         return None
     return {"url": url, "text": text, "to": to}

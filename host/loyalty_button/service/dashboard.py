@@ -268,13 +268,17 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
             raise web.HTTPBadRequest(text=f"unknown breakdown {by!r}")
         return by
 
-    async def api_breakdown(request):
+    async def _breakdown(request) -> tuple[str, list[dict]]:
+        """The breakdown the request names, for the page and its CSV. Those
+        kept by the hour (time of day, days, weeks, tills) follow the range
+        picked; the others are kept for all time."""
         by = _by(request)
-        # The breakdowns kept by the hour (time of day, days, weeks, tills)
-        # follow the range picked; the others are kept for all time.
         _, period, _ = _range(request) if by in PERIOD_BREAKDOWNS else (None, None, None)
         key = f"breakdown:{by}" + (f":{period[0]}:{period[1]}" if period else "")
-        rows = await report(key, lambda conn: reports.breakdown(conn, by, cfg.tz, period))
+        return by, await report(key, lambda conn: reports.breakdown(conn, by, cfg.tz, period))
+
+    async def api_breakdown(request):
+        by, rows = await _breakdown(request)
         return web.json_response({"by": by, "rows": rows})
 
     async def api_status(request):
@@ -356,10 +360,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         return resp
 
     async def export_breakdown(request):
-        by = _by(request)
-        _, period, _ = _range(request) if by in PERIOD_BREAKDOWNS else (None, None, None)
-        key = f"breakdown:{by}" + (f":{period[0]}:{period[1]}" if period else "")
-        rows = await report(key, lambda conn: reports.breakdown(conn, by, cfg.tz, period))
+        by, rows = await _breakdown(request)
         return web.Response(text=reports.to_csv(rows), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{cfg.store}-by-{by}.csv"'})
 

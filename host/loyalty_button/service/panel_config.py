@@ -22,7 +22,7 @@ def wanted(catalogue) -> dict[str, dict]:
     """panel -> the settings it should run with."""
     out = {}
     for till in catalogue.tills.values():
-        out[till.panel] = {"lang": till.lang or catalogue.default_lang}
+        out[till.panel] = {"lang": catalogue.till_language(till)}
     return out
 
 

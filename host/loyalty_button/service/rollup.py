@@ -68,7 +68,8 @@ def sql(template: str, r: str, dialect: str = "sqlite") -> str:
 
 
 _SCORED = "{r}.outcome = 'answered' AND {isint}"
-_CLEAN = _SCORED + " AND NOT {burst}"
+_NOT_BURST = " AND NOT {burst}"
+_CLEAN = _SCORED + _NOT_BURST
 
 
 def _in(values) -> str:
@@ -116,8 +117,9 @@ DIMS = {
     # What yes/no and choice questions were answered, and at which till, as
     # "till|qid|value" (the rest of the records share the key ''): their
     # results with intervals, for the store and per till.
-    "answer": ("CASE WHEN {r}.kind IN ('yesno', 'choice') AND " + _CLEAN.replace("{isint}", "{true}")
-               + " THEN {r}.till || '|' || {r}.qid || '|' || {text} ELSE '' END", (ALL_TIME,)),
+    "answer": ("CASE WHEN {r}.kind IN ('yesno', 'choice') AND {r}.outcome = 'answered'"
+               + _NOT_BURST + " THEN {r}.till || '|' || {r}.qid || '|' || {text} ELSE '' END",
+               (ALL_TIME,)),
 }
 REASON_SLOTS = (ALL_TIME, SLOT_S)
 

@@ -25,10 +25,7 @@ class FontMetrics:
 
     def __init__(self, data: bytes, ranges):
         advances = font_files.bin_advances(data)
-        head = _table(data, "head")
-        ascent = int.from_bytes(data[head + 16:head + 18], "little", signed=True)
-        descent = int.from_bytes(data[head + 18:head + 20], "little", signed=True)
-        self.line_h = ascent - descent  # as LVGL's loader sets line_height
+        self.line_h = font_files.bin_line_height(data)
         codes = [c for lo, hi in ranges for c in range(lo, hi + 1)]
         if len(codes) != len(advances) - 1:
             raise ValueError(f"{len(advances) - 1} glyphs for {len(codes)} characters")
@@ -37,16 +34,6 @@ class FontMetrics:
 
     def width(self, text: str) -> int:
         return sum(self.advance.get(ord(c), self.fallback) for c in text)
-
-
-def _table(data: bytes, name: str) -> int:
-    off = 0
-    while off + 8 <= len(data):
-        size = int.from_bytes(data[off:off + 4], "little")
-        if data[off + 4:off + 8] == name.encode():
-            return off
-        off += max(size, 8)
-    raise ValueError(f"no {name} table")
 
 
 def wrap(text: str, font: FontMetrics, width: int) -> tuple[int, int]:

@@ -35,7 +35,7 @@ import lvgl as lv
 
 from lbpanel import boards, telemetry
 
-from . import lvpanel, screens
+from . import lvpanel, screen_checks, screens
 
 SCATTER_MM = 1.5
 DIRECTIONS = [(math.cos(a * math.pi / 4), math.sin(a * math.pi / 4)) for a in range(8)]
@@ -43,16 +43,6 @@ DIRECTIONS = [(math.cos(a * math.pi / 4), math.sin(a * math.pi / 4)) for a in ra
 
 def calibration_error_px(board_name: str) -> int:
     return boards.touch_error_px(boards.get(board_name))
-
-
-def _areas(ui) -> dict:
-    out = {}
-    for key, obj in ui.targets.items():
-        obj.update_layout()
-        a = lv.area_t()
-        obj.get_coords(a)
-        out[key] = (a.x1, a.y1, a.x2, a.y2)
-    return out
 
 
 def _hit(areas: dict, x: float, y: float):
@@ -83,7 +73,7 @@ def measure(board_name: str, question: dict | None = None, taps: int = 1000,
     try:
         ui.show_question(question or screens.NPS_RU, 30000)
         lv.refr_now(display.disp)
-        areas = _areas(ui)
+        areas = screen_checks.areas(ui)
     finally:
         ui.show_advert(None)
         lv.refr_now(display.disp)
@@ -114,29 +104,9 @@ def measure(board_name: str, question: dict | None = None, taps: int = 1000,
         "board": board_name, "taps": taps, "calibration_error_mm": round(err * mm, 2),
         "scatter_mm": SCATTER_MM,
         "smallest_button_mm": [round(sizes[0][0] * mm, 1), round(min(s[1] for s in sizes) * mm, 1)],
-        "smallest_gap_mm": round(smallest_gap(areas) * mm, 2),
+        "smallest_gap_mm": round(screen_checks.smallest_gap(list(areas.values())) * mm, 2),
     })
     return worst
-
-
-def smallest_gap(areas: dict) -> int:
-    """The narrowest strip of nothing between two touch targets that face
-    each other (side by side or one above the other)."""
-    best = None
-    rects = list(areas.values())
-    for i, a in enumerate(rects):
-        for b in rects[i + 1:]:
-            overlap_y = min(a[3], b[3]) - max(a[1], b[1])
-            overlap_x = min(a[2], b[2]) - max(a[0], b[0])
-            if overlap_y > 0:
-                gap = max(a[0], b[0]) - min(a[2], b[2]) - 1
-            elif overlap_x > 0:
-                gap = max(a[1], b[1]) - min(a[3], b[3]) - 1
-            else:
-                continue
-            if best is None or gap < best:
-                best = gap
-    return best if best is not None else 0
 
 
 def check_with_lvgl(board_name: str, question: dict | None = None, taps: int = 60,
@@ -166,7 +136,7 @@ def check_with_lvgl(board_name: str, question: dict | None = None, taps: int = 6
         ui.show_question(question or screens.NPS_RU, 30000)
         for _ in range(3):
             ui.step(10)
-        areas = _areas(ui)
+        areas = screen_checks.areas(ui)
         for score, x, y in _taps(areas, board["dpi"], (err, 0), taps, seed):
             x = min(max(int(round(x)), 0), ui.w - 1)
             y = min(max(int(round(y)), 0), ui.h - 1)

@@ -121,6 +121,19 @@ def _area(obj) -> tuple[int, int, int, int]:
     return a.x1, a.y1, a.x2, a.y2
 
 
+def areas(ui) -> dict:
+    """key -> (x1, y1, x2, y2) of every touch target on the UI's screen."""
+    return {key: _area(obj) for key, obj in ui.targets.items()}
+
+
+def smallest_gap(rects) -> int:
+    """The narrowest strip of nothing between two of the rectangles that
+    face each other."""
+    gaps = [g for i, a in enumerate(rects) for b in rects[i + 1:]
+            if (g := gap_between(a, b)) is not None]
+    return min(gaps) if gaps else 0
+
+
 def gap_between(a, b) -> int | None:
     """Pixels of nothing between two rectangles facing each other (side by
     side or one above the other); None when they do not face."""
@@ -140,14 +153,14 @@ def target_failures(ui, board_name: str, label: str = "", answers_apart: bool = 
     px_per_mm = board["dpi"] / 25.4
     least = MIN_TARGET_MM * px_per_mm - 0.5  # whole pixels: 9 mm is 50.7 px on the CYD
     out = []
-    areas = {key: _area(obj) for key, obj in ui.targets.items()}
-    for key, (x1, y1, x2, y2) in areas.items():
+    by_key = areas(ui)
+    for key, (x1, y1, x2, y2) in by_key.items():
         w, h = x2 - x1 + 1, y2 - y1 + 1
         if w < least or h < least:
             out.append(f"{label}: {key!r} is {w / px_per_mm:.1f} x {h / px_per_mm:.1f} mm")
     if answers_apart:
         error = boards.touch_error_px(board)
-        answers = [(k, a) for k, a in areas.items() if k != "decline"]
+        answers = [(k, a) for k, a in by_key.items() if k != "decline"]
         for i, (ka, a) in enumerate(answers):
             for kb, b in answers[i + 1:]:
                 gap = gap_between(a, b)
