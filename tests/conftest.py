@@ -52,12 +52,10 @@ class PanelFactory:
 
     def start(self, panel_id: str = "p1", config: dict | str | None = None,
               heapsize: str | None = None, firmware: Path | None = None,
-              board: str | None = None, interpreter: str = "cpython",
-              sim_args: list[str] | None = None, **overrides) -> SimPanel:
+              board: str | None = None, sim_args: list[str] | None = None, **overrides) -> SimPanel:
         cfg = config if config is not None else self.config(panel_id, **overrides)
         panel = SimPanel(self.root / panel_id, cfg, heapsize=heapsize, name=panel_id,
-                         firmware=firmware, board=board, interpreter=interpreter,
-                         sim_args=sim_args).start()
+                         firmware=firmware, board=board, sim_args=sim_args).start()
         self.panels.append(panel)
         return panel
 

@@ -18,9 +18,6 @@ from lbpanel.protocol import new_id
 from conftest import STORE, status_counters
 
 BOARDS = ["cyd", "s3_8048"]
-# The panel under lvgl_micropython's 32-bit unix port (firmware frozen in,
-# as on a panel) and, for quick renders, under CPython with pydevices-lvgl.
-INTERPRETERS = ["micropython", "cpython"]
 
 
 def _guard() -> None:
@@ -48,40 +45,8 @@ def test_tap_nine_publishes_nine(panels, link, board):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# What issue 16 holds the whole CYD panel to (the CYD has ~110K; tools/bench
-# heap measures the smallest, docs/memory.md).
-UPY_CYD_HEAP = "96K"
-
-
-def test_the_cyd_panel_under_real_micropython_and_lvgl_answers_through_the_glass(
-        panels, link):
-    """The same flow as above under lvgl_micropython's 32-bit unix port, the
-    firmware frozen in as on a panel, in a heap the size of the CYD's: the
-    question is drawn by LVGL, the tap goes through LVGL's pointer, the
-    answer comes over MQTT, and the glass shows the thank-you screen."""
-    panel = panels.start("p1", board="cyd", interpreter="micropython",
-                         heapsize=UPY_CYD_HEAP)
-    link.wait_status("p1", "online", timeout=20)
-    time.sleep(0.3)
-    before = panel.glass_png()
-    link.ask("p1", "r-9", "nps-main", "nps", "Порекомендуете нас?",
-             labels={"low": "Нет", "high": "Да"})
-    panel.wait_screen("question", session="r-9", timeout=10)
-    _guard()  # also lets LVGL draw the screen it was given
-    asked = panel.glass_png()
-    panel.tap(9)
-    answer = link.wait_answer("r-9")
-    assert answer["outcome"] == "answered" and answer["value"] == 9
-    panel.wait_screen("thanks", session="r-9")
-    time.sleep(0.3)
-    thanks = panel.glass_png()
-    assert len({before, asked, thanks}) == 3, "the glass did not change with the screens"
-    assert "MemoryError" not in panel.log_tail(20000)
-
-
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_why_chips_yes_no_and_choice(panels, link, interpreter):
-    panel = panels.start("p1", board="cyd", interpreter=interpreter)
+def test_why_chips_yes_no_and_choice(panels, link):
+    panel = panels.start("p1", board="cyd")
     link.wait_status("p1", "online", timeout=20)
     link.ask("p1", "r-1", "nps-main", "nps", "Would you recommend us?",
              why={"text": "Why?", "reasons": [{"id": "queue", "text": "Queue"},
@@ -115,11 +80,10 @@ def test_why_chips_yes_no_and_choice(panels, link, interpreter):
     assert link.wait_answer("r-4")["outcome"] == "declined"
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_guard_settle_and_burst(panels, link, interpreter):
+def test_guard_settle_and_burst(panels, link):
     """A touch in the first moments is ignored; a child mashing buttons
     gives one answer (the first pick) flagged as a burst."""
-    panel = panels.start("p1", board="cyd", touch={"settle_ms": 1500}, interpreter=interpreter)
+    panel = panels.start("p1", board="cyd", touch={"settle_ms": 1500})
     link.wait_status("p1", "online", timeout=20)
     link.ask("p1", "r-5", "nps-main", "nps", "Recommend us?")
     panel.wait_screen("question", session="r-5")
@@ -136,9 +100,8 @@ def test_guard_settle_and_burst(panels, link, interpreter):
     assert counters["answer_burst"] == 1
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_service_screen_on_long_press_in_corner(panels, link, interpreter):
-    panel = panels.start("p1", board="cyd", interpreter=interpreter)
+def test_service_screen_on_long_press_in_corner(panels, link):
+    panel = panels.start("p1", board="cyd")
     link.wait_status("p1", "online", timeout=20)
     panel.wait_screen("adverts")
     panel.send("touch 160 120 3500")  # the middle: nothing
@@ -163,9 +126,8 @@ def test_unknown_board_in_panel_json_is_a_warning_not_a_crash(panels, link):
     assert "unknown board 'cyd-v9'" in panel.log_tail()
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_bad_questions_are_logged_and_show_something_sensible(panels, link, interpreter):
-    panel = panels.start("p1", board="cyd", interpreter=interpreter)
+def test_bad_questions_are_logged_and_show_something_sensible(panels, link):
+    panel = panels.start("p1", board="cyd")
     link.wait_status("p1", "online", timeout=20)
     panel.wait_screen("adverts")
     q = protocol.envelope("question", new_id(), int(time.time()), STORE, "p1")
@@ -205,12 +167,8 @@ def _item(advert_id: str, body: bytes, w: int, h: int, duration: int = 2,
 
 def _glass(panel, tmp_path):
     """What the panel's glass shows now, as an RGB image."""
-    import io
-
     from PIL import Image
     time.sleep(0.3)
-    if panel.interpreter == "micropython":
-        return Image.open(io.BytesIO(panel.glass_png())).convert("RGB")
     shot = tmp_path / "glass.png"
     shot.unlink(missing_ok=True)
     panel.send(f"shot {shot}")
@@ -221,9 +179,7 @@ def _glass(panel, tmp_path):
     return Image.open(shot).convert("RGB")
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_server, tmp_path,
-                                                        interpreter):
+def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_server, tmp_path):
     server = advert_server
     good = advert_image.encode(advert_image.sample(320, 240))
     wrong_sha = advert_image.encode(advert_image.sample(320, 240, title="Другая"))
@@ -239,7 +195,7 @@ def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_ser
     manifest["items"] = items
     link.publish("p1", "adverts", protocol.encode(manifest), retain=True)
 
-    panel = panels.start("p1", board="cyd", interpreter=interpreter)
+    panel = panels.start("p1", board="cyd")
     link.wait_status("p1", "online", timeout=20)
     panel.wait_screen("adverts", advert="spring", timeout=15)
     glass = _glass(panel, tmp_path)
@@ -275,58 +231,7 @@ def test_adverts_cached_checked_shown_and_proof_of_play(panels, link, advert_ser
     cached.write_bytes(bytes(data))
     panel.stop()
     before = len(server.hits)
-    panel2 = panels.start("p1", board="cyd", interpreter=interpreter)
+    panel2 = panels.start("p1", board="cyd")
     panel2.wait_screen("adverts", advert="spring", timeout=15)
     assert server.hits[before:].count("/adverts/cyd/" + items[0]["sha256"] + ".bin") == 1
     assert "corrupt on flash" in panel2.log_tail(20000)
-
-
-def test_the_lvgl_binary_freezes_the_firmware_by_the_shared_manifest(tmp_path):
-    """The binary the LVGL tests run was built with firmware/manifest.py (the
-    ESP32 image's): every firmware module imports from the frozen image, with
-    no file of it on the path; and lv_conf.changes reached LVGL."""
-    import subprocess
-
-    from loyalty_button.panels import lvgl_unix
-    from loyalty_button.panels.firmware_build import FIRMWARE_DIR
-    modules = sorted(f"{p.parent.name}.{p.stem}" for d in ("lbpanel", "boards")
-                     for p in (FIRMWARE_DIR / d).glob("*.py") if p.stem != "__init__")
-    modules = [m for m in modules if not m.startswith("boards.")]  # need ESP32 drivers
-    script = ("import lvgl\nprint(hasattr(lvgl, 'binfont_create_from_buffer'))\n"
-              + "".join(f"import {m}\nprint({m}.__file__)\n" for m in modules))
-    run = subprocess.run([str(lvgl_unix.binary_path()), "-c", script], cwd=tmp_path,
-                         env={"MICROPYPATH": ".frozen"}, capture_output=True, text=True,
-                         timeout=30)
-    assert run.returncode == 0, run.stdout + run.stderr
-    lines = run.stdout.split()
-    assert lines[0] == "True"
-    assert lines[1:] == [m.replace(".", "/") + ".py" for m in modules]
-    assert f'include("{lvgl_unix.MANIFEST}")' in lvgl_unix.manifest_text()
-
-
-def test_the_whole_cyd_panel_runs_the_heap_benchmarks_day_in_96k(tmp_path):
-    """The regression guard for the CYD's heap: the benchmark's scenario
-    (an advert shown, seven answers through LVGL's pointer, one with the
-    why? chips, a superseded question, a 100 KB junk message, a broker
-    restart with an answer in the outbox) in a 96K heap, 32-bit, firmware
-    frozen in. tools/bench heap measures how far below 96K it can go."""
-    from loyalty_button.bench import heap
-    adverts = heap.AdvertServer("cyd")
-    try:
-        ok, why, status = heap.scenario(heap.LVGL_TARGET_KIB, None, tmp_path, board="cyd",
-                                        adverts=adverts)
-    finally:
-        adverts.close()
-    assert ok, why
-    assert status["counters"]["outcome_answered"] == 7
-    assert status["counters"].get("memory_errors", 0) == 0
-    assert status["adverts"]["ready"] == 1
-
-
-def test_lv_conf_changes_refuse_a_name_lv_conf_does_not_define():
-    from loyalty_button.panels import lvgl_recipe
-    conf = "#define LV_USE_FS_MEMFS 0\n    #define LV_FS_MEMFS_LETTER '\\0'  /* x */\n"
-    out = lvgl_recipe.apply_lv_conf(conf, {"LV_USE_FS_MEMFS": "1", "LV_FS_MEMFS_LETTER": "'M'"})
-    assert out == "#define LV_USE_FS_MEMFS 1\n    #define LV_FS_MEMFS_LETTER 'M'\n"
-    with pytest.raises(lvgl_recipe.BuildError, match="LV_USE_FS_MEMFZ"):
-        lvgl_recipe.apply_lv_conf(conf, {"LV_USE_FS_MEMFZ": "1"})

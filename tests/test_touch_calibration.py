@@ -1,11 +1,11 @@
-"""Calibrating the CYD's resistive touch on the panel itself, the whole
-panel under lvgl_micropython's 32-bit unix port (firmware frozen in, the
-CYD's heap) against a real Mosquitto: the real calibration loop
-(lbpanel.calibrate), the real LVGL screens, and a simulated resistive film
-in place of the XPT2046 (firmware/sim/lvgl_panel.py: the finger's place
-becomes raw readings, mapped to pixels through the stored calibration as
-boards/cyd.py does). The steps themselves are tested under both
-interpreters in tests/upy/test_core_calibrate.py."""
+"""Calibrating the CYD's resistive touch on the panel itself, the LVGL
+panel under CPython with pydevices-lvgl against a real Mosquitto: the real
+calibration loop (lbpanel.calibrate), the real LVGL screens, and a
+simulated resistive film in place of the XPT2046 (sim/lvpanel.py: the
+finger's place becomes raw readings, mapped to pixels through the stored
+calibration as boards/cyd.py does). The steps themselves are tested under
+both interpreters (the MicroPython unix port and CPython) in
+tests/upy/test_core_calibrate.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import json
 
 from conftest import status_counters
 
-HEAP = "96K"  # the CYD's budget (tests/test_lvgl_panel.py)
 
 
 def _installer(panel, crosses: int, off_by: dict | None = None) -> list[dict]:
@@ -39,8 +38,7 @@ def _answer(panel, link, session: str, value) -> dict:
 def test_a_new_cyd_is_calibrated_at_first_boot_and_from_the_service_screen(panels, link):
     # Out of the box: no stored calibration, so the crosses come first,
     # before the panel even joins the broker.
-    panel = panels.start("p1", board="cyd", interpreter="micropython", heapsize=HEAP,
-                         sim_args=["--uncalibrated", "--give-up-s", "2"])
+    panel = panels.start("p1", board="cyd", sim_args=["--uncalibrated", "--give-up-s", "2"])
     cal_file = panel.workdir / "touch_cal.json"
     first = _installer(panel, 5)
     assert [c["step"] for c in first] == [1, 2, 3, 4, 5]
@@ -94,4 +92,3 @@ def test_a_new_cyd_is_calibrated_at_first_boot_and_from_the_service_screen(panel
     link.wait_status("p1", "online", timeout=20)
     assert _answer(panel, link, "r-5", 3)["value"] == 3
     assert not any(line["ui"] == "calibrate" for line in list(panel.screens.queue))
-    assert "MemoryError" not in panel.log_tail(50000)

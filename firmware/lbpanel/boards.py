@@ -68,8 +68,10 @@ BOARDS = {
         "advert_budget_kb": 900,
         "heap_kb": 110,
         # The whole panel run from an update slot's .mpy files instead of
-        # the image's frozen modules (docs/ota.md, measured): more than the
-        # heap, so this board takes updates as a new image over USB.
+        # the image's frozen modules: more than the heap, so this board
+        # takes updates as a new image over USB. Measured 2026-12-02 on a
+        # 32-bit lvgl_micropython unix build no longer run here
+        # (docs/memory.md): not re-measured since.
         "slot_heap_kb": 140,
     },
     "s3_8048": {

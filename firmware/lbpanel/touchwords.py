@@ -1,5 +1,5 @@
 # The console's words (console.py) as touches on the glass, for the LVGL
-# simulators (CPython's sim/lvpanel.py, MicroPython's sim/lvgl_panel.py). A
+# simulator (sim/lvpanel.py, under CPython with pydevices-lvgl). A
 # module of its own: a panel never imports it, so it costs a panel no heap.
 from lbpanel.console import parse_value
 

@@ -153,7 +153,9 @@ def _lazy_cli(module: str, args) -> int:
 
 def _build_fonts(args) -> int:
     from .panels import fonts
-    for path in fonts.build(Path(args.out_dir) if args.out_dir else None):
+    out = Path(args.out_dir) if args.out_dir else None
+    made = fonts.build_c(fonts.needed(), out) if args.c else fonts.build(out)
+    for path in made:
         print(f"{path}  {path.stat().st_size} bytes")
     return 0
 
@@ -291,9 +293,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--board", default=None)
     p.add_argument("--measure", action="store_true",
                    help="also time each screen's full redraw and its heap")
-    p.add_argument("--interpreter", choices=("cpython", "micropython"), default="cpython",
-                   help="draw under CPython with pydevices-lvgl (default) or under "
-                        "lvgl_micropython's unix port, as a panel does")
     p.set_defaults(func=lambda a: _lazy("sim.screens", a))
     p = sub.add_parser("advert-image", help="convert a PNG/JPEG to a board's advert image file")
     p.add_argument("--board", default="cyd")
@@ -302,19 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=lambda a: _lazy("adverts.image", a))
     p = sub.add_parser("build-fonts", help="make the panel's Latin + Cyrillic fonts (lv_font_conv)")
     p.add_argument("out_dir", nargs="?", default=None)
+    p.add_argument("--c", action="store_true",
+                   help="C sources to compile into a firmware image instead of .bin files "
+                        "(hardware/README.md, what an image must contain)")
     p.set_defaults(func=_build_fonts)
-    p = sub.add_parser("build-lvgl-unix", help="build (or bring up to date) lvgl_micropython's "
-                       "32-bit unix port with the panel firmware frozen in; prints its path")
-    p.add_argument("-v", "--verbose", action="store_true", help="show make's output")
-    p.set_defaults(func=lambda a: _lazy_cli("panels.lvgl_unix", a))
-    p = sub.add_parser("build-image", help="build a board's ESP32 firmware image with "
-                       "lvgl_micropython's make.py (needs ESP-IDF; says what is missing)")
-    p.add_argument("board", help="a board of firmware/lbpanel/boards.py: cyd, s3_8048")
-    p.add_argument("--lvgl-micropython", help="an lvgl_micropython checkout "
-                   "(default: $LB_LVGL_MICROPYTHON)")
-    p.add_argument("--out", help="where the image goes (default: dist/)")
-    p.add_argument("--print", action="store_true", help="only print the build line")
-    p.set_defaults(func=lambda a: _lazy_cli("panels.image", a))
     args = parser.parse_args(argv)
     logging.basicConfig(level=(args.log_level or "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from lbpanel import boards
 
-from ..panels import bundle, lvgl_unix
+from ..cache import cache_dir
+from ..panels import bundle
 from ..probe import models
 from ..service.records import SCHEMA_VERSION
 from . import layout
@@ -88,7 +89,7 @@ def gather_wheels(arch: str, out=print) -> Path:
     """Every dependency as a wheel for `arch`, in a cache folder."""
     reqs, pins = requirements(), constraints()
     key = hashlib.sha256("\n".join([arch, PY, *reqs, *pins]).encode()).hexdigest()[:16]
-    folder = lvgl_unix.cache_dir() / "deb-wheels" / f"{arch}-{key}"
+    folder = cache_dir() / "deb-wheels" / f"{arch}-{key}"
     if (folder / ".complete").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)

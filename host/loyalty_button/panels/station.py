@@ -30,13 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from lbpanel import protocol
+from lbpanel import boards, protocol
 
 from ..service.fleet import panel_message
 from . import bundle as bundles
 from .firmware_build import venv_tool
-from .image import CHIPS, IMAGE_OFFSET
 from .registry import CA_FILE, Registry
+
+# An installer brings one merged image (bootloader, partition table and
+# application in one file, as lvgl_micropython's build makes it), which
+# goes at the start of the flash.
+IMAGE_OFFSET = 0x0
 
 COPY_RETRIES = 2
 
@@ -202,7 +206,8 @@ class Station:
         self.image = Path(image) if image else None
         if self.image and not self.image.is_file():
             raise StepFailed("image", f"no firmware image at {self.image}",
-                             "build it with tools/build-image BOARD (docs/installer.md)")
+                             "give the merged image of a MicroPython + LVGL build for this "
+                             "board (hardware/README.md, what a panel's image must hold)")
         self.baud = baud
         self.online_timeout = online_timeout
         self.mpremote = venv_tool("mpremote", "mpremote")
@@ -269,7 +274,7 @@ class Station:
 
     def _write_image(self, job: Job, progress) -> None:
         port = job.boot_port or job.port
-        chip = CHIPS[job.board]
+        chip = boards.get(job.board)["mcu"]  # esptool's name for the chip
         cmd = [self.esptool, "--chip", chip, "--port", port, "--baud", str(self.baud),
                "--before", "default-reset", "--after", "hard-reset",
                "write-flash", "--erase-all", hex(IMAGE_OFFSET), str(self.image)]

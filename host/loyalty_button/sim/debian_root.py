@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..panels.lvgl_unix import cache_dir
+from ..cache import cache_dir
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"

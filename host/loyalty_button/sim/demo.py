@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..service import reports
 from ..service.records import open_records
-from .store import Shoppers, Store, lvgl_interpreter
+from .store import Shoppers, Store
 
 STORE = "demo-store"
 
@@ -84,9 +84,8 @@ def run(workdir: Path | None = None, panels: int = 4, rate: float = 1.0,
                   probe_images=probe_images, adverts=board is not None)
     refused = Counter()
     try:
-        kind = f"LVGL {board} simulator" if board else "MicroPython unix port"
-        if board and lvgl_interpreter() == "micropython":
-            kind = f"LVGL {board} panel under lvgl_micropython (32-bit, firmware frozen in)"
+        kind = (f"LVGL {board} simulator, CPython + pydevices-lvgl" if board
+                else "MicroPython unix port")
         out(f"starting a simulated store in {root}: Mosquitto, the concentrator, "
             f"{panels} panels ({kind})")
         store.start(on_screen=shoppers.react, board=board, shots=shots)

@@ -2,9 +2,13 @@
 core (firmware/lbpanel) and the real UI module (lvui.py) under CPython with
 `pydevices-lvgl`, drawing into an offscreen display of the board's
 resolution. Touches go through an LVGL pointer input device, as a finger on
-the glass would.
+the glass would; on a board with a resistive film (the CYD) through a
+simulated film and the calibration stored in the working folder, as
+boards/cyd.py reads it: `--uncalibrated` boots a panel out of the box into
+the calibration crosses (lbpanel.calibrate), as main.py does.
 
-    python -m loyalty_button.sim.lvpanel --board cyd [--shots DIR] panel.json
+    python -m loyalty_button.sim.lvpanel --board cyd [--shots DIR]
+        [--uncalibrated] [--give-up-s N] panel.json
 
 Console (stdin), the same words as the MicroPython panel's, each turned into
 real touches on the control that shows that answer:
@@ -30,8 +34,7 @@ from pathlib import Path
 import lvgl as lv
 
 from lbpanel import app as panel_app
-from lbpanel import boards, lvui
-from lbpanel import touchwords
+from lbpanel import boards, calibrate, lvui, touchcal, touchwords
 
 from ..panels import fonts as font_files
 
@@ -115,22 +118,53 @@ class SimDisplay:
         self.disp.delete()
 
 
-class SimTouch:
-    """A finger as an LVGL pointer input device: press(x, y) ... release()."""
+def film_raw(x: int, y: int) -> tuple[int, int]:
+    """The simulated resistive film: raw readings for a touch at (x, y),
+    axes swapped and one mirrored, as a CYD's XPT2046 reads them."""
+    return 3900 - y * 15, 200 + x * 11
 
-    def __init__(self, display: SimDisplay):
+
+def film_calibration() -> touchcal.Calibration:
+    """The calibration that maps film_raw exactly back (rounded) to pixels:
+    an installed panel's."""
+    return touchcal.Calibration(1 / 11, -200 / 11 + 0.5, -1 / 15, 260 + 0.5, swap=True)
+
+
+class SimTouch:
+    """A finger as an LVGL pointer input device: press(x, y) ... release().
+    resistive (a board whose film is calibrated, the CYD): the pointer reads
+    the film through `calibration`, None keeping it released, and
+    read_raw() serves lbpanel.calibrate, as boards/cyd.py's driver does."""
+
+    def __init__(self, display: SimDisplay, resistive: bool = False,
+                 calibration: touchcal.Calibration | None = None):
         self.x = 0
         self.y = 0
         self.down = False
+        self.resistive = resistive
+        self.calibration = calibration
         self.indev = lv.indev_create()
         self.indev.set_type(lv.INDEV_TYPE.POINTER)
         self.indev.set_read_cb(self._read)
         self.indev.set_display(display.disp)
+        self.width, self.height = display.width, display.height
+
+    def read_raw(self) -> tuple[int, int] | None:
+        return film_raw(self.x, self.y) if self.down else None
 
     def _read(self, _indev, data) -> None:
-        data.point.x = self.x
-        data.point.y = self.y
-        data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
+        if not self.resistive:
+            data.point.x = self.x
+            data.point.y = self.y
+            data.state = lv.INDEV_STATE.PRESSED if self.down else lv.INDEV_STATE.RELEASED
+            return
+        raw = self.read_raw()
+        if raw is None or self.calibration is None:
+            data.state = lv.INDEV_STATE.RELEASED
+            return
+        data.point.x, data.point.y = self.calibration.apply(raw[0], raw[1], self.width,
+                                                            self.height)
+        data.state = lv.INDEV_STATE.PRESSED
 
     def press(self, x: int, y: int) -> None:
         self.x, self.y, self.down = x, y, True
@@ -172,10 +206,12 @@ def read_font_file(directory: Path):
 
 
 def make_ui(board_name: str, counters=None, fonts_dir: Path | None = None,
-            lang: str = "en") -> tuple[lvui.LvglUI, SimDisplay, SimTouch]:
+            lang: str = "en", resistive: bool = False) -> tuple[lvui.LvglUI, SimDisplay, SimTouch]:
+    """resistive: touches go through the simulated film and the calibration
+    stored in the working folder (touch_cal.json), as on a CYD."""
     board = boards.get(board_name)
     display = SimDisplay(board["width"], board["height"], board["display"]["buffer_lines"])
-    touch = SimTouch(display)
+    touch = SimTouch(display, resistive, touchcal.load() if resistive else None)
     fonts = lvui.load_fonts(board, read_font_file(fonts_dir or font_files.fonts_dir()))
     ui = lvui.LvglUI(board, display, fonts, counters, lang)
     ui.board_name = board_name
@@ -208,7 +244,9 @@ class Finger:
         return True
 
 
-async def console(app, finger: Finger, display: SimDisplay) -> None:
+async def console(panel_of, finger: Finger, display: SimDisplay) -> None:
+    """The console, from boot on: a first calibration is touched before
+    the app exists. panel_of() is the app, or None before it starts."""
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue = asyncio.Queue()
 
@@ -226,6 +264,7 @@ async def console(app, finger: Finger, display: SimDisplay) -> None:
         if not words:
             continue
         cmd, arg = words[0], (words[1] if len(words) > 1 else "")
+        app = panel_of()
         try:
             if await touchwords.play(finger, app, cmd, arg):
                 pass
@@ -233,7 +272,8 @@ async def console(app, finger: Finger, display: SimDisplay) -> None:
                 display.save_png(Path(arg))
                 print(json.dumps({"shot": arg}), flush=True)
             elif cmd == "quit":
-                await app.stop()
+                if app is not None:
+                    await app.stop()
                 asyncio.get_running_loop().stop()
                 return
             else:
@@ -254,7 +294,11 @@ async def _shots(display: SimDisplay, ui: lvui.LvglUI, directory: Path, name: st
 
 
 async def main_async(args) -> None:
-    ui, display, touch = make_ui(args.board, fonts_dir=args.fonts)
+    board = boards.get(args.board)
+    resistive = bool(board["touch"].get("calibrate"))
+    if resistive and not args.uncalibrated and touchcal.load() is None:
+        touchcal.save(film_calibration())  # an installed panel
+    ui, display, touch = make_ui(args.board, fonts_dir=args.fonts, resistive=resistive)
 
     def announce(name, detail):
         line = {"ui": name}
@@ -265,10 +309,17 @@ async def main_async(args) -> None:
     finger = Finger(ui, touch)
     if args.shots:
         asyncio.create_task(_shots(display, ui, Path(args.shots), args.name or args.board))
+    started = []
 
-    async def start_console(app):
-        await console(app, finger, display)
-    await panel_app.start(args.config, ui, console=start_console)
+    async def adopt(app):  # app.start hands the console its app
+        started.append(app)
+    asyncio.create_task(console(lambda: started[0] if started else None, finger, display))
+    # As main.py: the service screen's button, and the first crosses of a
+    # film never calibrated before the app starts.
+    first = calibrate.attach(ui, touch, give_up_s=args.give_up_s) if resistive else None
+    if first is not None:
+        await first
+    await panel_app.start(args.config, ui, console=adopt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", type=Path, default=None,
                         help="save the screen to DIR/NAME.png whenever it changes")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--uncalibrated", action="store_true",
+                        help="a panel out of the box: no calibration is stored for a resistive "
+                             "film, so it boots into the calibration crosses (without it, the "
+                             "film's exact calibration is stored first: an installed panel)")
+    parser.add_argument("--give-up-s", type=int, default=60,
+                        help="the calibration screen's give-up time")
     parser.add_argument("config")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

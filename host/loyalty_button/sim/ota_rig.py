@@ -112,8 +112,7 @@ class OtaStore:
                 time.sleep(0.1)
         raise TimeoutError("the concentrator's HTTP listener did not open")
 
-    def add_panel(self, till: str, binary: str | None = None,
-                  board: str | None = None) -> SerialPanel:
+    def add_panel(self, till: str, board: str | None = None) -> SerialPanel:
         """Register the till's panel and install the base bundle on its
         flash as `panels flash` would (copied directly: faster). The S3 by
         default: a CYD refuses update slots (its heap, docs/ota.md)."""
@@ -129,7 +128,7 @@ class OtaStore:
         doc["ota"]["trial_s"] = self.trial_s
         doc["thanks_s"] = 1
         (flash / "panel.json").write_text(json.dumps(doc, indent=1))
-        panel = SerialPanel(flash, name=panel_id, binary=binary).start()
+        panel = SerialPanel(flash, name=panel_id).start()
         self.panels[till] = panel
         return panel
 

@@ -1,8 +1,9 @@
-"""A simulated panel: the real firmware (firmware/lbpanel) running in the
-MicroPython unix port as a child process. Its headless UI reports screens on
-stdout; its console takes the shopper's taps on stdin; its log goes to a
-file. Used by the simulated store, the demo, the benchmarks and the tests."""
-
+"""A simulated panel: the real firmware (firmware/lbpanel) as a child
+process: its core under the MicroPython unix port with the headless UI, or,
+for a board, the same core with its LVGL screens under CPython and
+pydevices-lvgl. The screens are reported on stdout; the console takes the
+shopper's taps on stdin; the log goes to a file. Used by the simulated
+store, the demo, the benchmarks and the tests."""
 from __future__ import annotations
 
 import json
@@ -68,22 +69,15 @@ class SimPanel:
     def __init__(self, workdir: Path, config: dict | str, heapsize: str | None = None,
                  name: str | None = None, firmware: Path | None = None,
                  board: str | None = None, shots: Path | None = None,
-                 interpreter: str = "cpython", sim_args: list[str] | None = None,
-                 slot: Path | None = None):
-        """board: None runs the MicroPython unix port with the headless UI;
-        a board name runs the LVGL panel for that board, whose touches go
-        through LVGL's input device: under CPython with pydevices-lvgl
-        (lvpanel; interpreter "cpython"), or under lvgl_micropython's 32-bit
-        unix port with the firmware frozen in (firmware/sim/lvgl_panel.py;
-        interpreter "micropython", heapsize applies). shots: with a board,
-        save the screen to shots/<name>.png whenever it changes. sim_args:
-        more options for firmware/sim/lvgl_panel.py (--uncalibrated,
-        --give-up-s N). slot: under lvgl_micropython, a folder of compiled
-        firmware put before the frozen modules, as lbboot puts an update
-        slot (docs/ota.md)."""
-        if interpreter not in ("cpython", "micropython"):
-            raise ValueError(f"interpreter: cpython or micropython, not {interpreter!r}")
-        self.interpreter = interpreter
+                 sim_args: list[str] | None = None):
+        """board: None runs the firmware under the MicroPython unix port
+        from PyPI with the headless UI (heapsize applies); a board name runs
+        the LVGL panel for that board under CPython with pydevices-lvgl
+        (sim/lvpanel.py), its touches through LVGL's input device. No
+        interpreter on the registries has both MicroPython and LVGL
+        (docs/panel-ui.md). shots: with a board, save the screen to
+        shots/<name>.png whenever it changes. sim_args: more options for
+        sim/lvpanel.py (--uncalibrated, --give-up-s N)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "panel.json"
@@ -96,11 +90,8 @@ class SimPanel:
         self.board = board
         self.shots = shots
         self.sim_args = list(sim_args or [])
-        self.slot = slot
         self.name = name or self.workdir.name
         self.log_path = self.workdir / "panel.log"
-        # What the glass shows, RGB565 (the MicroPython LVGL panel writes it).
-        self.glass_path = self.workdir / "glass.rgb565"
         self.proc: subprocess.Popen | None = None
         self.screens: "queue.Queue[dict]" = queue.Queue(_SCREENS_KEPT)
         self.last_screen: dict | None = None
@@ -110,27 +101,12 @@ class SimPanel:
         self._reader: threading.Thread | None = None
 
     def start(self) -> "SimPanel":
-        if self.board and self.interpreter == "micropython":
-            from ..panels import fonts, lvgl_unix
-            if not lvgl_unix.binary_path().exists():
-                raise RuntimeError(f"{lvgl_unix.binary_path()} is missing: run tools/bootstrap "
-                                   f"(it builds lvgl_micropython's unix port)")
-            cmd = [str(lvgl_unix.binary_path())]
-            if self.heapsize:
-                cmd += ["-X", f"heapsize={self.heapsize}"]
-            cmd += [str(FIRMWARE_DIR / "sim" / "lvgl_panel.py"), self.board,
-                    str(fonts.fonts_dir()), str(self.glass_path), str(self.config_path),
-                    *self.sim_args]
-            # The firmware frozen into the binary; the stubs for machine, network.
-            env = dict(os.environ, MICROPYPATH=f".frozen:{STUBS_DIR}")
-            if self.slot:
-                env["MICROPYPATH"] = f"{self.slot}:{env['MICROPYPATH']}"
-        elif self.board:
+        if self.board:
             cmd = [sys.executable, "-m", "loyalty_button.sim.lvpanel", "--board", self.board,
                    "--name", self.name]
             if self.shots:
                 cmd += ["--shots", str(self.shots)]
-            cmd.append(str(self.config_path))
+            cmd += [*self.sim_args, str(self.config_path)]
             env = dict(os.environ)
         else:
             cmd = [micropython_path()]
@@ -157,10 +133,6 @@ class SimPanel:
             if isinstance(line, dict) and "ui" in line:
                 self.last_screen = line
                 self._queue_screen(line)
-                if self.shots and self.interpreter == "micropython" and self.board:
-                    # The CPython simulator saves its own; this one's glass
-                    # is read once LVGL has drawn the new screen.
-                    threading.Timer(0.5, self._save_shot).start()
                 if self.on_screen is not None:
                     try:
                         self.on_screen(self, line)
@@ -212,23 +184,6 @@ class SimPanel:
 
     def tap(self, value) -> None:
         self.send(f"tap {value}")
-
-    def _save_shot(self) -> None:
-        try:
-            path = Path(self.shots) / f"{self.name}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(self.glass_png())
-            tmp.replace(path)  # whoever watches never reads half a PNG
-        except (OSError, ValueError) as e:
-            logging.getLogger(__name__).warning("panel %s: no shot: %s", self.name, e)
-
-    def glass_png(self) -> bytes:
-        """A PNG of what the MicroPython LVGL panel's glass shows now."""
-        from lbpanel import boards
-        from .lvpanel import rgb565_to_png
-        board = boards.get(self.board)
-        return rgb565_to_png(self.glass_path.read_bytes(), board["width"], board["height"])
 
     def answer(self, session: str, value, timeout: float = 10.0) -> dict:
         """Play the shopper: wait for the question of `session`, let the

@@ -4,20 +4,13 @@ for people to look at, for review of changes (tests compare them with the
 reviewed images in tests/reference/screens/), and for the docs' figures
 (render time and LVGL objects per screen).
 
-    tools/screens OUTDIR [--board cyd] [--measure] [--interpreter micropython]
-
---interpreter micropython draws the same scenes under lvgl_micropython's
-unix port (firmware/sim/screens_glass.py); tests/test_screens.py holds
-both against the same references."""
+    tools/screens OUTDIR [--board cyd] [--measure]"""
 
 from __future__ import annotations
 
 import ctypes
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,9 +76,7 @@ def calibrates(board_name: str) -> bool:
 
 def scenes(advert: dict | None, board_name: str) -> list[tuple[str, str, list]]:
     """(screen name, UI method, its arguments) for every screen of the
-    board: plain data, so the same scenes render under CPython here and
-    under lvgl_micropython (firmware/sim/screens_glass.py reads them as
-    JSON)."""
+    board, as plain data."""
     extra = []
     if calibrates(board_name):
         extra = [("calibrate", "show_calibration", [[32, 28], 1, 5]),
@@ -117,7 +108,7 @@ def scene_names(board_name: str) -> list[str]:
     return [name for name, _, _ in scenes(None, board_name)]
 
 
-def _heap_used() -> int:
+def heap_used() -> int:
     """Bytes in use on the C heap (glibc mallinfo2): LVGL's objects live
     there in pydevices-lvgl, which uses the C library's malloc."""
     class MallInfo2(ctypes.Structure):
@@ -148,10 +139,10 @@ def _heap_per_screen(ui: lvui.LvglUI, show, copies: int = 20) -> int:
     On the 64-bit host; the ESP32's 32-bit pointers make LVGL's objects
     smaller there, so this is an upper bound."""
     ui.keep_screens = []
-    before = _heap_used()
+    before = heap_used()
     for _ in range(copies):
         show()
-    used = (_heap_used() - before) // copies
+    used = (heap_used() - before) // copies
     kept, ui.keep_screens = ui.keep_screens, None
     for scr in kept:
         scr.delete()
@@ -215,57 +206,16 @@ def render_board(board_name: str, out_dir: Path, measure: bool = False,
     return results
 
 
-def render_board_micropython(board_name: str, out_dir: Path) -> list[dict]:
-    """The same scenes drawn under lvgl_micropython's unix port (the firmware
-    frozen in, LVGL 9.4, the C fonts compiled into the binary), read off its
-    glass: what a panel would show, to hold against the CPython renders."""
-    from ..panels import fonts, lvgl_unix
-    from .lvpanel import rgb565_to_png
-    from .panel import STUBS_DIR, FIRMWARE_DIR
-    binary = lvgl_unix.binary_path()
-    if not binary.exists():
-        raise RuntimeError(f"{binary} is missing: run tools/bootstrap "
-                           f"(it builds lvgl_micropython's unix port)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    board = boards.get(board_name)
-    with tempfile.TemporaryDirectory() as tmp:
-        scenes_file = Path(tmp) / "scenes.json"
-        scenes_file.write_text(json.dumps(scenes(_sample_advert(board, Path(tmp)), board_name),
-                                          ensure_ascii=False))
-        env = dict(os.environ, MICROPYPATH=f".frozen:{STUBS_DIR}")
-        done = subprocess.run(
-            [str(binary), "-X", "heapsize=4M", str(FIRMWARE_DIR / "sim" / "screens_glass.py"),
-             board_name, str(fonts.fonts_dir()), str(scenes_file), tmp],
-            capture_output=True, text=True, env=env, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(f"screens_glass.py for {board_name} failed "
-                               f"({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
-        rows = []
-        for name in scene_names(board_name):
-            raw = (Path(tmp) / f"{board_name}-{name}.rgb565").read_bytes()
-            (out_dir / f"{board_name}-{name}.png").write_bytes(
-                rgb565_to_png(raw, board["width"], board["height"]))
-            rows.append({"board": board_name, "screen": name, "interpreter": "micropython"})
-    return rows
-
-
 def render_all(out_dir: Path, board_names: list[str] | None = None,
-               measure: bool = False, interpreter: str = "cpython") -> list[dict]:
+               measure: bool = False) -> list[dict]:
     rows = []
     for name in board_names or sorted(boards.BOARDS):
-        if interpreter == "micropython":
-            rows += render_board_micropython(name, Path(out_dir))
-        else:
-            rows += render_board(name, Path(out_dir), measure)
+        rows += render_board(name, Path(out_dir), measure)
     return rows
 
 
 def main(args) -> int:
-    if args.measure and args.interpreter != "cpython":
-        print("--measure times the CPython renders only", file=sys.stderr)
-        return 2
-    rows = render_all(Path(args.out_dir), [args.board] if args.board else None, args.measure,
-                      args.interpreter)
+    rows = render_all(Path(args.out_dir), [args.board] if args.board else None, args.measure)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0

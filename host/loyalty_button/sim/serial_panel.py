@@ -40,10 +40,8 @@ _LOG_KEPT = 64 * 1024
 
 class SerialPanel:
     def __init__(self, flash: Path, name: str = "panel", air: list[str] | None = None,
-                 corrupt_once: str | None = None, binary: str | None = None):
-        """binary: the interpreter (default: the MicroPython unix port;
-        lvgl_micropython's, with the firmware frozen in, is the image)."""
-        self.binary = binary or micropython_path()
+                 corrupt_once: str | None = None):
+        self.binary = micropython_path()
         self.flash = Path(flash)
         self.flash.mkdir(parents=True, exist_ok=True)
         self.name = name

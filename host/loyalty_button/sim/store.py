@@ -26,17 +26,6 @@ from .panel import SimPanel, apply_overrides, panel_config
 log = logging.getLogger(__name__)
 
 
-def lvgl_interpreter() -> str:
-    """What runs a simulated LVGL panel: lvgl_micropython's 32-bit unix port
-    (the firmware frozen in, as on a panel) where tools/bootstrap built it,
-    else CPython with pydevices-lvgl."""
-    from ..panels import lvgl_unix
-    if lvgl_unix.binary_path().exists():
-        return "micropython"
-    log.warning("%s is missing (tools/bootstrap builds it on x86-64): the LVGL panels run "
-                "under CPython", lvgl_unix.binary_path())
-    return "cpython"
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 POS_KEY = "simulated-store-shared-key"
 
@@ -243,17 +232,14 @@ class Store:
         """board: run the panels as LVGL simulators of that board (their
         touches go through LVGL); shots: each saves its current screen to
         shots/<panel>.png as the store runs; sim_panels False: no panels
-        (the caller brings its own, e.g. bench/light_panels.py). The LVGL
-        panels run under lvgl_interpreter()."""
-        interpreter = lvgl_interpreter() if board else "cpython"
+        (the caller brings its own, e.g. bench/light_panels.py)."""
         self.broker.start()
         for till in self.tills if sim_panels else ():
             pid = panel_of(till)
             cfg = panel_config(pid, self.store_id, self.broker.port,
                                self.root / pid / "outbox", heartbeat_s=3600,
                                **self._panel_overrides)
-            panel = SimPanel(self.root / pid, cfg, name=pid, board=board, shots=shots,
-                             interpreter=interpreter)
+            panel = SimPanel(self.root / pid, cfg, name=pid, board=board, shots=shots)
             panel.on_screen = on_screen
             self.panels[till] = panel.start()
         for panel in self.panels.values():
