@@ -129,6 +129,22 @@ def _setup_cli(tmp_path: Path, *extra: str, stdin: str = "manager-pass-1\nwifi-p
         input=stdin, capture_output=True, text=True)
 
 
+def test_the_language_chosen_at_set_up_is_what_panels_speak_and_records_carry(tmp_path):
+    from loyalty_button.panels.registry import Registry
+    from loyalty_button.service import catalogue
+    for lang in ("en", "ru"):
+        done = _setup_cli(tmp_path / lang, "--lang", lang)
+        assert done.returncode == 0, done.stderr
+        etc = tmp_path / lang / "etc"
+        cfg = host_config.load(etc / "concentrator.yaml")
+        cat = catalogue.load(etc / "catalogue.yaml")
+        # What the host tells each panel (service/panel_config.py) and what a
+        # receipt's record says, both from the catalogue; panel.json agrees.
+        assert {cat.till_language(t) for t in cat.tills.values()} == {lang}
+        assert cat.language({"till": "1"}) == lang
+        assert Registry(cfg).panel_json("till-1")["lang"] == lang
+
+
 def test_setup_cli_refuses_a_second_set_up_and_bad_ports(tmp_path):
     first = _setup_cli(tmp_path)
     assert first.returncode == 0, first.stderr
@@ -178,6 +194,29 @@ def test_backup_keeps_the_newest_and_restore_brings_a_record_back(store_db, tmp_
     assert conn.execute("SELECT receipt FROM records").fetchall() == [("R1",)]
     conn.close()
     assert kept and kept.exists()  # what was replaced is kept beside it
+
+
+def test_a_backup_and_a_restore_leave_no_wal_or_shm_files(store_db, tmp_path):
+    """The store's database is in WAL mode; with the service stopped, a
+    backup and a restore leave nothing beside it, the backup or the file
+    restored from: a backup is one file that can be copied alone."""
+    def litter(*folders):
+        return sorted(p.name for f in folders for p in f.iterdir()
+                      if p.name.endswith(("-wal", "-shm")))
+    conn = sqlite3.connect(store_db)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+    made = backup.backup(store_db, tmp_path / "backups", keep=3)
+    assert litter(store_db.parent, made.parent) == []
+    assert sorted(p.name for p in made.parent.iterdir()) == [made.name]
+    on_stick = tmp_path / "stick" / made.name
+    on_stick.parent.mkdir()
+    shutil.copy(made, on_stick)  # the file alone is the whole backup
+    backup.restore(on_stick, store_db)
+    assert litter(store_db.parent, on_stick.parent) == []
+    conn = sqlite3.connect(store_db)
+    assert conn.execute("SELECT receipt FROM records").fetchall() == [("R1",)]
+    conn.close()
 
 
 def test_restore_refuses_corrupt_foreign_and_newer_files_and_a_running_store(store_db, tmp_path):
@@ -264,3 +303,30 @@ def test_ready_and_watchdog_pings_reach_systemds_socket(tmp_path, monkeypatch):
     assert 2 <= got.count("WATCHDOG=1") <= 4
     monkeypatch.setenv("WATCHDOG_PID", "1")  # the watchdog is another process's
     assert sdnotify.watchdog_interval() is None
+
+
+def test_under_systemd_each_log_line_carries_its_journal_priority(tmp_path):
+    """journald reads `<N>` at a line's start as its priority when the
+    service's stderr is the journal ($JOURNAL_STREAM names that stream), so
+    `journalctl -p warning` shows warnings and errors; elsewhere the lines
+    stay plain, with their time."""
+    script = ("import logging; from loyalty_button import logsetup; logsetup.configure('INFO')\n"
+              "log = logging.getLogger('loyalty_button.test')\n"
+              "log.info('a receipt'); log.warning('a panel is offline')\n"
+              "try:\n    1 / 0\nexcept ZeroDivisionError:\n    log.exception('it broke')\n")
+    out = tmp_path / "stderr"
+
+    def run(journal: bool) -> list[str]:
+        with open(out, "wb") as f:
+            st = os.fstat(f.fileno())
+            env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}" if journal else "")
+            subprocess.run([sys.executable, "-c", script], stderr=f, env=env, check=True)
+        return out.read_text().splitlines()
+    lines = run(journal=True)
+    assert lines[0] == "<6>INFO loyalty_button.test: a receipt"
+    assert lines[1] == "<4>WARNING loyalty_button.test: a panel is offline"
+    assert lines[2] == "<3>ERROR loyalty_button.test: it broke"
+    assert len(lines) > 3 and all(line.startswith("<3>") for line in lines[3:])  # traceback
+    plain = run(journal=False)
+    assert plain[1].endswith(" WARNING loyalty_button.test: a panel is offline")
+    assert plain[1][:4].isdigit() and not plain[1].startswith("<")

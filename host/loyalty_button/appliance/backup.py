@@ -5,7 +5,9 @@ into a temporary file beside the destination, checked (`PRAGMA
 integrity_check`, the records table) before it takes its final name
 `records-<UTC time>.db`; the oldest beyond `backup.keep` are then removed.
 A backup that fails (a full USB stick, say) leaves no partial file and
-keeps every older backup.
+keeps every older backup. A backup is one self-contained file (rollback
+journal, not WAL), and neither it nor the reads of it and of the store's
+database leave -wal or -shm files behind.
 
 A restore refuses a file that is not a store database, is damaged, or was
 written by a newer version, and refuses while the concentrator runs (it
@@ -32,6 +34,12 @@ class BackupError(RuntimeError):
     pass
 
 
+def _open_still(path: Path) -> sqlite3.Connection:
+    """A file nobody writes (a backup, a file to restore), read as it is:
+    no locks and no -wal/-shm files made beside it."""
+    return sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro&immutable=1", uri=True)
+
+
 def check_database(path: Path) -> int:
     """The schema version of a store database; BackupError when `path` is
     not one this version can use."""
@@ -40,7 +48,7 @@ def check_database(path: Path) -> int:
         with open(path, "rb") as f:
             if f.read(16) != b"SQLite format 3\x00":
                 raise BackupError(f"{path} is not an SQLite database")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = _open_still(path)
         try:
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if ok != "ok":
@@ -77,11 +85,15 @@ def backup(db: Path, dest: Path, keep: int = 14) -> Path:
     tmp = dest / f".{final.name}.partial"
     started = time.monotonic()
     try:
-        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        # Read-write, as an ordinary reader of the live database: the last
+        # connection to close removes the -wal and -shm files (a read-only
+        # one cannot, and left them behind when the service was stopped).
+        src = sqlite3.connect(db)
         out = sqlite3.connect(tmp)
         try:
             # Pages in steps, so the writer waits a moment at most.
             src.backup(out, pages=1024)
+            out.execute("PRAGMA journal_mode=DELETE")  # one file, as copied
         finally:
             out.close()
             src.close()
@@ -120,7 +132,7 @@ def restore(source: Path, db: Path) -> Path | None:
         raise BackupError(str(e)) from None
     try:
         tmp = db.with_name(db.name + ".restoring")
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src = _open_still(source)
         out = sqlite3.connect(tmp)
         try:
             src.backup(out)

@@ -127,7 +127,7 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
              "dashboard": f"http://{a.broker_host}:{ports['dashboard']}/"}
     etc.mkdir(parents=True, exist_ok=True)
     var.mkdir(parents=True, exist_ok=True)
-    _write(etc / "catalogue.yaml", catalogue_text(a.tills), 0o640)
+    _write(etc / "catalogue.yaml", catalogue_text(a.tills, a.lang), 0o640)
     try:
         catalogue_mod.load(etc / "catalogue.yaml")
     except catalogue_mod.CatalogueError as e:  # a bug of ours, not the retailer's
@@ -153,11 +153,19 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
     return shown
 
 
-def catalogue_text(tills: list[str]) -> str:
-    """The example catalogue (docs/catalogue.md) with the store's tills."""
+def catalogue_text(tills: list[str], lang: str) -> str:
+    """The example catalogue (docs/catalogue.md) with the store's tills, in
+    the language chosen at set-up: the catalogue's default language is what
+    the host tells the panels to speak and what the records carry
+    (panel.json's `lang`, from `panels.lang`, is only the panel's first
+    words before the host's)."""
     text = (EXAMPLES / "catalogue.yaml").read_text(encoding="utf-8")
     block = "tills:\n" + "".join(f'  "{t}": {{panel: till-{t}}}\n' for t in tills)
-    return re.sub(r"^tills:\n(?:  .*\n)+", block, text, count=1, flags=re.M)
+    text = re.sub(r"^tills:\n(?:  .*\n)+", block, text, count=1, flags=re.M)
+    text, n = re.subn(r"^default_lang: .*$", f"default_lang: {lang}", text, count=1, flags=re.M)
+    if n != 1:  # the example lost its line: the language would silently be another
+        raise RuntimeError("examples/catalogue.yaml has no 'default_lang:' line")
+    return text
 
 
 def config_text(a: Answers, var: Path, ports: dict, shown: dict, mosq: dict) -> str:
