@@ -175,3 +175,60 @@ def test_apply_says_what_is_missing(tmp_path):
                  "panels.acl_file", "mosquitto.tls_names", "bridge_address as host:port"):
         assert want in run.stdout, (want, run.stdout)
     assert not (tmp_path / "m.conf").exists()
+
+
+@pytest.mark.parametrize("release,main_pid_line", [
+    ("bookworm", "pid_file {run}/mosquitto.pid"),       # Debian 12's mosquitto.conf sets it
+    ("trixie", "#pid_file {run}/mosquitto.pid"),        # Debian 13's leaves it out
+])
+def test_the_appliance_snippet_names_the_pid_file_only_where_debian_does_not(
+        tmp_path, release, main_pid_line):
+    """On an appliance the settings go into /etc/mosquitto/conf.d, under
+    Debian's own mosquitto.conf: a second pid_file is refused by Mosquitto,
+    none leaves `broker apply` and the panels' tools without a broker to
+    reload. Either way a real Mosquitto starts from the pair and writes the
+    pid file the settings name."""
+    etc, run = tmp_path / "mosquitto", tmp_path / "run"
+    (etc / "conf.d").mkdir(parents=True)
+    run.mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "catalogue.yaml").touch()
+    (etc / "mosquitto.conf").write_text(
+        main_pid_line.format(run=run) + f"\npersistence true\npersistence_location "
+        f"{tmp_path}/data/\nuser {getpass.getuser()}\ninclude_dir {etc}/conf.d\n")
+    port = free_port()
+    cfg = tmp_path / "concentrator.yaml"
+    cfg.write_text(f"""store: {STORE}
+catalogue: catalogue.yaml
+database: data/records.db
+broker: {{host: 127.0.0.1, port: {port}, user: host, password: host-secret}}
+panels:
+  wifi_ssid: store-12-pos
+  broker_host: 127.0.0.1
+  password_file: {tmp_path}/passwd
+  acl_file: {tmp_path}/acl
+  broker_pid_file: {run}/mosquitto.pid
+mosquitto:
+  config: {etc}/conf.d/loyalty-button.conf
+  snippet: true
+  bind: 127.0.0.1
+  port: {port}
+  run_as: {getpass.getuser()}
+""")
+    cfg.chmod(0o600)
+    applied = _cli("broker", "apply", "--config", str(cfg))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    snippet = (etc / "conf.d" / "loyalty-button.conf").read_text()
+    assert ("pid_file" in snippet) == (release == "trixie"), snippet
+    log = tmp_path / "mosquitto.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([mosquitto_path(), "-c", str(etc / "mosquitto.conf")],
+                                stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port, proc, log)
+        assert (run / "mosquitto.pid").read_text().strip() == str(proc.pid)
+        again = _cli("broker", "apply", "--config", str(cfg))
+        assert f"Mosquitto (pid {proc.pid}) reloaded" in again.stdout, again.stdout
+    finally:
+        proc.terminate()
+        proc.wait(10)

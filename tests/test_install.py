@@ -1,16 +1,26 @@
-"""The appliance package installed into a clean Debian 12 root, as a
-retailer's Raspberry Pi gets it: `apt install ./loyalty-button_*.deb`, the
-store set up, Mosquitto and the services started from their units' own
-lines, a provisioned MicroPython panel answering a POS sale, then a backup
-restored into a second root, an upgrade and a refused downgrade.
+"""The appliance packages installed into clean Debian roots, as a
+retailer's Raspberry Pi gets them: `apt install ./loyalty-button_*.deb`.
 
-Runs alone with `tools/test tests/test_install.py` (a few minutes: two
-installs from the Debian mirror). Needs root, mmdebstrap and the network to
-the Debian registry; the root tarball is cached in $LB_CACHE."""
+- In a Debian 13 (trixie, today's Raspberry Pi OS) amd64 root, in depth:
+  the Debian 12 package refused in words with dpkg left clean, then the
+  store set up, Mosquitto and the services started from their units' own
+  lines, a provisioned MicroPython panel answering a POS sale, a backup
+  restored into a second root, an upgrade and a refused downgrade.
+- In a Debian 12 (bookworm) amd64 root and, under qemu-user, a Debian 13
+  arm64 root (a Raspberry Pi's): the package for it installs (its venv made
+  from the wheels it carries), the store is set up, the concentrator starts
+  from its unit's lines, takes a receipt, answers a panel and writes the
+  record, and the probe's models analyse a photo.
+
+Test ids name the release and the architecture; each install prints its
+time. Runs alone with `tools/test tests/test_install.py`. Needs root,
+mmdebstrap, qemu-user-static for arm64, and the network to the Debian
+registry; the root tarballs are cached in $LB_CACHE."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import stat
 import time
@@ -21,7 +31,7 @@ import pytest
 from loyalty_button.appliance import layout, package
 from loyalty_button.service.records import SCHEMA_VERSION
 from loyalty_button.sim.broker import free_port
-from loyalty_button.sim.debian_root import DebianRoot, usable
+from loyalty_button.sim.debian_root import NATIVE, DebianRoot, usable
 from loyalty_button.sim.panel import SimPanel
 from loyalty_button.sim.store import Pos
 
@@ -33,19 +43,40 @@ ADMIN_PASSWORD = "manager-pass-1"
 WIFI_PASSWORD = "wifi-pass-123"
 SERVICE = "loyalty-button.service"
 FIGURES: dict[str, float] = {}
+# Where the tests below run in depth: today's Raspberry Pi OS's release, on
+# this machine's architecture.
+DEPTH = ("trixie", NATIVE)
+
+
+def _say(request, line: str) -> None:
+    """A figure shown as the suite runs, even under -q."""
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n[install] {line}", flush=True)
 
 
 @pytest.fixture(scope="module")
-def debs(tmp_path_factory):
-    """This version's package and a newer build of it (the upgrade)."""
-    dist = tmp_path_factory.mktemp("dist")
+def dist(tmp_path_factory):
+    return tmp_path_factory.mktemp("dist")
+
+
+def _deb(dist: Path, release: str, arch: str, version: str | None = None) -> Path:
+    """The package for a release and architecture, built once per run."""
+    name = f"loyalty-button_{package.deb_version(version or package.project()['version'], release)}_{arch}.deb"
+    if (dist / name).exists():
+        return dist / name
     started = time.monotonic()
-    deb = package.build("amd64", dist=dist, out=lambda m: None)
-    FIGURES["package_build_s"] = time.monotonic() - started
-    FIGURES["package_mb"] = deb.stat().st_size / 1e6
-    newer = package.build("amd64", version=package.project()["version"] + "+upgrade1",
-                          dist=dist, out=lambda m: None)
-    return deb, newer
+    deb = package.build(arch, version=version, dist=dist, out=lambda m: None, release=release)
+    FIGURES[f"package_build_{release}_{arch}_s"] = time.monotonic() - started
+    FIGURES[f"package_{release}_{arch}_mb"] = deb.stat().st_size / 1e6
+    return deb
+
+
+@pytest.fixture(scope="module", params=["-".join(DEPTH)])
+def debs(request, dist):
+    """This version's package for DEPTH and a newer build of it (the upgrade)."""
+    release, arch = request.param.split("-")
+    return (_deb(dist, release, arch),
+            _deb(dist, release, arch, package.project()["version"] + "+upgrade1"))
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +86,29 @@ def ports():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, debs, ports):
-    """Root 1: installed, set up by the installer's CLI, broker and
-    concentrator running from their units."""
-    root = DebianRoot(tmp_path_factory.mktemp("root1") / "fs").make()
+def store(tmp_path_factory, debs, dist, ports, request):
+    """Root 1: first offered the package of the other release (refused),
+    then installed, set up by the installer's CLI, broker and concentrator
+    running from their units."""
+    root = DebianRoot(tmp_path_factory.mktemp("root1") / "fs", *DEPTH).make()
     logs = tmp_path_factory.mktemp("logs")
     try:
+        wrong = _deb(dist, "bookworm", DEPTH[1])
+        refused = {"apt": root.apt_install(wrong, check=False),
+                   "forced": root.run(["dpkg", "-i", "--force-depends", f"/tmp/{wrong.name}"],
+                                      check=False),
+                   "audit": root.run(["dpkg", "--audit"], check=False),
+                   "apt_check": root.run(["apt-get", "check", "-qq"], check=False),
+                   "unpacked": root.file(str(layout.OPT)).exists(),
+                   "status": root.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}",
+                                       "loyalty-button"], check=False)}
         started = time.monotonic()
         root.apt_install(debs[0])
         FIGURES["install_s"] = time.monotonic() - started
         FIGURES["installed_at"] = time.monotonic()
-        yield _set_up(root, ports, logs)
+        _say(request, f"{'-'.join(DEPTH)}: installed in {FIGURES['install_s']:.0f} s "
+                      f"({debs[0].stat().st_size / 1e6:.0f} MB)")
+        yield {**_set_up(root, ports, logs), "refused": refused}
     finally:
         root.close()
         # The figures for the closing note (not checks: the machine is shared).
@@ -76,6 +119,8 @@ def store(tmp_path_factory, debs, ports):
 
 
 def _set_up(root: DebianRoot, ports: dict, logs: Path) -> dict:
+    """`loyalty-button setup` as an installer runs it, then Mosquitto and the
+    concentrator started from their units' lines."""
     args = ["loyalty-button", "setup", "--store", STORE, "--timezone", "Europe/Moscow",
             "--tills", "1,2", "--admin", "manager", "--wifi-ssid", "shop-pos",
             "--address", "127.0.0.1", "--lang", "en",
@@ -120,7 +165,7 @@ def _wait(predicate, what: str, timeout: float = 30):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _ready(store) -> None:
+def _ready(store, timeout: float = 60) -> None:
     """The concentrator answers its status API once it is up."""
     import urllib.request
     url = f"http://127.0.0.1:{store['ports']['pos_http']}/api/v1/status"
@@ -131,7 +176,7 @@ def _ready(store) -> None:
                 return True
         except OSError as e:
             return getattr(e, "code", None) in (401, 403)  # up, and it wants a token
-    _wait(up, "the concentrator's HTTP listener", 60)
+    _wait(up, "the concentrator's HTTP listener", timeout)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +187,31 @@ def running(store, ports):
 
 
 # --- the package as installed -----------------------------------------------------
+
+def test_the_other_releases_package_is_refused_in_words_and_dpkg_stays_clean(running):
+    refused = running["refused"]
+    for how in ("apt", "forced"):
+        done = refused[how]
+        said = done.stdout + done.stderr
+        assert done.returncode != 0, how
+        assert "this package is for Debian 12 (bookworm, Python 3.11)" in said, said
+        assert "+deb13_<arch>.deb (Debian 13, trixie)" in said, said
+        assert "nothing was installed" in said, said
+    assert not refused["unpacked"]
+    # Nothing left to repair: no package unpacked and unconfigured, half
+    # installed or half configured (apt may leave the triggers of what it
+    # installed first, libc-bin's ldconfig, for its next run to process).
+    audit = refused["audit"].stdout
+    for state in ("not yet configured", "half installed", "half configured", "missing"):
+        assert state not in audit, audit
+    assert refused["apt_check"].returncode == 0, refused["apt_check"].stdout
+    # dpkg has it as not installed, with no error flag ("in ": apt had asked
+    # for it; "un": nobody had), or not at all.
+    status = refused["status"].stdout
+    assert status == "" or (status[1] == "n" and status[2:].strip() == ""), status
+    # The real install after it leaves dpkg with nothing pending at all.
+    assert running["root"].run(["dpkg", "--audit"]).stdout.strip() == ""
+
 
 def test_files_users_and_modes(running):
     root = running["root"]
@@ -157,10 +227,18 @@ def test_files_users_and_modes(running):
     passwd = root.file(str(layout.MOSQUITTO_PASSWD)).stat()
     mosq_gid = int(root.run(["getent", "group", "mosquitto"]).stdout.split(":")[2])
     assert stat.S_IMODE(passwd.st_mode) == 0o640 and passwd.st_gid == mosq_gid
+    mosq_uid = int(root.run(["id", "-u", "mosquitto"]).stdout)
+    assert passwd.st_uid == mosq_uid  # Mosquitto 2.0.21 warns of a file it does not own
+    log = (running["logs"] / "mosquitto.log").read_text()
+    assert "owner is not mosquitto" not in log, log
     # Every wheel is pinned to its sha256, and the venv was made from them.
     reqs = root.file(str(layout.OPT / "wheels/requirements.txt")).read_text().splitlines()
     wheels = list(root.file(str(layout.OPT / "wheels")).glob("*.whl"))
     assert len(reqs) == len(wheels) > 20 and all("--hash=sha256:" in r for r in reqs)
+    # Made without pip in it (pip ran from its wheel), byte-compiled.
+    venv = root.file(str(layout.OPT / "venv"))
+    assert not list(venv.glob("bin/pip*"))
+    assert list(venv.glob("lib/python3.*/site-packages/loyalty_button/__pycache__/cli.*.pyc"))
     assert root.run(["loyalty-button", "--help"]).returncode == 0
     # The concentrator, the daily backup and the broker's path unit are
     # enabled; the probe is not (off until configured).
@@ -189,6 +267,39 @@ def test_units_pass_systemd_analyze_verify(running):
     assert unit.keys["ReadWritePaths"] == [f"{layout.ETC} {layout.VAR}"]
 
 
+def test_every_service_is_sandboxed_as_systemd_analyze_security_scores_it(running, request):
+    """systemd's own exposure score (0 safe .. 10 unsafe) of each service,
+    offline, from the unit files: each stays "OK" or better (below 5), and
+    the scores are the ones docs/install.md shows."""
+    root = running["root"]
+    scores = {}
+    for unit in [u for u in package.UNITS if u.endswith(".service")]:
+        done = root.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                         f"/lib/systemd/system/{unit}"], check=False)
+        line = next(line for line in done.stdout.splitlines() if "Overall exposure" in line)
+        scores[unit] = float(line.split(":")[1].split()[0])
+        FIGURES[f"exposure_{unit}"] = scores[unit]
+    _say(request, "systemd-analyze security: " + ", ".join(f"{u} {v}" for u, v in scores.items()))
+    assert all(v < 5.0 for v in scores.values()), scores
+
+
+def test_lintian_finds_no_error_and_only_the_warnings_docs_justify(debs):
+    """Debian's package checker on the package: no error (its one in /opt is
+    overridden in the package, with the reason), and of its warnings only
+    the one docs/install.md justifies."""
+    import shutil
+    import subprocess
+    if not shutil.which("lintian"):
+        pytest.skip("lintian is missing (tools/bootstrap installs it)")
+    done = subprocess.run(["lintian", "--tag-display-limit", "0", str(debs[0])],
+                          capture_output=True, text=True)
+    tags = {line.split(": ")[2].split()[0] for line in done.stdout.splitlines()
+            if line[:2] in ("E:", "W:")}
+    errors = [line for line in done.stdout.splitlines() if line.startswith("E:")]
+    assert errors == [], done.stdout
+    assert tags <= {"no-manual-page"}, done.stdout
+
+
 # --- the store at work ---------------------------------------------------------------
 
 def test_a_provisioned_panel_answers_a_pos_sale(running, tmp_path):
@@ -210,6 +321,12 @@ def test_a_provisioned_panel_answers_a_pos_sale(running, tmp_path):
         FIGURES.setdefault("install_to_first_answer_s",
                            time.monotonic() - FIGURES["installed_at"])
         assert rec["till"] == "1" and rec["panel"] == "till-1" and rec["loyalty_id"]
+        # The language chosen at set-up (--lang en) is the record's.
+        assert rec["lang"] == "en"
+        # docs/install.md's command, as written there.
+        report = root.run(["loyalty-button", "report", "summary", "--db",
+                           str(layout.VAR / "records.db")], user=layout.USER)
+        assert json.loads(report.stdout)["nps"]["n"] >= 1, report.stdout
     finally:
         panel.stop()
     log = (running["logs"] / "concentrator.log").read_text()
@@ -261,6 +378,27 @@ def test_nonsense_settings_stop_only_the_new_start(running, tmp_path):
     assert _records(root, "receipt = 'R-1001'")
 
 
+def test_the_service_user_cannot_point_the_root_run_broker_unit_elsewhere(running):
+    """concentrator.yaml is the service user's to write; the broker unit
+    runs as root on it. Files named there for root to write are not
+    written: the unit writes Mosquitto's own files only, and says so."""
+    root = running["root"]
+    config = root.file(str(layout.CONFIG))
+    good = config.read_text()
+    try:
+        root.run(["sed", "-i", "-e", "s#^mosquitto:$#mosquitto:\\n  config: /etc/cron.d/evil#",
+                  "-e", "s#^  tls_dir: .*#  tls_dir: /root/evil-tls#", str(layout.CONFIG)],
+                 user=layout.USER)
+        assert "/etc/cron.d/evil" in config.read_text()  # the service user could write it
+        done = root.run_unit("loyalty-button-broker.service")
+        assert not root.file("/etc/cron.d/evil").exists()
+        assert not root.file("/root/evil-tls").exists()
+        assert "mosquitto.config: /etc/cron.d/evil is not the appliance's" in done.stdout
+        assert root.file(str(layout.MOSQUITTO_CONF)).exists()
+    finally:
+        config.write_text(good)
+
+
 def test_a_stopped_mosquitto_is_named_and_the_store_waits_for_it(running):
     """Mosquitto down: `broker apply` says so instead of failing, the
     concentrator keeps running, and it is back on the broker when Mosquitto
@@ -285,7 +423,7 @@ def test_backup_restores_into_a_second_root(running, debs, tmp_path_factory, por
     inside = done.stdout.strip().splitlines()[-1]
     backup = root.file(inside)
     assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) == 0o600
-    root2 = DebianRoot(tmp_path_factory.mktemp("root2") / "fs").make()
+    root2 = DebianRoot(tmp_path_factory.mktemp("root2") / "fs", *DEPTH).make()
     try:
         root2.apt_install(debs[0])
         other = {k: free_port() for k in ports}
@@ -319,16 +457,71 @@ def test_restore_is_refused_while_the_concentrator_runs(running):
     assert done.returncode == 1 and "in use by a running concentrator" in done.stderr
 
 
-def test_upgrade_keeps_settings_and_records(running, debs):
-    root = running["root"]
+def test_an_upgrade_keeps_settings_and_records_and_stops_only_to_restart(running, debs,
+                                                                          request):
+    """A till sends a receipt every 0.1 s all through `apt install` of a
+    newer build: the old version answers them all while the new one is
+    unpacked and its venv made (prerm does not stop it on an upgrade);
+    then the restart postinst asks systemd for (done here by hand) is the
+    only time the POS listener is away. Every receipt answered 202 is a
+    record."""
+    import threading
+    root, ports = running["root"], running["ports"]
     config_before = root.file(str(layout.CONFIG)).read_bytes()
-    root.stop(running["concentrator"])  # prerm's `systemctl stop`, which cannot run here
-    root.apt_install(debs[1])
+    pos = Pos(STORE, None, ports["pos_http"], token=running["token"])
+    sent: list[tuple[float, object]] = []
+    done = threading.Event()
+
+    def till():
+        i = 0
+        while not done.is_set():
+            i += 1
+            try:
+                status, _ = pos.send_http(pos.receipt("2", f"U-{i}"), timeout=5)
+            except OSError:
+                status = "refused"
+            sent.append((time.monotonic(), status))
+            time.sleep(0.1)
+    thread = threading.Thread(target=till, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        root.apt_install(debs[1])
+        installed = time.monotonic()
+        root.stop(running["concentrator"])  # postinst's restart: systemd is not here
+        running["concentrator"] = root.start_unit(SERVICE, running["logs"] / "concentrator.log")
+        _ready(running)
+        ready = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        done.set()
+        thread.join(10)
+    during = [status for when, status in sent if started <= when < installed]
+    away = [when for when, status in sent if status not in (200, 202)]
+    FIGURES["upgrade_apt_s"] = installed - started
+    FIGURES["upgrade_restart_s"] = ready - installed
+    FIGURES["upgrade_receipts_refused"] = len(away)
+    _say(request, f"upgrade: apt {installed - started:.0f} s with the store answering "
+                  f"({len(during)} receipts, all taken); stopped for the restart "
+                  f"{ready - installed:.1f} s ({len(away)} receipts refused meanwhile)")
+    assert during and set(during) == {202}, during
+    assert all(installed <= when <= ready + 0.5 for when in away), (away, installed, ready)
+    taken = sum(1 for _, status in sent if status == 202)
+    assert len(_records(root, "receipt LIKE 'U-%'")) == taken
+
+    app = package.project()["version"] + "+upgrade1"
     version = root.run(["dpkg-query", "-W", "-f=${Version}", "loyalty-button"]).stdout
-    assert version.endswith("+upgrade1")
+    assert version == package.deb_version(app, DEPTH[0])
+    # The application and the panels' bundles inside say the new version too.
+    said = root.run(["loyalty-button", "--version"]).stdout.strip()
+    assert said == f"loyalty-button {app} (panel firmware {app})", said
+    for board in ("cyd", "s3_8048"):
+        manifest = root.file(str(layout.OPT / "bundles" / f"{board}-{app}" / "manifest.json"))
+        assert json.loads(manifest.read_text())["version"] == app
+    # One venv, the new one: the old was removed once the new one was in use.
+    assert [p.name for p in root.file(str(layout.OPT)).glob("venv-*")] == [
+        root.file(str(layout.OPT / "venv")).readlink().name]
     assert root.file(str(layout.CONFIG)).read_bytes() == config_before
-    running["concentrator"] = root.start_unit(SERVICE, running["logs"] / "concentrator.log")
-    _ready(running)
     assert _records(root, "receipt = 'R-1001' AND outcome = 'answered'")
 
 
@@ -346,10 +539,103 @@ def test_a_downgrade_over_a_newer_database_is_refused(running, debs):
         assert done.returncode != 0
         assert "written by a newer Loyalty Button" in done.stderr + done.stdout
         version = root.run(["dpkg-query", "-W", "-f=${Version}", "loyalty-button"]).stdout
-        assert version.endswith("+upgrade1")  # the installed version stays
+        assert "+upgrade1+deb" in version  # the installed version stays
     finally:
         conn = sqlite3.connect(db)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
         conn.commit()
         conn.close()
     assert _records(root, "receipt = 'R-1001'")
+
+
+def test_purge_removes_the_broker_configuration_the_package_added(running):
+    """Last: `apt purge` takes the store's listeners, logins, ACL and CA out
+    of Mosquitto's configuration, which Mosquitto then starts from as
+    Debian ships it; the records stay."""
+    root = running["root"]
+    root.stop(running["concentrator"])
+    ours = [layout.MOSQUITTO_CONF, layout.MOSQUITTO_PASSWD, layout.MOSQUITTO_ACL,
+            layout.MOSQUITTO_TLS]
+    assert all(root.file(str(p)).exists() for p in ours)
+    root.sh("apt-get purge -y -qq loyalty-button", env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert [str(p) for p in ours if root.file(str(p)).exists()] == []
+    assert not root.file(str(layout.ETC)).exists()
+    assert root.file(str(layout.VAR / "records.db")).exists()
+    # Mosquitto as Debian ships it again: no file of ours read, our
+    # listener gone.
+    root.stop(running["mosquitto"])
+    log = running["logs"] / "mosquitto-after-purge.log"
+    again = root.start_unit("mosquitto.service", log)
+    try:
+        time.sleep(2)
+        assert "loyalty-button" not in log.read_text(), log.read_text()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", running["ports"]["broker"]), 1).close()
+    finally:
+        root.stop(again)
+
+
+# --- the other releases and architectures ---------------------------------------------
+
+@pytest.mark.parametrize("target", ["bookworm-amd64", "trixie-arm64"])
+def test_the_package_installs_and_runs_a_store(target, dist, tmp_path, request):
+    """The package for a release and an architecture, in a root of them:
+    installed from its own wheels, set up, the concentrator started from its
+    unit's lines; a POS sale asked on a panel, answered and written down;
+    the probe's models analyse a photo inside the root."""
+    release, arch = target.split("-")
+    why = usable(arch)
+    if why:
+        pytest.skip(why)
+    deb = _deb(dist, release, arch)
+    # An emulated root comes with the Debian packages ours needs already (apt
+    # installing python3 there takes minutes); a native one has apt find them.
+    extra = tuple(package.debian_dependencies()) if arch != NATIVE else ()
+    root = DebianRoot(tmp_path / "fs", release, arch, extra).make()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    ports = {"broker": free_port(), "tls": free_port(), "pos_http": free_port(),
+             "pos_udp": free_port(), "dashboard": free_port()}
+    panel = None
+    try:
+        started = time.monotonic()
+        root.apt_install(deb)
+        took = time.monotonic() - started
+        FIGURES[f"install_{target}_s"] = took
+        py = root.run([str(layout.OPT / "venv/bin/python"), "-c",
+                       "import platform; print(platform.python_version(), platform.machine())"])
+        _say(request, f"{target}: installed in {took:.0f} s ({deb.stat().st_size / 1e6:.0f} MB; "
+                     f"the venv runs Python {py.stdout.strip()})")
+        want = {"bookworm": "3.11", "trixie": "3.13"}[release]
+        assert py.stdout.startswith(want + ".")
+        assert py.stdout.split()[1] == {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+        store = {**_set_up(root, ports, logs), "ports": ports}
+        _ready(store, 300)  # arm64 runs under an emulator: a slow start
+        cfg = _panel_json(root, "till-1")
+        cfg["outbox"] = {"dir": str(tmp_path / "outbox")}
+        panel = SimPanel(tmp_path / "till-1", cfg, name="till-1").start()
+        log = logs / "concentrator.log"
+        _wait(lambda: "panel till-1 is online" in log.read_text(), "the panel online", 120)
+        pos = Pos(STORE, None, ports["pos_http"], token=store["token"])
+        status, reply = pos.send_http(pos.receipt("1", "R-2001", loyalty_id="7000456"))
+        assert status == 202 and reply["status"] == "accepted", reply
+        shown = panel.wait_screen("question", timeout=60)
+        panel.answer(shown["session"], 10)
+        rec = _wait(lambda: _records(root, "receipt = 'R-2001' AND outcome = 'answered'"),
+                    "the answered record on disk", 60)[0]
+        assert rec["value"] == 10 and rec["till"] == "1"
+        # The probe's models, from the package, on a photo of a face.
+        from PIL import Image
+        from skimage import data
+        Image.fromarray(data.astronaut()).save(root.file("/tmp/face.png"))
+        started = time.monotonic()
+        done = root.run(["loyalty-button", "probe", "analyze", "--json", "--models",
+                         str(layout.OPT / "models"), "/tmp/face.png"], user=layout.USER)
+        FIGURES[f"probe_analyze_{target}_s"] = time.monotonic() - started
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        assert got["faces"] == 1 and got["main"]["emotion"] == "happy", got
+        assert "Traceback" not in log.read_text()
+    finally:
+        if panel is not None:
+            panel.stop()
+        root.close()

@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from . import logsetup
+
 
 def _demo(args) -> int:
     from .sim import demo
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default=None,
                         help="DEBUG, INFO, WARNING or ERROR (default: WARNING; for the "
                              "concentrator, its config's log_level)")
+    from . import __version__
+    from lbpanel import VERSION as panel_version
+    parser.add_argument("--version", action="version",
+                        version=f"loyalty-button {__version__} (panel firmware {panel_version})")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="a simulated store: broker, concentrator, panels, POS, shoppers")
     p.add_argument("--panels", type=int, default=4, help="panels (one per till), default 4")
@@ -285,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     b = bsub.add_parser("apply", help="write the broker's config, logins, ACL and TLS files "
                                       "from concentrator.yaml, and reload it")
     b.add_argument("--config", required=True, help="the store's concentrator.yaml")
+    b.add_argument("--appliance", action="store_true",
+                   help="write only the appliance's own Mosquitto files, whatever the "
+                        "settings name (the package's root-run broker unit)")
     b.set_defaults(func=lambda a: _lazy_cli("service.broker_conf", a))
     from .panels import commands as panel_commands
     panel_commands.add_parser(sub)
@@ -306,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(hardware/README.md, what an image must contain)")
     p.set_defaults(func=_build_fonts)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=(args.log_level or "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(args.log_level or "WARNING")
     return args.func(args)
 
 

@@ -12,7 +12,10 @@ CONFIG = ETC / "concentrator.yaml"       # its presence means "set up"
 # Touched by the dashboard's set-up (which runs as USER and may not write
 # Mosquitto's files): a systemd path unit then runs `broker apply` as root.
 APPLY_REQUEST = VAR / "broker-apply.request"
-# Mosquitto's files, which only root writes and Mosquitto's group reads.
+# Mosquitto's files, which only root writes and Mosquitto's group reads;
+# the broker unit writes these and no others (service/broker_conf.py,
+# pin_to_appliance), whatever concentrator.yaml says.
+MOSQUITTO_CONF = Path("/etc/mosquitto/conf.d/loyalty-button.conf")
 MOSQUITTO_PASSWD = Path("/etc/mosquitto/loyalty-button.passwd")
 MOSQUITTO_ACL = Path("/etc/mosquitto/loyalty-button.acl")
 MOSQUITTO_TLS = Path("/etc/mosquitto/loyalty-button-tls")

@@ -67,17 +67,19 @@ def _wanted(board: str, compiled: Path) -> list[str]:
     return files
 
 
-def build(board: str, out_root: Path) -> Path:
+def build(board: str, out_root: Path, version: str | None = None) -> Path:
     """Build the bundle of `board` into out_root/<board>-<version>/ (made
-    anew) and return that folder."""
+    anew) and return that folder. version: the firmware's, when not the
+    checkout's (tools/package --version)."""
     if board not in boards.BOARDS:
         raise BundleError(f"unknown board {board!r}; known: {', '.join(sorted(boards.BOARDS))}")
     missing = fonts.missing()
     if missing:
         raise BundleError(f"fonts not made yet ({', '.join(missing)}): run tools/fonts")
-    out = Path(out_root) / f"{board}-{lbpanel.VERSION}"
+    version = version or lbpanel.VERSION
+    out = Path(out_root) / f"{board}-{version}"
     with tempfile.TemporaryDirectory() as tmp:
-        compiled = firmware_build.build(Path(tmp))
+        compiled = firmware_build.build(Path(tmp), version)
         files = _wanted(board, compiled)
         absent = [f for f in files if not (compiled / f).exists()]
         if absent:
@@ -87,7 +89,7 @@ def build(board: str, out_root: Path) -> Path:
         for rel in files:
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(compiled / rel, out / rel)
-    write_manifest(out, board, lbpanel.VERSION, files)
+    write_manifest(out, board, version, files)
     return out
 
 

@@ -10,8 +10,10 @@ What a store broker gets:
   bound to user names;
 - persistence saved every `autosave_s` seconds and on shutdown;
 - on an appliance, a snippet in /etc/mosquitto/conf.d (`snippet`): Debian's
-  own mosquitto.conf already sets the pid file, persistence and its
-  location, and Mosquitto refuses a second value for them;
+  own mosquitto.conf already sets persistence and its location, and
+  Mosquitto refuses a second value for them; it sets the pid file on
+  Debian 12 but not on Debian 13 (its unit is Type=notify), so the snippet
+  names the pid file only where the main file does not;
 - optionally a bridge to the chain's central broker: Mosquitto's own, that
   publishes the store's panel and probe status there (the chain watches
   its fleet live), with its own login and CA."""
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +50,24 @@ class Bridge:
     cafile: Path | None = None  # TLS to the central broker when given
 
 
+def main_config_sets(snippet: Path, key: str) -> bool:
+    """Whether the mosquitto.conf that includes the snippet (Debian's, in
+    the conf.d folder's parent) sets `key` itself."""
+    try:
+        text = (Path(snippet).parent.parent / "mosquitto.conf").read_text()
+    except OSError:
+        return False
+    return any(line.split()[:1] == [key] for line in text.splitlines())
+
+
 def config_text(listeners: list[Listener], data_dir: Path, password_file: Path | None = None,
                 acl_file: Path | None = None, run_as: str | None = None,
                 pid_file: Path | None = None, autosave_s: int | None = None,
                 bridge: Bridge | None = None, source: str = "", snippet: bool = False) -> str:
     """The whole configuration, or with `snippet` the part included by
-    Debian's mosquitto.conf (no persistence location, pid file or user:
-    that file and Mosquitto's unit set them)."""
+    Debian's mosquitto.conf (no persistence location or user: that file and
+    Mosquitto's unit set them; pass no pid_file where that file sets one,
+    main_config_sets)."""
     lines = [f"# Written by `loyalty-button broker apply`{' from ' + source if source else ''};",
              "# it is written again on every apply: change the settings, not this file.",
              "per_listener_settings false",
@@ -83,7 +97,7 @@ def config_text(listeners: list[Listener], data_dir: Path, password_file: Path |
     ]
     if run_as and not snippet:
         lines.append(f"user {run_as}")
-    if pid_file and not snippet:
+    if pid_file:
         # Where `loyalty-button panels` finds the broker to reload (SIGHUP:
         # password file and ACL read again, connected clients kept).
         lines.append(f"pid_file {pid_file}")
@@ -134,16 +148,18 @@ def _openssl(*args: str) -> None:
         raise BrokerConfError(f"openssl {args[0]} failed: {done.stderr.strip()[-300:]}")
 
 
-def _readable_by(path: Path, group: str | None) -> None:
-    """Key files: the owner and Mosquitto's group only (Mosquitto reads
-    them again as itself, after dropping root, on a reload)."""
+def _readable_by(path: Path, account: str | None) -> None:
+    """Key files: Mosquitto's account and group only (Mosquitto reads them
+    again as itself, after dropping root, on a reload; Debian 13's 2.0.21
+    warns of a password file or ACL it does not own, "future versions will
+    refuse to load this file")."""
     private(path, 0o640)
     os.chmod(path, 0o640)
-    if group:
+    if account:
         try:
-            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+            os.chown(path, pwd.getpwnam(account).pw_uid, grp.getgrnam(account).gr_gid)
         except (KeyError, PermissionError):
-            pass  # no such group here (a developer's machine): owner only
+            pass  # no such account here (a developer's machine): ours only
 
 
 def ensure_tls(tls_dir: Path, names: list[str], store: str, group: str | None = None) -> bool:
@@ -222,10 +238,13 @@ def apply(cfg, out=print) -> Path:
     if cfg.mosquitto_bridge_address:
         bridge = Bridge(cfg.store, cfg.mosquitto_bridge_address, cfg.mosquitto_bridge_user,
                         cfg.mosquitto_bridge_password, cfg.mosquitto_bridge_cafile)
-    text = config_text(listeners, cfg.mosquitto_persistence_dir, cfg.panels_password_file,
-                       cfg.panels_acl_file, cfg.mosquitto_run_as, cfg.panels_broker_pid_file,
-                       cfg.mosquitto_autosave_s, bridge, cfg.source, cfg.mosquitto_snippet)
     conf = Path(cfg.mosquitto_config)
+    pid_file = cfg.panels_broker_pid_file
+    if cfg.mosquitto_snippet and main_config_sets(conf, "pid_file"):
+        pid_file = None  # Debian 12's mosquitto.conf names it; a second is refused
+    text = config_text(listeners, cfg.mosquitto_persistence_dir, cfg.panels_password_file,
+                       cfg.panels_acl_file, cfg.mosquitto_run_as, pid_file,
+                       cfg.mosquitto_autosave_s, bridge, cfg.source, cfg.mosquitto_snippet)
     conf.parent.mkdir(parents=True, exist_ok=True)
     changed = not conf.exists() or conf.read_text() != text
     tmp = conf.with_name(conf.name + ".tmp")
@@ -277,10 +296,33 @@ def _tls_names(cfg) -> list[str]:
     return [n.strip() for n in raw.split(",") if n.strip()]
 
 
+def pin_to_appliance(cfg, out=print):
+    """The settings with every file root writes or hands to Mosquitto set to
+    the appliance's own (appliance/layout.py). The appliance's broker unit
+    runs as root on concentrator.yaml, which the service's user may write:
+    without this, that user could name any file for root to write."""
+    from ..appliance import layout
+    from .config import DEBIAN_MOSQUITTO_PID
+    pinned = {"mosquitto_config": layout.MOSQUITTO_CONF, "mosquitto_snippet": True,
+              "panels_password_file": layout.MOSQUITTO_PASSWD,
+              "panels_acl_file": layout.MOSQUITTO_ACL, "mosquitto_tls_dir": layout.MOSQUITTO_TLS,
+              "panels_broker_pid_file": DEBIAN_MOSQUITTO_PID, "mosquitto_run_as": "mosquitto",
+              "mosquitto_persistence_dir": Path("/var/lib/mosquitto")}
+    for key, value in pinned.items():
+        have = getattr(cfg, key)
+        if (str(have) if isinstance(have, Path) else have) != (
+                str(value) if isinstance(value, Path) else value):
+            out(f"{key.replace('_', '.', 1)}: {have} is not the appliance's; using {value} "
+                f"(the broker unit writes only Mosquitto's own files)")
+        setattr(cfg, key, value)
+    return cfg
+
+
 def cli(args) -> int:
     from . import config as host_config
     try:
-        apply(host_config.load(Path(args.config)))
+        cfg = host_config.load(Path(args.config))
+        apply(pin_to_appliance(cfg) if args.appliance else cfg)
     except (BrokerConfError, broker_access.AccessError) as e:
         print(f"broker apply: {e}")
         return 2

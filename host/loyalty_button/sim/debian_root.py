@@ -1,7 +1,10 @@
-"""A clean Debian 12 system to install the appliance package into, for the
-install test (tests/test_install.py): a bookworm root made by `mmdebstrap`
-(minbase plus systemd, as on a Raspberry Pi OS Lite card), cached as a
-tarball outside the clone, unpacked per test and entered with `chroot`.
+"""A clean Debian system to install the appliance package into, for the
+install test (tests/test_install.py): a root of a release (bookworm, trixie)
+and an architecture (amd64; arm64 runs under qemu-user through the
+kernel's binfmt_misc, as Debian's qemu-user-static registers it) made by
+`mmdebstrap` (minbase plus systemd, as on a Raspberry Pi OS Lite card),
+cached as a tarball outside the clone, unpacked per test and entered with
+`chroot`.
 
 systemd cannot run as PID 1 here, so a unit is "started" the way systemd
 would start it: its own ExecStartPre and ExecStart lines, as its User and
@@ -20,8 +23,12 @@ from pathlib import Path
 
 from ..cache import cache_dir
 
-SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
+# The machine's architecture as Debian names it, and the binfmt_misc entry
+# that runs each foreign one.
+NATIVE = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "amd64")
+BINFMT = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # What a Raspberry Pi OS Lite card has that minbase lacks and the package
 # does not pull in: systemd (units, systemd-analyze) and CA certificates.
 INCLUDE = ["systemd", "ca-certificates"]
@@ -32,25 +39,49 @@ class RootError(RuntimeError):
     pass
 
 
-def usable() -> str | None:
-    """Why a Debian root cannot be made here (None: it can)."""
+def binfmt_interpreter(arch: str) -> Path | None:
+    """The emulator the kernel runs a foreign architecture's programs with,
+    when registered and enabled (None: native, or not registered)."""
+    if arch == NATIVE:
+        return None
+    try:
+        lines = (BINFMT_DIR / BINFMT[arch]).read_text().splitlines()
+    except (OSError, KeyError):
+        return None
+    if "enabled" not in lines:
+        return None
+    return next((Path(line.split(None, 1)[1]) for line in lines
+                 if line.startswith("interpreter ")), None)
+
+
+def usable(arch: str = NATIVE) -> str | None:
+    """Why a Debian root of `arch` cannot be made here (None: it can)."""
     if os.geteuid() != 0:
         return "needs root (chroot, mknod, apt inside the root)"
     for tool in ("mmdebstrap", "chroot", "dpkg-deb"):
         if not shutil.which(tool):
             return f"{tool} is missing (tools/bootstrap installs it)"
+    if arch != NATIVE:
+        if not shutil.which("arch-test"):
+            return "arch-test is missing (tools/bootstrap installs it)"
+        if binfmt_interpreter(arch) is None:
+            return (f"the kernel cannot run {arch} programs: {BINFMT_DIR}/{BINFMT.get(arch)} "
+                    f"is not registered (tools/bootstrap installs qemu-user-static and "
+                    f"enables it)")
     return None
 
 
-def tarball() -> Path:
-    """The cached root tarball, made the first time (about a minute)."""
-    path = cache_dir() / "rootfs" / f"{SUITE}-minbase-{'-'.join(INCLUDE)}.tar.zst"
+def tarball(suite: str, arch: str = NATIVE, extra: tuple[str, ...] = ()) -> Path:
+    """The cached root tarball, made the first time (amd64 about a minute,
+    arm64 under qemu about three). extra: more Debian packages in it."""
+    include = [*INCLUDE, *extra]
+    path = cache_dir() / "rootfs" / f"{suite}-{arch}-minbase-{'-'.join(include)}.tar.zst"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.tar.zst")
-    done = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet",
-                           f"--include={','.join(INCLUDE)}", SUITE, str(tmp), MIRROR],
+    done = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", f"--arch={arch}",
+                           f"--include={','.join(include)}", suite, str(tmp), MIRROR],
                           capture_output=True, text=True)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -89,15 +120,30 @@ class Unit:
 
 
 class DebianRoot:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, suite: str = "bookworm", arch: str = NATIVE,
+                 extra: tuple[str, ...] = ()):
+        """extra: Debian packages the cached root has already (an emulated
+        root's apt run of python3 and the rest takes minutes)."""
         self.path = Path(path)
+        self.suite = suite
+        self.arch = arch
+        self.extra = tuple(extra)
         self.procs: list[subprocess.Popen] = []
         self._mounted = False
 
     def make(self) -> "DebianRoot":
         self.path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["tar", "--zstd", "-xf", str(tarball()), "-C", str(self.path)], check=True)
+        subprocess.run(["tar", "--zstd", "-xf", str(tarball(self.suite, self.arch, self.extra)),
+                        "-C", str(self.path)], check=True)
         shutil.copy2("/etc/resolv.conf", self.path / "etc" / "resolv.conf")
+        emulator = binfmt_interpreter(self.arch)
+        if emulator is not None:
+            # Registered without the "fix binary" flag, the kernel looks for
+            # the emulator inside the chroot, at the same path.
+            inside = self.file(str(emulator))
+            if not inside.exists():
+                inside.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(emulator.resolve(), inside)
         subprocess.run(["mount", "-t", "proc", "proc", str(self.path / "proc")], check=True)
         self._mounted = True
         return self
