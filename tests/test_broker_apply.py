@@ -65,13 +65,9 @@ def _wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
     raise TimeoutError(f"nothing on port {port}")
 
 
-@pytest.fixture
-def store(tmp_path):
-    central = Broker(tmp_path / "central", store="chain").start()  # anonymous: the chain's
-    d = tmp_path / "store"
-    d.mkdir()
-    (d / "catalogue.yaml").touch()
-    port, tls_port = free_port(), free_port()
+def _settings(d: Path, port: int, pid_file: Path, mosquitto: str) -> Path:
+    """A store's concentrator.yaml in `d` with its broker on `port`;
+    `mosquitto`: that section's own lines."""
     cfg = d / "concentrator.yaml"
     cfg.write_text(f"""store: {STORE}
 catalogue: catalogue.yaml
@@ -82,19 +78,30 @@ panels:
   broker_host: 127.0.0.1
   password_file: {d}/passwd
   acl_file: {d}/acl
-  broker_pid_file: {d}/mosquitto.pid
+  broker_pid_file: {pid_file}
 mosquitto:
-  config: {d}/mosquitto.conf
-  snippet: false
   bind: 127.0.0.1
   port: {port}
+  run_as: {getpass.getuser()}
+{mosquitto}""")
+    cfg.chmod(0o600)
+    return cfg
+
+
+@pytest.fixture
+def store(tmp_path):
+    central = Broker(tmp_path / "central", store="chain").start()  # anonymous: the chain's
+    d = tmp_path / "store"
+    d.mkdir()
+    (d / "catalogue.yaml").touch()
+    port, tls_port = free_port(), free_port()
+    cfg = _settings(d, port, d / "mosquitto.pid", f"""  config: {d}/mosquitto.conf
+  snippet: false
   tls_port: {tls_port}
   tls_names: 127.0.0.1,localhost
   persistence_dir: {d}/data
-  run_as: {getpass.getuser()}
   bridge_address: 127.0.0.1:{central.port}
 """)
-    cfg.chmod(0o600)
     (d / "data").mkdir()
     yield d, cfg, port, tls_port, central
     central.stop()
@@ -197,25 +204,8 @@ def test_the_appliance_snippet_names_the_pid_file_only_where_debian_does_not(
         main_pid_line.format(run=run) + f"\npersistence true\npersistence_location "
         f"{tmp_path}/data/\nuser {getpass.getuser()}\ninclude_dir {etc}/conf.d\n")
     port = free_port()
-    cfg = tmp_path / "concentrator.yaml"
-    cfg.write_text(f"""store: {STORE}
-catalogue: catalogue.yaml
-database: data/records.db
-broker: {{host: 127.0.0.1, port: {port}, user: host, password: host-secret}}
-panels:
-  wifi_ssid: store-12-pos
-  broker_host: 127.0.0.1
-  password_file: {tmp_path}/passwd
-  acl_file: {tmp_path}/acl
-  broker_pid_file: {run}/mosquitto.pid
-mosquitto:
-  config: {etc}/conf.d/loyalty-button.conf
-  snippet: true
-  bind: 127.0.0.1
-  port: {port}
-  run_as: {getpass.getuser()}
-""")
-    cfg.chmod(0o600)
+    cfg = _settings(tmp_path, port, run / "mosquitto.pid",
+                    f"  config: {etc}/conf.d/loyalty-button.conf\n  snippet: true\n")
     applied = _cli("broker", "apply", "--config", str(cfg))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     snippet = (etc / "conf.d" / "loyalty-button.conf").read_text()
