@@ -66,8 +66,10 @@ class SetupServer:
                 time.sleep(0.05)
         raise AssertionError("the set-up page did not start")
 
-    def get(self, path="/") -> tuple[int, str]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+    def get(self, path="/", host: str | None = None) -> tuple[int, str]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                     headers={"Host": host} if host else {})
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read().decode()
 
     def post(self, form: dict) -> tuple[int, str]:
@@ -85,7 +87,13 @@ def test_the_set_up_page_configures_a_store_and_shows_the_pos_secrets_once(tmp_p
     page = SetupServer(etc, var).start()
     status, html = page.get("/")
     assert status == 200 and 'name="store"' in html
-    assert 'value="127.0.0.1"' in html  # this host's address, as the browser reached it
+    # A browser on the host itself says nothing of the LAN address: no
+    # loopback default for what the panels dial. A phone on the LAN does.
+    assert 'id="broker_host" type="text" value=""' in html
+    status, html = page.get("/", host=f"192.168.10.2:{page.port}")
+    assert 'id="broker_host" type="text" value="192.168.10.2"' in html
+    status, html = page.get("/", host=f"[::1]:{page.port}")
+    assert 'id="broker_host" type="text" value=""' in html
     status, html = page.post(FORM)
     assert status == 200 and "is set up" in html
     cfg = host_config.load(etc / "concentrator.yaml")
@@ -115,6 +123,9 @@ def test_the_set_up_page_refuses_bad_answers_and_writes_nothing(tmp_path):
                   "Wi-Fi password", "address on the store LAN"):
         assert words in html, words
     assert 'value="Mars/Olympus"' in html  # what was typed stays in the form
+    assert 'value="shop-pos"' in html and 'value="manager"' in html
+    assert "manager-pass" not in html and "1234" not in html  # passwords are not sent back
+    assert "Type again: Manager&#x27;s password, Wi-Fi password" in html
     assert not (etc / "concentrator.yaml").exists() and page.requests == []
     status, html = page.post(FORM)  # corrected: it goes through
     assert status == 200 and page.finished.wait(10)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import logging
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def form_html(values: dict, problems: list[str]) -> str:
     langs = "".join(f'<option{" selected" if values.get("lang", "ru") == lang else ""}>'
                     f'{lang}</option>' for lang in ("ru", "en"))
     errors = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    if problems:
+        # Passwords are never sent back in a page: say which to type again.
+        again = [label for name, label, kind, _ in _FIELDS if kind == "password"]
+        errors += (f'<li id="retype">Type again: {html.escape(", ".join(again))} '
+                   f'(passwords are not sent back; everything else is kept).</li>')
     return _page("set up the store", f"""
 <h1>Set up this store</h1>
 <p>Loyalty Button is installed. Answer these once; the dashboard opens afterwards.</p>
@@ -81,6 +87,22 @@ They are not shown again.</b></p>
 <a href="/">log in</a> as <b>{html.escape(a.admin)}</b>.</p>""")
 
 
+def lan_address(host_header: str) -> str:
+    """The address the browser reached this host by, as the panels' default:
+    a phone on the store LAN used the host's LAN address. A browser on the
+    host itself (127.0.0.1, localhost) says nothing about it: no default."""
+    host = host_header.rsplit(":", 1)[0].strip("[]") if not host_header.startswith("[") \
+        else host_header[1:].split("]")[0]
+    if host.lower() in ("localhost", "localhost.localdomain", ""):
+        return ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a host name: the panels can dial it if the LAN resolves it
+    return host
+
+
 def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
              broker_files: dict | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
@@ -89,9 +111,9 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
     async def index(request: web.Request) -> web.Response:
         if done.is_set():
             raise web.HTTPFound("/")
-        host = request.host.rsplit(":", 1)[0].strip("[]")
-        return web.Response(text=form_html({"broker_host": host, "timezone": "Europe/Moscow"},
-                                           []), content_type="text/html")
+        return web.Response(text=form_html({"broker_host": lan_address(request.host),
+                                            "timezone": "Europe/Moscow"}, []),
+                            content_type="text/html")
 
     async def setup(request: web.Request) -> web.Response:
         form = await request.post()
