@@ -203,3 +203,33 @@ def receipt_doc(till: str, number: str, loyalty_id: str | None = None, **extra) 
         doc["loyalty_id"] = loyalty_id
     doc.update(extra)
     return doc
+
+
+# --- a real browser (Debian's chromium and chromedriver) ----------------------
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1200,1500",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+def page_shot(browser, path: Path, width: int, height: int) -> None:
+    """The whole page at `width` CSS pixels wide (taller than the window
+    when it scrolls), for docs/images."""
+    browser.set_window_size(width, height)
+    full = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(width, max(height, min(full + 140, 4000)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(path))
+    browser.set_window_size(width, height)

@@ -72,11 +72,11 @@ class SetupServer:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read().decode()
 
-    def post(self, form: dict) -> tuple[int, str]:
+    def post(self, form: dict, lang: str = "en") -> tuple[int, str]:
         body = urllib.parse.urlencode(form).encode()
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/setup", body,
-                                        timeout=30) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/setup?lang={lang}",
+                                        body, timeout=30) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -119,9 +119,18 @@ def test_the_set_up_page_refuses_bad_answers_and_writes_nothing(tmp_path):
            "admin_password": "short", "wifi_password": "1234", "broker_host": "not an address"}
     status, html = page.post(bad)
     assert status == 400
-    for words in ("store id", "time zone", "tills: at least one", "at least 8 characters",
-                  "Wi-Fi password", "address on the store LAN"):
-        assert words in html, words
+    # Each problem under its own field, in the page's language.
+    for field, words in (("store", "store id"), ("timezone", "time zone"),
+                         ("tills", "tills: at least one"),
+                         ("admin_password", "at least 8 characters"),
+                         ("wifi_password", "Wi-Fi password"),
+                         ("broker_host", "address on the store LAN")):
+        beside = html.split(f'id="err-{field}">')[1].split("</p>")[0]
+        assert words in beside, (field, beside)
+    assert html.split('id="err-admin">')[1].startswith("</p>")  # a good answer: no error
+    status, ru = page.post(bad, lang="ru")
+    assert status == 400 and 'lang="ru"' in ru
+    assert "код магазина" in ru.split('id="err-store">')[1].split("</p>")[0]
     assert 'value="Mars/Olympus"' in html  # what was typed stays in the form
     assert 'value="shop-pos"' in html and 'value="manager"' in html
     assert "manager-pass" not in html and "1234" not in html  # passwords are not sent back
@@ -341,3 +350,75 @@ def test_under_systemd_each_log_line_carries_its_journal_priority(tmp_path):
     plain = run(journal=False)
     assert plain[1].endswith(" WARNING loyalty_button.test: a panel is offline")
     assert plain[1][:4].isdigit() and not plain[1].startswith("<")
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_the_set_up_page_in_a_browser_on_a_desktop_and_a_phone(tmp_path, browser, lang):
+    """Chromium, at 1366x768 and 390x844, in the browser's language: a
+    refused form shows each problem under its field and keeps what was
+    typed; the page with the POS key and token shows both whole on the
+    phone, each with a copy button, and nothing scrolls sideways. The
+    screenshots go to LB_SCREENSHOT_DIR (docs/images when the docs are
+    made)."""
+    from selenium.webdriver.common.by import By
+    from conftest import page_shot
+    shots = Path(os.environ.get("LB_SCREENSHOT_DIR", tmp_path / "shots"))
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    page = SetupServer(etc, var).start()
+    url = f"http://127.0.0.1:{page.port}/?lang={lang}"
+
+    def fits() -> bool:  # nothing wider than the window
+        return browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth")
+
+    def submit() -> None:  # and wait for the page it brings
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+        button = browser.find_element(By.ID, "submit")
+        button.click()
+        WebDriverWait(browser, 20).until(ec.staleness_of(button))
+    browser.set_window_size(390, 844)
+    browser.get(url)
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang and fits()
+    # A refused form: a bad store id, no tills, no passwords.
+    for name, value in (("store", "Shop 12"), ("admin", "manager"), ("wifi_ssid", "shop-pos"),
+                        ("broker_host", "192.168.10.2")):
+        browser.find_element(By.ID, name).send_keys(value)
+    submit()
+    store_err = browser.find_element(By.ID, "err-store")
+    assert store_err.is_displayed() and store_err.text
+    assert browser.find_element(By.ID, "err-tills").text
+    assert browser.find_element(By.ID, "err-admin").text == ""
+    assert browser.find_element(By.ID, "wifi_ssid").get_attribute("value") == "shop-pos"
+    assert fits()
+    page_shot(browser, shots / f"setup-{lang}-phone-refused.png", 390, 844)
+    # Corrected, the store is set up and its secrets shown once.
+    for name, value in (("store", "msk-12"), ("tills", "1, 2"),
+                        ("admin_password", "manager-pass-1"), ("wifi_password", "wifi-pass-123")):
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+    submit()
+    cfg = host_config.load(etc / "concentrator.yaml")
+    for key, want in (("pos_key", cfg.pos_key.decode()), ("pos_token", cfg.pos_token)):
+        shown = browser.find_element(By.ID, key)
+        assert shown.text == want  # whole, nothing cut
+        inside = browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return r.left >= 0 && "
+            "r.right <= window.innerWidth && arguments[0].scrollWidth <= arguments[0].clientWidth",
+            shown)
+        assert inside, key
+        assert browser.find_element(By.ID, f"copy-{key}").is_displayed()
+    assert fits()
+    # No way off this page but the dashboard's link: leaving loses the secrets.
+    assert not browser.find_elements(By.ID, "other-lang")
+    page_shot(browser, shots / f"setup-{lang}-phone-secrets.png", 390, 844)
+    browser.find_element(By.ID, "copy-pos_key").click()  # no error; the text is selected
+    assert browser.execute_script("return window.getSelection().toString()") == \
+        cfg.pos_key.decode()
+    # The form at a desktop's width, for the docs.
+    other = SetupServer(tmp_path / "etc2", tmp_path / "var2").start()
+    browser.set_window_size(1366, 768)
+    browser.get(f"http://127.0.0.1:{other.port}/?lang={lang}")
+    assert fits()
+    page_shot(browser, shots / f"setup-{lang}-desktop.png", 1366, 768)

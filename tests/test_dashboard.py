@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STORE, Host
+from conftest import STORE, Host, page_shot
 from fake_vendors import WebhookReceiver
 from loyalty_button.service import dashboard, reports
 from loyalty_button.sim.broker import free_port
@@ -41,23 +41,6 @@ def _dataset(db: Path) -> list[dict]:
         recs.append(rec)
     store.stop()
     return recs
-
-
-@pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1200,1500",
-                 f"--user-data-dir={tmp_path / 'chromium'}"):
-        opts.add_argument(flag)
-    drv = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
 
 
 def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, broker, browser):
@@ -173,17 +156,6 @@ def test_users_file_and_sessions(tmp_path):
     assert s.user(token[:-2] + "xx") is None and s.user("garbage") is None
     assert dashboard.Sessions(1).user(token) is None  # another start knows no one
     assert (users.stat().st_mode & 0o777) == 0o600
-
-
-def _page_shot(browser, path: Path, width: int, height: int) -> None:
-    """The whole page at `width` CSS pixels wide (taller than the window
-    when it scrolls), for docs/images."""
-    browser.set_window_size(width, height)
-    full = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(width, max(height, min(full + 140, 4000)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(path))
-    browser.set_window_size(width, height)
 
 
 def _problems(browser) -> dict[str, str]:
@@ -304,7 +276,7 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         tills = {r.find_elements(By.TAG_NAME, "td")[0].text: r.text
                  for r in box.find_elements(By.CSS_SELECTOR, "table.by-till tbody tr")}
         assert tills["3"].startswith("3 12 100% (75.8–100)") and "too few" in tills["1"]
-        _page_shot(browser, shots / "dashboard-en-desktop.png", 1366, 768)
+        page_shot(browser, shots / "dashboard-en-desktop.png", 1366, 768)
         # A date range with the period before it.
         from selenium.webdriver.support.ui import Select
         Select(browser.find_element(By.ID, "range")).select_by_value("7d")
@@ -331,7 +303,7 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         wait.until(lambda d: "Порекомендуете нас?" in d.find_element(By.ID, "breakdown").text)
         assert "Очередь" in browser.find_element(By.ID, "reasons").text
         assert "Хлеб" in browser.find_element(By.ID, "answers").text
-        _page_shot(browser, shots / "dashboard-ru-desktop.png", 1366, 768)
+        page_shot(browser, shots / "dashboard-ru-desktop.png", 1366, 768)
         # The phone: nothing wider than the screen, tables scroll in their box.
         browser.refresh()
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
@@ -353,10 +325,10 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         browser.execute_script("arguments[0].scrollIntoView()", resend)
         resend.click()
         wait.until(lambda d: f"{STORE}-K0" not in d.find_element(By.ID, "dead").text)
-        _page_shot(browser, shots / "dashboard-ru-phone.png", 390, 844)
+        page_shot(browser, shots / "dashboard-ru-phone.png", 390, 844)
         browser.find_element(By.CSS_SELECTOR, "#langs button[data-lang='en']").click()
         wait.until(lambda d: d.find_element(By.ID, "tab-till").text == "till")
-        _page_shot(browser, shots / "dashboard-en-phone.png", 390, 844)
+        page_shot(browser, shots / "dashboard-en-phone.png", 390, 844)
         # The host goes away: its numbers stay, a banner says since when.
         browser.set_window_size(1366, 768)
         wait.until(lambda d: d.execute_script(  # redrawn at the desktop's width
@@ -366,7 +338,7 @@ def test_a_manager_sees_what_is_broken_in_either_language_on_a_desktop_and_a_pho
         wait.until(lambda d: "host_unreachable" in _problems(d))
         assert "The store host is not answering since" in _problems(browser)["host_unreachable"]
         assert browser.find_element(By.ID, "nps").text not in ("", "–")
-        _page_shot(browser, shots / "dashboard-en-host-unreachable.png", 1366, 768)
+        page_shot(browser, shots / "dashboard-en-host-unreachable.png", 1366, 768)
     finally:
         if h is not None:
             h.stop()

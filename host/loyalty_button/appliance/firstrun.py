@@ -58,39 +58,60 @@ PORTS = {"broker": 1883, "tls": 8883, "pos_http": 8080, "pos_udp": 47800, "dashb
 
 def check(a: Answers) -> list[str]:
     """Every problem with the answers, each saying what to give instead."""
-    problems = []
+    return [en for _, en, _ in field_problems(a)]
+
+
+def field_problems(a: Answers) -> list[tuple[str, str, str]]:
+    """check()'s problems as (the answer's field, English, Russian): the
+    set-up page shows each beside its field, in the page's language."""
+    out = []
+
+    def bad(name: str, en: str, ru: str) -> None:
+        out.append((name, en, ru))
     if not STORE_ID.match(a.store or ""):
-        problems.append("store id: lower-case letters, digits, - or _ (at most 32), e.g. msk-12")
+        bad("store", "store id: lower-case letters, digits, - or _ (at most 32), e.g. msk-12",
+            "код магазина: строчные латинские буквы, цифры, - или _ (до 32), например msk-12")
     try:
         zoneinfo.ZoneInfo(a.timezone or "")
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        problems.append(f"time zone {a.timezone!r}: a name like Europe/Moscow")
+        bad("timezone", f"time zone {a.timezone!r}: a name like Europe/Moscow",
+            f"часовой пояс {a.timezone!r}: название вида Europe/Moscow")
     if not a.tills:
-        problems.append("tills: at least one, as the POS numbers them (e.g. 1, 2, 3)")
+        bad("tills", "tills: at least one, as the POS numbers them (e.g. 1, 2, 3)",
+            "кассы: хотя бы одна, с номерами, как у кассовой программы (например 1, 2, 3)")
     for till in a.tills:
         if not TILL.match(till):
-            problems.append(f"till {till!r}: letters, digits, - or _ (at most 16)")
+            bad("tills", f"till {till!r}: letters, digits, - or _ (at most 16)",
+                f"касса {till!r}: буквы, цифры, - или _ (до 16)")
     if len(set(a.tills)) != len(a.tills):
-        problems.append("tills: each till once")
+        bad("tills", "tills: each till once", "кассы: каждая по одному разу")
     if not a.admin or ":" in a.admin or len(a.admin) > 64:
-        problems.append("manager's user name: without ':' (at most 64 characters)")
+        bad("admin", "manager's user name: without ':' (at most 64 characters)",
+            "имя управляющего: без «:» (до 64 символов)")
     if len(a.admin_password or "") < 8:
-        problems.append("manager's password: at least 8 characters")
+        bad("admin_password", "manager's password: at least 8 characters",
+            "пароль управляющего: не короче 8 символов")
     if not 1 <= len((a.wifi_ssid or "").encode()) <= 32:
-        problems.append("Wi-Fi name for the panels: 1 to 32 bytes")
+        bad("wifi_ssid", "Wi-Fi name for the panels: 1 to 32 bytes",
+            "имя сети Wi-Fi для панелей: от 1 до 32 байт")
     if a.wifi_password and not 8 <= len(a.wifi_password.encode()) <= 63:
-        problems.append("Wi-Fi password: 8 to 63 characters (WPA2), or none for an open network")
+        bad("wifi_password", "Wi-Fi password: 8 to 63 characters (WPA2), or none for an open "
+            "network", "пароль Wi-Fi: от 8 до 63 символов (WPA2) или пусто для открытой сети")
     if not _is_address(a.broker_host or ""):
-        problems.append(f"this host's address on the store LAN {a.broker_host!r}: an IP address "
-                        f"or host name the panels can reach, e.g. 192.168.1.10")
+        bad("broker_host", f"this host's address on the store LAN {a.broker_host!r}: an IP "
+            f"address or host name the panels can reach, e.g. 192.168.1.10",
+            f"адрес этого компьютера в сети магазина {a.broker_host!r}: IP-адрес или имя, "
+            f"доступное панелям, например 192.168.1.10")
     if a.board not in boards.BOARDS:
-        problems.append(f"board {a.board!r}: one of {', '.join(sorted(boards.BOARDS))}")
+        bad("board", f"board {a.board!r}: one of {', '.join(sorted(boards.BOARDS))}",
+            f"плата {a.board!r}: одна из {', '.join(sorted(boards.BOARDS))}")
     if a.lang not in ("ru", "en"):
-        problems.append(f"language {a.lang!r}: ru or en")
+        bad("lang", f"language {a.lang!r}: ru or en", f"язык {a.lang!r}: ru или en")
     for name, port in a.ports.items():
         if name not in PORTS or not isinstance(port, int) or not 1 <= port <= 65535:
-            problems.append(f"port {name}={port!r}: one of {', '.join(PORTS)}, 1..65535")
-    return problems
+            bad("ports", f"port {name}={port!r}: one of {', '.join(PORTS)}, 1..65535",
+                f"порт {name}={port!r}: один из {', '.join(PORTS)}, 1..65535")
+    return out
 
 
 def _is_address(text: str) -> bool:

@@ -24,67 +24,164 @@ from . import firstrun, layout
 
 log = logging.getLogger(__name__)
 
-_FIELDS = [  # name, label, input type, hint
-    ("store", "Store id", "text", "lower-case, e.g. msk-12"),
-    ("timezone", "Time zone", "text", "e.g. Europe/Moscow"),
-    ("tills", "Tills", "text", "as the POS numbers them: 1, 2, 3"),
-    ("admin", "Manager's user name", "text", "for the dashboard"),
-    ("admin_password", "Manager's password", "password", "at least 8 characters"),
-    ("wifi_ssid", "Wi-Fi name for the panels", "text", ""),
-    ("wifi_password", "Wi-Fi password", "password", "empty for an open network"),
-    ("broker_host", "This host's address on the store LAN", "text", "what the panels dial"),
+# name, input type, then per language: label, hint.
+_FIELDS = [
+    ("store", "text", {"en": ("Store id", "lower-case, e.g. msk-12"),
+                       "ru": ("Код магазина", "строчные латинские буквы, например msk-12")}),
+    ("timezone", "text", {"en": ("Time zone", "e.g. Europe/Moscow"),
+                          "ru": ("Часовой пояс", "например Europe/Moscow")}),
+    ("tills", "text", {"en": ("Tills", "as the POS numbers them: 1, 2, 3"),
+                       "ru": ("Кассы", "с номерами, как у кассовой программы: 1, 2, 3")}),
+    ("admin", "text", {"en": ("Manager's user name", "for the dashboard"),
+                       "ru": ("Имя управляющего", "для входа в панель отчётов")}),
+    ("admin_password", "password", {"en": ("Manager's password", "at least 8 characters"),
+                                    "ru": ("Пароль управляющего", "не короче 8 символов")}),
+    ("wifi_ssid", "text", {"en": ("Wi-Fi name for the panels", "the network the panels join"),
+                           "ru": ("Сеть Wi-Fi для панелей", "к которой подключаются панели")}),
+    ("wifi_password", "password", {"en": ("Wi-Fi password", "empty for an open network"),
+                                   "ru": ("Пароль Wi-Fi", "пусто для открытой сети")}),
+    ("broker_host", "text", {"en": ("This host's address on the store LAN",
+                                    "what the panels dial, e.g. 192.168.10.2"),
+                             "ru": ("Адрес этого компьютера в сети магазина",
+                                    "его набирают панели, например 192.168.10.2")}),
 ]
+_WORDS = {
+    "en": {"title": "Set up this store", "intro": "Loyalty Button is installed. Answer these "
+           "once; the dashboard opens afterwards.", "board": "Panels' board",
+           "lang": "Panels' language", "submit": "Set up",
+           "retype": "Type again: {fields} (passwords are not sent back; everything else is "
+                     "kept).",
+           "fix": "Correct the fields marked below.",
+           "done": "Store {store} is set up",
+           "write_down": "Write these down now and give them to your POS integrator. They "
+                         "are not shown again.",
+           "key": "POS key (UDP receipts)", "token": "POS token (HTTP receipts)",
+           "copy": "Copy", "copied": "Copied",
+           "tills_note": "Tills {tills} each have a panel registered; flash them with "
+                         "<code>loyalty-button panels flash</code> (docs/installer.md).",
+           "login": "In a few seconds the dashboard takes this address: "
+                    "<a href=\"/\">log in</a> as <b>{admin}</b>.",
+           "other": "Русский"},
+    "ru": {"title": "Настройка магазина", "intro": "Loyalty Button установлен. Ответьте на "
+           "эти вопросы один раз; затем откроется панель отчётов.", "board": "Плата панелей",
+           "lang": "Язык панелей", "submit": "Настроить",
+           "retype": "Введите ещё раз: {fields} (пароли не возвращаются в страницу; остальное "
+                     "сохранено).",
+           "fix": "Исправьте отмеченные ниже поля.",
+           "done": "Магазин {store} настроен",
+           "write_down": "Запишите их сейчас и передайте интегратору кассовой программы. "
+                         "Больше они не показываются.",
+           "key": "Ключ POS (чеки по UDP)", "token": "Токен POS (чеки по HTTP)",
+           "copy": "Копировать", "copied": "Скопировано",
+           "tills_note": "Для касс {tills} зарегистрировано по панели; прошейте их командой "
+                         "<code>loyalty-button panels flash</code> (docs/installer.md).",
+           "login": "Через несколько секунд по этому адресу откроется панель отчётов: "
+                    "<a href=\"/\">войдите</a> как <b>{admin}</b>.",
+           "other": "English"},
+}
+# The copy buttons: the clipboard where the browser allows it (https or
+# localhost), else the text selected for the phone's own copy.
+_COPY_JS = """<script>
+document.querySelectorAll('button[data-copy]').forEach(function (b) {
+  b.addEventListener('click', function () {
+    var el = document.getElementById(b.dataset.copy), done = function () {
+      b.textContent = b.dataset.done; };
+    var r = document.createRange(); r.selectNodeContents(el);
+    var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(el.textContent).then(done, function () {});
+    } else if (document.execCommand && document.execCommand('copy')) { done(); }
+  });
+});
+</script>"""
 
 
-def _page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+def page_lang(accept_language: str, asked: str | None = None) -> str:
+    """ru or en: `?lang=` when given, else the browser's first of the two
+    (Accept-Language, by its q weights), else ru (the product's home)."""
+    if asked in _WORDS:
+        return asked
+    best, best_q = None, -1.0
+    for part in (accept_language or "").split(","):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        lang = tag.strip().lower()[:2]
+        if lang in _WORDS and q > best_q:
+            best, best_q = lang, q
+    return best or "ru"
+
+
+def _page(title: str, body: str, lang: str, switch: bool = True) -> str:
+    """switch: the link to the other language (not on the page of secrets:
+    leaving it would lose them)."""
+    other = "en" if lang == "ru" else "ru"
+    link = (f'<a id="other-lang" href="/?lang={other}">{_WORDS[lang]["other"]}</a>'
+            if switch else "")
+    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
             f'<title>Loyalty Button — {html.escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="stylesheet" href="/static/style.css"></head>'
-            f'<body class="login"><main id="setup">{body}</main></body></html>')
+            f'<body class="login"><main id="setup">{link}{body}</main></body></html>')
 
 
-def form_html(values: dict, problems: list[str]) -> str:
+def form_html(values: dict, problems: list[str], lang: str = "ru",
+              by_field: dict[str, list[str]] | None = None) -> str:
+    """The form; `problems`: ones of no field (shown on top), `by_field`:
+    field -> its problems, shown under that field."""
+    w, by_field = _WORDS[lang], by_field or {}
     rows = []
-    for name, label, kind, hint in _FIELDS:
+    for name, kind, words in _FIELDS:
+        label, hint = words[lang]
         value = "" if kind == "password" else html.escape(values.get(name, ""), quote=True)
-        rows.append(f'<label>{label} <input name="{name}" id="{name}" type="{kind}" '
-                    f'value="{value}"><small>{html.escape(hint)}</small></label>')
+        errs = "".join(f"<span>{html.escape(p)}</span>" for p in by_field.get(name, []))
+        rows.append(f'<div class="field{" bad" if errs else ""}">'
+                    f'<label for="{name}">{html.escape(label)}</label>'
+                    f'<input name="{name}" id="{name}" type="{kind}" value="{value}">'
+                    f'<small>{html.escape(hint)}</small>'
+                    f'<p class="error" id="err-{name}">{errs}</p></div>')
     boards = "".join(f'<option{" selected" if values.get("board") == b else ""}>{b}</option>'
                      for b in ("cyd", "s3_8048"))
-    langs = "".join(f'<option{" selected" if values.get("lang", "ru") == lang else ""}>'
-                    f'{lang}</option>' for lang in ("ru", "en"))
-    errors = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-    if problems:
-        # Passwords are never sent back in a page: say which to type again.
-        again = [label for name, label, kind, _ in _FIELDS if kind == "password"]
-        errors += (f'<li id="retype">Type again: {html.escape(", ".join(again))} '
-                   f'(passwords are not sent back; everything else is kept).</li>')
-    return _page("set up the store", f"""
-<h1>Set up this store</h1>
-<p>Loyalty Button is installed. Answer these once; the dashboard opens afterwards.</p>
+    langs = "".join(f'<option{" selected" if values.get("lang", lang) == code else ""}>'
+                    f'{code}</option>' for code in ("ru", "en"))
+    top = list(problems)
+    if by_field:
+        top.insert(0, w["fix"])
+    if problems or by_field:
+        again = [words[lang][0] for name, kind, words in _FIELDS if kind == "password"]
+        top.append(w["retype"].format(fields=", ".join(again)))
+    errors = "".join(f"<li>{html.escape(p)}</li>" for p in top)
+    return _page(w["title"], f"""
+<h1>{w['title']}</h1>
+<p>{w['intro']}</p>
 <ul class="error" id="problems">{errors}</ul>
-<form method="post" action="/setup">
+<form method="post" action="/setup?lang={lang}">
 {''.join(rows)}
-<label>Panels' board <select name="board" id="board">{boards}</select></label>
-<label>Panels' language <select name="lang" id="lang">{langs}</select></label>
-<button type="submit" id="submit">Set up</button>
-</form>""")
+<div class="field"><label for="board">{w['board']}</label>
+<select name="board" id="board">{boards}</select></div>
+<div class="field"><label for="lang">{w['lang']}</label>
+<select name="lang" id="lang">{langs}</select></div>
+<button type="submit" id="submit">{w['submit']}</button>
+</form>""", lang)
 
 
-def done_html(a: firstrun.Answers, shown: dict) -> str:
-    return _page("store set up", f"""
-<h1>Store {html.escape(a.store)} is set up</h1>
-<p><b>Write these down now and give them to your POS integrator.
-They are not shown again.</b></p>
-<table>
-<tr><th>POS key (UDP receipts)</th><td><code id="pos_key">{shown['pos_key']}</code></td></tr>
-<tr><th>POS token (HTTP receipts)</th><td><code id="pos_token">{shown['pos_token']}</code></td></tr>
-</table>
-<p>Tills {html.escape(', '.join(a.tills))} each have a panel registered; flash them with
-<code>loyalty-button panels flash</code> (docs/installer.md).</p>
-<p>In a few seconds the dashboard takes this address:
-<a href="/">log in</a> as <b>{html.escape(a.admin)}</b>.</p>""")
+def done_html(a: firstrun.Answers, shown: dict, lang: str = "ru") -> str:
+    w = _WORDS[lang]
+    secrets = "".join(
+        f'<div class="secret"><h2>{w[what]}</h2><code id="{key}">{shown[key]}</code>'
+        f'<button type="button" data-copy="{key}" data-done="{w["copied"]}" id="copy-{key}">'
+        f'{w["copy"]}</button></div>' for what, key in (("key", "pos_key"),
+                                                         ("token", "pos_token")))
+    return _page(w["done"].format(store=a.store), f"""
+<h1>{html.escape(w['done'].format(store=a.store))}</h1>
+<p><b>{w['write_down']}</b></p>
+{secrets}
+<p>{w['tills_note'].format(tills=html.escape(', '.join(a.tills)))}</p>
+<p>{w['login'].format(admin=html.escape(a.admin))}</p>{_COPY_JS}""", lang, switch=False)
 
 
 def lan_address(host_header: str) -> str:
@@ -108,14 +205,19 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
     app = web.Application(client_max_size=64 * 1024)
     lock = asyncio.Lock()
 
+    def lang_of(request: web.Request) -> str:
+        return page_lang(request.headers.get("Accept-Language", ""),
+                         request.query.get("lang"))
+
     async def index(request: web.Request) -> web.Response:
         if done.is_set():
             raise web.HTTPFound("/")
         return web.Response(text=form_html({"broker_host": lan_address(request.host),
-                                            "timezone": "Europe/Moscow"}, []),
+                                            "timezone": "Europe/Moscow"}, [], lang_of(request)),
                             content_type="text/html")
 
     async def setup(request: web.Request) -> web.Response:
+        lang = lang_of(request)
         form = await request.post()
         values = {k: str(form.get(k, "")).strip() for k, *_ in _FIELDS}
         values.update(board=str(form.get("board", "cyd")), lang=str(form.get("lang", "ru")))
@@ -125,18 +227,25 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
             values["admin"], str(form.get("admin_password", "")), values["wifi_ssid"],
             str(form.get("wifi_password", "")), values["broker_host"],
             board=values["board"], lang=values["lang"])
+        by_field: dict[str, list[str]] = {}
+        found = firstrun.field_problems(answers)
+        for name, en, ru in found:
+            by_field.setdefault(name, []).append(ru if lang == "ru" else en)
         async with lock:  # two browsers at once: one set-up
             try:
+                if by_field:
+                    raise firstrun.FirstRunError([])
                 shown = await asyncio.get_running_loop().run_in_executor(
                     None, firstrun.configure, answers, etc, var, broker_files)
             except firstrun.FirstRunError as e:
-                log.warning("set-up refused: %s", "; ".join(e.problems))
-                return web.Response(text=form_html(values, e.problems), status=400,
-                                    content_type="text/html")
+                log.warning("set-up refused: %s",  # the log is in English
+                            "; ".join(e.problems or [en for _, en, _ in found]))
+                return web.Response(text=form_html(values, e.problems, lang, by_field),
+                                    status=400, content_type="text/html")
         log.info("store %s set up from %s", answers.store, request.remote)
         request_apply()
         done.set()
-        return web.Response(text=done_html(answers, shown), content_type="text/html")
+        return web.Response(text=done_html(answers, shown, lang), content_type="text/html")
 
     async def elsewhere(request: web.Request) -> web.Response:
         raise web.HTTPFound("/")
