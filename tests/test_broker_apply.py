@@ -6,6 +6,7 @@ status to a chain's central broker."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import socket
 import ssl
@@ -65,6 +66,22 @@ def _wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
     raise TimeoutError(f"nothing on port {port}")
 
 
+@contextlib.contextmanager
+def _mosquitto(conf: Path, port: int):
+    """A real Mosquitto run from `conf` (its log beside it), once it listens
+    on `port`; stopped afterwards."""
+    log = conf.with_name("mosquitto.log")
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([mosquitto_path(), "-c", str(conf)], stdout=logf,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port, proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def _settings(d: Path, port: int, pid_file: Path, mosquitto: str) -> Path:
     """A store's concentrator.yaml in `d` with its broker on `port`;
     `mosquitto`: that section's own lines."""
@@ -119,11 +136,7 @@ def test_the_generated_broker_admits_only_its_own_logins_and_bridges_the_status(
     assert ca.exists() and (d / "data" / "broker-tls" / "ca.key").stat().st_mode & 0o077 == 0
 
     log = d / "mosquitto.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen([mosquitto_path(), "-c", str(d / "mosquitto.conf")],
-                                stdout=logf, stderr=subprocess.STDOUT)
-    try:
-        _wait_port(port, proc, log)
+    with _mosquitto(d / "mosquitto.conf", port) as proc:
         _wait_port(tls_port, proc, log)
         for till in ("1", "2"):
             added = _cli("panels", "add", till, "--board", "cyd", "--config", str(cfg))
@@ -157,9 +170,7 @@ def test_the_generated_broker_admits_only_its_own_logins_and_bridges_the_status(
         assert seen.wait(10), "the status did not cross the bridge:\n" + log.read_text()[-2000:]
         panel.loop_stop()
         watcher.loop_stop()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+
     # No complaint about the file (the OpenSSL line is the untrusting client).
     bad = [ln for ln in log.read_text().splitlines() if "Error" in ln and "OpenSSL" not in ln]
     assert not bad, bad
@@ -210,15 +221,7 @@ def test_the_appliance_snippet_names_the_pid_file_only_where_debian_does_not(
     assert applied.returncode == 0, applied.stdout + applied.stderr
     snippet = (etc / "conf.d" / "loyalty-button.conf").read_text()
     assert ("pid_file" in snippet) == (release == "trixie"), snippet
-    log = tmp_path / "mosquitto.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen([mosquitto_path(), "-c", str(etc / "mosquitto.conf")],
-                                stdout=logf, stderr=subprocess.STDOUT)
-    try:
-        _wait_port(port, proc, log)
+    with _mosquitto(etc / "mosquitto.conf", port) as proc:
         assert (run / "mosquitto.pid").read_text().strip() == str(proc.pid)
         again = _cli("broker", "apply", "--config", str(cfg))
         assert f"Mosquitto (pid {proc.pid}) reloaded" in again.stdout, again.stdout
-    finally:
-        proc.terminate()
-        proc.wait(10)
