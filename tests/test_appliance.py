@@ -372,11 +372,13 @@ def test_the_set_up_page_in_a_browser_on_a_desktop_and_a_phone(tmp_path, browser
             "return document.documentElement.scrollWidth <= window.innerWidth")
 
     def submit() -> None:  # and wait for the page it brings
-        from selenium.webdriver.support import expected_conditions as ec
         from selenium.webdriver.support.ui import WebDriverWait
-        button = browser.find_element(By.ID, "submit")
-        button.click()
-        WebDriverWait(browser, 20).until(ec.staleness_of(button))
+        # A mark on this document: gone once the next one has loaded (a
+        # reference to an old element can fail in more ways than "stale").
+        browser.execute_script("window.lbOldPage = true")
+        browser.find_element(By.ID, "submit").click()
+        WebDriverWait(browser, 20).until(lambda b: b.execute_script(
+            "return !window.lbOldPage && document.readyState === 'complete'"))
     browser.set_window_size(390, 844)
     browser.get(url)
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang and fits()
