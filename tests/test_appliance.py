@@ -424,3 +424,233 @@ def test_the_set_up_page_in_a_browser_on_a_desktop_and_a_phone(tmp_path, browser
     browser.get(f"http://127.0.0.1:{other.port}/?lang={lang}")
     assert fits()
     page_shot(browser, shots / f"setup-{lang}-desktop.png", 1366, 768)
+
+
+# --- store backups: a store moved to a fresh host ---------------------------------------
+
+PASSPHRASE = "long walk to the till"
+
+
+def _store_a(tmp_path: Path, dashboard_port: int | None = None) -> Path:
+    """A store set up as the set-up page does, with a record of a member,
+    a probe settings file and panels registered; its concentrator.yaml."""
+    from loyalty_button.appliance import firstrun
+    a = tmp_path / "a"
+    answers = firstrun.Answers("msk-12", "Europe/Moscow", ["1", "2"], "manager",
+                               "manager-pass-1", "shop-pos", "wifi-pass-123", "192.168.10.2",
+                               ports={"dashboard": dashboard_port} if dashboard_port else {})
+    firstrun.configure(answers, a / "etc", a / "var", _broker_files(a / "var"))
+    (a / "etc" / "probe.yaml").write_text("camera: 0\n")
+    store = RecordStore(a / "var" / "records.db")
+    store.stop()
+    conn = sqlite3.connect(a / "var" / "records.db")
+    conn.execute(INSERT, ("msk-12-R1", "R1"))
+    conn.execute("UPDATE records SET loyalty_id = '7000123'")
+    conn.commit()
+    conn.close()
+    return a / "etc" / "concentrator.yaml"
+
+
+def _tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))} if folder.exists() else {}
+
+
+def test_a_store_backup_is_sealed_and_brings_the_whole_store_to_a_fresh_host(tmp_path):
+    from loyalty_button.appliance import store_backup
+    from loyalty_button.panels.registry import Registry
+    from loyalty_button.service import broker_conf
+    config = _store_a(tmp_path)
+    a = host_config.load(config)
+    signing_key = Registry(a).ota_key()  # made at the first update
+    made = store_backup.make(config, PASSPHRASE, tmp_path / "out")
+    assert made.file.stat().st_mode & 0o777 == 0o600
+    assert (made.records, made.panels, made.users) == (1, ["till-1", "till-2"], ["manager"])
+    raw = made.file.read_bytes()
+    panel_password = Registry(a).load()["till-1"]["password"]
+    for secret in (a.pos_token.encode(), a.pos_key, panel_password.encode(), b"7000123",
+                   b"PRIVATE KEY", b"manager", b"wifi-pass-123"):
+        assert secret not in raw  # sealed: nothing readable without the passphrase
+    assert store_backup.about(made.file)["store"] == "msk-12"  # the outside says whose
+
+    b = tmp_path / "b"
+    summary = store_backup.restore(made.file, PASSPHRASE, b / "etc", b / "var")
+    assert (summary.store, summary.records, summary.broker_host) == ("msk-12", 1, "192.168.10.2")
+    got = host_config.load(b / "etc" / "concentrator.yaml")
+    # The same store to the POS and the panels: key, token, logins, Wi-Fi.
+    assert (got.store, got.pos_key, got.pos_token, got.broker_password) == \
+        (a.store, a.pos_key, a.pos_token, a.broker_password)
+    assert (got.panels_wifi_ssid, got.panels_wifi_password, got.panels_broker_host) == \
+        (a.panels_wifi_ssid, a.panels_wifi_password, a.panels_broker_host)
+    assert Registry(got).load() == Registry(a).load()
+    assert Registry(got).ota_key() == signing_key  # updates stay signed as the panels expect
+    # ... with its paths on this host.
+    assert got.database == (b / "var" / "records.db").resolve()
+    assert Path(got.mosquitto_ca_dir) == (b / "var" / "store-ca").resolve()
+    for name in ("catalogue.yaml", "dashboard-users", "probe.yaml"):
+        assert (b / "etc" / name).read_bytes() == (config.parent / name).read_bytes()
+    users = dashboard.read_users(b / "etc" / "dashboard-users")
+    assert dashboard.check_password(users["manager"], "manager-pass-1")
+    conn = sqlite3.connect(got.database)
+    assert conn.execute("SELECT receipt, loyalty_id FROM records").fetchall() == \
+        [("R1", "7000123")]
+    conn.close()
+    # The broker's certificate on the new host is signed by the same CA, so
+    # a panel that trusts the old store's CA trusts the new host.
+    assert broker_conf.ensure_tls(got.mosquitto_tls_dir, ["192.168.10.2"], got.store, None,
+                                  got.mosquitto_ca_dir)
+    old_ca = Path(a.mosquitto_ca_dir) / "ca.crt"
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(old_ca),
+                               str(Path(got.mosquitto_tls_dir) / "server.crt")],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+    assert not list((b / "var").glob(".store-*"))  # no staging left behind
+
+
+def test_a_refused_restore_changes_nothing_on_the_host(tmp_path):
+    from loyalty_button import sealed
+    from loyalty_button.appliance import store_backup
+    config = _store_a(tmp_path)
+    good = store_backup.make(config, PASSPHRASE, tmp_path / "out").file
+    raw = good.read_bytes()
+    bad = {}
+    bad["cut"] = raw[:len(raw) // 2]
+    middle = len(raw) // 2
+    bad["flipped"] = raw[:middle] + bytes([raw[middle] ^ 1]) + raw[middle + 1:]
+    bad["records"] = (tmp_path / "a" / "var" / "records.db").read_bytes()
+    with open(tmp_path / "newer", "wb") as f:  # a later format, sealed properly
+        seal = sealed.SealWriter(f, PASSPHRASE, {"what": store_backup.WHAT, "format": 99})
+        seal.write(b"whatever comes in format 99")
+        seal.close()
+    bad["newer"] = (tmp_path / "newer").read_bytes()
+    cases = [("cut", PASSPHRASE, "damaged"), ("flipped", PASSPHRASE, "damaged"),
+             ("records", PASSPHRASE, "not_backup"), ("newer", PASSPHRASE, "newer"),
+             ("good", "not the passphrase", "passphrase")]
+    b = tmp_path / "b"
+    (b / "var" / "backups").mkdir(parents=True)
+    (b / "var" / "backups" / "old.db").write_bytes(b"kept")
+    before = _tree(b)
+    for name, passphrase, kind in cases:
+        path = good if name == "good" else tmp_path / f"{name}.lbstore"
+        if name != "good":
+            path.write_bytes(bad[name])
+        with pytest.raises(store_backup.StoreBackupError) as refused:
+            store_backup.restore(path, passphrase, b / "etc", b / "var")
+        assert refused.value.kind == kind, (name, str(refused.value))
+        assert _tree(b) == before, name
+    # Settings that do not work on this host: put in place, checked, undone.
+    (config.parent / "catalogue.yaml").write_text("questions: [not, a, catalogue]\n")
+    broken = store_backup.make(config, PASSPHRASE, tmp_path / "out2").file
+    with pytest.raises(store_backup.StoreBackupError) as refused:
+        store_backup.restore(broken, PASSPHRASE, b / "etc", b / "var")
+    assert refused.value.kind == "settings" and "catalogue" in str(refused.value)
+    assert _tree(b) == before
+    # A host that is set up already is not overwritten.
+    store_backup.restore(good, PASSPHRASE, b / "etc", b / "var")
+    set_up = _tree(b)
+    with pytest.raises(store_backup.StoreBackupError) as refused:
+        store_backup.restore(good, PASSPHRASE, b / "etc", b / "var")
+    assert refused.value.kind == "configured" and _tree(b) == set_up
+
+
+def _post_multipart(url: str, fields: dict, file: bytes | None) -> tuple[int, str]:
+    import aiohttp
+
+    async def go():
+        form = aiohttp.FormData()
+        for k, v in fields.items():
+            form.add_field(k, v)
+        if file is not None:
+            form.add_field("backup", file, filename="store.lbstore",
+                           content_type="application/octet-stream")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url, data=form) as r:
+                return r.status, await r.text()
+    return asyncio.run(go())
+
+
+def test_the_dashboard_makes_the_backup_and_the_set_up_page_restores_it(tmp_path):
+    """Store A's manager makes a store backup on the dashboard; a fresh
+    host's set-up page offers "restore" first, refuses a wrong passphrase
+    in the page's language with nothing written, then restores."""
+    import http.client
+    port = free_port()
+    config = _store_a(tmp_path, port)
+    cfg = host_config.load(config)
+    cfg.dashboard_bind = "127.0.0.1"
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(dashboard.start(cfg, lambda: {}))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def call(method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request(method, path, body, headers or {})
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+    try:
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        status, headers, _ = call("POST", "/login", "user=manager&password=manager-pass-1", form)
+        cookie = {**form, "Cookie": headers["Set-Cookie"].split(";")[0]}
+        status, _, page = call("GET", "/", headers=cookie)
+        assert b'id="backup-form"' in page
+        ask = {"passphrase": PASSPHRASE, "passphrase2": PASSPHRASE, "password": "manager-pass-1"}
+        for change, code in (({"password": "guess-1234"}, "password"),
+                             ({"passphrase2": "something else"}, "mismatch"),
+                             ({"passphrase": "short", "passphrase2": "short"}, "short")):
+            status, headers, _ = call("POST", "/backup",
+                                      urllib.parse.urlencode({**ask, **change}), cookie)
+            assert status == 303 and f"backup_error={code}" in headers["Location"]
+        status, _, _ = call("POST", "/backup", urllib.parse.urlencode(ask),
+                            {**cookie, "Origin": "http://evil.example"})
+        assert status == 403
+        status, _, _ = call("POST", "/backup", urllib.parse.urlencode(ask), form)
+        assert status == 302  # no session: the log-in page
+        status, headers, made = call("POST", "/backup", urllib.parse.urlencode(ask), cookie)
+        assert status == 200 and "msk-12-" in headers["Content-Disposition"]
+        assert not list(config.parent.parent.glob("var/.store-backup-*"))  # no copy stays
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+    etc, var = tmp_path / "b" / "etc", tmp_path / "b" / "var"
+    page = SetupServer(etc, var).start()
+    status, html = page.get("/?lang=en")
+    assert html.index('id="restore"') < html.index('id="new"')  # the first choice
+    url = f"http://127.0.0.1:{page.port}/restore"
+    status, html = _post_multipart(url + "?lang=ru", {"passphrase": "not it at all"}, made)
+    assert status == 400 and "Пароль не тот" in html and "ничего не изменено" in html
+    assert _tree(etc) == {} and page.requests == []
+    status, html = _post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, None)
+    assert status == 400 and "Choose the backup file" in html
+    status, html = _post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, made)
+    assert status == 200 and "Store msk-12 is restored" in html, html
+    assert "192.168.10.2" in html and f":{port}/" in html  # where the panels dial; the dashboard
+    assert page.requests == ["apply"] and page.finished.wait(10)
+    assert host_config.load(etc / "concentrator.yaml").pos_token == cfg.pos_token
+    assert not list(var.glob(".store-*"))  # the upload is not kept
+
+
+def test_backup_and_restore_commands_move_a_store(tmp_path):
+    config = _store_a(tmp_path)
+    cli = [sys.executable, "-m", "loyalty_button.cli"]
+    done = subprocess.run([*cli, "backup", "--store", "--config", str(config), "--to",
+                           str(tmp_path / "out")], input=PASSPHRASE + "\n",
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    made = Path(done.stdout.strip().splitlines()[-1])
+    assert made.suffix == ".lbstore" and "1 records" in done.stdout
+    b = tmp_path / "b"
+    done = subprocess.run([*cli, "restore", str(made), "--config",
+                           str(b / "etc" / "concentrator.yaml"), "--var", str(b / "var")],
+                          input="wrong passphrase\n", capture_output=True, text=True)
+    assert done.returncode == 1 and "passphrase is not the one" in done.stderr
+    done = subprocess.run([*cli, "restore", str(made), "--config",
+                           str(b / "etc" / "concentrator.yaml"), "--var", str(b / "var")],
+                          input=PASSPHRASE + "\n", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "restored store msk-12" in done.stdout and "broker apply" in done.stdout

@@ -153,6 +153,17 @@ def _lazy_cli(module: str, args) -> int:
     return importlib.import_module(f"loyalty_button.{module}").cli(args)
 
 
+def _restore(args) -> int:
+    """What the file is decides: a store backup is sealed (sealed.MAGIC)."""
+    from . import sealed
+    try:
+        with open(args.file, "rb") as f:
+            store = f.read(len(sealed.MAGIC)) == sealed.MAGIC
+    except OSError:
+        store = False  # the records restore says what is wrong with the file
+    return _lazy("appliance.store_backup" if store else "appliance.backup", args, "restore_cli")
+
+
 def _build_fonts(args) -> int:
     from .panels import fonts
     out = Path(args.out_dir) if args.out_dir else None
@@ -218,16 +229,26 @@ def main(argv: list[str] | None = None) -> int:
     firstrun.add_arguments(p)
     p.set_defaults(func=lambda a: _lazy_cli("appliance.firstrun", a))
     p = sub.add_parser("backup", help="an online backup of the store database, keeping "
-                                      "the newest backup.keep")
+                                      "the newest backup.keep; with --store, the whole "
+                                      "store, sealed with a passphrase, to move it")
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
     p.add_argument("--to", help="the folder (default: the settings' backup.dir)")
     p.add_argument("--keep", type=int, help="how many to keep (default: backup.keep)")
-    p.set_defaults(func=lambda a: _lazy("appliance.backup", a, "backup_cli"))
-    p = sub.add_parser("restore", help="put a backup in place of the store database "
-                                       "(the service stopped)")
-    p.add_argument("file", help="a records-*.db backup")
+    p.add_argument("--store", action="store_true",
+                   help="a store backup: records, settings, catalogue, users, POS key and "
+                        "token, panel logins, the CA; asks for a passphrase (from stdin when "
+                        "it is not a terminal)")
+    p.set_defaults(func=lambda a: _lazy("appliance.store_backup" if a.store else
+                                        "appliance.backup", a, "backup_cli"))
+    p = sub.add_parser("restore", help="put a records backup in place of the store database "
+                                       "(the service stopped), or make a fresh host the "
+                                       "store in a store backup")
+    p.add_argument("file", help="a records-*.db backup or a *.lbstore store backup")
     p.add_argument("--config", required=True, type=Path, help="concentrator.yaml")
-    p.set_defaults(func=lambda a: _lazy("appliance.backup", a, "restore_cli"))
+    p.add_argument("--var", type=Path, default=Path("/var/lib/loyalty-button"),
+                   help="a store backup: where the store's data goes (default "
+                        "/var/lib/loyalty-button)")
+    p.set_defaults(func=_restore)
     p = sub.add_parser("bench", help="benchmarks: store (end to end, the default), heap, probe, "
                                        "reports, installer, ota")
     p.add_argument("names", nargs="*", default=["store"])

@@ -71,6 +71,26 @@ def check_database(path: Path) -> int:
     return version
 
 
+def snapshot(db: Path, out_path: Path) -> int:
+    """A consistent copy of the live database `db` into the new file
+    `out_path` (the service keeps writing meanwhile), checked; returns its
+    schema version. Raises sqlite3.Error, OSError or BackupError."""
+    # Read-write, as an ordinary reader of the live database: the last
+    # connection to close removes the -wal and -shm files (a read-only
+    # one cannot, and left them behind when the service was stopped).
+    src = sqlite3.connect(db)
+    out = sqlite3.connect(out_path)
+    try:
+        # Pages in steps, so the writer waits a moment at most.
+        src.backup(out, pages=1024)
+        out.execute("PRAGMA journal_mode=DELETE")  # one file, as copied
+    finally:
+        out.close()
+        src.close()
+    os.chmod(out_path, 0o600)  # loyalty ids: the service's alone
+    return check_database(out_path)
+
+
 def backup(db: Path, dest: Path, keep: int = 14) -> Path:
     """One backup of `db` into folder `dest`; returns its path."""
     db, dest = Path(db), Path(dest)
@@ -85,20 +105,7 @@ def backup(db: Path, dest: Path, keep: int = 14) -> Path:
     tmp = dest / f".{final.name}.partial"
     started = time.monotonic()
     try:
-        # Read-write, as an ordinary reader of the live database: the last
-        # connection to close removes the -wal and -shm files (a read-only
-        # one cannot, and left them behind when the service was stopped).
-        src = sqlite3.connect(db)
-        out = sqlite3.connect(tmp)
-        try:
-            # Pages in steps, so the writer waits a moment at most.
-            src.backup(out, pages=1024)
-            out.execute("PRAGMA journal_mode=DELETE")  # one file, as copied
-        finally:
-            out.close()
-            src.close()
-        os.chmod(tmp, 0o600)  # loyalty ids: the service's alone
-        check_database(tmp)
+        snapshot(db, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         tmp.replace(final)

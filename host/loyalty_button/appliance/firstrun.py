@@ -23,7 +23,7 @@ from pathlib import Path
 from lbpanel import boards
 
 from ..panels.registry import TILL, Registry, RegistryError
-from ..service import catalogue as catalogue_mod, config as host_config, dashboard
+from ..service import broker_conf, catalogue as catalogue_mod, config as host_config, dashboard
 from ..settings import replace_owned
 from . import layout
 
@@ -143,7 +143,8 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
     ports = {**PORTS, **a.ports}
     broker_files = {"password_file": str(layout.MOSQUITTO_PASSWD),
                     "acl_file": str(layout.MOSQUITTO_ACL),
-                    "tls_dir": str(layout.MOSQUITTO_TLS), **(mosquitto or {})}
+                    "tls_dir": str(layout.MOSQUITTO_TLS),
+                    "ca_dir": str(var / layout.STORE_CA.name), **(mosquitto or {})}
     shown = {"pos_key": secrets.token_hex(32), "pos_token": secrets.token_urlsafe(24),
              "dashboard": f"http://{a.broker_host}:{ports['dashboard']}/"}
     etc.mkdir(parents=True, exist_ok=True)
@@ -167,11 +168,26 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
             panel_id = f"till-{till}"
             if panel_id not in have:  # a set-up started again keeps the panels' logins
                 registry.add(till, a.board, broker=False)
-    except (host_config.HostConfigError, RegistryError) as e:
+        # The store's CA, among its data (a store backup carries it); the
+        # broker's certificate is signed with it by `broker apply`.
+        if broker_conf.make_ca(cfg.mosquitto_ca_dir, a.store):
+            _hand_to_folder_owner(cfg.mosquitto_ca_dir)
+    except (host_config.HostConfigError, RegistryError, broker_conf.BrokerConfError) as e:
         draft.unlink(missing_ok=True)
         raise FirstRunError(getattr(e, "problems", None) or [str(e)]) from None
     replace_owned(draft, final)
     return shown
+
+
+def _hand_to_folder_owner(folder: Path) -> None:
+    """Run as root (an installer's `setup`), what was made in `folder` is
+    the owner of its parent's: the service's."""
+    folder = Path(folder)
+    if os.geteuid() != 0:
+        return
+    st = folder.parent.stat()
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, st.st_uid, st.st_gid)
 
 
 def catalogue_text(tills: list[str], lang: str) -> str:

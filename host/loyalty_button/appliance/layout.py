@@ -9,6 +9,10 @@ OPT = Path("/opt/loyalty-button")        # venv/, wheels/, bundles/, models/
 ETC = Path("/etc/loyalty-button")        # settings, catalogue, dashboard users
 VAR = Path("/var/lib/loyalty-button")    # records.db, panels.json, backups/
 CONFIG = ETC / "concentrator.yaml"       # its presence means "set up"
+# The store's own CA (ca.key, ca.crt), made at set-up: among the store's
+# data, so a store backup carries it; the broker unit signs Mosquitto's
+# server certificate with it.
+STORE_CA = VAR / "store-ca"
 # Touched by the dashboard's set-up (which runs as USER and may not write
 # Mosquitto's files): a systemd path unit then runs `broker apply` as root.
 APPLY_REQUEST = VAR / "broker-apply.request"

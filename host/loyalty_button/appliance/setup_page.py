@@ -15,12 +15,14 @@ import asyncio
 import html
 import ipaddress
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
 
-from ..service import sdnotify
-from . import firstrun, layout
+from ..service import config as host_config, sdnotify
+from . import firstrun, layout, store_backup
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,38 @@ _WORDS = {
                          "<code>loyalty-button panels flash</code> (docs/installer.md).",
            "login": "In a few seconds the dashboard takes this address: "
                     "<a href=\"/\">log in</a> as <b>{admin}</b>.",
-           "other": "Русский"},
+           "other": "Русский",
+           "restore_title": "Moving a store here? Restore it from its backup",
+           "restore_intro": "A store backup (a .lbstore file, made on the old host's dashboard "
+                            "under Backup) brings the records, settings, catalogue, managers' "
+                            "logins, the POS key and token and the panels' logins: the tills "
+                            "and panels carry on untouched once this host has the old one's "
+                            "address on the store LAN.",
+           "restore_submit": "Restore", "new_title": "Or set up a new store",
+           "restored": "Store {store} is restored",
+           "restored_what": "{records} records, panels: {panels}, dashboard users: {users} "
+                            "(the backup was made {made}).",
+           "dial": "The panels dial <b>{host}</b>: this host must have that address on the "
+                   "store LAN.",
+           "dial_differs": "You reached this host at {here}. If that is its address on the "
+                           "store LAN, give it {host} instead (docs/install.md, \"Moving a "
+                           "store\"), or the panels will not find it.",
+           "not_carried": "Not in the backup: {items}.",
+           "restored_login": "In a few seconds the dashboard opens at <a href=\"{url}\">{url}"
+                             "</a>: log in as before.",
+           "kind_passphrase": "The passphrase is not the one this backup was made with.",
+           "kind_not_backup": "This file is not a Loyalty Button store backup (a .lbstore "
+                              "file from the dashboard's Backup).",
+           "kind_damaged": "The backup is damaged or incomplete; copy it again from where it "
+                           "was made.",
+           "kind_newer": "The backup was made by a newer Loyalty Button: install that version "
+                         "on this host first.",
+           "kind_configured": "This host is set up already.",
+           "kind_settings": "The backup's settings do not work on this host.",
+           "kind_io": "The restore failed on this host.",
+           "kind_no_file": "Choose the backup file.",
+           "kind_too_big": "The file is larger than any store backup can be.",
+           "nothing_written": "Nothing was changed on this host."},
     "ru": {"title": "Настройка магазина", "intro": "Loyalty Button установлен. Ответьте на "
            "эти вопросы один раз; затем откроется панель отчётов.", "board": "Плата панелей",
            "lang": "Язык панелей", "submit": "Настроить",
@@ -77,8 +110,50 @@ _WORDS = {
                          "<code>loyalty-button panels flash</code> (docs/installer.md).",
            "login": "Через несколько секунд по этому адресу откроется панель отчётов: "
                     "<a href=\"/\">войдите</a> как <b>{admin}</b>.",
-           "other": "English"},
+           "other": "English",
+           "restore_title": "Переносите магазин? Восстановите его из резервной копии",
+           "restore_intro": "Резервная копия магазина (файл .lbstore, сделанный в панели "
+                            "отчётов старого компьютера, раздел «Резервная копия») переносит "
+                            "записи, настройки, каталог вопросов, входы управляющих, ключ и "
+                            "токен POS и входы панелей: кассы и панели продолжат работу без "
+                            "перенастройки, когда у этого компьютера будет адрес старого в "
+                            "сети магазина.",
+           "restore_submit": "Восстановить", "new_title": "Или настройте новый магазин",
+           "restored": "Магазин {store} восстановлен",
+           "restored_what": "Записей: {records}, панели: {panels}, пользователи панели "
+                            "отчётов: {users} (копия сделана {made}).",
+           "dial": "Панели подключаются к <b>{host}</b>: у этого компьютера должен быть этот "
+                   "адрес в сети магазина.",
+           "dial_differs": "Вы открыли этот компьютер по адресу {here}. Если это его адрес в "
+                           "сети магазина, назначьте ему {host} (docs/install.md, «Moving a "
+                           "store»), иначе панели его не найдут.",
+           "not_carried": "Не вошло в копию: {items}.",
+           "restored_login": "Через несколько секунд откроется панель отчётов: <a "
+                             "href=\"{url}\">{url}</a>; входите как раньше.",
+           "kind_passphrase": "Пароль не тот, с которым сделана эта копия.",
+           "kind_not_backup": "Этот файл не резервная копия магазина Loyalty Button (файл "
+                              ".lbstore из раздела «Резервная копия» панели отчётов).",
+           "kind_damaged": "Копия повреждена или неполна; скопируйте её заново оттуда, где "
+                           "она сделана.",
+           "kind_newer": "Копия сделана более новой версией Loyalty Button: сначала "
+                         "установите её на этот компьютер.",
+           "kind_configured": "Этот компьютер уже настроен.",
+           "kind_settings": "Настройки из копии не подходят этому компьютеру.",
+           "kind_io": "Восстановление на этом компьютере не удалось.",
+           "kind_no_file": "Выберите файл копии.",
+           "kind_too_big": "Файл больше, чем может быть копия магазина.",
+           "nothing_written": "На компьютере ничего не изменено."},
 }
+# The restore form's fields, as _FIELDS.
+_RESTORE_FIELDS = [
+    ("backup", "file", {"en": ("Store backup", "the .lbstore file"),
+                        "ru": ("Резервная копия магазина", "файл .lbstore")}),
+    ("passphrase", "password", {"en": ("Backup passphrase", "chosen when the backup was made"),
+                                "ru": ("Пароль копии", "заданный, когда копию делали")}),
+]
+# The largest upload taken: a year of a busy store's records is some
+# hundreds of MB; this is far above it and still fits a Pi's card.
+MAX_UPLOAD = 4 << 30
 # The copy buttons: the clipboard where the browser allows it (https or
 # localhost), else the text selected for the phone's own copy.
 _COPY_JS = """<script>
@@ -129,21 +204,44 @@ def _page(title: str, body: str, lang: str, switch: bool = True) -> str:
             f'<body class="login"><main id="setup">{link}{body}</main></body></html>')
 
 
+def _field_row(name: str, kind: str, words: tuple[str, str], value: str,
+               problems: list[str]) -> str:
+    """A label above the field, its hint under it, its problems under that."""
+    label, hint = words
+    value = "" if kind in ("password", "file") else html.escape(value, quote=True)
+    errs = "".join(f"<span>{html.escape(p)}</span>" for p in problems)
+    extra = ' accept=".lbstore"' if kind == "file" else ""
+    return (f'<div class="field{" bad" if errs else ""}">'
+            f'<label for="{name}">{html.escape(label)}</label>'
+            f'<input name="{name}" id="{name}" type="{kind}" value="{value}"{extra}>'
+            f'<small>{html.escape(hint)}</small>'
+            f'<p class="error" id="err-{name}">{errs}</p></div>')
+
+
+def _restore_form(lang: str, problems: list[str]) -> str:
+    """Restore from a backup: the page's first choice (a new Pi for a store
+    that exists is the commoner case once a chain runs the product)."""
+    w = _WORDS[lang]
+    rows = "".join(_field_row(name, kind, words[lang], "", problems if name == "backup" else [])
+                   for name, kind, words in _RESTORE_FIELDS)
+    return f"""<section id="restore"><h2>{w['restore_title']}</h2>
+<p>{w['restore_intro']}</p>
+<form method="post" action="/restore?lang={lang}" enctype="multipart/form-data">
+{rows}
+<button type="submit" id="restore-submit">{w['restore_submit']}</button>
+</form></section>"""
+
+
 def form_html(values: dict, problems: list[str], lang: str = "ru",
-              by_field: dict[str, list[str]] | None = None) -> str:
-    """The form; `problems`: ones of no field (shown on top), `by_field`:
-    field -> its problems, shown under that field."""
+              by_field: dict[str, list[str]] | None = None,
+              restore_problems: list[str] | None = None) -> str:
+    """Both forms: restore from a backup first, then the set-up's;
+    `problems`: the set-up's of no field (shown on top), `by_field`: field
+    -> its problems, shown under that field; `restore_problems`: under the
+    restore form's file."""
     w, by_field = _WORDS[lang], by_field or {}
-    rows = []
-    for name, kind, words in _FIELDS:
-        label, hint = words[lang]
-        value = "" if kind == "password" else html.escape(values.get(name, ""), quote=True)
-        errs = "".join(f"<span>{html.escape(p)}</span>" for p in by_field.get(name, []))
-        rows.append(f'<div class="field{" bad" if errs else ""}">'
-                    f'<label for="{name}">{html.escape(label)}</label>'
-                    f'<input name="{name}" id="{name}" type="{kind}" value="{value}">'
-                    f'<small>{html.escape(hint)}</small>'
-                    f'<p class="error" id="err-{name}">{errs}</p></div>')
+    rows = [_field_row(name, kind, words[lang], values.get(name, ""), by_field.get(name, []))
+            for name, kind, words in _FIELDS]
     boards = "".join(f'<option{" selected" if values.get("board") == b else ""}>{b}</option>'
                      for b in ("cyd", "s3_8048"))
     langs = "".join(f'<option{" selected" if values.get("lang", lang) == code else ""}>'
@@ -158,6 +256,8 @@ def form_html(values: dict, problems: list[str], lang: str = "ru",
     return _page(w["title"], f"""
 <h1>{w['title']}</h1>
 <p>{w['intro']}</p>
+{_restore_form(lang, restore_problems or [])}
+<section id="new"><h2>{w['new_title']}</h2>
 <ul class="error" id="problems">{errors}</ul>
 <form method="post" action="/setup?lang={lang}">
 {''.join(rows)}
@@ -166,7 +266,7 @@ def form_html(values: dict, problems: list[str], lang: str = "ru",
 <div class="field"><label for="lang">{w['lang']}</label>
 <select name="lang" id="lang">{langs}</select></div>
 <button type="submit" id="submit">{w['submit']}</button>
-</form>""", lang)
+</form></section>""", lang)
 
 
 def done_html(a: firstrun.Answers, shown: dict, lang: str = "ru") -> str:
@@ -184,12 +284,39 @@ def done_html(a: firstrun.Answers, shown: dict, lang: str = "ru") -> str:
 <p>{w['login'].format(admin=html.escape(a.admin))}</p>{_COPY_JS}""", lang, switch=False)
 
 
+def restored_html(summary, dashboard_url: str, here: str, lang: str = "ru") -> str:
+    """After a restore: what came back, the address the panels dial (and
+    whether the browser reached this host by another), where to log in."""
+    w = _WORDS[lang]
+    none = "—"
+    lines = [w["restored_what"].format(
+        records=summary.records, panels=html.escape(", ".join(summary.panels) or none),
+        users=html.escape(", ".join(summary.users) or none), made=html.escape(summary.made))]
+    if summary.broker_host:
+        lines.append(w["dial"].format(host=html.escape(summary.broker_host)))
+        if here and here != summary.broker_host:
+            lines.append(f'<span class="warn" id="dial-differs">'
+                         f'{w["dial_differs"].format(here=html.escape(here), host=html.escape(summary.broker_host))}</span>')
+    if summary.not_carried:
+        lines.append(w["not_carried"].format(items=html.escape("; ".join(summary.not_carried))))
+    lines.append(w["restored_login"].format(url=html.escape(dashboard_url, quote=True)))
+    title = w["restored"].format(store=summary.store)
+    return _page(title, f"<h1>{html.escape(title)}</h1>" +
+                 "".join(f"<p>{line}</p>" for line in lines), lang, switch=False)
+
+
+def _hostname(host_header: str) -> str:
+    """The Host header without its port (an IPv6 address without brackets)."""
+    if host_header.startswith("["):
+        return host_header[1:].split("]")[0]
+    return host_header.rsplit(":", 1)[0]
+
+
 def lan_address(host_header: str) -> str:
     """The address the browser reached this host by, as the panels' default:
     a phone on the store LAN used the host's LAN address. A browser on the
     host itself (127.0.0.1, localhost) says nothing about it: no default."""
-    host = host_header.rsplit(":", 1)[0].strip("[]") if not host_header.startswith("[") \
-        else host_header[1:].split("]")[0]
+    host = _hostname(host_header)
     if host.lower() in ("localhost", "localhost.localdomain", ""):
         return ""
     try:
@@ -247,6 +374,70 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
         done.set()
         return web.Response(text=done_html(answers, shown, lang), content_type="text/html")
 
+    async def restore(request: web.Request) -> web.Response:
+        lang = lang_of(request)
+        w = _WORDS[lang]
+        if done.is_set():
+            raise web.HTTPFound("/")
+
+        def refused(kind: str, detail: str = "") -> web.Response:
+            log.warning("restore refused: %s", detail or kind)  # the log is in English
+            words = [w[f"kind_{kind}"]] + ([detail] if detail and kind in (
+                "damaged", "settings", "io") else []) + [w["nothing_written"]]
+            return web.Response(text=form_html({"timezone": "Europe/Moscow",
+                                                "broker_host": lan_address(request.host)},
+                                               [], lang, restore_problems=words),
+                                status=400, content_type="text/html")
+        try:
+            parts = await request.multipart()
+        except (AssertionError, ValueError, KeyError):
+            return refused("no_file", "not a multipart form")
+        passphrase, size = "", 0
+        try:
+            var.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=var, prefix=".store-upload-")
+        except OSError as e:
+            return refused("io", f"cannot take the upload into {var}: {e.strerror}")
+        upload = Path(name)
+        loop = asyncio.get_running_loop()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while (part := await parts.next()) is not None:
+                    if part.name == "passphrase":
+                        passphrase = (await part.read_chunk(4096)).decode("utf-8", "replace")
+                    elif part.name == "backup":
+                        while chunk := await part.read_chunk(1 << 20):
+                            size += len(chunk)
+                            if size > MAX_UPLOAD:
+                                return refused("too_big", f"an upload over {MAX_UPLOAD} bytes")
+                            await loop.run_in_executor(None, out.write, chunk)
+            if size == 0:
+                return refused("no_file", "no file sent")
+            async with lock:  # a set-up and a restore at once: one of them
+                if done.is_set():
+                    raise web.HTTPFound("/")
+                summary = await loop.run_in_executor(None, store_backup.restore, upload,
+                                                     passphrase, etc, var)
+                request_apply()
+                done.set()
+        except store_backup.StoreBackupError as e:
+            return refused(e.kind, str(e))
+        except OSError as e:  # the upload could not be written: a full card
+            return refused("io", f"the upload: {e.strerror}")
+        finally:
+            upload.unlink(missing_ok=True)
+        log.info("store %s restored from a backup uploaded from %s", summary.store,
+                 request.remote)
+        try:
+            port = host_config.load(etc / layout.CONFIG.name).dashboard_port
+        except host_config.HostConfigError:
+            port = 0
+        here = lan_address(request.host)
+        host = _hostname(request.host)
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/" if port else "/"
+        return web.Response(text=restored_html(summary, url, here, lang),
+                            content_type="text/html")
+
     async def elsewhere(request: web.Request) -> web.Response:
         raise web.HTTPFound("/")
 
@@ -257,6 +448,7 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
     app.router.add_get("/static/style.css", style)
     app.router.add_get("/", index)
     app.router.add_post("/setup", setup)
+    app.router.add_post("/restore", restore)
     app.router.add_route("*", "/{tail:.*}", elsewhere)
     return app
 

@@ -162,35 +162,87 @@ def _readable_by(path: Path, account: str | None) -> None:
             pass  # no such account here (a developer's machine): ours only
 
 
-def ensure_tls(tls_dir: Path, names: list[str], store: str, group: str | None = None) -> bool:
-    """A local CA and a server certificate for `names` (IP addresses and
-    host names the panels dial) in tls_dir; made once (a CA made again
-    would orphan every panel that trusts the old one), the server
-    certificate made again when the names change. Returns True when
+def make_ca(ca_dir: Path, store: str) -> bool:
+    """The store's own CA in ca_dir (ca.key, ca.crt), made once: a CA made
+    again would orphan every panel that trusts the old one. Returns True
+    when it was made now. The appliance makes it at set-up, among the
+    store's data, so that a store backup carries it (store_backup.py)."""
+    ca_dir = Path(ca_dir)
+    ca_key, ca_crt = ca_dir / "ca.key", ca_dir / "ca.crt"
+    if ca_key.exists() and ca_crt.exists():
+        return False
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
+             "-out", str(ca_crt), "-days", "3650", "-subj",
+             f"/O=Loyalty Button/CN=store {store} local CA")
+    private(ca_key, 0o600)  # the CA's key signs; nobody else reads it
+    return True
+
+
+def _read_plain_file(path: Path, limit: int = 64 * 1024) -> bytes:
+    """A file's bytes, refusing a symbolic link: root reads the CA from a
+    folder the service's user owns, and must not be led to another file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise BrokerConfError(f"cannot read {path}: {e.strerror} (it must be a plain file)") \
+            from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit)
+
+
+def ensure_tls(tls_dir: Path, names: list[str], store: str, group: str | None = None,
+               ca_dir: Path | None = None) -> bool:
+    """A server certificate for `names` (IP addresses and host names the
+    panels dial) in tls_dir, signed by the store's CA in ca_dir (by default
+    tls_dir itself; made there when missing); made again when the names or
+    the CA change (a store restored onto a new host). tls_dir gets a copy of
+    the CA's certificate for Mosquitto's `cafile`. Returns True when
     something was made."""
     tls_dir = Path(tls_dir)
     tls_dir.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = tls_dir / "ca.key", tls_dir / "ca.crt"
-    key, crt, made_for = tls_dir / "server.key", tls_dir / "server.crt", tls_dir / "server.names"
+    ca_dir = Path(ca_dir) if ca_dir else tls_dir
     made = False
-    if not (ca_key.exists() and ca_crt.exists()):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
-                 "-out", str(ca_crt), "-days", "3650", "-subj",
-                 f"/O=Loyalty Button/CN=store {store} local CA")
-        private(ca_key, 0o600)  # the CA's key signs; nobody else reads it
-        made = True
+    if not (ca_dir / "ca.key").exists() and (tls_dir / "ca.key").exists():
+        ca_dir = tls_dir  # a store set up before the CA moved among its data: keep its CA
+    elif not (ca_dir / "ca.key").exists():
+        try:
+            made = make_ca(ca_dir, store)
+        except OSError as e:
+            raise BrokerConfError(f"the store has no CA in {ca_dir} and one cannot be made "
+                                  f"there ({e.strerror}): run 'loyalty-button setup' or "
+                                  f"restore the store's backup") from None
+    key, crt, made_for = tls_dir / "server.key", tls_dir / "server.crt", tls_dir / "server.names"
+    ca_pem = _read_plain_file(ca_dir / "ca.crt")
+    if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise BrokerConfError(f"{ca_dir / 'ca.crt'} is not a certificate")
+    if ca_dir != tls_dir and (not (tls_dir / "ca.crt").exists()
+                              or (tls_dir / "ca.crt").read_bytes() != ca_pem):
+        tmp = tls_dir / "ca.crt.tmp"
+        tmp.write_bytes(ca_pem)
+        os.chmod(tmp, 0o644)
+        tmp.replace(tls_dir / "ca.crt")
+    import hashlib
     want = ",".join(("IP:" if _is_ip(n) else "DNS:") + n for n in names)
-    if made or not crt.exists() or not made_for.exists() or made_for.read_text() != want:
-        csr = tls_dir / "server.csr"
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-                 "-subj", f"/O=Loyalty Button/CN={names[0]}")
-        ext = tls_dir / "server.ext"
-        ext.write_text(f"subjectAltName={want}\nextendedKeyUsage=serverAuth\n")
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-                 "-CAcreateserial", "-out", str(crt), "-days", "825", "-extfile", str(ext))
-        csr.unlink()
-        ext.unlink()
-        made_for.write_text(want)
+    mark = f"{want}\nca sha256 {hashlib.sha256(ca_pem).hexdigest()}"
+    if made or not crt.exists() or not made_for.exists() or made_for.read_text() != mark:
+        # The CA's key goes to openssl from a copy in root's own folder.
+        ca_key = tls_dir / ".ca.key.signing"
+        fd = os.open(ca_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_read_plain_file(ca_dir / "ca.key"))
+        csr, ext = tls_dir / "server.csr", tls_dir / "server.ext"
+        try:
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                     str(csr), "-subj", f"/O=Loyalty Button/CN={names[0]}")
+            ext.write_text(f"subjectAltName={want}\nextendedKeyUsage=serverAuth\n")
+            _openssl("x509", "-req", "-in", str(csr), "-CA", str(tls_dir / "ca.crt"), "-CAkey",
+                     str(ca_key), "-CAcreateserial", "-CAserial", str(tls_dir / "ca.srl"),
+                     "-out", str(crt), "-days", "825", "-extfile", str(ext))
+        finally:
+            for path in (csr, ext, ca_key):
+                path.unlink(missing_ok=True)
+        made_for.write_text(mark)
         made = True
     _readable_by(key, group)
     return made
@@ -230,7 +282,8 @@ def apply(cfg, out=print) -> Path:
     listeners = [Listener(cfg.mosquitto_port, cfg.mosquitto_bind)]
     if cfg.mosquitto_tls_port:
         tls_dir = Path(cfg.mosquitto_tls_dir)
-        if ensure_tls(tls_dir, _tls_names(cfg), cfg.store, cfg.mosquitto_run_as):
+        if ensure_tls(tls_dir, _tls_names(cfg), cfg.store, cfg.mosquitto_run_as,
+                      cfg.mosquitto_ca_dir):
             out(f"TLS: a local CA and a server certificate for {', '.join(_tls_names(cfg))} "
                 f"in {tls_dir}; panels that use TLS trust {tls_dir}/ca.crt")
         listeners.append(Listener(cfg.mosquitto_tls_port, cfg.mosquitto_bind, tls_dir))
@@ -306,6 +359,7 @@ def pin_to_appliance(cfg, out=print):
     pinned = {"mosquitto_config": layout.MOSQUITTO_CONF, "mosquitto_snippet": True,
               "panels_password_file": layout.MOSQUITTO_PASSWD,
               "panels_acl_file": layout.MOSQUITTO_ACL, "mosquitto_tls_dir": layout.MOSQUITTO_TLS,
+              "mosquitto_ca_dir": layout.STORE_CA,
               "panels_broker_pid_file": DEBIAN_MOSQUITTO_PID, "mosquitto_run_as": "mosquitto",
               "mosquitto_persistence_dir": Path("/var/lib/mosquitto")}
     for key, value in pinned.items():

@@ -91,6 +91,9 @@ class HostConfig:
     mosquitto_tls_port: int = 8883             # 0: no TLS listener
     mosquitto_tls_dir: Path | None = None      # default: broker-tls beside the database
     mosquitto_tls_names: str | None = None     # default: panels.broker_host
+    # The store's CA (ca.key, ca.crt): the appliance keeps it among the
+    # store's data, which a store backup carries; default: tls_dir.
+    mosquitto_ca_dir: Path | None = None
     mosquitto_persistence_dir: Path = Path("/var/lib/mosquitto")
     mosquitto_autosave_s: int = 10
     mosquitto_run_as: str | None = "mosquitto"
@@ -150,6 +153,7 @@ _FIELDS = [
     Field("mosquitto.tls_port", "int", (0, 65535)),
     Field("mosquitto.tls_dir", "path"),
     Field("mosquitto.tls_names", "str"),
+    Field("mosquitto.ca_dir", "path"),
     Field("mosquitto.persistence_dir", "path"),
     Field("mosquitto.autosave_s", "int", (1, 3600)),
     Field("mosquitto.run_as", "str"),
@@ -184,6 +188,8 @@ def parse(doc, base: Path, source: str = "<config>") -> HostConfig:
                           ("backup_dir", "backups"), ("panels_bundles", "bundles")):
             if values.get(key) is None:
                 values[key] = values["database"].parent / name
+    if values.get("mosquitto_ca_dir") is None:
+        values["mosquitto_ca_dir"] = values.get("mosquitto_tls_dir")
     if values.get("mosquitto_snippet", True) and values.get("panels_broker_pid_file") is None:
         values["panels_broker_pid_file"] = DEBIAN_MOSQUITTO_PID
     if check.problems:

@@ -15,13 +15,16 @@ import hmac
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
 from aiohttp import web
 
 from . import health, reports
+from .. import sealed
 from ..forward.outbox import OutboxDB
 from ..settings import replace_owned, warn_if_loose
 from .records import memory_db
@@ -301,14 +304,20 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
                                                    "outcome_panel_offline", 0)},
                                   "names": (st.get("catalogue") or {}).get("names", {})})
 
-    async def api_resend(request):
-        # The cookie is SameSite=Strict; on top, a state change must come
-        # from our own page: JSON (a cross-site form cannot send it without
-        # a preflight) and, when the browser says where it comes from, our
-        # own origin.
+    def foreign(request, what: str) -> bool:
+        """A state change must come from our own page: the cookie is
+        SameSite=Strict and, when the browser says where a request comes
+        from, that must be our own origin."""
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
-            log.warning("dashboard: re-send refused, it came from %s", origin)
+            log.warning("dashboard: %s refused, it came from %s", what, origin)
+            return True
+        return False
+
+    async def api_resend(request):
+        # On top of foreign(): JSON, which a cross-site form cannot send
+        # without a preflight.
+        if foreign(request, "re-send"):
             return web.json_response({"error": "cross-origin request refused"}, status=403)
         if request.content_type != "application/json":
             return web.json_response({"error": "send Content-Type: application/json"},
@@ -327,6 +336,61 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
             db.close()
         log.info("dashboard: re-sending %d dead letter(s) to %s", n, dest)
         return web.json_response({"resent": n})
+
+    async def make_backup(request):
+        """A store backup (appliance/store_backup.py), sealed with the
+        passphrase the manager gives, downloaded. It carries every secret of
+        the store: the manager's own password is asked again, and a wrong
+        one counts as a failed log-in."""
+        from ..appliance import store_backup
+        if foreign(request, "a store backup"):
+            raise web.HTTPForbidden(text="cross-origin request refused")
+        form = await request.post()
+        passphrase, user = str(form.get("passphrase", "")), sessions.user(
+            request.cookies.get(COOKIE))
+
+        def back(code: str):
+            return web.HTTPSeeOther(f"/?backup_error={code}#backup")
+        if passphrase != str(form.get("passphrase2", "")):
+            raise back("mismatch")
+        if sealed.check_passphrase(passphrase):
+            raise back("short")
+        peer, now = request.remote or "?", time.monotonic()
+        recent = [t for t in failures.get(peer, []) if t > now - 60]
+        if len(recent) >= _GUESSES_PER_MINUTE:
+            raise web.HTTPTooManyRequests(text="too many failed passwords; wait a minute")
+        loop = asyncio.get_running_loop()
+        stored = (await loop.run_in_executor(None, read_users, users_file)).get(user)
+        if not stored or not await loop.run_in_executor(None, check_password, stored,
+                                                          str(form.get("password", ""))):
+            failures[peer] = recent + [now]
+            log.warning("dashboard: store backup refused for %s from %s: wrong password",
+                        user, peer)
+            raise back("password")
+        out = Path(tempfile.mkdtemp(dir=Path(cfg.database).parent, prefix=".store-backup-out-"))
+        try:
+            summary = await loop.run_in_executor(None, store_backup.make, Path(cfg.source),
+                                                 passphrase, out)
+            log.info("dashboard: %s made a store backup from %s (%d records)", user, peer,
+                     summary.records)
+            f = open(summary.file, "rb")
+        except store_backup.StoreBackupError as e:
+            log.error("dashboard: the store backup failed: %s", e)
+            raise back("failed")
+        finally:
+            # Sent from the open file: no copy stays on the host, even when
+            # the browser goes away half-way.
+            shutil.rmtree(out, ignore_errors=True)
+        with f:
+            resp = web.StreamResponse(headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{summary.file.name}"',
+                "Content-Length": str(os.fstat(f.fileno()).st_size)})
+            await resp.prepare(request)
+            while chunk := await loop.run_in_executor(None, f.read, 1 << 20):
+                await resp.write(chunk)
+            await resp.write_eof()
+        return resp
 
     async def export_records(request):
         if not Path(cfg.database).exists():
@@ -371,6 +435,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
                     web.get("/api/answers", api_answers),
                     web.get("/api/status", api_status), web.post("/api/resend", api_resend),
                     web.get("/export/records.csv", export_records),
+                    web.post("/backup", make_backup),
                     web.get("/export/breakdown.csv", export_breakdown),
                     web.static("/static", STATIC)])
     app.on_cleanup.append(lambda app: _close(jobs))

@@ -436,7 +436,33 @@ window.addEventListener("resize", () => {
   resizing = setTimeout(() => trend(currentTrend).catch(unreachable), 200);
 });
 
+// The store backup: a plain form, so a large file downloads as the
+// browser's own download; the host sends a refusal back as ?backup_error=.
+function backupForm() {
+  const form = $("backup-form"), error = $("backup-error");
+  const show = (code) => { error.dataset.i18n = "backup_error_" + code; error.textContent = t(error.dataset.i18n); };
+  const code = new URLSearchParams(location.search).get("backup_error");
+  if (code) {
+    show(code);
+    history.replaceState(null, "", location.pathname);
+    $("backup").scrollIntoView();
+  }
+  form.addEventListener("submit", (e) => {
+    const one = $("backup-passphrase").value, two = $("backup-passphrase2").value;
+    if (one !== two || one.length < 8) {
+      e.preventDefault();
+      show(one !== two ? "mismatch" : "short");
+      return;
+    }
+    error.dataset.i18n = "backup_making";
+    error.textContent = t("backup_making");
+    // The fields are sent already; they are not left on the screen.
+    setTimeout(() => { for (const el of form.querySelectorAll("input")) el.value = ""; }, 100);
+  });
+}
+
 tabs();
+backupForm();
 translate();
 everything().then(() => document.body.dataset.ready = "1").catch(unreachable);
 setInterval(() => refresh().catch(unreachable), 5000);  // live
