@@ -233,3 +233,22 @@ def page_shot(browser, path: Path, width: int, height: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(path))
     browser.set_window_size(width, height)
+
+
+def post_multipart(url: str, fields: dict, file: bytes | None) -> tuple[int, str]:
+    """A form with a store backup file, as a browser sends it (the set-up
+    page's restore)."""
+    import asyncio
+    import aiohttp
+
+    async def go():
+        form = aiohttp.FormData()
+        for k, v in fields.items():
+            form.add_field(k, v)
+        if file is not None:
+            form.add_field("backup", file, filename="store.lbstore",
+                           content_type="application/octet-stream")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url, data=form) as r:
+                return r.status, await r.text()
+    return asyncio.run(go())

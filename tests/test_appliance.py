@@ -354,8 +354,8 @@ def test_under_systemd_each_log_line_carries_its_journal_priority(tmp_path):
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_the_set_up_page_in_a_browser_on_a_desktop_and_a_phone(tmp_path, browser, lang):
-    """Chromium, at 1366x768 and 390x844, in the browser's language: a
-    refused form shows each problem under its field and keeps what was
+    """Chromium, at 1366x768 and 390x844, in the browser's language:
+    restoring a backup offered first; a refused form shows each problem under its field and keeps what was
     typed; the page with the POS key and token shows both whole on the
     phone, each with a copy button, and nothing scrolls sideways. The
     screenshots go to LB_SCREENSHOT_DIR (docs/images when the docs are
@@ -382,6 +382,10 @@ def test_the_set_up_page_in_a_browser_on_a_desktop_and_a_phone(tmp_path, browser
     browser.set_window_size(390, 844)
     browser.get(url)
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang and fits()
+    # Restore from a backup is the first choice, a new store's form under it.
+    restore, new = (browser.find_element(By.ID, i) for i in ("restore", "new"))
+    assert restore.is_displayed() and restore.rect["y"] < new.rect["y"]
+    assert browser.find_element(By.ID, "backup").get_attribute("type") == "file"
     # A refused form: a bad store id, no tills, no passwords.
     for name, value in (("store", "Shop 12"), ("admin", "manager"), ("wifi_ssid", "shop-pos"),
                         ("broker_host", "192.168.10.2")):
@@ -553,27 +557,12 @@ def test_a_refused_restore_changes_nothing_on_the_host(tmp_path):
     assert refused.value.kind == "configured" and _tree(b) == set_up
 
 
-def _post_multipart(url: str, fields: dict, file: bytes | None) -> tuple[int, str]:
-    import aiohttp
-
-    async def go():
-        form = aiohttp.FormData()
-        for k, v in fields.items():
-            form.add_field(k, v)
-        if file is not None:
-            form.add_field("backup", file, filename="store.lbstore",
-                           content_type="application/octet-stream")
-        async with aiohttp.ClientSession() as s:
-            async with s.post(url, data=form) as r:
-                return r.status, await r.text()
-    return asyncio.run(go())
-
-
 def test_the_dashboard_makes_the_backup_and_the_set_up_page_restores_it(tmp_path):
     """Store A's manager makes a store backup on the dashboard; a fresh
     host's set-up page offers "restore" first, refuses a wrong passphrase
     in the page's language with nothing written, then restores."""
     import http.client
+    from conftest import post_multipart
     port = free_port()
     config = _store_a(tmp_path, port)
     cfg = host_config.load(config)
@@ -622,12 +611,12 @@ def test_the_dashboard_makes_the_backup_and_the_set_up_page_restores_it(tmp_path
     status, html = page.get("/?lang=en")
     assert html.index('id="restore"') < html.index('id="new"')  # the first choice
     url = f"http://127.0.0.1:{page.port}/restore"
-    status, html = _post_multipart(url + "?lang=ru", {"passphrase": "not it at all"}, made)
+    status, html = post_multipart(url + "?lang=ru", {"passphrase": "not it at all"}, made)
     assert status == 400 and "Пароль не тот" in html and "ничего не изменено" in html
     assert _tree(etc) == {} and page.requests == []
-    status, html = _post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, None)
+    status, html = post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, None)
     assert status == 400 and "Choose the backup file" in html
-    status, html = _post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, made)
+    status, html = post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, made)
     assert status == 200 and "Store msk-12 is restored" in html, html
     assert "192.168.10.2" in html and f":{port}/" in html  # where the panels dial; the dashboard
     assert page.requests == ["apply"] and page.finished.wait(10)

@@ -136,6 +136,22 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         wait.until(lambda d: f"{STORE}-K1" in hook.entries)
         wait.until(lambda d: f"{STORE}-K1" not in d.find_element(By.ID, "dead").text)
         assert hook.entries[f"{STORE}-K1"]["value"] == recs[1]["value"]
+        # The store backup's form: two different passphrases are caught in
+        # the page; a wrong password comes back from the host, worded.
+        fill = {"backup-passphrase": "long walk to the till",
+                "backup-passphrase2": "another walk entirely", "backup-password": "correct horse"}
+        for name, value in fill.items():
+            browser.find_element(By.ID, name).send_keys(value)
+        browser.find_element(By.ID, "backup-make").click()
+        assert browser.find_element(By.ID, "backup-error").text == "The two passphrases differ."
+        fill.update({"backup-passphrase2": fill["backup-passphrase"],
+                     "backup-password": "not my password"})
+        for name, value in fill.items():
+            browser.find_element(By.ID, name).clear()
+            browser.find_element(By.ID, name).send_keys(value)
+        browser.find_element(By.ID, "backup-make").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "backup-error"),
+                                                    "not your dashboard password"))
     finally:
         h.stop()
         hook.stop()

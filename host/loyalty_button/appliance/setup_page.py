@@ -65,9 +65,9 @@ _WORDS = {
                     "<a href=\"/\">log in</a> as <b>{admin}</b>.",
            "other": "Русский",
            "restore_title": "Moving a store here? Restore it from its backup",
-           "restore_intro": "A store backup (a .lbstore file, made on the old host's dashboard "
-                            "under Backup) brings the records, settings, catalogue, managers' "
-                            "logins, the POS key and token and the panels' logins: the tills "
+           "restore_intro": "A store backup (a .lbstore file, made on the old host's "
+                            "dashboard under Store backup) brings the records, settings, "
+                            "catalogue, managers' logins, the POS key and token and the panels' logins: the tills "
                             "and panels carry on untouched once this host has the old one's "
                             "address on the store LAN.",
            "restore_submit": "Restore", "new_title": "Or set up a new store",
@@ -113,11 +113,11 @@ _WORDS = {
            "other": "English",
            "restore_title": "Переносите магазин? Восстановите его из резервной копии",
            "restore_intro": "Резервная копия магазина (файл .lbstore, сделанный в панели "
-                            "отчётов старого компьютера, раздел «Резервная копия») переносит "
-                            "записи, настройки, каталог вопросов, входы управляющих, ключ и "
-                            "токен POS и входы панелей: кассы и панели продолжат работу без "
-                            "перенастройки, когда у этого компьютера будет адрес старого в "
-                            "сети магазина.",
+                            "отчётов старого компьютера, раздел «Резервная копия "
+                            "магазина») переносит записи, настройки, каталог вопросов, входы "
+                            "управляющих, ключ и токен POS и входы панелей: кассы и панели "
+                            "продолжат работу без перенастройки, когда у этого компьютера "
+                            "будет адрес старого в сети магазина.",
            "restore_submit": "Восстановить", "new_title": "Или настройте новый магазин",
            "restored": "Магазин {store} восстановлен",
            "restored_what": "Записей: {records}, панели: {panels}, пользователи панели "
@@ -132,7 +132,7 @@ _WORDS = {
                              "href=\"{url}\">{url}</a>; входите как раньше.",
            "kind_passphrase": "Пароль не тот, с которым сделана эта копия.",
            "kind_not_backup": "Этот файл не резервная копия магазина Loyalty Button (файл "
-                              ".lbstore из раздела «Резервная копия» панели отчётов).",
+                              ".lbstore из раздела «Резервная копия магазина» панели отчётов).",
            "kind_damaged": "Копия повреждена или неполна; скопируйте её заново оттуда, где "
                            "она сделана.",
            "kind_newer": "Копия сделана более новой версией Loyalty Button: сначала "
@@ -295,8 +295,9 @@ def restored_html(summary, dashboard_url: str, here: str, lang: str = "ru") -> s
     if summary.broker_host:
         lines.append(w["dial"].format(host=html.escape(summary.broker_host)))
         if here and here != summary.broker_host:
-            lines.append(f'<span class="warn" id="dial-differs">'
-                         f'{w["dial_differs"].format(here=html.escape(here), host=html.escape(summary.broker_host))}</span>')
+            differs = w["dial_differs"].format(here=html.escape(here),
+                                               host=html.escape(summary.broker_host))
+            lines.append(f'<span class="warn" id="dial-differs">{differs}</span>')
     if summary.not_carried:
         lines.append(w["not_carried"].format(items=html.escape("; ".join(summary.not_carried))))
     lines.append(w["restored_login"].format(url=html.escape(dashboard_url, quote=True)))

@@ -149,7 +149,7 @@ class DebianRoot:
         return self
 
     def close(self) -> None:
-        for proc in self.procs:
+        for proc in list(self.procs):  # stop() takes each off the list
             self.stop(proc)
         if self._mounted:
             subprocess.run(["umount", "-l", str(self.path / "proc")], check=False)
@@ -192,15 +192,18 @@ class DebianRoot:
                 return Unit(path.read_text())
         raise RootError(f"no unit {name} in {self.path}")
 
-    def start_unit(self, name: str, log: Path) -> subprocess.Popen:
+    def start_unit(self, name: str, log: Path,
+                   change: dict[str, str] | None = None) -> subprocess.Popen:
         """The unit's ExecStartPre lines (as root, as systemd runs them
         before dropping privileges only when told), then its ExecStart as
-        its User, in the background; output to `log`."""
+        its User, in the background; output to `log`. `change`: words of
+        the ExecStart line replaced (a fixed port, on a shared machine)."""
         unit = self.unit(name)
         for argv in unit.pre:
             self.run(argv)
         out = open(log, "ab")
-        proc = subprocess.Popen(self._argv(unit.start, unit.user, unit.group, unit.env),
+        start = [(change or {}).get(word, word) for word in unit.start]
+        proc = subprocess.Popen(self._argv(start, unit.user, unit.group, unit.env),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
