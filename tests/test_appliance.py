@@ -136,8 +136,36 @@ def test_the_set_up_page_refuses_bad_answers_and_writes_nothing(tmp_path):
     assert "manager-pass" not in html and "1234" not in html  # passwords are not sent back
     assert "Type again: Manager&#x27;s password, Wi-Fi password" in html
     assert not (etc / "concentrator.yaml").exists() and page.requests == []
+    # A valid manager beside a bad store id: no login of a refused set-up.
+    status, _ = page.post({**FORM, "store": "Shop 12!"})
+    assert status == 400 and not (etc / "dashboard-users").exists()
     status, html = page.post(FORM)  # corrected: it goes through
     assert status == 200 and page.finished.wait(10)
+    assert list(dashboard.read_users(etc / "dashboard-users")) == ["manager"]
+
+
+def test_a_set_up_refused_on_the_way_leaves_nothing_behind(tmp_path):
+    """Answers that pass the checks, and a set-up that still fails on the
+    way (here a panel registry it cannot read): no manager's login, no
+    catalogue, no CA, no drafts; what was there before is as it was."""
+    from loyalty_button.appliance import firstrun
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    var.mkdir()
+    (var / "panels.json").write_text("{not json")
+    answers = firstrun.Answers("msk-12", "Europe/Moscow", ["1"], "intruder", "intruder-pass-1",
+                               "shop-pos", "wifi-pass-123", "192.168.10.2")
+    with pytest.raises(firstrun.FirstRunError, match="panel registry"):
+        firstrun.configure(answers, etc, var, _broker_files(var))
+    assert sorted(p.name for p in etc.iterdir()) == []
+    assert sorted(p.name for p in var.iterdir()) == ["panels.json"]
+    assert (var / "panels.json").read_text() == "{not json"
+    # Fixed, the set-up goes through with only its own manager.
+    (var / "panels.json").unlink()
+    firstrun.configure(firstrun.Answers(**{**answers.__dict__, "admin": "manager"}), etc, var,
+                       _broker_files(var))
+    assert list(dashboard.read_users(etc / "dashboard-users")) == ["manager"]
+    assert (var / "store-ca" / "ca.key").exists()
+    assert not [p for p in (*etc.iterdir(), *var.iterdir()) if p.name.endswith(".new")]
 
 
 def _setup_cli(tmp_path: Path, *extra: str, stdin: str = "manager-pass-1\nwifi-pass-123\n"):

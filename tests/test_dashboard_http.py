@@ -140,3 +140,20 @@ def test_periods_cut_the_summary_and_the_hourly_breakdowns_and_bad_ones_are_refu
     status, _, body = _call(site, "GET", "/export/breakdown.csv?by=till&range=today",
                             headers=cookie)
     assert status == 200 and body.decode().splitlines()[1].startswith("1,6,")
+
+
+def test_a_session_ends_when_its_password_changes_or_the_user_is_made_again(site, tmp_path):
+    """A manager's password changed (the old one leaked) or the user removed
+    and added again: a session opened with the old password is over."""
+    users = tmp_path / "users"
+    cookie = _log_in(site)
+    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 200
+    dashboard.add_user(users, "manager", "a new password 1")
+    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
+    dashboard.add_user(users, "manager", "correct horse")  # the old one back, hashed anew
+    cookie = _log_in(site)
+    dashboard.remove_user(users, "manager")
+    dashboard.add_user(users, "manager", "correct horse")
+    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
+    # Logged in again, it works: only the old sessions ended.
+    assert _call(site, "GET", "/api/summary", headers={"Cookie": _log_in(site)})[0] == 200

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import time
 import zoneinfo
 from dataclasses import dataclass, field
@@ -149,33 +150,63 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
              "dashboard": f"http://{a.broker_host}:{ports['dashboard']}/"}
     etc.mkdir(parents=True, exist_ok=True)
     var.mkdir(parents=True, exist_ok=True)
-    _write(etc / "catalogue.yaml", catalogue_text(a.tills, a.lang), 0o640)
+    # Everything is made beside where it goes (".new"), checked, and only
+    # then put in place, concentrator.yaml last: a set-up refused on the
+    # way leaves nothing behind, not a manager's login in particular.
+    drafts: list[Path] = []
+
+    def draft(path: Path) -> Path:
+        drafts.append(path.with_name(path.name + ".new"))
+        return drafts[-1]
     try:
-        catalogue_mod.load(etc / "catalogue.yaml")
-    except catalogue_mod.CatalogueError as e:  # a bug of ours, not the retailer's
-        raise FirstRunError([f"the catalogue made for these tills: {p}" for p in e.problems])
-    users = etc / "dashboard-users"
-    dashboard.add_user(users, a.admin, a.admin_password)
-    text = config_text(a, var, ports, shown, broker_files)
-    final = etc / layout.CONFIG.name
-    draft = final.with_name(final.name + ".new")
-    _write(draft, text, 0o600)
-    try:
-        cfg = host_config.load(draft)
+        catalogue = draft(etc / "catalogue.yaml")
+        _write(catalogue, catalogue_text(a.tills, a.lang), 0o640)
+        try:
+            catalogue_mod.load(catalogue)
+        except catalogue_mod.CatalogueError as e:  # a bug of ours, not the retailer's
+            raise FirstRunError([f"the catalogue made for these tills: {p}"
+                                 for p in e.problems])
+        users = etc / "dashboard-users"
+        users_draft = draft(users)
+        if users.exists():
+            shutil.copyfile(users, users_draft)
+        dashboard.add_user(users_draft, a.admin, a.admin_password)
+        final = etc / layout.CONFIG.name
+        config = draft(final)
+        _write(config, config_text(a, var, ports, shown, broker_files), 0o600)
+        cfg = host_config.load(config)
+        registry_path = Path(cfg.panels_registry)
+        registry_draft = draft(registry_path)
+        if registry_path.exists():  # a set-up started again keeps the panels' logins
+            shutil.copyfile(registry_path, registry_draft)
+        cfg.panels_registry = registry_draft
         registry = Registry(cfg)
         have = registry.load()
         for till in a.tills:
-            panel_id = f"till-{till}"
-            if panel_id not in have:  # a set-up started again keeps the panels' logins
+            if f"till-{till}" not in have:
                 registry.add(till, a.board, broker=False)
         # The store's CA, among its data (a store backup carries it); the
         # broker's certificate is signed with it by `broker apply`.
-        if broker_conf.make_ca(cfg.mosquitto_ca_dir, a.store):
-            _hand_to_folder_owner(cfg.mosquitto_ca_dir)
-    except (host_config.HostConfigError, RegistryError, broker_conf.BrokerConfError) as e:
-        draft.unlink(missing_ok=True)
+        ca_dir = Path(cfg.mosquitto_ca_dir)
+        ca_draft = draft(ca_dir)
+        if not (ca_dir / "ca.key").exists():
+            shutil.rmtree(ca_draft, ignore_errors=True)
+            broker_conf.make_ca(ca_draft, a.store)
+    except (host_config.HostConfigError, RegistryError, broker_conf.BrokerConfError,
+            OSError, ValueError) as e:
+        for path in drafts:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if isinstance(e, FirstRunError):
+            raise
         raise FirstRunError(getattr(e, "problems", None) or [str(e)]) from None
-    replace_owned(draft, final)
+    # In place: the catalogue, the users, the panels, the CA, then the mark.
+    replace_owned(catalogue, etc / "catalogue.yaml")
+    replace_owned(users_draft, users)
+    replace_owned(registry_draft, registry_path)
+    if ca_draft.exists():
+        _hand_to_folder_owner(ca_draft)
+        ca_draft.rename(ca_dir)
+    replace_owned(config, final)
     return shown
 
 

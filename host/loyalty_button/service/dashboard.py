@@ -92,24 +92,26 @@ def _write_users(path: Path, users: dict[str, str]) -> None:
 
 
 class _KnownUsers:
-    """The users file's names, read again when the file changes (a user
-    removed is logged out at their next request)."""
+    """The users file, read again when it changes: a session holds while its
+    user is there with the password they logged in with (a user removed, or
+    whose password changed, is logged out at their next request)."""
 
     def __init__(self, path: Path):
         self.path = path
         self._stamp = None
-        self._names: set[str] = set()
+        self._users: dict[str, str] = {}
 
-    def has(self, name: str) -> bool:
+    def stored(self, name: str) -> str | None:
+        """The user's stored password hash, None when there is no such user."""
         try:
             st = self.path.stat()
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             if stamp != self._stamp:
-                self._names = set(read_users(self.path))
+                self._users = read_users(self.path)
                 self._stamp = stamp
         except OSError:
-            return False
-        return name in self._names
+            return None
+        return self._users.get(name)
 
 
 # --- sessions: a random token the server remembers ----------------------------------
@@ -123,17 +125,24 @@ class Sessions:
         self.ttl = hours * 3600
         self.active: dict[str, tuple[str, float]] = {}
 
-    def make(self, user: str) -> str:
+    def make(self, user: str, stored: str | None = None) -> str:
+        """stored: the user's password hash at log-in; the session lasts only
+        while it is still theirs (see user())."""
         now = time.time()
-        for token in [t for t, (_, until) in self.active.items() if until <= now]:
+        for token in [t for t, (_, _, until) in self.active.items() if until <= now]:
             del self.active[token]
         token = secrets.token_urlsafe(32)
-        self.active[token] = (user, now + self.ttl)
+        self.active[token] = (user, stored, now + self.ttl)
         return token
 
-    def user(self, cookie: str | None) -> str | None:
+    def user(self, cookie: str | None, known: "_KnownUsers | None" = None) -> str | None:
+        """The session's user; None when it expired or, with `known`, when the
+        user is gone or their password changed since (the session ends)."""
         found = self.active.get(cookie) if isinstance(cookie, str) else None
-        if found is None or found[1] <= time.time():
+        if found is None or found[2] <= time.time():
+            return None
+        if known is not None and known.stored(found[0]) != found[1]:
+            self.end(cookie)
             return None
         return found[0]
 
@@ -165,11 +174,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     async def auth(request, handler):
         if request.path in ("/login", "/static/style.css", "/static/i18n.js"):
             return await handler(request)
-        user = sessions.user(request.cookies.get(COOKIE))
-        if user is not None and known is not None and not known.has(user):
-            # Removed from the users file since logging in.
-            sessions.end(request.cookies.get(COOKIE))
-            user = None
+        user = sessions.user(request.cookies.get(COOKIE), known)
         if user is None:
             if request.path.startswith(("/api/", "/export/")):
                 return web.json_response({"error": "log in first"}, status=401)
@@ -211,7 +216,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
             failures[peer].remove(now)
         log.info("dashboard: %s logged in from %s", name, peer)
         resp = web.HTTPFound("/")
-        resp.set_cookie(COOKIE, sessions.make(name), httponly=True, samesite="Strict",
+        resp.set_cookie(COOKIE, sessions.make(name, stored), httponly=True, samesite="Strict",
                         max_age=sessions.ttl)
         raise resp
 
