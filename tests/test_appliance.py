@@ -671,3 +671,33 @@ def test_backup_and_restore_commands_move_a_store(tmp_path):
                           input=PASSPHRASE + "\n", capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "restored store msk-12" in done.stdout and "broker apply" in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root writing into the service's folders")
+def test_root_follows_no_link_the_service_user_planted(store_db, tmp_path):
+    """An installer's `setup`, `restore` and `dashboard add-user` run as
+    root in folders the service's user may write. Links planted there at
+    every temporary name those commands ever used lead nowhere: root
+    writes only where it means to."""
+    from loyalty_button.appliance import firstrun
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    etc.mkdir()
+    var.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = {etc: ["catalogue.yaml.tmp", "concentrator.yaml.tmp", "concentrator.yaml.new",
+                     "concentrator.yaml.new.tmp", "dashboard-users.tmp", "dashboard-users.new",
+                     "catalogue.yaml.new"],
+               var: ["panels.json.tmp", "panels.json.new", "store-ca.new", "records.db.restoring"],
+               store_db.parent: ["records.db.restoring"]}
+    for folder, names in planted.items():
+        for name in names:
+            (folder / name).symlink_to(elsewhere / f"{folder.name}-{name}")
+    firstrun.configure(firstrun.Answers(
+        "msk-12", "Europe/Moscow", ["1"], "manager", "manager-pass-1", "shop-pos",
+        "wifi-pass-123", "192.168.10.2"), etc, var, _broker_files(var))
+    dashboard.add_user(etc / "dashboard-users", "deputy", "deputy-pass-1")
+    good = backup.backup(store_db, tmp_path / "backups", keep=3)
+    backup.restore(good, store_db)
+    assert sorted(p.name for p in elsewhere.iterdir()) == []
+    assert sorted(dashboard.read_users(etc / "dashboard-users")) == ["deputy", "manager"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import zoneinfo
 from pathlib import Path
 
@@ -57,6 +58,38 @@ def replace_owned(tmp: Path, path: Path) -> None:
             st = path.parent.stat()
         os.chown(tmp, st.st_uid, st.st_gid)
     os.replace(tmp, path)
+
+
+def new_file_beside(path: Path, mode: int = 0o600) -> tuple[int, Path]:
+    """A new, empty file in `path`'s folder under a name nobody could have
+    chosen (random, O_EXCL): the file for a write that then takes `path`'s
+    name by a rename. Root writes into folders the service's user owns (an
+    installer's `setup`, `restore`, `dashboard add-user`); a link that user
+    planted at a fixed temporary name would send root's write anywhere.
+    Returns the open descriptor and the path."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, mode)
+    return fd, Path(name)
+
+
+def draft_beside(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
+    """`data` in a new file beside `path` (new_file_beside), to be checked
+    and then put in place with replace_owned."""
+    fd, tmp = new_file_beside(path, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_beside(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Replace `path` with `data` at once (a reader sees the old file or the
+    new one), by way of a file nobody could have planted."""
+    replace_owned(draft_beside(path, data, mode), path)
 
 
 def warn_if_loose(path: Path, what: str) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..service import config as host_config
 from ..service.records import SCHEMA_VERSION, DatabaseInUse, lock_database
+from ..settings import new_file_beside
 
 log = logging.getLogger(__name__)
 PREFIX = "records-"
@@ -102,15 +103,18 @@ def backup(db: Path, dest: Path, keep: int = 14) -> Path:
         raise BackupError(f"cannot make {dest}: {e.strerror}") from None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     final = dest / f"{PREFIX}{stamp}.db"
-    tmp = dest / f".{final.name}.partial"
     started = time.monotonic()
+    tmp = None
     try:
+        fd, tmp = new_file_beside(final)  # a name nobody planted a link at
+        os.close(fd)
         snapshot(db, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         tmp.replace(final)
     except (sqlite3.Error, OSError, BackupError) as e:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise BackupError(f"backup of {db} into {dest} failed: {why}; older backups are "
                           f"kept") from None
@@ -137,8 +141,12 @@ def restore(source: Path, db: Path) -> Path | None:
         lock = lock_database(db)
     except DatabaseInUse as e:
         raise BackupError(str(e)) from None
+    tmp = None
     try:
-        tmp = db.with_name(db.name + ".restoring")
+        # Root runs restore in the service's folder: a file nobody could
+        # have planted a link at (a fixed name followed one anywhere).
+        fd, tmp = new_file_beside(db, 0o640)
+        os.close(fd)
         src = _open_still(source)
         out = sqlite3.connect(tmp)
         try:
@@ -165,6 +173,8 @@ def restore(source: Path, db: Path) -> Path | None:
         tmp.replace(db)
         return kept
     except (sqlite3.Error, OSError) as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise BackupError(f"restore into {db} failed: {e}") from None
     finally:
         if lock:

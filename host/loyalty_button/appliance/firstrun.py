@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import time
 import zoneinfo
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from lbpanel import boards
 
 from ..panels.registry import TILL, Registry, RegistryError
 from ..service import broker_conf, catalogue as catalogue_mod, config as host_config, dashboard
-from ..settings import replace_owned
+from ..settings import draft_beside, replace_owned
 from . import layout
 
 STORE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -150,35 +151,33 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
              "dashboard": f"http://{a.broker_host}:{ports['dashboard']}/"}
     etc.mkdir(parents=True, exist_ok=True)
     var.mkdir(parents=True, exist_ok=True)
-    # Everything is made beside where it goes (".new"), checked, and only
-    # then put in place, concentrator.yaml last: a set-up refused on the
-    # way leaves nothing behind, not a manager's login in particular.
+    # Everything is made beside where it goes (draft_beside: under names
+    # nobody could have planted), checked, and only then put in place,
+    # concentrator.yaml last: a set-up refused on the way leaves nothing
+    # behind, not a manager's login in particular.
     drafts: list[Path] = []
 
-    def draft(path: Path) -> Path:
-        drafts.append(path.with_name(path.name + ".new"))
+    def draft(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
+        drafts.append(draft_beside(path, data, mode))
         return drafts[-1]
+    ca_draft = None
     try:
-        catalogue = draft(etc / "catalogue.yaml")
-        _write(catalogue, catalogue_text(a.tills, a.lang), 0o640)
+        catalogue = draft(etc / "catalogue.yaml", catalogue_text(a.tills, a.lang), 0o640)
         try:
             catalogue_mod.load(catalogue)
         except catalogue_mod.CatalogueError as e:  # a bug of ours, not the retailer's
             raise FirstRunError([f"the catalogue made for these tills: {p}"
                                  for p in e.problems])
         users = etc / "dashboard-users"
-        users_draft = draft(users)
-        if users.exists():
-            shutil.copyfile(users, users_draft)
+        users_draft = draft(users, users.read_bytes() if users.exists() else b"")
         dashboard.add_user(users_draft, a.admin, a.admin_password)
         final = etc / layout.CONFIG.name
-        config = draft(final)
-        _write(config, config_text(a, var, ports, shown, broker_files), 0o600)
+        config = draft(final, config_text(a, var, ports, shown, broker_files))
         cfg = host_config.load(config)
         registry_path = Path(cfg.panels_registry)
-        registry_draft = draft(registry_path)
-        if registry_path.exists():  # a set-up started again keeps the panels' logins
-            shutil.copyfile(registry_path, registry_draft)
+        # A set-up started again keeps the panels' logins.
+        registry_draft = draft(registry_path, registry_path.read_bytes()
+                               if registry_path.exists() else b'{"panels": {}}')
         cfg.panels_registry = registry_draft
         registry = Registry(cfg)
         have = registry.load()
@@ -188,14 +187,18 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
         # The store's CA, among its data (a store backup carries it); the
         # broker's certificate is signed with it by `broker apply`.
         ca_dir = Path(cfg.mosquitto_ca_dir)
-        ca_draft = draft(ca_dir)
         if not (ca_dir / "ca.key").exists():
-            shutil.rmtree(ca_draft, ignore_errors=True)
+            ca_dir.parent.mkdir(parents=True, exist_ok=True)
+            ca_draft = Path(tempfile.mkdtemp(dir=ca_dir.parent, prefix=f".{ca_dir.name}."))
+            drafts.append(ca_draft)
             broker_conf.make_ca(ca_draft, a.store)
     except (host_config.HostConfigError, RegistryError, broker_conf.BrokerConfError,
             OSError, ValueError) as e:
         for path in drafts:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         if isinstance(e, FirstRunError):
             raise
         raise FirstRunError(getattr(e, "problems", None) or [str(e)]) from None
@@ -203,7 +206,8 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
     replace_owned(catalogue, etc / "catalogue.yaml")
     replace_owned(users_draft, users)
     replace_owned(registry_draft, registry_path)
-    if ca_draft.exists():
+    if ca_draft is not None:
+        os.chmod(ca_draft, 0o750)
         _hand_to_folder_owner(ca_draft)
         ca_draft.rename(ca_dir)
     replace_owned(config, final)
@@ -286,15 +290,6 @@ mosquitto:
 
 def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # JSON strings are YAML strings
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    replace_owned(tmp, path)
 
 
 # --- `loyalty-button setup` ----------------------------------------------------

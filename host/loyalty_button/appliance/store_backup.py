@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 from .. import __version__, sealed
 from ..service import catalogue as catalogue_mod, config as host_config
 from ..service.dashboard import read_users
-from ..settings import replace_owned
+from ..settings import draft_beside, new_file_beside, replace_owned
 from . import backup as records_backup, layout
 
 log = logging.getLogger(__name__)
@@ -361,6 +361,9 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
             top, rel = name.split("/", 1)
             dest = (etc if top == "etc" else var) / rel
             for parent in reversed(dest.parents):
+                if parent.is_symlink() and _inside(parent, etc if top == "etc" else var) \
+                        is not None:  # root must not be led out of the store's folders
+                    raise StoreBackupError(f"{parent} is a symbolic link: refused", "io")
                 if not parent.exists():
                     parent.mkdir(mode=0o750)
                     made_dirs.append(parent)
@@ -369,9 +372,11 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
                 kept = dest.with_name(f"{dest.name}.before-restore-{stamp}")
                 dest.replace(kept)
                 aside.append((kept, dest))
-            tmp = dest.with_name(f".{dest.name}.restoring")
-            shutil.copyfile(staging / name, tmp)  # /etc and /var may be two file systems
-            os.chmod(tmp, int(entry.get("mode", 0o600)) & 0o750)
+            # A copy, not a rename: /etc and /var may be two file systems.
+            fd, tmp = new_file_beside(dest, int(entry.get("mode", 0o600)) & 0o750)
+            placed.append(tmp)
+            with os.fdopen(fd, "wb") as out, open(staging / name, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
             replace_owned(tmp, dest)
             placed.append(dest)
         text = _rebase((staging / manifest["config"]).read_text(encoding="utf-8"),
@@ -379,8 +384,7 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
         if not etc.exists():
             etc.mkdir(parents=True)
             made_dirs.append(etc)
-        draft = config.with_name(config.name + ".new")
-        firstrun._write(draft, text, 0o600)
+        draft = draft_beside(config, text, 0o600)
         placed.append(draft)
         try:
             what = config.name

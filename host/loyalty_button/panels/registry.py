@@ -24,7 +24,7 @@ from pathlib import Path
 from lbpanel import boards, config as panel_config
 
 from ..service import broker_access
-from ..settings import replace_owned
+from ..settings import write_beside
 
 # The store's CA on a panel's flash, in DER: MicroPython's mbedTLS takes it
 # as data without the PEM parser's terminating NUL, and it is smaller.
@@ -74,12 +74,8 @@ class Registry:
         if ota_key is not None:
             doc["ota_key"] = ota_key
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         # Made private from the start: it holds the panels' passwords.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-        replace_owned(tmp, self.path)
+        write_beside(self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n", 0o600)
 
     def logins(self) -> dict[str, str]:
         """Every login the registry holds: the installer's (once made) and

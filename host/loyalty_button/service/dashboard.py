@@ -26,7 +26,7 @@ from aiohttp import web
 from . import health, reports
 from .. import sealed
 from ..forward.outbox import OutboxDB
-from ..settings import replace_owned, warn_if_loose
+from ..settings import warn_if_loose, write_beside
 from .records import memory_db
 from .report_jobs import Computing, ReportJobs
 
@@ -85,10 +85,7 @@ def remove_user(path: Path, name: str) -> None:
 
 def _write_users(path: Path, users: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
-    os.chmod(tmp, 0o600)
-    replace_owned(tmp, path)
+    write_beside(path, "".join(f"{n}:{h}\n" for n, h in users.items()), 0o600)
 
 
 class _KnownUsers:
