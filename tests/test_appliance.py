@@ -701,3 +701,51 @@ def test_root_follows_no_link_the_service_user_planted(store_db, tmp_path):
     backup.restore(good, store_db)
     assert sorted(p.name for p in elsewhere.iterdir()) == []
     assert sorted(dashboard.read_users(etc / "dashboard-users")) == ["deputy", "manager"]
+
+
+def test_restore_refuses_foreign_objects_and_rebuilds_its_own_triggers(store_db, tmp_path):
+    """A backup file is something a person hands over: its views, triggers
+    and schema version are not trusted. What a store database never holds is
+    refused with a reason; a trigger named as the project's own does not
+    survive the restore (the concentrator makes its own again)."""
+    from loyalty_button.service import rollup
+    good = backup.backup(store_db, tmp_path / "b", keep=5)
+
+    def variant(name: str, *sql: str) -> Path:
+        path = tmp_path / f"{name}.db"
+        shutil.copy(good, path)
+        conn = sqlite3.connect(path)
+        for statement in sql:
+            conn.execute(statement)
+        conn.commit()
+        conn.close()
+        return path
+    evil = "INSERT INTO meta VALUES ('evil-' || NEW.id, 'ran')"
+    refused = {
+        "trigger 'exfiltrate'": variant(
+            "trigger", f"CREATE TRIGGER exfiltrate AFTER INSERT ON records BEGIN {evil}; END"),
+        "view 'records'": variant("view", "ALTER TABLE records RENAME TO old_records",
+                                  "CREATE VIEW records AS SELECT * FROM old_records"),
+        "schema version 'x'": variant("word", "UPDATE meta SET value = 'x' WHERE key = 'schema'"),
+        "schema version '-1'": variant("negative",
+                                       "UPDATE meta SET value = '-1' WHERE key = 'schema'"),
+    }
+    before = store_db.read_bytes()
+    for words, path in refused.items():
+        with pytest.raises(backup.BackupError, match=words.replace("(", r"\(")):
+            backup.restore(path, store_db)
+        assert store_db.read_bytes() == before, words
+    # A trigger under one of the project's own names, with a body of its own.
+    ours = rollup.TRIGGER_NAMES[0]
+    disguised = variant("disguised", f'DROP TRIGGER "{ours}"',
+                        f'CREATE TRIGGER "{ours}" AFTER INSERT ON records BEGIN {evil}; END')
+    backup.restore(disguised, store_db)
+    store = RecordStore(store_db)  # the concentrator opening it
+    store.stop()
+    conn = sqlite3.connect(store_db)
+    conn.execute(INSERT, ("s-R2", "R2"))
+    conn.commit()
+    body = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (ours,)).fetchone()[0]
+    assert "evil" not in body
+    assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'evil-%'").fetchone() == (0,)
+    conn.close()

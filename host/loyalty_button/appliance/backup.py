@@ -9,14 +9,18 @@ keeps every older backup. A backup is one self-contained file (rollback
 journal, not WAL), and neither it nor the reads of it and of the store's
 database leave -wal or -shm files behind.
 
-A restore refuses a file that is not a store database, is damaged, or was
-written by a newer version, and refuses while the concentrator runs (it
+A restore refuses a file that is not a store database (one holding views,
+triggers or tables a store database does not, or a schema version that is
+not a number Loyalty Button writes), is damaged, or was written by a newer
+version, and refuses while the concentrator runs (it
 holds a lock on the database file: flock, which SQLite's own locks leave
-alone). The database it replaces is kept beside it as
-`records.db.before-restore-<time>`."""
+alone). The restored copy keeps no trigger: the concentrator makes its
+own again when it opens the database. The database it replaces is kept
+beside it as `records.db.before-restore-<time>`."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -24,7 +28,8 @@ import time
 from pathlib import Path
 
 from ..service import config as host_config
-from ..service.records import SCHEMA_VERSION, DatabaseInUse, lock_database
+from ..service import rollup
+from ..service.records import SCHEMA, SCHEMA_VERSION, DatabaseInUse, lock_database
 from ..settings import new_file_beside
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,37 @@ def _open_still(path: Path) -> sqlite3.Connection:
     """A file nobody writes (a backup, a file to restore), read as it is:
     no locks and no -wal/-shm files made beside it."""
     return sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro&immutable=1", uri=True)
+
+
+@functools.cache
+def _own_objects() -> dict[str, frozenset[str]]:
+    """The tables, indexes and triggers this version's store database has,
+    by kind: what a fresh one holds."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        rollup.create(conn)
+        rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    finally:
+        conn.close()
+    return {kind: frozenset(n for k, n in rows if k == kind) for kind, _ in rows}
+
+
+def drop_triggers(path: Path) -> int:
+    """Take every trigger out of the database file `path` (a backup being
+    restored): the concentrator makes its own again when it opens the
+    database, so none that came with a file runs on the store's records,
+    whatever its name. Returns how many were dropped."""
+    conn = sqlite3.connect(path)
+    try:
+        names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master "
+                                            "WHERE type = 'trigger'")]
+        for name in names:
+            conn.execute(f'DROP TRIGGER "{name.replace(chr(34), chr(34) * 2)}"')
+        conn.commit()
+    finally:
+        conn.close()
+    return len(names)
 
 
 def check_database(path: Path) -> int:
@@ -56,6 +92,7 @@ def check_database(path: Path) -> int:
                 raise BackupError(f"{path} is damaged (integrity check: {ok})")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             conn.execute("SELECT count(*) FROM records").fetchone()
+            objects = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
@@ -65,7 +102,20 @@ def check_database(path: Path) -> int:
         raise BackupError(f"cannot read {path}: {e.strerror}") from None
     if not row:
         raise BackupError(f"{path} is not a store database (no schema version)")
-    version = int(row[0])
+    try:
+        version = int(row[0])
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise BackupError(f"{path} is not a store database (schema version {row[0]!r} is not "
+                          f"one Loyalty Button writes)")
+    foreign = [f"{kind} {name!r}" for kind, name in objects
+               if not name.startswith("sqlite_") and name not in _own_objects().get(kind, ())
+               and not (kind == "trigger" and version < SCHEMA_VERSION
+                        and name.startswith(("rollup", "shoppers")))]
+    if foreign:
+        raise BackupError(f"{path} holds what no store database does ({', '.join(foreign)}): "
+                          f"refused")
     if version > SCHEMA_VERSION:
         raise BackupError(f"{path} was written by a newer Loyalty Button (schema {version}; "
                           f"this version knows {SCHEMA_VERSION}): install that version again")
@@ -154,6 +204,7 @@ def restore(source: Path, db: Path) -> Path | None:
         finally:
             out.close()
             src.close()
+        drop_triggers(tmp)
         os.chmod(tmp, 0o640)
         owner = db.parent.stat()  # run as root, the file must still be the service's
         if os.geteuid() == 0:

@@ -351,7 +351,8 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
         if db_name:
             try:
                 records_backup.check_database(staging / db_name)
-            except records_backup.BackupError as e:
+                records_backup.drop_triggers(staging / db_name)
+            except (records_backup.BackupError, sqlite3.Error) as e:
                 raise StoreBackupError(f"the records in the backup: {e}",
                                        "newer" if "newer" in str(e) else "damaged") from None
         stamp = time.strftime("%Y%m%dT%H%M%S")
