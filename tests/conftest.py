@@ -235,7 +235,8 @@ def page_shot(browser, path: Path, width: int, height: int) -> None:
     browser.set_window_size(width, height)
 
 
-def post_multipart(url: str, fields: dict, file: bytes | None) -> tuple[int, str]:
+def post_multipart(url: str, fields: dict, file: bytes | None,
+                   headers: dict | None = None) -> tuple[int, str]:
     """A form with a store backup file, as a browser sends it (the set-up
     page's restore)."""
     import asyncio
@@ -249,6 +250,6 @@ def post_multipart(url: str, fields: dict, file: bytes | None) -> tuple[int, str
             form.add_field("backup", file, filename="store.lbstore",
                            content_type="application/octet-stream")
         async with aiohttp.ClientSession() as s:
-            async with s.post(url, data=form) as r:
+            async with s.post(url, data=form, headers=headers or {}) as r:
                 return r.status, await r.text()
     return asyncio.run(go())

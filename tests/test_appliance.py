@@ -72,11 +72,12 @@ class SetupServer:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read().decode()
 
-    def post(self, form: dict, lang: str = "en") -> tuple[int, str]:
+    def post(self, form: dict, lang: str = "en", headers: dict | None = None) -> tuple[int, str]:
         body = urllib.parse.urlencode(form).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/setup?lang={lang}", body,
+                                     headers=headers or {})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/setup?lang={lang}",
-                                        body, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -749,3 +750,30 @@ def test_restore_refuses_foreign_objects_and_rebuilds_its_own_triggers(store_db,
     assert "evil" not in body
     assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'evil-%'").fetchone() == (0,)
     conn.close()
+
+
+def test_the_set_up_page_answers_only_its_own_pages(tmp_path):
+    """Another site's form, sent from a browser on the store LAN, and a page
+    that reached this host by another name (DNS rebinding), get nothing:
+    no set-up, no POS key and token."""
+    from conftest import post_multipart
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    page = SetupServer(etc, var).start()
+    status, text = page.post(FORM, headers={"Origin": "http://evil.example"})
+    assert status == 403 and "set-up page itself" in text
+    rebound = {"Host": f"setup.evil.example:{page.port}",
+               "Origin": f"http://setup.evil.example:{page.port}"}
+    status, text = page.post(FORM, headers=rebound)
+    assert status == 421 and "host's address" in text
+    with pytest.raises(urllib.error.HTTPError) as e:
+        page.get("/", host=f"setup.evil.example:{page.port}")
+    assert e.value.code == 421
+    status, _ = post_multipart(f"http://127.0.0.1:{page.port}/restore",
+                               {"passphrase": "whatever it is"}, b"LOYALTY",
+                               {"Origin": "http://evil.example"})
+    assert status == 403
+    assert not etc.exists() or list(etc.iterdir()) == []
+    assert page.requests == []
+    # The page itself, by the host's address or its own name: it works.
+    status, html = page.post(FORM, headers={"Origin": f"http://127.0.0.1:{page.port}"})
+    assert status == 200 and "is set up" in html

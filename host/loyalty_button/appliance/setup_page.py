@@ -16,6 +16,7 @@ import html
 import ipaddress
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -328,9 +329,50 @@ def lan_address(host_header: str) -> str:
     return host
 
 
+def own_names() -> set[str]:
+    """The names this host may be reached by besides an IP address: its
+    host name as the store LAN's usual resolvers give it (mDNS's .local,
+    routers' .lan and .home), its fully qualified name, localhost."""
+    name = socket.gethostname().lower()
+    return {"localhost", "localhost.localdomain", name, socket.getfqdn().lower(),
+            *(f"{name}.{suffix}" for suffix in ("local", "lan", "home", "localdomain"))}
+
+
+def _reached_as_itself(host_header: str) -> bool:
+    """Whether a request names this host (an IP address or one of its own
+    names). A page loaded from another name that resolves here (DNS
+    rebinding) names that other one, and is refused."""
+    host = _hostname(host_header).lower()
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host in own_names()
+
+
 def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
              broker_files: dict | None = None) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        """The page that hands out the POS key and token answers only pages
+        of its own: no other site's form (Origin), no other name for this
+        host (Host, against DNS rebinding). Who is on the store LAN at
+        set-up time is trusted, as in Home Assistant's onboarding
+        (docs/security.md)."""
+        if not _reached_as_itself(request.host):
+            log.warning("set-up page: refused a request for host %r from %s", request.host,
+                        request.remote)
+            return web.Response(status=421, text="Open this page by the host's address, e.g. "
+                                                 "http://192.168.10.2:8088/\n")
+        origin = request.headers.get("Origin")
+        if request.method == "POST" and origin is not None \
+                and origin != f"{request.scheme}://{request.host}":
+            log.warning("set-up page: refused a form sent from %s (from %s)", origin,
+                        request.remote)
+            return web.Response(status=403, text="This form can only be sent from the set-up "
+                                                 "page itself.\n")
+        return await handler(request)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[guard])
     lock = asyncio.Lock()
 
     def lang_of(request: web.Request) -> str:
