@@ -23,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..service import config as host_config, sdnotify
+from ..service.conn_cap import ConnectionCap
 from . import firstrun, layout, store_backup
 
 log = logging.getLogger(__name__)
@@ -513,8 +514,9 @@ async def serve_until_set_up(port: int, bind: str = "0.0.0.0", etc: Path = layou
     done = asyncio.Event()
     app = make_app(Path(etc), Path(var), done,
                    request_apply or (lambda: touch_request(var)), broker_files)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=10)
     await runner.setup()
+    ConnectionCap("setup_page", 64, 16).install(runner)
     await web.TCPSite(runner, bind, port).start()
     log.warning("this store is not set up: open http://<this host>:%d/ on the store LAN "
                 "(or run 'loyalty-button setup')", port)

@@ -43,6 +43,10 @@ class HostConfig:
     read_token: str | None = None  # bearer token for the read API (status, records)
     replay_window_s: int = 120
     request_timeout_s: int = 10   # HTTP: for a request's headers, and again for its body
+    # Connections the POS HTTP listener holds (conn_cap.py): a POS server
+    # for many tills is one address with many connections.
+    max_connections: int = 1024
+    max_connections_per_address: int = 256
     max_age_s: int = 300          # older receipts are stored but nobody is asked
     answer_grace_s: int = 10      # the host waits timeout_s (+ why) + this for an answer
     catalogue_poll_s: float = 1.0
@@ -121,6 +125,9 @@ _FIELDS = [
     Field("pos.read_token", "str", attr="read_token"),
     Field("pos.replay_window_s", "int", (10, 3600), attr="replay_window_s"),
     Field("pos.request_timeout_s", "int", (1, 300), attr="request_timeout_s"),
+    Field("pos.max_connections", "int", (8, 60000), attr="max_connections"),
+    Field("pos.max_connections_per_address", "int", (1, 60000),
+          attr="max_connections_per_address"),
     Field("pos.max_age_s", "int", (10, 86400), attr="max_age_s"),
     Field("answer_grace_s", "int", (1, 600)),
     Field("catalogue_poll_s", "num", (0.1, 60)),

@@ -24,6 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import health, reports
+from .conn_cap import ConnectionCap
 from .. import sealed
 from ..forward.outbox import OutboxDB
 from ..settings import warn_if_loose, write_beside
@@ -448,12 +449,19 @@ async def _close(jobs: ReportJobs) -> None:
     jobs.close()
 
 
-async def start(cfg, status, jobs: ReportJobs | None = None) -> web.AppRunner:
+# A few managers' browsers, each a handful of connections.
+MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS = 256, 32
+
+
+async def start(cfg, status, jobs: ReportJobs | None = None,
+                counters=None) -> web.AppRunner:
     warn_if_loose(cfg.dashboard_users, "the dashboard's users file")
     # The same header timeout as the POS listener (pos.runner's reason).
     runner = web.AppRunner(make_app(cfg, status, jobs), access_log=None,
                            keepalive_timeout=cfg.request_timeout_s)
     await runner.setup()
+    ConnectionCap("dashboard", MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS,
+                  counters).install(runner)
     await web.TCPSite(runner, cfg.dashboard_bind, cfg.dashboard_port).start()
     log.info("dashboard on http://%s:%d/", cfg.dashboard_bind, cfg.dashboard_port)
     return runner

@@ -40,6 +40,7 @@ from .concentrator import COUNTERS, Concentrator
 from .config import HostConfig
 from .fleet import Fleet, panel_message
 from . import sdnotify
+from .conn_cap import quiet_loop_errors
 from .pos import Listeners, start_listeners
 from .records import RecordStore, lock_database
 
@@ -246,6 +247,7 @@ async def serve(cfg: HostConfig, ready_file=None) -> None:
     # Held while the host runs: `loyalty-button restore` will not swap the
     # database under it.
     held = lock_database(cfg.database)
+    quiet_loop_errors(asyncio.get_running_loop())
     await host.start()
     listeners = await host.start_listeners()
     loop = asyncio.get_running_loop()

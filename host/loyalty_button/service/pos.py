@@ -14,6 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .conn_cap import ConnectionCap
+
 from . import dashboard, receipt as receipt_mod
 from .receipt import ReceiptError
 from .records import MAX_RAW
@@ -282,11 +284,13 @@ async def start_listeners(conc, status, adverts=None) -> Listeners:
     if cfg.http_port:
         out.runner = runner(http_app(conc, status, adverts), cfg.request_timeout_s)
         await out.runner.setup()
+        ConnectionCap("pos_http", cfg.max_connections, cfg.max_connections_per_address,
+                      conc.counters).install(out.runner)
         site = web.TCPSite(out.runner, cfg.bind, cfg.http_port)
         await site.start()
         out.http_port = out.runner.addresses[0][1]
         log.info("POS HTTP receipts on http://%s:%d/api/v1/receipts", cfg.bind, out.http_port)
     if cfg.dashboard_port:
-        out.dashboard = await dashboard.start(cfg, status)
+        out.dashboard = await dashboard.start(cfg, status, counters=conc.counters)
     return out
 

@@ -1,0 +1,74 @@
+"""Issue 37's defects, each made for real against a running host (a real
+Mosquitto, the concentrator in a thread, sockets on loopback): floods of
+connections and of answers. The appliance's own (the set-up page, restore,
+links root might follow) are in tests/test_appliance.py."""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+from pathlib import Path
+
+from conftest import POS_TOKEN, Host
+from loyalty_button.sim.broker import free_port
+from loyalty_button.sim.store import POS_KEY
+
+
+def _idle(port: int, source: str, n: int) -> list[socket.socket]:
+    """n connections from `source` that send nothing (a client holding files)."""
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        out.append(s)
+    return out
+
+
+def _closed_by_peer(socks: list[socket.socket], wait_s: float = 3.0) -> int:
+    """How many of `socks` the host has closed (a read gives EOF or a reset)."""
+    closed, deadline = set(), time.monotonic() + wait_s
+    while time.monotonic() < deadline and len(closed) < len(socks):
+        ready, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
+        for s in ready:
+            try:
+                if s.recv(1) == b"":
+                    closed.add(s)
+            except ConnectionResetError:
+                closed.add(s)
+    return len(closed)
+
+
+def test_idle_connections_from_one_address_are_capped_and_the_tills_still_served(
+        tmp_path: Path, broker, caplog):
+    """One LAN client opening idle connections by the hundred: those over the
+    per-address cap are closed at once and counted, the log says so a few
+    times, and a till at another address is served as usual."""
+    pos = {"bind": "127.0.0.1", "udp_port": free_port(), "http_port": free_port(),
+           "key": POS_KEY, "token": POS_TOKEN, "max_connections": 64,
+           "max_connections_per_address": 20}
+    h = Host(tmp_path / "host", broker, pos=pos).start()
+    held = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="loyalty_button.service.conn_cap"):
+            held = _idle(h.cfg.http_port, "127.0.0.2", 60)
+            h.wait(lambda: h.counters().get("pos_http_connections_refused", 0) >= 40,
+                   "the connections over the cap refused")
+            assert _closed_by_peer(held) == 40  # their files are given back at once
+        refusals = [r for r in caplog.records if "refused a connection" in r.getMessage()]
+        assert 1 <= len(refusals) <= 3  # counted, not one line each
+        status, reply = h.pos.send_http(h.pos.receipt("1", "R-CAP-1"))
+        assert status == 202, reply
+        # The client lets go: its connections are taken again.
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        again = _idle(h.cfg.http_port, "127.0.0.2", 5)
+        held = again
+        assert _closed_by_peer(again, 0.5) == 0
+    finally:
+        for s in held:
+            s.close()
+        h.stop()
