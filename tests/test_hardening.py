@@ -72,3 +72,48 @@ def test_idle_connections_from_one_address_are_capped_and_the_tills_still_served
         for s in held:
             s.close()
         h.stop()
+
+
+def test_one_panel_login_flooding_answers_is_cut_and_the_other_tills_are_not(
+        tmp_path: Path, broker):
+    """30,000 bogus answers on one panel's topic: the host drops what is
+    over the panel's rate before any work and counts it; the flood costs no
+    database write each, and another panel's message at the same time is
+    handled as usual."""
+    import sqlite3
+    import paho.mqtt.client as mqtt
+    from loyalty_button.service.host import PANEL_BURST, PANEL_RATE
+    h = Host(tmp_path / "host", broker).start()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="flooder")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        h.wait(lambda: h.counters().get("broker_connects", 0) >= 1, "the host on the broker")
+        topic = f"lb/v1/{h.cfg.store}/panel/p1/answer"
+        started = time.monotonic()
+        n = 30000
+        for _ in range(n):
+            client.publish(topic, b"{not an answer", qos=0)
+        before = h.counters().get("rx_malformed", 0)
+        other = client.publish(f"lb/v1/{h.cfg.store}/panel/p2/answer", b"{also bogus", qos=1)
+        other.wait_for_publish(10)
+        counts = lambda: h.counters()  # noqa: E731
+        h.wait(lambda: counts().get("rx_flood_dropped", 0) + counts().get("rx_malformed", 0)
+               >= n + 1, "the flood handled", timeout=60)
+        elapsed = time.monotonic() - started
+        c = counts()
+        assert c["rx_malformed"] <= PANEL_BURST + PANEL_RATE * elapsed + 1
+        assert c["rx_flood_dropped"] >= n - PANEL_BURST - PANEL_RATE * elapsed
+        assert c["rx_malformed"] > before  # p2's message was handled, not dropped
+        conn = sqlite3.connect(h.cfg.database)
+        kept = dict(conn.execute("SELECT substr(source, -9, 2), count(*) FROM rejects "
+                                 "GROUP BY 1").fetchall())
+        assert kept.get("p1", 0) <= PANEL_BURST + PANEL_RATE * elapsed
+        assert kept.get("p2") == 1
+        conn.close()
+        status, reply = h.pos.send_http(h.pos.receipt("1", "R-FLOOD-1"))
+        assert status == 202, reply
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        h.stop()

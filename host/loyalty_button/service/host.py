@@ -32,6 +32,7 @@ from ..forward.alerts import DEST as ALERTS_OUTBOX, SilentPanelWatch
 from ..forward.config import Forwarding
 from ..forward.forwarder import Forwarder
 from ..loglimit import LogLimiter
+from ..ratelimit import Buckets
 from ..mqtt_loop import MqttLoop, StreamClient
 from ..probe import messages as probe_messages
 from ..probe.client import ProbeClient
@@ -59,11 +60,19 @@ def broker_client(cfg: HostConfig) -> mqtt.Client:
     return client
 
 
+# What one panel's login may send: a till sends an answer a sale and a
+# status every few seconds; a panel back from an outage sends its outbox
+# (hundreds) at once, which the burst takes. Beyond it, the rest wait in the
+# panel's outbox and come again.
+PANEL_RATE, PANEL_BURST = 20, 200
+
+
 class StoreHost:
     def __init__(self, cfg: HostConfig, catalogue: Catalogue | None = None):
         self.cfg = cfg
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self.limit = LogLimiter(logger=log)
+        self.panel_flood = Buckets(PANEL_RATE, PANEL_BURST)
         self.started = time.time()
         self.catalogue = CatalogueFile(cfg.catalogue, self.counters, catalogue,
                                        text_fit.font_dirs(cfg.panels_bundles))
@@ -177,6 +186,16 @@ class StoreHost:
                 log.exception("the refused message could not be kept")
 
     def _dispatch(self, message) -> None:
+        where = protocol.parse_panel_topic(message.topic)
+        if where is not None and not self.panel_flood.take(where[1]):
+            # One panel's login sending far more than a till can: dropped
+            # before any work (no parse, no database write, no ack), so the
+            # other tills are served as usual. A real panel's answer that
+            # falls here stays in its outbox and is sent again.
+            self.counters["rx_flood_dropped"] += 1
+            self.limit("rx_flood", logging.WARNING, "panel %s sends more than %d messages a "
+                       "second: the rest are dropped", where[1], PANEL_RATE)
+            return
         if self.probe:
             leaf = probe_messages.parse_topic(self.cfg.store, message.topic)
             if leaf:
