@@ -38,18 +38,30 @@ def hmac_sha256(key, msg):
     return outer.digest()
 
 
-def signed_text(board, version, manifest_sha256):
+def signed_text(kind, fields):
     """What the host signs (panels/rollout.py calls this too): one line, so
-    no parser stands between the signature and what it covers."""
-    return ("lb-ota-v1 %s %s %s" % (board, version, manifest_sha256)).encode()
+    no parser stands between the signature and what it covers. It names
+    the store and the panel (a command for one panel is no good on
+    another), and a sequence number the panel keeps the highest of (a
+    command replayed later is refused)."""
+    return ("lb-ota-v2 %s %s" % (kind, " ".join([str(f) for f in fields]))).encode()
 
 
-def signature_ok(key_hex, board, version, manifest_sha256, sig_hex):
+def update_text(store, panel, board, version, manifest_sha256, downgrade, seq):
+    return signed_text("update", (store, panel, board, version, manifest_sha256,
+                                  1 if downgrade else 0, seq))
+
+
+def health_text(store, panel, version, seq):
+    return signed_text("health", (store, panel, version, seq))
+
+
+def signature_ok(key_hex, text, sig_hex):
     try:
         key = bytes(int(key_hex[i:i + 2], 16) for i in range(0, len(key_hex), 2))
     except ValueError:
         return False
-    want = hmac_sha256(key, signed_text(board, version, manifest_sha256))
+    want = hmac_sha256(key, text)
     got = sig_hex.lower()
     if len(got) != 64:
         return False
@@ -57,6 +69,68 @@ def signature_ok(key_hex, board, version, manifest_sha256, sig_hex):
     for i in range(32):
         diff |= want[i] ^ int(got[2 * i:2 * i + 2], 16)
     return diff == 0
+
+
+def version_key(version):
+    """'0.10.2+build1' -> (0, 10, 2): numbers compare as numbers; what
+    follows + or - is not part of the order."""
+    out = []
+    for part in version.split("+")[0].split("-")[0].split("."):
+        digits = ""
+        for c in part:
+            if c not in "0123456789":
+                break
+            digits += c
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+# The highest sequence number of an update command this panel took (beside
+# boot.json, outside the slots: an update does not bring it back).
+SEQ_FILE = "ota_seq"
+
+
+def last_seq():
+    try:
+        with open(SEQ_FILE) as f:
+            return int(f.read().strip() or "0")
+    except (OSError, ValueError):
+        return 0
+
+
+def note_seq(seq):
+    with open(SEQ_FILE + ".new", "w") as f:
+        f.write(str(seq))
+    os.rename(SEQ_FILE + ".new", SEQ_FILE)
+
+
+class Replayed(Exception):
+    """The very command taken already (a duplicate delivery): not an error."""
+
+
+def check_command(key_hex, store, panel, board, running, cmd):
+    """Whether the signed `update` command may be taken by this panel;
+    raises UpdateError (or Replayed) saying why not."""
+    version, sha, sig, seq = cmd["version"], cmd["sha256"], cmd["sig"], cmd["seq"]
+    downgrade = bool(cmd.get("downgrade"))
+    if not signature_ok(key_hex, update_text(store, panel, board, version, sha, downgrade,
+                                             seq), sig):
+        raise UpdateError("bad signature: not signed with this store's key for %s %s %s"
+                          % (panel, board, version))
+    last = last_seq()
+    if seq == last:
+        raise Replayed()
+    if seq < last:
+        raise UpdateError("an older command than the last one taken (replayed?)")
+    if version_key(version) < version_key(running) and not downgrade:
+        raise UpdateError("%s is older than the running %s: a downgrade must be asked for "
+                          "(panels update --downgrade)" % (version, running))
+
+
+def safe_name(rel):
+    """A manifest's file name that stays inside the slot."""
+    return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") \
+        and "\\" not in rel and "\x00" not in rel
 
 
 def _makedirs(path):
@@ -89,9 +163,11 @@ class Updater:
     """One update at a time; `report(state, **fields)` tells the host
     (through the status message) how it goes."""
 
-    def __init__(self, key_hex, board, report, safe=False, board_info=None):
+    def __init__(self, key_hex, board, report, safe=False, board_info=None, store="",
+                 panel="", running="0"):
         self.key_hex = key_hex
         self.board = board
+        self.store, self.panel, self.running = store, panel, running
         self.board_info = board_info
         self.report = report
         self.safe = safe
@@ -99,15 +175,14 @@ class Updater:
     async def run(self, cmd):
         """Download and check into the spare slot; returns that slot, ready
         for switch(). Raises UpdateError saying why it is not."""
-        version, url, sha, sig = cmd["version"], cmd["url"], cmd["sha256"], cmd["sig"]
+        version, url, sha = cmd["version"], cmd["url"], cmd["sha256"]
         if not self.key_hex:
             raise UpdateError("this panel has no ota.key: flash it once more over USB")
         why = slot_too_big(self.board_info)
         if why:
             raise UpdateError(why)
-        if not signature_ok(self.key_hex, self.board, version, sha, sig):
-            raise UpdateError("bad signature: not signed with this store's key for %s %s"
-                              % (self.board, version))
+        check_command(self.key_hex, self.store, self.panel, self.board, self.running, cmd)
+        note_seq(cmd["seq"])  # before anything else: this command is not taken twice
         import lbboot  # the panel's boot selector (not on the host)
         slot = lbboot.spare()
         _makedirs(slot)
@@ -129,6 +204,9 @@ class Updater:
                 manifest.get("board"), manifest.get("version"), self.board, version))
         files = [(rel, e["sha256"]) for rel, e in sorted(manifest["files"].items())
                  if rel not in ROOT_ONLY]
+        for rel, _ in files:
+            if not safe_name(rel):
+                raise UpdateError("the manifest names %r, outside the update slot" % rel)
         del manifest
         total = len(files)
         for n, (rel, want) in enumerate(files):

@@ -409,12 +409,20 @@ def _http_url(msg, field, what):
 
 
 def _validate_cmd(msg):
-    if _one_of(msg, "cmd", COMMANDS) == "update":
+    cmd = _one_of(msg, "cmd", COMMANDS)
+    if cmd in ("update", "health"):
+        # Signed (lbpanel/ota.py); seq: the host's, always growing.
+        seq = msg.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq < 1 << 53:
+            _fail(msg, "seq", "must be a whole number above 0")
+        _hex64(msg, "sig", msg.get("sig"))
+    if cmd == "update":
         _text(msg, "version")
         if not _http_url(msg, "url", "bundle folder").endswith("/"):
             _fail(msg, "url", "must end with /")
         _hex64(msg, "sha256", msg.get("sha256"))  # the manifest's
-        _hex64(msg, "sig", msg.get("sig"))
+        if not isinstance(msg.get("downgrade", False), bool):
+            _fail(msg, "downgrade", "must be true or false")
 
 
 def _validate_adverts(msg):

@@ -34,7 +34,7 @@ class Updates:
 
     def command(self, msg):
         if msg["cmd"] == "health":
-            asyncio.create_task(self._health())
+            asyncio.create_task(self._health(msg))
         elif self.app.reset is None:
             self._refused(msg, "this panel cannot restart itself")
         elif self.mode == "trial":
@@ -52,7 +52,9 @@ class Updates:
     def _refused(self, msg, why):
         log.warning(_TAG, "update %s refused: %s" % (msg.get("version"), why))
         self.app.counters.add("update_refused")
-        self._set("failed", version=msg.get("version"), reason=why)
+        # seq: which command this answers (the host tells a refusal of its
+        # own command from an older one still in the status).
+        self._set("failed", version=msg.get("version"), reason=why, seq=msg.get("seq"))
         self.app.status_soon()
 
     async def _report(self, state, **fields):
@@ -61,18 +63,24 @@ class Updates:
             await self.app.publish_status()
 
     async def _update(self, msg):
-        from lbpanel.ota import Updater, UpdateError
+        from lbpanel.ota import Replayed, Updater, UpdateError
         app = self.app
         try:
             # The download runs beside the shopper's screens; only the
             # switch and the restart wait for the adverts.
             await self._report("downloading", version=msg["version"], pct=0)
             updater = Updater(app.settings["ota.key"], app.settings["board"], self._report,
-                              safe=self.mode == "safe", board_info=app.board)
+                              safe=self.mode == "safe", board_info=app.board,
+                              store=app.settings["store"], panel=app.settings["panel_id"],
+                              running=VERSION)
             slot = await updater.run(msg)
             while app.flow.state != ADVERTS:
                 await asyncio.sleep(0.2)
             updater.switch(slot, msg["version"])
+        except Replayed:
+            log.info(_TAG, "update %s: this command was taken already" % msg["version"])
+            self.busy = False
+            return
         except UpdateError as e:
             self._refused(msg, str(e))
             self.busy = False
@@ -92,10 +100,23 @@ class Updates:
             quiet = quiet + 1 if app.flow.state == ADVERTS else 0
         await app.restart()
 
-    async def _health(self):
+    async def _health(self, msg):
         """The host's health check: answered with a status; on trial, once
-        that status reached the broker, the update is confirmed."""
+        that status reached the broker, the update is confirmed, if the
+        check is signed by the store for this panel and this version and
+        is newer than the update's command (not one replayed)."""
         if self.ota["state"] != "trial":
+            self.app.status_soon()
+            return
+        from lbpanel import ota
+        settings = self.app.settings
+        seq = msg.get("seq", 0)
+        if not (ota.signature_ok(settings["ota.key"] or "",
+                                 ota.health_text(settings["store"], settings["panel_id"],
+                                                 VERSION, seq), msg.get("sig", ""))
+                and seq > ota.last_seq()):
+            log.warning(_TAG, "a health check not signed for this trial: not confirmed")
+            self.app.counters.add("health_refused")
             self.app.status_soon()
             return
         await self.app.publish_status()

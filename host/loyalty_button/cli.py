@@ -161,7 +161,9 @@ def _restore(args) -> int:
             store = f.read(len(sealed.MAGIC)) == sealed.MAGIC
     except OSError:
         store = False  # the records restore says what is wrong with the file
-    return _lazy("appliance.store_backup" if store else "appliance.backup", args, "restore_cli")
+    if store:
+        return _lazy("appliance.store_backup", args, "restore_cli")
+    return _lazy("appliance.backup", args, "restore_cli")
 
 
 def _build_fonts(args) -> int:
@@ -238,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a store backup: records, settings, catalogue, users, POS key and "
                         "token, panel logins, the CA; asks for a passphrase (from stdin when "
                         "it is not a terminal)")
-    p.set_defaults(func=lambda a: _lazy("appliance.store_backup" if a.store else
-                                        "appliance.backup", a, "backup_cli"))
+    p.set_defaults(func=lambda a: _lazy("appliance.store_backup", a, "backup_cli") if a.store
+                   else _lazy("appliance.backup", a, "backup_cli"))
     p = sub.add_parser("restore", help="put a records backup in place of the store database "
                                        "(the service stopped), or make a fresh host the "
                                        "store in a store backup")

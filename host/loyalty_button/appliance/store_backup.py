@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import __version__, sealed
 from ..service import catalogue as catalogue_mod, config as host_config
-from ..service.dashboard import read_users
+from ..service.users import read_users
 from ..settings import draft_beside, new_file_beside, replace_owned
 from . import backup as records_backup, layout
 
@@ -331,10 +331,9 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
             var: Path = layout.VAR) -> Summary:
     """Make this host the store in the backup `path`. Refused when the host
     is set up already; nothing is left behind by a refused restore."""
-    from . import firstrun
     etc, var = Path(etc), Path(var)
     config = etc / layout.CONFIG.name
-    if firstrun.configured(etc):
+    if config.exists():  # the mark of a store set up (firstrun.configured)
         raise StoreBackupError(f"this host is set up already ({config}): a store backup "
                                f"goes onto a fresh host (move that file away first to replace "
                                f"this store)", "configured")

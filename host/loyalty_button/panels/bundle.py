@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 import lbpanel
-from lbpanel import boards
+from lbpanel import boards, ota
 
 from . import firmware_build, fonts
 
@@ -117,6 +117,10 @@ def load(folder: Path) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BundleError(f"{folder}: not a panel bundle ({e}); build one with "
                           f"'loyalty-button panels bundle --board BOARD'") from None
+    outside = [rel for rel in files if not ota.safe_name(rel)]
+    if outside:  # the host signs the manifest: it names nothing outside a slot
+        raise BundleError(f"{folder}: its manifest names {', '.join(map(repr, outside[:3]))}, "
+                          f"outside a panel's update slot; build the bundle again")
     bad = [rel for rel, e in sorted(files.items())
            if not (folder / rel).is_file() or sha256_file(folder / rel) != e["sha256"]]
     if bad:

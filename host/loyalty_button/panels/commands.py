@@ -199,7 +199,7 @@ def _update(args) -> int:
     reg = _registry(args)
     tills = [t.strip() for t in args.tills.split(",") if t.strip()] if args.tills else None
     rollout = Rollout(reg, args.bundle, canary=args.canary, timeout_s=args.timeout,
-                      out=lambda line: print(line, flush=True))
+                      out=lambda line: print(line, flush=True), downgrade=args.downgrade)
     targets = rollout.plan(tills)
     rollout.url_base()  # refused now, not after the first panel
     rollout.connect()
@@ -274,6 +274,9 @@ def add_parser(sub) -> None:
                    help="panels updated and confirmed before the rest (default 1; 0: all "
                         "at once)")
     u.add_argument("--tills", help="only these tills, comma-separated")
+    u.add_argument("--downgrade", action="store_true",
+                   help="the version may be older than the panels' (they refuse an older "
+                        "one otherwise)")
     u.add_argument("--timeout", type=float, default=600.0,
                    help="seconds each group may take to be confirmed (default 600)")
     p.set_defaults(func=cli)

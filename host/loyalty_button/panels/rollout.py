@@ -19,11 +19,11 @@ import hmac
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbpanel import protocol
-from lbpanel.ota import signed_text
+from lbpanel.ota import health_text, update_text
 
 from ..service import broker_access
 from . import bundle as bundles
@@ -31,9 +31,23 @@ from .registry import Registry, RegistryError
 from .station import StatusWatch, StepFailed
 
 
-def sign(key_hex: str, board: str, version: str, manifest_sha256: str) -> str:
-    return hmac.new(bytes.fromhex(key_hex), signed_text(board, version, manifest_sha256),
-                    hashlib.sha256).hexdigest()
+def sign(key_hex: str, text: bytes) -> str:
+    """The store's signature over one of lbpanel.ota's signed lines."""
+    return hmac.new(bytes.fromhex(key_hex), text, hashlib.sha256).hexdigest()
+
+
+_last_seq = 0
+_seq_lock = threading.Lock()
+
+
+def next_seq() -> int:
+    """The host's sequence for signed commands: milliseconds since 1970,
+    always above the one before (a panel takes only a higher one than the
+    last it took)."""
+    global _last_seq
+    with _seq_lock:
+        _last_seq = max(int(time.time() * 1000), _last_seq + 1)
+        return _last_seq
 
 
 @dataclass
@@ -48,14 +62,16 @@ class Target:
     sent_at: float = 0.0
     first_sent: float = 0.0
     health_at: float = 0.0
+    seqs: list = field(default_factory=list)  # of the update commands sent it
 
 
 class Rollout:
     def __init__(self, registry: Registry, version: str, canary: int = 1,
-                 timeout_s: float = 600.0, out=print):
+                 timeout_s: float = 600.0, out=print, downgrade: bool = False):
         self.reg = registry
         self.cfg = registry.cfg
         self.version = version
+        self.downgrade = downgrade  # signed: a panel refuses an older version without it
         self.canary = canary
         self.timeout_s = timeout_s
         self.out = out
@@ -78,9 +94,23 @@ class Rollout:
         manifest_sha = bundles.sha256_file(folder / bundles.MANIFEST)
         msg = protocol.envelope("cmd", protocol.new_id(), int(time.time()), self.cfg.store,
                                 target.panel_id)
+        seq = next_seq()
         msg.update({"cmd": "update", "version": self.version,
                     "url": f"{self.url_base()}{folder.name}/", "sha256": manifest_sha,
-                    "sig": sign(self.reg.ota_key(), target.board, self.version, manifest_sha)})
+                    "downgrade": self.downgrade, "seq": seq,
+                    "sig": sign(self.reg.ota_key(), update_text(
+                        self.cfg.store, target.panel_id, target.board, self.version,
+                        manifest_sha, self.downgrade, seq))})
+        protocol.validate(msg)
+        return msg
+
+    def health(self, target: Target) -> dict:
+        """The check that confirms a trial, signed for this panel and version."""
+        msg = protocol.envelope("cmd", protocol.new_id(), int(time.time()), self.cfg.store,
+                                target.panel_id)
+        seq = next_seq()
+        msg.update({"cmd": "health", "seq": seq, "sig": sign(self.reg.ota_key(), health_text(
+            self.cfg.store, target.panel_id, self.version, seq))})
         protocol.validate(msg)
         return msg
 
@@ -146,7 +176,10 @@ class Rollout:
         t.fw = st.get("fw") or t.fw
         now = time.monotonic()
         fresh = t.first_sent and self._arrived(t.panel_id) > t.first_sent
-        if fresh and ota.get("version") == self.version and \
+        # A refusal names the command it answers: one of an earlier run,
+        # still in the status, is not this run's.
+        ours = ota.get("seq") in t.seqs if ota.get("state") == "failed" else True
+        if fresh and ours and ota.get("version") == self.version and \
                 ota.get("state") in ("failed", "rolled_back"):
             t.result, t.what = "failed", f"{ota['state'].replace('_', ' ')}: {ota.get('reason')}"
         elif online and st.get("fw") == self.version and ota.get("state") == "ok":
@@ -155,10 +188,7 @@ class Rollout:
             t.result = "trial"
             if now - t.health_at > 5:  # until it answers; a command may be lost
                 t.health_at = now
-                msg = protocol.envelope("cmd", protocol.new_id(), int(time.time()),
-                                        self.cfg.store, t.panel_id)
-                msg["cmd"] = "health"
-                self._send(t.panel_id, msg)
+                self._send(t.panel_id, self.health(t))
         elif online and not ota:
             t.result, t.what = "failed", ("this panel's firmware has no update slots: "
                                           "flash it once over USB")
@@ -171,7 +201,9 @@ class Rollout:
             t.sent_at = now
             t.first_sent = t.first_sent or now
             t.result = "sent"
-            self._send(t.panel_id, self.command(t))
+            cmd = self.command(t)
+            t.seqs.append(cmd["seq"])
+            self._send(t.panel_id, cmd)
         if t.result in ("ok", "failed"):
             t.seconds = now - (t.first_sent or started)
 

@@ -9,9 +9,6 @@ the concentrator's status (panel fleet, forwarding) and the outboxes
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -25,69 +22,19 @@ from aiohttp import web
 
 from . import health, reports
 from .conn_cap import ConnectionCap
+from .users import add_user, check_password, hash_password, read_users, remove_user  # noqa: F401
 from .. import sealed
 from ..forward.outbox import OutboxDB
-from ..settings import warn_if_loose, write_beside
+from ..settings import warn_if_loose
 from .records import memory_db
 from .report_jobs import Computing, ReportJobs
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "dashboard_static"
 COOKIE = "lb_session"
-_SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 
 
-# --- users --------------------------------------------------------------------
-
-def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
-
-
-def check_password(stored: str, password: str) -> bool:
-    try:
-        kind, salt, digest = stored.split("$")
-        if kind != "scrypt":
-            return False
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32, **_SCRYPT)
-        return hmac.compare_digest(got, base64.b64decode(digest))
-    except (ValueError, TypeError):
-        return False
-
-
-def read_users(path: Path) -> dict[str, str]:
-    """`name:scrypt$salt$hash` per line (like htpasswd)."""
-    users = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#") and ":" in line:
-            name, stored = line.split(":", 1)
-            users[name.strip()] = stored.strip()
-    return users
-
-
-def add_user(path: Path, name: str, password: str) -> None:
-    if not name or ":" in name or len(password) < 8:
-        raise ValueError("a user name without ':' and a password of at least 8 characters")
-    path = Path(path)
-    users = read_users(path) if path.exists() else {}
-    users[name] = hash_password(password)
-    _write_users(path, users)
-
-
-def remove_user(path: Path, name: str) -> None:
-    """Take a user away; their open sessions end at their next request."""
-    users = read_users(path)
-    if name not in users:
-        raise ValueError(f"no user {name!r} in {path} (users: {', '.join(sorted(users)) or 'none'})")
-    del users[name]
-    _write_users(Path(path), users)
-
-
-def _write_users(path: Path, users: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_beside(path, "".join(f"{n}:{h}\n" for n, h in users.items()), 0o600)
-
+# --- users: users.py; here too, for the dashboard's CLI and its callers ----------
 
 class _KnownUsers:
     """The users file, read again when it changes: a session holds while its
@@ -449,8 +396,8 @@ async def _close(jobs: ReportJobs) -> None:
     jobs.close()
 
 
-# A few managers' browsers, each a handful of connections.
-MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS = 256, 32
+# Managers' browsers (a handful of connections each), some behind one address.
+MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS = 256, 64
 
 
 async def start(cfg, status, jobs: ReportJobs | None = None,
