@@ -157,3 +157,45 @@ def test_a_session_ends_when_its_password_changes_or_the_user_is_made_again(site
     assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
     # Logged in again, it works: only the old sessions ended.
     assert _call(site, "GET", "/api/summary", headers={"Cookie": _log_in(site)})[0] == 200
+
+
+def test_one_name_guessed_from_many_addresses_is_throttled_and_a_wrong_name_costs_a_check(
+        site, monkeypatch):
+    """Guesses at the manager's password spread over many LAN addresses meet
+    a limit per name; a name that does not exist is checked like one that
+    does (its answer's time says nothing about which names exist)."""
+    checked = []
+    real = dashboard.check_password
+    monkeypatch.setattr(dashboard, "check_password",
+                        lambda stored, password: checked.append(stored) or real(stored, password))
+
+    def guess(source: str, user: str = "manager") -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", site, timeout=30,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", "/login", f"user={user}&password=guess",
+                         {"Content-Type": "application/x-www-form-urlencoded"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+    assert guess("127.0.0.1", "nobody") == 302 and len(checked) == 1
+    codes = [guess(f"127.0.0.{i}") for i in range(10, 45)]
+    assert codes[:30] == [302] * 30 and set(codes[30:]) == {429}, codes
+    assert guess("127.0.0.99", "deputy") == 302  # another name is not held up
+
+
+def test_pages_forbid_framing_and_foreign_scripts_and_records_are_not_cached(site):
+    cookie = _log_in(site)
+    for path in ("/", "/login", "/export/records.csv", "/api/summary"):
+        status, headers, _ = _call(site, "GET", path, headers={"Cookie": cookie})
+        assert status == 200, path
+        csp = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
+        assert "unsafe-inline" not in csp
+        assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == \
+            "nosniff"
+    for path in ("/export/records.csv", "/api/summary", "/"):
+        assert _call(site, "GET", path, headers={"Cookie": cookie})[1]["Cache-Control"] == \
+            "no-store"
+    # The log-in page has no inline script for the policy to block.
+    assert b"<script>" not in _call(site, "GET", "/login")[2]

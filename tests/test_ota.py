@@ -428,6 +428,13 @@ def test_the_bundle_route_serves_only_files_of_a_bundle(tmp_path):
                         ("cyd-0.2.0", "lbpanel"), ("cyd-0.2.0", "lbpanel/none.mpy")):
         assert _bundle_file(tmp_path, bundle, rel) is None, (bundle, rel)
     assert _bundle_file(None, "cyd-0.2.0", "lbpanel/app.mpy") is None
+    # Links lead nowhere: to a file, to a folder, or as the bundle itself.
+    (tmp_path / "cyd-0.2.0" / "key.mpy").symlink_to(tmp_path / "secret.yaml")
+    (tmp_path / "cyd-0.2.0" / "etc").symlink_to(tmp_path)
+    (tmp_path / "cyd-0.3.0").symlink_to(tmp_path / "cyd-0.2.0")
+    for bundle, rel in (("cyd-0.2.0", "key.mpy"), ("cyd-0.2.0", "etc/secret.yaml"),
+                        ("cyd-0.3.0", "lbpanel/app.mpy")):
+        assert _bundle_file(tmp_path, bundle, rel) is None, (bundle, rel)
 
 
 def test_a_panel_restarting_into_an_update_is_not_asked():

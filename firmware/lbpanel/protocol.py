@@ -267,7 +267,7 @@ def validate(msg):
         raise ProtocolError("malformed", "a message is a JSON object")
     _check_schema(msg)
     kind = msg.get("type")
-    check = _VALIDATORS.get(kind)
+    check = _VALIDATORS.get(kind) if isinstance(kind, str) else None  # a dict: unhashable
     if check is None:
         raise ProtocolError("invalid", "unknown message type %r" % (kind,))
     _ident(msg, "id")

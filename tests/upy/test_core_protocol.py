@@ -49,6 +49,13 @@ def test_unknown_schema_version_is_a_schema_error():
     assert _code(protocol.decode, json.dumps(q), "question") == "schema"
 
 
+def test_a_type_that_is_not_text_is_invalid_not_a_crash():
+    for kind in ({"a": 1}, [1], 7, None):
+        msg = support.answer()
+        msg["type"] = kind
+        assert _code(protocol.validate, msg) == "invalid"
+
+
 def test_message_of_the_wrong_type_for_the_topic_is_invalid():
     data = protocol.encode(support.answer())
     assert _code(protocol.decode, data, "question") == "invalid"

@@ -99,6 +99,41 @@ class Sessions:
 # --- the app ------------------------------------------------------------------------
 
 _GUESSES_PER_MINUTE = 10   # failed log-ins from one address, then 429 for the rest
+# ... and for one user name from all addresses together (many addresses on a
+# LAN guessing one manager's password); higher, so that a guesser locks the
+# manager out less easily than they guess.
+_GUESSES_PER_NAME = 30
+# Password checks at once: each scrypt takes 16 MiB and a core's 50 ms;
+# guesses sent by the hundred wait here instead of taking the host's memory.
+_CHECKS_AT_ONCE = 2
+
+
+class _Guesses:
+    """Failed passwords of the last minute, by key (an address, a name)."""
+
+    def __init__(self):
+        self.seen: dict[str, list[float]] = {}
+
+    def full(self, key: str, limit: int, now: float) -> bool:
+        recent = [t for t in self.seen.get(key, []) if t > now - 60]
+        self.seen[key] = recent
+        return len(recent) >= limit
+
+    def note(self, now: float, *keys: str) -> None:
+        if len(self.seen) > 10000:  # addresses and names that stopped: forgotten
+            for key in [k for k, v in self.seen.items() if not v or v[-1] <= now - 60]:
+                del self.seen[key]
+        for key in keys:
+            self.seen.setdefault(key, []).append(now)
+
+    def forget(self, now: float, *keys: str) -> None:
+        for key in keys:
+            if now in self.seen.get(key, ()):
+                self.seen[key].remove(now)
+
+
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 # Breakdowns that can be cut to a period (their totals are kept per hour).
@@ -110,14 +145,25 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     jobs: where reports run (report_jobs.py; made here when not given)."""
     sessions = Sessions(cfg.dashboard_session_h)
     users_file = cfg.dashboard_users
-    failures: dict[str, list[float]] = {}
+    failures = _Guesses()
+    checking = asyncio.Semaphore(_CHECKS_AT_ONCE)
+    # Checked against for a name nobody has: a wrong name costs the same
+    # time as a wrong password, so the time does not say which names exist.
+    decoy = hash_password(secrets.token_urlsafe(16))
+
+    async def password_ok(stored: str | None, password: str) -> bool:
+        async with checking:
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, check_password, stored or decoy, password)
+        return ok and stored is not None
     jobs = jobs or ReportJobs(cfg.database)
 
     known = _KnownUsers(Path(cfg.dashboard_users)) if cfg.dashboard_users else None
 
     @web.middleware
     async def auth(request, handler):
-        if request.path in ("/login", "/static/style.css", "/static/i18n.js"):
+        if request.path in ("/login", "/static/style.css", "/static/i18n.js",
+                            "/static/login.js"):
             return await handler(request)
         user = sessions.user(request.cookies.get(COOKIE), known)
         if user is None:
@@ -139,26 +185,24 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         name, password = str(form.get("user", "")), str(form.get("password", ""))
         peer = request.remote or "?"
         now = time.monotonic()
-        recent = [t for t in failures.get(peer, []) if t > now - 60]
-        if len(recent) >= _GUESSES_PER_MINUTE:  # slow down guessing from one address
+        keys = (f"address {peer}", f"name {name}")
+        if failures.full(keys[0], _GUESSES_PER_MINUTE, now) or \
+                failures.full(keys[1], _GUESSES_PER_NAME, now):
             raise web.HTTPTooManyRequests(text="too many failed log-ins; wait a minute")
         # The attempt counts before the (slow, threaded) password check, or
         # guesses sent in parallel would all pass this gate while the first
         # is still being checked; a good password gives its slot back.
-        failures[peer] = recent + [now]
+        failures.note(now, *keys)
         try:
             users = await asyncio.get_running_loop().run_in_executor(None, read_users, users_file)
         except OSError as e:
             log.error("dashboard: cannot read the users file %s: %s", users_file, e)
             raise web.HTTPServiceUnavailable(text="the dashboard's users file is unreadable")
         stored = users.get(name)
-        ok = stored is not None and await asyncio.get_running_loop().run_in_executor(
-            None, check_password, stored, password)
-        if not ok:
+        if not await password_ok(stored, password):
             log.warning("dashboard: failed log-in for %r from %s", name, peer)
             raise web.HTTPFound("/login?error=1")
-        if now in failures.get(peer, ()):
-            failures[peer].remove(now)
+        failures.forget(now, *keys)
         log.info("dashboard: %s logged in from %s", name, peer)
         resp = web.HTTPFound("/")
         resp.set_cookie(COOKIE, sessions.make(name, stored), httponly=True, samesite="Strict",
@@ -306,14 +350,14 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         if sealed.check_passphrase(passphrase):
             raise back("short")
         peer, now = request.remote or "?", time.monotonic()
-        recent = [t for t in failures.get(peer, []) if t > now - 60]
-        if len(recent) >= _GUESSES_PER_MINUTE:
+        keys = (f"address {peer}", f"name {user}")
+        if failures.full(keys[0], _GUESSES_PER_MINUTE, now) or \
+                failures.full(keys[1], _GUESSES_PER_NAME, now):
             raise web.HTTPTooManyRequests(text="too many failed passwords; wait a minute")
         loop = asyncio.get_running_loop()
         stored = (await loop.run_in_executor(None, read_users, users_file)).get(user)
-        if not stored or not await loop.run_in_executor(None, check_password, stored,
-                                                          str(form.get("password", ""))):
-            failures[peer] = recent + [now]
+        if not await password_ok(stored, str(form.get("password", ""))):
+            failures.note(now, *keys)
             log.warning("dashboard: store backup refused for %s from %s: wrong password",
                         user, peer)
             raise back("password")
@@ -378,7 +422,21 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         return web.Response(text=reports.to_csv(rows), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{cfg.store}-by-{by}.csv"'})
 
+    async def headers(request, response):
+        # Nothing but the dashboard's own files runs or shows on its pages,
+        # and no other site frames them; what carries records is not kept
+        # in a cache.
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        # (same-origin, not no-referrer: with no-referrer a browser sends
+        # "Origin: null" on our own forms, and foreign() refuses them.)
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+
     app = web.Application(middlewares=[auth])
+    app.on_response_prepare.append(headers)
     app.add_routes([web.get("/login", login_page), web.post("/login", login),
                     web.get("/logout", logout), web.get("/", index),
                     web.get("/api/summary", api_summary), web.get("/api/breakdown", api_breakdown),

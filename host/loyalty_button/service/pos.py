@@ -247,6 +247,12 @@ def _bundle_file(root: Path | None, bundle: str, rel: str) -> Path | None:
             or ".." in rel.split("/"):
         return None
     path = Path(root) / bundle / rel
+    # No link either, at any level: the bundles folder is the service's to
+    # write, and a link there would serve whatever file it names.
+    for part in (Path(root) / bundle, *[Path(root) / bundle / Path(*Path(rel).parts[:i + 1])
+                                        for i in range(len(Path(rel).parts))]):
+        if part.is_symlink():
+            return None
     return path if path.is_file() else None
 
 
