@@ -117,3 +117,65 @@ def test_one_panel_login_flooding_answers_is_cut_and_the_other_tills_are_not(
         client.loop_stop()
         client.disconnect()
         h.stop()
+
+
+def test_a_flood_of_unsigned_datagrams_is_counted_not_each_written(tmp_path: Path, broker):
+    """Refused UDP receipts are kept in `rejects` for the integrator to see,
+    a few a second from one address: 3,000 unsigned datagrams cost a
+    counter each, not a database row each."""
+    import sqlite3
+    from loyalty_button.service.pos import REJECTS_KEPT_BURST, REJECTS_KEPT_PER_S
+    h = Host(tmp_path / "host", broker).start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        started = time.monotonic()
+        for i in range(3000):
+            sock.sendto(b'{"v": 1, "type": "receipt", "n": %d}' % i, ("127.0.0.1", h.cfg.udp_port))
+            if i % 200 == 0:
+                time.sleep(0.01)  # within the socket's buffer
+        h.wait(lambda: h.counters().get("udp_refused", 0) >= 2500, "the datagrams refused",
+               timeout=30)
+        time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        c = h.counters()
+        conn = sqlite3.connect(h.cfg.database)
+        kept = conn.execute("SELECT count(*) FROM rejects WHERE source LIKE 'udp:%'").fetchone()[0]
+        conn.close()
+        assert 1 <= kept <= REJECTS_KEPT_BURST + REJECTS_KEPT_PER_S * elapsed + 1
+        assert c["udp_rejects_not_kept"] == c["udp_refused"] - kept
+        status, reply = h.pos.send_http(h.pos.receipt("1", "R-UDP-FLOOD"))
+        assert status == 202, reply
+    finally:
+        sock.close()
+        h.stop()
+
+
+def test_the_broker_refuses_a_message_far_over_the_protocols_size(broker):
+    """A 2 MB retained 'status' would be held and sent to every subscriber:
+    the store broker ends the connection of whoever sends it instead."""
+    import paho.mqtt.client as mqtt
+    got, gone = [], []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watcher")
+    sub.on_message = lambda c, u, m: got.append(len(m.payload))
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe("lb/v1/s1/panel/+/status")
+    sub.loop_start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="p1")
+    pub.on_disconnect = lambda c, u, f, rc, p: gone.append(rc)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        time.sleep(0.5)
+        pub.publish("lb/v1/s1/panel/p1/status", b"x" * 2_000_000, qos=1, retain=True)
+        deadline = time.monotonic() + 10
+        while not gone and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gone, "the sender was not disconnected"
+        pub.loop_stop()
+        pub.publish("lb/v1/s1/panel/p1/status", b"{}", qos=0)  # nothing of the big one kept
+        time.sleep(1.0)
+        assert got == []
+    finally:
+        pub.loop_stop()
+        sub.loop_stop()
+        sub.disconnect()

@@ -85,6 +85,11 @@ def config_text(listeners: list[Listener], data_dir: Path, password_file: Path |
         # a slow or offline subscriber; a store's answers must not be dropped.
         "max_queued_messages 100000",
         "max_inflight_messages 100",
+        # Every message of the protocol is at most 1 KiB; one login must not
+        # be able to make the broker hold and re-send megabytes (a retained
+        # 20 MB status goes to every subscriber). A bigger packet ends the
+        # sender's connection.
+        "max_packet_size 65536",
         # Without it a small packet (a PUBACK, an answer) can wait for the
         # peer's delayed ACK (~40 ms on Linux): the question would reach the
         # panel tens of milliseconds late.

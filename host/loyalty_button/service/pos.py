@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..ratelimit import Buckets
 from .conn_cap import ConnectionCap
 
 from . import dashboard, receipt as receipt_mod
@@ -58,9 +59,15 @@ async def _first_bytes(request: web.Request, timeout_s: float) -> bytes | None:
         return None
 
 
+# Refused datagrams kept in `rejects` (for the integrator to see what was
+# sent), per source address: a flood of them is counted, not each written.
+REJECTS_KEPT_PER_S, REJECTS_KEPT_BURST = 1, 20
+
+
 class UdpReceipts(asyncio.DatagramProtocol):
     def __init__(self, conc):
         self.conc = conc
+        self.kept = Buckets(REJECTS_KEPT_PER_S, REJECTS_KEPT_BURST)
 
     def datagram_received(self, data: bytes, addr) -> None:
         conc = self.conc
@@ -87,7 +94,10 @@ class UdpReceipts(asyncio.DatagramProtocol):
         conc.counters["udp_refused"] += 1  # all codes together, for the minute's line
         conc.limit("udp_" + e.code, logging.WARNING, "UDP receipt from %s refused (%s): %s",
                    addr[0], e.code, e.message)
-        conc.records.reject(f"udp:{addr[0]}", e.code, e.message, data)
+        if self.kept.take(addr[0]):
+            conc.records.reject(f"udp:{addr[0]}", e.code, e.message, data)
+        else:
+            conc.counters["udp_rejects_not_kept"] += 1
 
     def error_received(self, exc) -> None:
         self.conc.counters["udp_socket_error"] += 1
