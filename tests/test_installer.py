@@ -157,6 +157,13 @@ def test_three_panels_flashed_in_parallel_come_online_and_answer(store, devices)
     assert removed.returncode == 0, removed.stderr
     assert "till-3:" not in (broker.workdir / "passwd").read_text()
     assert "till-1:" in (broker.workdir / "passwd").read_text()
+    # Mosquitto checks connected clients again on the reload: the removed
+    # panel is cut off at once and cannot come back (and the command says so).
+    assert "cut off at once" in removed.stdout, removed.stdout
+    deadline = time.monotonic() + 15
+    while "not authorised" not in panels["3"].log():
+        assert time.monotonic() < deadline, panels["3"].log()[-1500:]
+        time.sleep(0.2)
 
 
 def test_a_wrong_port_and_panels_that_never_come_online_say_why(store, devices):

@@ -45,7 +45,8 @@ def _remove(args) -> int:
     reg = _registry(args)
     gone = reg.remove(args.panel)
     print(f"{args.panel} (till {gone['till']}) removed; its login is revoked "
-          f"(a panel still connected keeps its session until it reconnects)")
+          f"(a panel still connected is cut off at once: Mosquitto checks every "
+          f"connection again when it reloads)")
     return 0
 
 
