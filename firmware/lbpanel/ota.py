@@ -159,6 +159,34 @@ def slot_too_big(board):
     return None
 
 
+def read_manifest(data, board, version):
+    """The (file, sha256) pairs a bundle's manifest.json lists for the slot
+    (the boot's own files left out); UpdateError for anything else: a
+    manifest of another board or version, not JSON, or naming a file
+    outside the slot. Its bytes are signed, but it is read as if they were
+    not."""
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise UpdateError("the manifest is not JSON")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise UpdateError("the manifest has no files")
+    if manifest.get("board") != board or manifest.get("version") != version:
+        raise UpdateError("the bundle is %s %s, not %s %s" % (
+            manifest.get("board"), manifest.get("version"), board, version))
+    files = []
+    for rel in sorted([k for k in manifest["files"]]):
+        entry = manifest["files"][rel]
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(sha, str) or len(sha) != 64:
+            raise UpdateError("the manifest's entry for %r has no sha256" % (rel,))
+        if not safe_name(rel):
+            raise UpdateError("the manifest names %r, outside the update slot" % (rel,))
+        if rel not in ROOT_ONLY:
+            files.append((rel, sha))
+    return files
+
+
 class Updater:
     """One update at a time; `report(state, **fields)` tells the host
     (through the status message) how it goes."""
@@ -197,17 +225,8 @@ class Updater:
             await httpget.fetch_to_file(url + MANIFEST, tmp, sha, _MANIFEST_MAX)
         except httpget.FetchError as e:
             raise UpdateError("manifest: %s" % e)
-        with open(tmp) as f:
-            manifest = json.load(f)
-        if manifest.get("board") != self.board or manifest.get("version") != version:
-            raise UpdateError("the bundle is %s %s, not %s %s" % (
-                manifest.get("board"), manifest.get("version"), self.board, version))
-        files = [(rel, e["sha256"]) for rel, e in sorted(manifest["files"].items())
-                 if rel not in ROOT_ONLY]
-        for rel, _ in files:
-            if not safe_name(rel):
-                raise UpdateError("the manifest names %r, outside the update slot" % rel)
-        del manifest
+        with open(tmp, "rb") as f:
+            files = read_manifest(f.read(), self.board, version)
         total = len(files)
         for n, (rel, want) in enumerate(files):
             path = slot + "/" + rel

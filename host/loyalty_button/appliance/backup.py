@@ -65,13 +65,14 @@ def drop_triggers(path: Path) -> int:
     restored): the concentrator makes its own again when it opens the
     database, so none that came with a file runs on the store's records,
     whatever its name. Returns how many were dropped."""
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
         names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master "
                                             "WHERE type = 'trigger'")]
+        conn.execute("BEGIN")  # one transaction: one write of the file, not one a trigger
         for name in names:
             conn.execute(f'DROP TRIGGER "{name.replace(chr(34), chr(34) * 2)}"')
-        conn.commit()
+        conn.execute("COMMIT")
     finally:
         conn.close()
     return len(names)
@@ -98,6 +99,8 @@ def check_database(path: Path) -> int:
     except sqlite3.DatabaseError as e:
         what = "is damaged" if "malformed" in str(e) else "is not a store database"
         raise BackupError(f"{path} {what} ({e})") from None
+    except UnicodeDecodeError:  # a name or value whose bytes were changed
+        raise BackupError(f"{path} is damaged (text that is not UTF-8)") from None
     except OSError as e:
         raise BackupError(f"cannot read {path}: {e.strerror}") from None
     if not row:

@@ -351,6 +351,29 @@ def _reached_as_itself(host_header: str) -> bool:
         return host in own_names()
 
 
+def read_form(form, lang: str) -> tuple[dict, firstrun.Answers, list, dict[str, list[str]]]:
+    """The set-up form as sent: the values to show again, the answers, their
+    problems, and those by field in the page's language. Whatever a browser
+    (or anyone) sends, this refuses in words and never raises (tools/fuzz)."""
+    def text(name: str, default: str = "") -> str:
+        # What cannot be UTF-8 (lone surrogates) cannot be a setting either:
+        # replaced, so the checks below refuse it in words.
+        return str(form.get(name, default)).encode("utf-8", "replace").decode("utf-8")
+    values = {k: text(k).strip() for k, *_ in _FIELDS}
+    values.update(board=text("board", "cyd"), lang=text("lang", "ru"))
+    answers = firstrun.Answers(
+        values["store"], values["timezone"],
+        [t.strip() for t in values["tills"].replace(" ", ",").split(",") if t.strip()],
+        values["admin"], text("admin_password"), values["wifi_ssid"],
+        text("wifi_password"), values["broker_host"],
+        board=values["board"], lang=values["lang"])
+    by_field: dict[str, list[str]] = {}
+    found = firstrun.field_problems(answers)
+    for name, en, ru in found:
+        by_field.setdefault(name, []).append(ru if lang == "ru" else en)
+    return values, answers, found, by_field
+
+
 def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
              broker_files: dict | None = None) -> web.Application:
     @web.middleware
@@ -389,19 +412,7 @@ def make_app(etc: Path, var: Path, done: asyncio.Event, request_apply,
 
     async def setup(request: web.Request) -> web.Response:
         lang = lang_of(request)
-        form = await request.post()
-        values = {k: str(form.get(k, "")).strip() for k, *_ in _FIELDS}
-        values.update(board=str(form.get("board", "cyd")), lang=str(form.get("lang", "ru")))
-        answers = firstrun.Answers(
-            values["store"], values["timezone"],
-            [t.strip() for t in values["tills"].replace(" ", ",").split(",") if t.strip()],
-            values["admin"], str(form.get("admin_password", "")), values["wifi_ssid"],
-            str(form.get("wifi_password", "")), values["broker_host"],
-            board=values["board"], lang=values["lang"])
-        by_field: dict[str, list[str]] = {}
-        found = firstrun.field_problems(answers)
-        for name, en, ru in found:
-            by_field.setdefault(name, []).append(ru if lang == "ru" else en)
+        values, answers, found, by_field = read_form(await request.post(), lang)
         async with lock:  # two browsers at once: one set-up
             try:
                 if by_field:

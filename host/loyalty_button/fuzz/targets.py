@@ -205,7 +205,118 @@ def _operator_targets(work: Path) -> list[Target]:
     ]
 
 
+def _setup_form_target() -> Target:
+    """The set-up page's form as anyone on the LAN may send it: read,
+    checked and shown again, never a crash (nothing is written)."""
+    from ..appliance import setup_page
+    form = {"store": "msk-12", "timezone": "Europe/Moscow", "tills": "1, 2 3",
+            "admin": "manager", "admin_password": "manager-pass-1", "wifi_ssid": "shop-pos",
+            "wifi_password": "wifi-pass-123", "broker_host": "192.168.10.2", "board": "cyd",
+            "lang": "ru"}
+    texts = [v for v in form.values()] + ["", " ", "\x00", "\n", "a:b", "Ω" * 40,
+                                          "\udcff", "999999999999", "1" * 5000, "::1",
+                                          "Mars/Olympus", "../../etc", "<script>", "\u202e"]
+
+    def make(rng):
+        case = dict(form)
+        for _ in range(1 + rng.below(4)):
+            key = rng.pick(list(form) + ["extra"])
+            if rng.chance(4):
+                case.pop(key, None)
+            else:
+                value = rng.pick(texts)
+                case[key] = value if rng.chance(2) else \
+                    mutate_bytes(rng, value.encode("utf-8", "surrogatepass")).decode(
+                        "utf-8", "surrogateescape")
+        return case, rng.pick(("ru", "en"))
+
+    def run(case):
+        values, _, found, by_field = setup_page.read_form(*case)
+        setup_page.form_html(values, [], case[1], by_field).encode("utf-8", "surrogatepass")
+    return Target("setup_form", make, run, ())
+
+
+def _ota_manifest_target() -> Target:
+    """A bundle's manifest as the panel reads it before it downloads."""
+    from lbpanel import ota
+    files = {"lbpanel/app.mpy": {"sha256": "a" * 64, "size": 10},
+             "lbpanel/flow.mpy": {"sha256": "b" * 64, "size": 20},
+             "main.py": {"sha256": "c" * 64, "size": 5}}
+    doc = {"board": "cyd", "version": "0.2.0", "id": "x", "files": files}
+    pool = [json.dumps(doc).encode()]
+
+    def make(rng):
+        case = dict(copy.deepcopy(doc))
+        if rng.chance(3):  # a name that tries to leave the slot
+            case["files"][rng.pick(("../main.py", "/boot.py", "a/../../b", "lbpanel/\x00"))] = \
+                {"sha256": "d" * 64}
+            return json.dumps(case).encode()
+        return _json_case(rng, [doc], pool)
+
+    def run(data):
+        for rel, _ in ota.read_manifest(data, "cyd", "0.2.0"):
+            if not ota.safe_name(rel):
+                raise AssertionError(f"taken: {rel!r}")  # a crash: it must be refused
+    return Target("ota_manifest", make, run, (ota.UpdateError,))
+
+
+def _restore_schema_target(work: Path) -> Target:
+    """A records file handed over for a restore: its schema, meta and
+    objects changed (a trigger, a view named like a table, a schema version
+    of any kind), or its bytes damaged. check_database refuses in words."""
+    import shutil
+    import sqlite3
+    from ..appliance import backup
+    from ..service.records import RecordStore
+    good = work / "restore-good.db"
+    store = RecordStore(good)
+    store.stop()
+    conn = sqlite3.connect(good)
+    conn.execute("PRAGMA journal_mode=DELETE")  # one file, as a backup is
+    conn.close()
+    names = ["records", "meta", "outbox", "rollup", "rollup_insert_0", "evil", "x y", '"q"']
+    edits = [
+        lambda rng: f"UPDATE meta SET value = {rng.pick(('NULL', '-1', chr(39) + 'x' + chr(39), '0', '99', '1e3', '7.5'))} WHERE key = 'schema'",
+        lambda rng: "DELETE FROM meta",
+        lambda rng: f'CREATE TRIGGER "{rng.pick(names)}" AFTER INSERT ON records BEGIN '
+                    f"DELETE FROM outbox; END",
+        lambda rng: f'CREATE VIEW "{rng.pick(names)}" AS SELECT 1',
+        lambda rng: f'CREATE TABLE "{rng.pick(names)}" (a)',
+        lambda rng: f'DROP TABLE "{rng.pick(names)}"',
+        lambda rng: f'ALTER TABLE records RENAME TO "{rng.pick(names)}"',
+        lambda rng: f'CREATE INDEX "{rng.pick(names)}" ON records (receipt)',
+    ]
+    case_path = work / "restore-case.db"
+
+    def make(rng):
+        return [rng.pick(edits)(rng) for _ in range(1 + rng.below(3))], \
+            rng.below(5) == 0, rng.below(1 << 30)
+
+    def run(case):
+        sql, damage, where = case
+        shutil.copyfile(good, case_path)
+        conn = sqlite3.connect(case_path)
+        # Edits in memory, no fsync: the file is thrown away after the case.
+        conn.execute("PRAGMA journal_mode=MEMORY")
+        conn.execute("PRAGMA synchronous=OFF")
+        for statement in sql:
+            try:
+                conn.execute(statement)
+            except sqlite3.Error:
+                pass  # an edit SQLite itself refuses: the file stays as it was
+        conn.commit()
+        conn.close()
+        if damage:
+            data = bytearray(case_path.read_bytes())
+            data[where % len(data)] ^= 0xFF
+            case_path.write_bytes(bytes(data))
+        backup.check_database(case_path)
+        backup.drop_triggers(case_path)
+    return Target("restore_schema", make, run, (backup.BackupError,))
+
+
 def host_targets() -> list[Target]:
     work = Path(tempfile.mkdtemp(prefix="lb-fuzz-"))
     return (_pos_targets() + [_panel_message_target(), _probe_message_target()]
-            + _operator_targets(work))
+            + _operator_targets(work)
+            + [_setup_form_target(), _ota_manifest_target(), _restore_schema_target(work)])
