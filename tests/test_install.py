@@ -518,7 +518,11 @@ def test_a_store_moves_to_a_fresh_host_with_its_backup(running, debs, tmp_path_f
                       token=running["token"])
             # Another member: the one of R-1001 was asked a moment ago, and
             # the restored records say so (a shopper is not asked twice).
-            status, reply = pos.send_http(pos.receipt("1", "R-2001", loyalty_id="7000456"))
+            sale = pos.receipt("1", "R-2001", loyalty_id="7000456")
+            # As a till does: again while the host says it is still starting
+            # (503: not yet on its broker).
+            status, reply = _wait(lambda: (lambda r: r if r[0] != 503 else None)(
+                pos.send_http(sale)), "the host taking receipts")
             assert status == 202 and reply["status"] == "accepted", reply
             shown = panel.wait_screen("question", timeout=20)
             panel.answer(shown["session"], 10)
