@@ -166,6 +166,13 @@ def test_users_file_and_sessions(tmp_path):
     assert not dashboard.check_password(stored, "long enougH")
     with pytest.raises(ValueError):
         dashboard.add_user(users, "bob", "short")
+    # A name is one line: one with a newline would write a second user of its
+    # own choosing (here "root", with ann's password hash).
+    before = users.read_bytes()
+    for name in (f"eve\nroot:{stored}", "eve\r", "eve\x00", " ann", "e" * 65):
+        with pytest.raises(ValueError):
+            dashboard.add_user(users, name, "long enough")
+    assert users.read_bytes() == before and list(dashboard.read_users(users)) == ["ann"]
     s = dashboard.Sessions(1)
     token = s.make("ann")
     assert s.user(token) == "ann"
