@@ -62,9 +62,11 @@ def broker_client(cfg: HostConfig) -> mqtt.Client:
 
 # What one panel's login may send: a till sends an answer a sale and a
 # status every few seconds; a panel back from an outage sends its outbox
-# (hundreds) at once, which the burst takes. Beyond it, the rest wait in the
-# panel's outbox and come again.
-PANEL_RATE, PANEL_BURST = 20, 200
+# (hundreds) at once, which the burst takes; `tools/bench` drives each of 20
+# panels at 35-60 answers a second. Beyond it, the rest wait in the panel's
+# outbox and come again. One flooding panel gets at most this share of the
+# host (about 1,200 transactions a second here, docs/performance.md).
+PANEL_RATE, PANEL_BURST = 100, 500
 
 
 class StoreHost:
