@@ -126,6 +126,12 @@ def store(tmp_path):
 
 def test_the_generated_broker_admits_only_its_own_logins_and_bridges_the_status(store):
     d, cfg, port, tls_port, central = store
+    # The probe's settings beside the store's: its login comes from there (a
+    # store restored onto a new host brings them).
+    probe = (Path(__file__).resolve().parents[1] / "host" / "loyalty_button" / "examples"
+             / "probe.yaml").read_text().replace("password: change-me",
+                                                 "password: probe-pass-123")
+    (d / "probe.yaml").write_text(probe)
     applied = _cli("broker", "apply", "--config", str(cfg))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Mosquitto is not running" in applied.stdout
@@ -149,6 +155,8 @@ def test_the_generated_broker_admits_only_its_own_logins_and_bridges_the_status(
         assert _login(port, "till-1", pw2) != "ok"                 # another panel's password
         assert _login(port, "till-9", pw1) != "ok"                 # not registered
         assert _login(port, "till-1", pw1) == "ok"
+        assert _login(port, "probe", "probe-pass-123") == "ok"
+        assert _login(port, "probe", "change-me") != "ok"
         assert _login(tls_port, "till-1", pw1, ca=ca, tls=True) == "ok"
         # A client that does not trust the store's CA gets no TLS session.
         assert _login(tls_port, "till-1", pw1, tls=True) != "ok"

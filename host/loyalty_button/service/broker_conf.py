@@ -341,12 +341,35 @@ def _sync_logins(cfg) -> list[str]:
         logins.update(Registry(cfg).logins())
     except RegistryError as e:
         raise BrokerConfError(str(e)) from None
+    logins.update(_probe_login(cfg))
     broker_access.write_acl(cfg.panels_acl_file, cfg.store, cfg.broker_user)
     for user, password in logins.items():
         broker_access.set_login(cfg.panels_password_file, user, password)
     for path in (cfg.panels_password_file, cfg.panels_acl_file):
         _readable_by(Path(path), cfg.mosquitto_run_as)
     return list(logins)
+
+
+def _probe_login(cfg, out=print) -> dict[str, str]:
+    """The emotion probe's login from probe.yaml beside the settings, when
+    the store has one (a restored store brings it; the ACL names the user
+    `probe`)."""
+    from ..probe import config as probe_config
+    if not cfg.source:
+        return {}
+    path = Path(cfg.source).parent / "probe.yaml"
+    if not path.exists():
+        return {}
+    try:
+        probe = probe_config.load(path)
+    except probe_config.ProbeConfigError as e:
+        out(f"the probe's login is left as it is: {path}: {'; '.join(e.problems)}")
+        return {}
+    if probe.broker_user != "probe" or not probe.broker_password:
+        out(f"the probe's login is left as it is: {path} names broker.user "
+            f"{probe.broker_user!r} (the ACL's is 'probe') or no password")
+        return {}
+    return {"probe": probe.broker_password}
 
 
 def _tls_names(cfg) -> list[str]:
