@@ -253,3 +253,18 @@ def post_multipart(url: str, fields: dict, file: bytes | None,
             async with s.post(url, data=form, headers=headers or {}) as r:
                 return r.status, await r.text()
     return asyncio.run(go())
+
+
+def http_call(port: int, method: str, path: str, body=None, headers: dict | None = None,
+              timeout: float = 60, source: str | None = None) -> tuple[int, dict, bytes]:
+    """One HTTP request to 127.0.0.1:port (from the address `source`, when
+    given): status, headers, body. Redirects are not followed."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request(method, path, body, headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()

@@ -590,8 +590,7 @@ def test_the_dashboard_makes_the_backup_and_the_set_up_page_restores_it(tmp_path
     """Store A's manager makes a store backup on the dashboard; a fresh
     host's set-up page offers "restore" first, refuses a wrong passphrase
     in the page's language with nothing written, then restores."""
-    import http.client
-    from conftest import post_multipart
+    from conftest import http_call, post_multipart
     port = free_port()
     config = _store_a(tmp_path, port)
     cfg = host_config.load(config)
@@ -602,13 +601,7 @@ def test_the_dashboard_makes_the_backup_and_the_set_up_page_restores_it(tmp_path
     thread.start()
 
     def call(method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        try:
-            conn.request(method, path, body, headers or {})
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        finally:
-            conn.close()
+        return http_call(port, method, path, body, headers)
     try:
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         status, headers, _ = call("POST", "/login", "user=manager&password=manager-pass-1", form)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import csv
-import http.client
 import io
 import threading
 
 import pytest
 
-from conftest import STORE
+from conftest import STORE, http_call
 from loyalty_button.service import dashboard
 from loyalty_button.service.config import parse
 from loyalty_button.service.records import RecordStore, now_ms
@@ -47,18 +46,8 @@ def site(tmp_path):
     thread.join(5)
 
 
-def _call(port, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body, headers or {})
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
-    finally:
-        conn.close()
-
-
 def _log_in(port) -> str:
-    status, headers, _ = _call(port, "POST", "/login", "user=manager&password=correct horse",
+    status, headers, _ = http_call(port, "POST", "/login", "user=manager&password=correct horse",
                                {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 302
     return headers["Set-Cookie"].split(";")[0]  # lb_session=<token>
@@ -66,33 +55,33 @@ def _log_in(port) -> str:
 
 def test_logging_out_ends_the_session_for_every_copy_of_the_cookie(site):
     cookie = _log_in(site)
-    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 200
-    assert _call(site, "GET", "/logout", headers={"Cookie": cookie})[0] == 302
+    assert http_call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 200
+    assert http_call(site, "GET", "/logout", headers={"Cookie": cookie})[0] == 302
     # a copy of the cookie (another tab, a stolen one) is dead too
-    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
+    assert http_call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
 
 
 def test_resend_needs_json_from_our_own_origin(site):
     cookie = _log_in(site)
     own = f"http://127.0.0.1:{site}"
     body = b'{"dest": "crm"}'
-    form = _call(site, "POST", "/api/resend", b"dest=crm",
+    form = http_call(site, "POST", "/api/resend", b"dest=crm",
                  {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
     assert form[0] == 415
-    foreign = _call(site, "POST", "/api/resend", body,
+    foreign = http_call(site, "POST", "/api/resend", body,
                     {"Cookie": cookie, "Content-Type": "application/json",
                      "Origin": "http://evil.example"})
     assert foreign[0] == 403
-    assert _call(site, "POST", "/api/resend", b"[1",
+    assert http_call(site, "POST", "/api/resend", b"[1",
                  {"Cookie": cookie, "Content-Type": "application/json"})[0] == 400
-    ok = _call(site, "POST", "/api/resend", body,
+    ok = http_call(site, "POST", "/api/resend", body,
                {"Cookie": cookie, "Content-Type": "application/json", "Origin": own})
     assert ok[0] == 200 and b'"resent": 0' in ok[2]
 
 
 def test_the_records_export_neutralises_formula_cells_and_keeps_numbers(site):
     cookie = _log_in(site)
-    status, _, body = _call(site, "GET", "/export/records.csv", headers={"Cookie": cookie})
+    status, _, body = http_call(site, "GET", "/export/records.csv", headers={"Cookie": cookie})
     assert status == 200
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     cashiers = sorted(r["cashier"] for r in rows)
@@ -107,7 +96,7 @@ def test_parallel_password_guesses_are_throttled_before_the_password_check(site)
     from concurrent.futures import ThreadPoolExecutor
 
     def log_in(password):
-        return _call(site, "POST", "/login", f"user=manager&password={password}",
+        return http_call(site, "POST", "/login", f"user=manager&password={password}",
                      {"Content-Type": "application/x-www-form-urlencoded"})[0]
     with ThreadPoolExecutor(40) as pool:
         codes = list(pool.map(log_in, [f"guess-{i}" for i in range(40)]))
@@ -122,7 +111,7 @@ def test_periods_cut_the_summary_and_the_hourly_breakdowns_and_bad_ones_are_refu
     cookie = {"Cookie": _log_in(site)}
 
     def get(path):
-        status, _, body = _call(site, "GET", path, headers=cookie)
+        status, _, body = http_call(site, "GET", path, headers=cookie)
         return status, (json.loads(body) if status == 200 else body.decode())
     status, today = get("/api/summary?range=today")
     assert status == 200 and today["nps"]["n"] == 6 and today["previous"]["nps"]["n"] == 0
@@ -137,7 +126,7 @@ def test_periods_cut_the_summary_and_the_hourly_breakdowns_and_bad_ones_are_refu
     status, text = get("/api/summary?range=custom&from=2026-12-05&to=2026-12-01")
     assert status == 400 and "ends (2026-12-01) before it starts (2026-12-05)" in text
     assert get("/api/summary?range=fortnight")[0] == 400
-    status, _, body = _call(site, "GET", "/export/breakdown.csv?by=till&range=today",
+    status, _, body = http_call(site, "GET", "/export/breakdown.csv?by=till&range=today",
                             headers=cookie)
     assert status == 200 and body.decode().splitlines()[1].startswith("1,6,")
 
@@ -147,16 +136,16 @@ def test_a_session_ends_when_its_password_changes_or_the_user_is_made_again(site
     and added again: a session opened with the old password is over."""
     users = tmp_path / "users"
     cookie = _log_in(site)
-    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 200
+    assert http_call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 200
     dashboard.add_user(users, "manager", "a new password 1")
-    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
+    assert http_call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
     dashboard.add_user(users, "manager", "correct horse")  # the old one back, hashed anew
     cookie = _log_in(site)
     dashboard.remove_user(users, "manager")
     dashboard.add_user(users, "manager", "correct horse")
-    assert _call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
+    assert http_call(site, "GET", "/api/summary", headers={"Cookie": cookie})[0] == 401
     # Logged in again, it works: only the old sessions ended.
-    assert _call(site, "GET", "/api/summary", headers={"Cookie": _log_in(site)})[0] == 200
+    assert http_call(site, "GET", "/api/summary", headers={"Cookie": _log_in(site)})[0] == 200
 
 
 def test_one_name_guessed_from_many_addresses_is_throttled_and_a_wrong_name_costs_a_check(
@@ -170,14 +159,9 @@ def test_one_name_guessed_from_many_addresses_is_throttled_and_a_wrong_name_cost
                         lambda stored, password: checked.append(stored) or real(stored, password))
 
     def guess(source: str, user: str = "manager") -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", site, timeout=30,
-                                          source_address=(source, 0))
-        try:
-            conn.request("POST", "/login", f"user={user}&password=guess",
-                         {"Content-Type": "application/x-www-form-urlencoded"})
-            return conn.getresponse().status
-        finally:
-            conn.close()
+        return http_call(site, "POST", "/login", f"user={user}&password=guess",
+                         {"Content-Type": "application/x-www-form-urlencoded"},
+                         source=source)[0]
     assert guess("127.0.0.1", "nobody") == 302 and len(checked) == 1
     codes = [guess(f"127.0.0.{i}") for i in range(10, 45)]
     assert codes[:30] == [302] * 30 and set(codes[30:]) == {429}, codes
@@ -187,7 +171,7 @@ def test_one_name_guessed_from_many_addresses_is_throttled_and_a_wrong_name_cost
 def test_pages_forbid_framing_and_foreign_scripts_and_records_are_not_cached(site):
     cookie = _log_in(site)
     for path in ("/", "/login", "/export/records.csv", "/api/summary"):
-        status, headers, _ = _call(site, "GET", path, headers={"Cookie": cookie})
+        status, headers, _ = http_call(site, "GET", path, headers={"Cookie": cookie})
         assert status == 200, path
         csp = headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
@@ -195,7 +179,7 @@ def test_pages_forbid_framing_and_foreign_scripts_and_records_are_not_cached(sit
         assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == \
             "nosniff"
     for path in ("/export/records.csv", "/api/summary", "/"):
-        assert _call(site, "GET", path, headers={"Cookie": cookie})[1]["Cache-Control"] == \
+        assert http_call(site, "GET", path, headers={"Cookie": cookie})[1]["Cache-Control"] == \
             "no-store"
     # The log-in page has no inline script for the policy to block.
-    assert b"<script>" not in _call(site, "GET", "/login")[2]
+    assert b"<script>" not in http_call(site, "GET", "/login")[2]

@@ -436,18 +436,13 @@ PASSPHRASE = "long walk to the till"
 def _dashboard_backup(port: int) -> bytes:
     """A store backup as the manager makes it on the dashboard: log in, ask
     with a passphrase and the password again, download."""
-    import http.client
     import urllib.parse
+    from conftest import http_call
 
     def call(path: str, form: dict, cookie: str = "") -> tuple[int, dict, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            conn.request("POST", path, urllib.parse.urlencode(form),
-                         {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        finally:
-            conn.close()
+        return http_call(port, "POST", path, urllib.parse.urlencode(form),
+                         {"Content-Type": "application/x-www-form-urlencoded",
+                          "Cookie": cookie}, timeout=120)
     status, headers, _ = call("/login", {"user": "manager", "password": ADMIN_PASSWORD})
     assert status == 302 and "Set-Cookie" in headers
     status, headers, body = call("/backup", {"passphrase": PASSPHRASE, "passphrase2": PASSPHRASE,

@@ -46,17 +46,20 @@ def private(path: Path, mode: int = 0o640) -> None:
                     path, have, have & mode)
 
 
+def own_like(path: Path, model: Path) -> None:
+    """Run as root (an installer's sudo), `path` takes `model`'s owner and
+    group: what root makes in the service's folders stays the service's."""
+    if os.geteuid() == 0:
+        st = Path(model).stat()
+        os.chown(path, st.st_uid, st.st_gid)
+
+
 def replace_owned(tmp: Path, path: Path) -> None:
     """Rename `tmp` over `path`. Run as root (an installer's sudo), the file
     keeps the owner it had, or takes its folder's: a settings file the
     service must read stays the service's."""
     path = Path(path)
-    if os.geteuid() == 0:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            st = path.parent.stat()
-        os.chown(tmp, st.st_uid, st.st_gid)
+    own_like(tmp, path if path.exists() else path.parent)
     os.replace(tmp, path)
 
 

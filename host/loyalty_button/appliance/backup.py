@@ -30,7 +30,7 @@ from pathlib import Path
 from ..service import config as host_config
 from ..service import rollup
 from ..service.records import SCHEMA, SCHEMA_VERSION, DatabaseInUse, lock_database
-from ..settings import new_file_beside
+from ..settings import new_file_beside, own_like
 
 log = logging.getLogger(__name__)
 PREFIX = "records-"
@@ -209,9 +209,7 @@ def restore(source: Path, db: Path) -> Path | None:
             src.close()
         drop_triggers(tmp)
         os.chmod(tmp, 0o640)
-        owner = db.parent.stat()  # run as root, the file must still be the service's
-        if os.geteuid() == 0:
-            os.chown(tmp, owner.st_uid, owner.st_gid)
+        own_like(tmp, db.parent)  # run as root, the file must still be the service's
         kept = None
         if db.exists():
             # Whatever is still in the old database's WAL goes into the copy kept.

@@ -26,7 +26,7 @@ from lbpanel import boards
 
 from ..panels.registry import TILL, Registry, RegistryError
 from ..service import broker_conf, catalogue as catalogue_mod, config as host_config, dashboard
-from ..settings import draft_beside, replace_owned
+from ..settings import draft_beside, own_like, replace_owned
 from . import layout
 
 STORE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -208,21 +208,11 @@ def configure(a: Answers, etc: Path = layout.ETC, var: Path = layout.VAR,
     replace_owned(registry_draft, registry_path)
     if ca_draft is not None:
         os.chmod(ca_draft, 0o750)
-        _hand_to_folder_owner(ca_draft)
+        for path in (ca_draft, *ca_draft.iterdir()):  # root's `setup`: the service's
+            own_like(path, ca_draft.parent)
         ca_draft.rename(ca_dir)
     replace_owned(config, final)
     return shown
-
-
-def _hand_to_folder_owner(folder: Path) -> None:
-    """Run as root (an installer's `setup`), what was made in `folder` is
-    the owner of its parent's: the service's."""
-    folder = Path(folder)
-    if os.geteuid() != 0:
-        return
-    st = folder.parent.stat()
-    for path in (folder, *folder.iterdir()):
-        os.chown(path, st.st_uid, st.st_gid)
 
 
 def catalogue_text(tills: list[str], lang: str) -> str:

@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 from .. import __version__, sealed
 from ..service import catalogue as catalogue_mod, config as host_config
 from ..service.users import read_users
-from ..settings import draft_beside, new_file_beside, replace_owned
+from ..settings import draft_beside, new_file_beside, own_like, replace_owned
 from . import backup as records_backup, layout
 
 log = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
                 if not parent.exists():
                     parent.mkdir(mode=0o750)
                     made_dirs.append(parent)
-                    _own_like(parent, etc if top == "etc" else var)
+                    own_like(parent, etc if top == "etc" else var)
             if dest.exists():
                 kept = dest.with_name(f"{dest.name}.before-restore-{stamp}")
                 dest.replace(kept)
@@ -415,12 +415,6 @@ def restore(path: Path, passphrase: str, etc: Path = layout.ETC,
              summary.store, Path(path).name, summary.made, summary.version, summary.records,
              ", ".join(summary.panels) or "none", ", ".join(summary.users) or "none")
     return summary
-
-
-def _own_like(path: Path, root: Path) -> None:
-    if os.geteuid() == 0:
-        st = root.stat()
-        os.chown(path, st.st_uid, st.st_gid)
 
 
 # --- the commands ------------------------------------------------------------------

@@ -27,11 +27,15 @@ import tempfile
 from pathlib import Path
 
 from ..panels import firmware_build
+from ..service import broker_conf
 from ..sim.broker import Broker
 from ..sim.panel_link import PanelLink
 from ..sim.panel import SimPanel, micropython_path, panel_config, panel_env
 
 STORE = "bench"
+# Junk for the panel to read past: just under the most the store broker
+# passes (a bigger packet ends the sender's connection).
+JUNK = b"x" * (broker_conf.MAX_PACKET_SIZE - 4096)
 WHY = {"text": "What mattered most?",
        "reasons": [{"id": r, "text": r.title()} for r in ("queue", "staff", "price", "choice")]}
 
@@ -66,7 +70,7 @@ def scenario(heapsize_kib: int, firmware: Path | None, root: Path) -> tuple[bool
         panel.wait_screen("thanks", session="r-why", timeout=10)
         link.ask("p1", "r-old", "nps-main", "nps", "Recommend us?")
         panel.wait_screen("question", session="r-old", timeout=10)
-        link.publish("p1", "question", b"x" * 100_000)
+        link.publish("p1", "question", JUNK)
         _answer(link, panel, "r-new", 10)
         for s in ("r-why", "r-old", "r-new"):
             link.wait_answer(s, timeout=10)

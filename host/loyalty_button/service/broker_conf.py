@@ -30,6 +30,11 @@ from pathlib import Path
 from ..settings import private
 from . import broker_access
 
+# The largest MQTT packet the store broker passes (config_text): far above
+# the protocol's 1 KiB messages; what a panel may have to read past.
+MAX_PACKET_SIZE = 65536
+
+
 class BrokerConfError(RuntimeError):
     pass
 
@@ -89,7 +94,7 @@ def config_text(listeners: list[Listener], data_dir: Path, password_file: Path |
         # be able to make the broker hold and re-send megabytes (a retained
         # 20 MB status goes to every subscriber). A bigger packet ends the
         # sender's connection.
-        "max_packet_size 65536",
+        f"max_packet_size {MAX_PACKET_SIZE}",
         # Without it a small packet (a PUBACK, an answer) can wait for the
         # peer's delayed ACK (~40 ms on Linux): the question would reach the
         # panel tens of milliseconds late.
