@@ -638,8 +638,11 @@ def test_the_dashboard_makes_the_backup_and_the_set_up_page_restores_it(tmp_path
     assert _tree(etc) == {} and page.requests == []
     status, html = post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, None)
     assert status == 400 and "Choose the backup file" in html
-    status, html = post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, made)
+    # Reached by another address than the one the panels dial: said so.
+    status, html = post_multipart(url + "?lang=en", {"passphrase": PASSPHRASE}, made,
+                                  {"Host": f"192.168.10.9:{page.port}"})
     assert status == 200 and "Store msk-12 is restored" in html, html
+    assert 'id="dial-differs"' in html and "give it 192.168.10.2" in html
     assert "192.168.10.2" in html and f":{port}/" in html  # where the panels dial; the dashboard
     assert page.requests == ["apply"] and page.finished.wait(10)
     assert host_config.load(etc / "concentrator.yaml").pos_token == cfg.pos_token

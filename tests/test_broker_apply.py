@@ -233,3 +233,18 @@ def test_the_appliance_snippet_names_the_pid_file_only_where_debian_does_not(
         assert (run / "mosquitto.pid").read_text().strip() == str(proc.pid)
         again = _cli("broker", "apply", "--config", str(cfg))
         assert f"Mosquitto (pid {proc.pid}) reloaded" in again.stdout, again.stdout
+
+
+def test_a_store_set_up_before_the_ca_moved_keeps_its_ca(tmp_path):
+    """A store whose CA is still in the broker's TLS folder (set up by an
+    earlier build) goes on with that CA: no new one is made where the new
+    setting points, which would orphan every panel that trusts the old."""
+    from loyalty_button.service import broker_conf
+    old_tls, new_ca = tmp_path / "broker-tls", tmp_path / "store-ca"
+    broker_conf.ensure_tls(old_tls, ["192.168.10.2"], "s1")  # the earlier build's layout
+    ca = (old_tls / "ca.crt").read_bytes()
+    broker_conf.ensure_tls(old_tls, ["192.168.10.3"], "s1", None, new_ca)
+    assert not new_ca.exists() and (old_tls / "ca.crt").read_bytes() == ca
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(old_tls / "ca.crt"),
+                               str(old_tls / "server.crt")], capture_output=True, text=True)
+    assert verified.returncode == 0 and "192.168.10.3" in (old_tls / "server.names").read_text()
