@@ -320,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(func=lambda a: _lazy_cli("service.broker_conf", a))
     from .panels import commands as panel_commands
     panel_commands.add_parser(sub)
+    from .central import commands as central_commands
+    central_commands.add_parser(sub)
     p = sub.add_parser("screens", help="render every panel screen of every board to PNG")
     p.add_argument("out_dir")
     p.add_argument("--board", default=None)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import smtplib
-import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +27,7 @@ from email.message import EmailMessage
 
 from lbpanel import protocol
 
+from .. import smtp
 from ..service.records import connect, now_ms
 from ..settings import Checker, Field, clock_span, in_span
 from . import http
@@ -192,14 +191,9 @@ def deliver(ch: Channel, alert: dict) -> None:
         msg["Subject"] = alert["subject"]
         msg.set_content(alert["text"])
         try:
-            with smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout_s) as smtp:
-                if ch.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if ch.user:
-                    smtp.login(ch.user, ch.password or "")
-                smtp.send_message(msg)
-        except (OSError, smtplib.SMTPException) as e:
-            raise http.Retry(f"smtp {ch.host}:{ch.port}: {e}") from None
+            smtp.send(msg, ch.host, ch.port, ch.timeout_s, ch.starttls, ch.user, ch.password)
+        except smtp.MailError as e:
+            raise http.Retry(str(e)) from None
 
 
 def broadcast(channels: list[Channel], alert: dict, done: set[str]) -> set[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..settings import Checker, Field
 
-TYPES = ("webhook", "hubspot", "bitrix24", "postgres")
+TYPES = ("webhook", "hubspot", "bitrix24", "postgres", "central")
 
 _COMMON = [
     Field("name", "id", required=True),
@@ -36,6 +36,12 @@ _BY_TYPE = {
                  [("webhook_url", "webhook_url_file")]),
     "postgres": ([Field("dsn", "str"), Field("dsn_file", "secret_file", attr="dsn")],
                  [("dsn", "dsn_file")]),
+    # The chain's central service (docs/central.md): its address, this
+    # store's token from the central admin, and the CA that signed the
+    # service's certificate when it is not one the system trusts.
+    "central": ([Field("url", "str"), Field("token", "str"),
+                 Field("token_file", "secret_file", attr="token"), Field("ca_file", "path")],
+                [("url",), ("token", "token_file")]),
 }
 _DEFAULT_URL = {"hubspot": "https://api.hubapi.com"}
 _DEFAULT_ID_PROPERTY = {"hubspot": "lb_loyalty_id", "bitrix24": "UF_CRM_LB_LOYALTY_ID"}
@@ -69,6 +75,7 @@ class Destination:
     token: str | None = None
     id_property: str | None = None
     dsn: str | None = None
+    ca_file: object = None  # a Path
 
 
 @dataclass
@@ -133,6 +140,9 @@ def parse(doc, check: Checker) -> Forwarding:
         dest.id_property = dest.id_property or _DEFAULT_ID_PROPERTY.get(kind)
         if dest.url and not dest.url.startswith(("http://", "https://")):
             check.fail(where, "the URL must start with https:// (or http://)")
+        if dest.ca_file is not None and not dest.ca_file.is_file():
+            check.fail(f"{where}.ca_file", f"{dest.ca_file} is not a file (the PEM "
+                                           f"certificate of the CA that signed the service's)")
         if not dest.raw_ids and fwd.pseudonym_key is None:
             check.fail(where, "sends pseudonyms (raw_loyalty_ids is false), so "
                               "forwarding.pseudonym_key or pseudonym_key_file is required")

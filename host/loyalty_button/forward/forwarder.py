@@ -24,6 +24,7 @@ from . import http
 from .adapter import Adapter
 from .alerts import DEST, RecordRules
 from .bitrix24 import Bitrix24
+from .central import Central
 from .cloud import CloudReporter
 from .config import Destination
 from .hubspot import HubSpot
@@ -34,16 +35,18 @@ from .webhook import Webhook
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = {"webhook": Webhook, "hubspot": HubSpot, "bitrix24": Bitrix24, "postgres": Postgres}
+ADAPTERS = {"webhook": Webhook, "hubspot": HubSpot, "bitrix24": Bitrix24, "postgres": Postgres,
+            "central": Central}
 POLL_S = 0.5
 
 
 class Worker(threading.Thread):
     def __init__(self, db_path, dest, key: bytes | None, counters: Counter,
-                 adapter: Adapter | None = None):
+                 adapter: Adapter | None = None, tz=None):
         super().__init__(name=f"forward-{dest.name}", daemon=True)
         self.dest = dest
         self.key = key
+        self.tz = tz  # the store's zone: each record's UTC offset goes with it
         self.counters = counters
         self.adapter = adapter or ADAPTERS[dest.type](dest)
         self.db = OutboxDB(db_path)
@@ -90,7 +93,7 @@ class Worker(threading.Thread):
         name = self.dest.name
         payloads = []
         for rec, attempts, ref in items:
-            payloads.append((record_payload(rec, self.dest.raw_ids, self.key), attempts, ref))
+            payloads.append((record_payload(rec, self.dest.raw_ids, self.key, self.tz), attempts, ref))
         try:
             results = self.adapter.send_batch(payloads)
         except http.Retry as e:
@@ -205,8 +208,8 @@ class Forwarder:
                              name, n)
         finally:
             db.close()
-        self.workers = [Worker(self.db_path, d, self.cfg.pseudonym_key, self.counters)
-                        for d in self.cfg.destinations]
+        self.workers = [Worker(self.db_path, d, self.cfg.pseudonym_key, self.counters,
+                               tz=self.tz) for d in self.cfg.destinations]
         if self.alerts is not None:
             # Alerts are for the store's own staff: raw ids (the call-back
             # needs the card), and they keep trying for a long time.

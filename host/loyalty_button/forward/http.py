@@ -42,10 +42,11 @@ class Response:
 
 
 def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
-            timeout_s: float = 10.0) -> Response:
+            timeout_s: float = 10.0, context=None) -> Response:
+    """context: an ssl.SSLContext (e.g. trusting a chain's own CA)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
             return Response(resp.status, dict(resp.headers), resp.read())
     except urllib.error.HTTPError as e:
         return Response(e.code, dict(e.headers or {}), e.read() or b"")

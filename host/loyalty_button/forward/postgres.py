@@ -21,7 +21,7 @@ from . import http
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _LOCK = 0x4C425247  # "LBRG": pg_advisory_xact_lock key for migrations
 
 # version -> statements that take the schema from version-1 to version.
@@ -49,15 +49,21 @@ MIGRATIONS = {
 # --- running totals (schema 3) ----------------------------------------------------
 
 # What the chain's totals are kept by: every dimension a store keeps for
-# all time (bar its shoppers: the chain has millions), and the store as a
-# whole per hour (a store's trend in its own zone) and per UTC day (the
-# chain's trend without reading every store's hours).
+# all time (bar its shoppers: the chain has millions), the store as a whole
+# per hour, and per day the store as a whole, its tills, cashiers and
+# questions (the chain dashboard's periods and drill-down).
+#
+# A day is the store's own calendar day: a record carries its store's UTC
+# offset at that moment (utc_offset_s, schema 4), and a day's slot is that
+# local date's midnight read as UTC (Unix s). So "Monday" is each store's
+# Monday across the chain's time zones, and a store's day here holds the
+# same records as its own report of that date. A record without an offset
+# (a store host from before schema 4) counts by its UTC date.
 DAY_S = 86_400
-# dim -> (the store dimension whose key it uses, its slot sizes). Days are
-# a dimension of their own: a day's slot is also its first hour's.
+# dim -> (the store dimension whose key it uses, its slot sizes).
 CENTRAL_DIMS = {"all": ("all", (rollup.ALL_TIME, rollup.SLOT_S)), "all_days": ("all", (DAY_S,)),
-                **{d: (d, (rollup.ALL_TIME,)) for d in ("till", "cashier", "question",
-                                                        "language", "member", "advert",
+                **{d: (d, (rollup.ALL_TIME, DAY_S)) for d in ("till", "cashier", "question")},
+                **{d: (d, (rollup.ALL_TIME,)) for d in ("language", "member", "advert",
                                                         "emotion")}}
 CENTRAL_BY = ("store", "day") + tuple(d for d in CENTRAL_DIMS if not d.startswith("all"))
 _TALLY_COLS = ", ".join(rollup.TALLIES)
@@ -66,6 +72,10 @@ _TALLY_COLS = ", ".join(rollup.TALLIES)
 def _slot(r: str, seconds: int) -> str:
     if seconds == rollup.ALL_TIME:
         return str(rollup.ALL_TIME_SLOT)
+    if seconds == DAY_S:
+        when = rollup.sql("{when}", r, "pg")
+        return (f"COALESCE(({when} / 1000 + COALESCE({r}.utc_offset_s, 0)) / {DAY_S} * {DAY_S}"
+                f", 0)")
     return f"COALESCE({rollup.slot_of(r, seconds, 'pg')}, 0)"  # a record with no time at all
 
 
@@ -83,7 +93,7 @@ def _flags(r: str) -> str:
 
 
 def _reasons(r: str) -> str:
-    """(slot, grp, reason, n) rows of record `r`'s reasons: all time and per UTC day."""
+    """(slot, grp, reason, n) rows of record `r`'s reasons: all time and per day."""
     return (f"SELECT s.slot, {rollup.group_of(r, 'pg')} AS grp, j.value AS reason, COUNT(*) AS n "
             f"FROM jsonb_array_elements_text({rollup.reason_list(r)}) AS j(value), "
             f"(VALUES ({rollup.ALL_TIME_SLOT}::bigint), ({_slot(r, DAY_S)}::bigint)) AS s(slot) "
@@ -118,9 +128,7 @@ def _function() -> str:
 
 
 def _backfill() -> list[str]:
-    """Count the rows already there (a chain upgrading from schema 2), in
-    the migration's transaction: CREATE TRIGGER holds off other hosts'
-    upserts until it commits, so nothing is counted twice or missed."""
+    """Count the rows already there, every total (the migration to schema 4)."""
     sums = ", ".join(f"SUM(f.{t})" for t in rollup.TALLIES)
     return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
             f"SELECT r.store, d.dim, d.slot, d.key, {sums} FROM lb_records AS r "
@@ -140,12 +148,23 @@ MIGRATIONS[3] = [
     "CREATE TABLE IF NOT EXISTS lb_reason_totals (store text NOT NULL, slot bigint NOT NULL, "
     "grp text NOT NULL, reason text NOT NULL, n bigint NOT NULL, "
     "PRIMARY KEY (store, slot, grp, reason))",
-    # The chain's day trend reads the UTC-day rows of every store.
+    # The chain's day trend reads the day rows of every store.
     "CREATE INDEX IF NOT EXISTS lb_totals_dim_slot ON lb_totals (dim, slot)",
+]
+# Schema 4: the store's own days (utc_offset_s), and tills, cashiers and
+# questions per day. The trigger is made (or made again) here and every
+# total counted afresh from the records, in the migration's transaction:
+# CREATE TRIGGER holds off other hosts' upserts until it commits, so
+# nothing is counted twice or missed. (A database at schema 3 had the
+# trigger and totals of then; one at 2 gets them here.)
+MIGRATIONS[4] = [
+    "ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS utc_offset_s integer",
     _function(),
     "DROP TRIGGER IF EXISTS lb_totals ON lb_records",
     "CREATE TRIGGER lb_totals AFTER INSERT OR UPDATE OR DELETE ON lb_records "
     "FOR EACH ROW EXECUTE FUNCTION lb_totals_apply()",
+    "DELETE FROM lb_totals",
+    "DELETE FROM lb_reason_totals",
     *_backfill(),
 ]
 
@@ -164,7 +183,7 @@ def reasons(conn, store: str | None = None) -> dict[str, dict[str, int]]:
 
 
 def breakdown(conn, by: str, store: str | None = None) -> list[dict]:
-    """The chain's breakdown by `by` (CENTRAL_BY: store, day in UTC, or a
+    """The chain's breakdown by `by` (CENTRAL_BY: store, the store's day, or a
     dimension), of one store or of all, from the totals: the same rows as
     a store's `report breakdown`."""
     if by not in CENTRAL_BY:
@@ -192,7 +211,8 @@ def breakdown(conn, by: str, store: str | None = None) -> list[dict]:
 COLUMNS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "member", "cashier",
            "total", "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
            "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms", "advert",
-           "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender", "extras")
+           "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender", "extras",
+           "utc_offset_s")
 _JSONB = {"value", "reasons", "emotions", "extras"}
 UPSERT = (f"INSERT INTO lb_records ({', '.join(COLUMNS)}) VALUES "
           f"({', '.join('%s' for _ in COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "

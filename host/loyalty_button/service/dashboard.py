@@ -136,6 +136,20 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
+async def security_headers(request, response):
+    """Nothing but the dashboard's own files runs or shows on its pages, and
+    no other site frames them; what carries records is not kept in a cache
+    (the store's dashboard and the chain's)."""
+    response.headers.setdefault("Content-Security-Policy", _CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # (same-origin, not no-referrer: with no-referrer a browser sends
+    # "Origin: null" on our own forms, and foreign() refuses them.)
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 # Breakdowns that can be cut to a period (their totals are kept per hour).
 PERIOD_BREAKDOWNS = ("weekday_hour", "hour", "day", "week", "till")
 
@@ -162,7 +176,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
 
     @web.middleware
     async def auth(request, handler):
-        if request.path in ("/login", "/static/style.css", "/static/i18n.js",
+        if request.path in ("/login", "/static/style.css", "/static/i18n.js", "/static/lang.js",
                             "/static/login.js"):
             return await handler(request)
         user = sessions.user(request.cookies.get(COOKIE), known)
@@ -422,21 +436,8 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         return web.Response(text=reports.to_csv(rows), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{cfg.store}-by-{by}.csv"'})
 
-    async def headers(request, response):
-        # Nothing but the dashboard's own files runs or shows on its pages,
-        # and no other site frames them; what carries records is not kept
-        # in a cache.
-        response.headers.setdefault("Content-Security-Policy", _CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        # (same-origin, not no-referrer: with no-referrer a browser sends
-        # "Origin: null" on our own forms, and foreign() refuses them.)
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-
     app = web.Application(middlewares=[auth])
-    app.on_response_prepare.append(headers)
+    app.on_response_prepare.append(security_headers)
     app.add_routes([web.get("/login", login_page), web.post("/login", login),
                     web.get("/logout", logout), web.get("/", index),
                     web.get("/api/summary", api_summary), web.get("/api/breakdown", api_breakdown),

@@ -193,16 +193,14 @@ BREAKDOWNS = ("store", "till", "cashier", "question", "language", "hour", "membe
 RANGES = ("all", "today", "yesterday", "7d", "30d", "custom")
 
 
-def date_range(name: str, tz: tzinfo, now: float, first: str | None = None,
-               last: str | None = None):
-    """(period, previous period) for a range: (start, end) in Unix s from
-    local midnights in `tz`, and the period of the same length just before
-    it, to compare with; (None, None) for all time. `custom` takes the
-    dates `first` and `last` (YYYY-MM-DD, both included). ValueError says
-    what is wrong with a range a person typed."""
+def range_days(name: str, tz: tzinfo, now: float, first: str | None = None,
+               last: str | None = None) -> tuple[date, date] | None:
+    """The first and last local dates in `tz` of a range (None: all time).
+    `custom` takes the dates `first` and `last` (YYYY-MM-DD, both
+    included). ValueError says what is wrong with a range a person typed."""
     from datetime import datetime, timedelta
     if name == "all":
-        return None, None
+        return None
     today = datetime.fromtimestamp(now, tz).date()
     if name == "custom":
         try:
@@ -211,12 +209,24 @@ def date_range(name: str, tz: tzinfo, now: float, first: str | None = None,
             raise ValueError("a custom range needs from= and to= as YYYY-MM-DD") from None
         if d1 < d0:
             raise ValueError(f"the range ends ({d1}) before it starts ({d0})")
-    elif name in ("today", "yesterday", "7d", "30d"):
+        return d0, d1
+    if name in ("today", "yesterday", "7d", "30d"):
         back = {"today": 0, "yesterday": 1, "7d": 6, "30d": 29}[name]
-        d0, d1 = today - timedelta(days=back), (today - timedelta(days=1) if name == "yesterday"
-                                                else today)
-    else:
-        raise ValueError(f"unknown range {name!r}; known: {', '.join(RANGES)}")
+        return today - timedelta(days=back), (today - timedelta(days=1) if name == "yesterday"
+                                              else today)
+    raise ValueError(f"unknown range {name!r}; known: {', '.join(RANGES)}")
+
+
+def date_range(name: str, tz: tzinfo, now: float, first: str | None = None,
+               last: str | None = None):
+    """(period, previous period) for a range (range_days): (start, end) in
+    Unix s from local midnights in `tz`, and the period of the same length
+    just before it, to compare with; (None, None) for all time."""
+    from datetime import datetime, timedelta
+    days_ = range_days(name, tz, now, first, last)
+    if days_ is None:
+        return None, None
+    d0, d1 = days_
 
     def midnight(d: date) -> int:
         return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())

@@ -135,32 +135,3 @@ const STRINGS = {
     todo_host_unreachable: "Проверьте питание и сеть сервера; страница повторяет запрос сама.",
   },
 };
-
-function pickLang() {
-  const saved = localStorage.getItem("lb-lang");
-  if (saved && STRINGS[saved]) return saved;
-  const wanted = (navigator.languages || [navigator.language || "en"]);
-  for (const l of wanted) {
-    const base = String(l).slice(0, 2).toLowerCase();
-    if (STRINGS[base]) return base;
-  }
-  return "en";
-}
-
-let LANG = pickLang();
-
-function t(key, params) {
-  let text = (STRINGS[LANG] && STRINGS[LANG][key]);
-  if (text === undefined) text = STRINGS.en[key];
-  if (text === undefined) return key;
-  return text.replace(/\{(\w+)\}/g, (m, name) =>
-    params && params[name] !== undefined && params[name] !== null ? String(params[name]) : "");
-}
-
-// The static page's words: every element with data-i18n="key".
-function translatePage() {
-  document.documentElement.lang = LANG;
-  document.title = t("title");
-  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const b of document.querySelectorAll("#langs button")) b.classList.toggle("on", b.dataset.lang === LANG);
-}

@@ -1,0 +1,364 @@
+"""The central service's web application (docs/central.md): the stores'
+ingest, the chain dashboard and its API. Nothing is kept in a worker
+between requests (sessions and counts live in PostgreSQL), so any number
+of workers can stand behind a balancer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from .. import ratelimit
+from ..service import reports
+from ..service.dashboard import _GUESSES_PER_MINUTE, _GUESSES_PER_NAME, STATIC as STORE_STATIC, \
+    _Guesses, security_headers
+from ..service.records import now_ms
+from ..service.users import check_password, hash_password
+from . import ingest, queries
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+COOKIE = "lb_central"
+_CHECKS_AT_ONCE = 2
+POOL = web.AppKey("pool", object)
+COUNTERS = web.AppKey("counters", dict)
+
+
+class Busy(Exception):
+    """No connection or ingest slot in time: the client is told when to come back."""
+
+
+def _session_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_app(cfg, pool) -> web.Application:
+    """cfg: CentralConfig; pool: an open psycopg_pool.AsyncConnectionPool."""
+    counters: dict[str, int] = {}
+    buckets = ratelimit.Buckets(cfg.store_batches_per_s, max(2.0, 2 * cfg.store_batches_per_s))
+    ingesting = asyncio.Semaphore(cfg.ingest_at_once)
+    checking = asyncio.Semaphore(_CHECKS_AT_ONCE)
+    failures = _Guesses()
+    decoy = hash_password(secrets.token_urlsafe(16))
+    max_bytes = cfg.max_body_mb << 20
+    cols: dict[str, str] = {}
+
+    def count(name: str, n: int = 1) -> None:
+        counters[name] = counters.get(name, 0) + n
+
+    def connection(timeout: float = 5.0):
+        return pool.connection(timeout=timeout)
+
+    # --- ingest ----------------------------------------------------------------------
+
+    def refuse(status: int, reason: str, retry_after: float | None = None):
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
+        return web.json_response({"error": reason}, status=status, headers=headers)
+
+    async def api_records(request):
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            count("ingest_unauthorised")
+            return refuse(401, "send this store's token: Authorization: Bearer <token>")
+        th = ingest.token_hash(auth[7:].strip())
+        if not buckets.take(th):
+            count("ingest_rate_limited")
+            return refuse(429, "too many batches from this store; slow down",
+                          1 / cfg.store_batches_per_s + 1)
+        try:
+            await asyncio.wait_for(ingesting.acquire(), 2.0)
+        except asyncio.TimeoutError:
+            count("ingest_busy")
+            return refuse(503, "the service is busy; come back later", 5)
+        try:
+            return await _ingest(request, th)
+        finally:
+            ingesting.release()
+
+    async def _ingest(request, th: str):
+        import psycopg
+        import psycopg_pool
+        try:
+            async with connection() as conn:
+                cur = await conn.execute("SELECT store, revoked FROM lb_stores WHERE "
+                                         "token_hash = %s", (th,))
+                row = await cur.fetchone()
+                if row is None or row[1]:
+                    count("ingest_unauthorised")
+                    log.warning("ingest: a batch from %s with an unknown or revoked token",
+                                request.remote)
+                    return refuse(401, "this token is unknown or revoked: ask the central "
+                                       "admin for the store's token")
+                store = row[0]
+                try:
+                    body = await request.read()
+                    doc = ingest.decode(body, request.headers.get("Content-Encoding"),
+                                        max_bytes)
+                    if not cols:
+                        cur = await conn.execute(ingest.COLUMNS_SQL)
+                        cols.update(ingest.columns(await cur.fetchall()))
+                    rows = ingest.check(doc, store, cols, cfg.max_batch_records)
+                    stored = await _upsert(conn, store, rows)
+                except ingest.BatchError as e:
+                    count("ingest_refused")
+                    log.warning("ingest: store %s: batch refused (%d): %s", store, e.status,
+                                e.reason)
+                    await conn.execute("UPDATE lb_stores SET refused = refused + 1, "
+                                       "last_refusal = %s WHERE store = %s",
+                                       (e.reason[:500], store))
+                    return refuse(e.status, e.reason)
+                count("ingest_batches")
+                count("ingest_records", stored)
+                return web.json_response({"stored": stored})
+        except psycopg_pool.PoolTimeout:
+            count("ingest_busy")
+            return refuse(503, "the database is busy; come back later", 5)
+        except psycopg.OperationalError as e:
+            count("ingest_db_down")
+            log.error("ingest: the database: %s", str(e).strip().splitlines()[0])
+            return refuse(503, "the database is away; come back later", 10)
+
+    async def _upsert(conn, store: str, rows: list[dict]) -> int:
+        sql = ingest.upsert_sql(cols)
+        async with conn.transaction():
+            cur = await conn.execute(sql, (json.dumps(rows, ensure_ascii=False),))
+            stored = len(await cur.fetchall())
+            if stored != len(rows):
+                cur = await conn.execute("SELECT id, store FROM lb_records WHERE id = ANY(%s) "
+                                         "AND store <> %s LIMIT 3",
+                                         ([r["id"] for r in rows], store))
+                taken = await cur.fetchall()
+                # Leaving the block by an exception rolls the whole batch back.
+                raise ingest.BatchError(409, "record id(s) of another store: " + ", ".join(
+                    f"{i[:64]}" for i, _ in taken))
+            closed = [r["closed_ms"] for r in rows if isinstance(r.get("closed_ms"), int)]
+            await conn.execute(
+                "UPDATE lb_stores SET last_batch = now(), batches = batches + 1, "
+                "records = records + %s, lag_ms = %s WHERE store = %s",
+                (stored, max(0, now_ms() - min(closed)) if closed else None, store))
+        return stored
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def session_user(request) -> str | None:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        async with connection() as conn:
+            cur = await conn.execute(
+                "SELECT s.name FROM lb_sessions AS s JOIN lb_users AS u USING (name) "
+                "WHERE s.token_hash = %s AND s.expires > now() AND s.pwhash = u.pwhash",
+                (_session_hash(token),))
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    @web.middleware
+    async def auth(request, handler):
+        if request.path in ("/login", "/healthz", queries_path) or \
+                request.path.startswith("/static/"):
+            return await handler(request)
+        try:
+            user = await session_user(request)
+        except Exception as e:  # the database away: say so, not 500
+            log.error("dashboard: cannot check the session: %s", e)
+            raise web.HTTPServiceUnavailable(text="the database is away; try again shortly",
+                                             headers={"Retry-After": "10"})
+        if user is None:
+            if request.path.startswith("/api/"):
+                return web.json_response({"error": "log in first"}, status=401)
+            raise web.HTTPFound("/login")
+        request["user"] = user
+        return await handler(request)
+
+    queries_path = "/api/v1/records"
+
+    def foreign(request) -> bool:
+        origin = request.headers.get("Origin")
+        return origin is not None and urlsplit(origin).netloc != request.host
+
+    async def login_page(request):
+        html = (STATIC / "login.html").read_text(encoding="utf-8")
+        error = request.query.get("error", "")
+        return web.Response(text=html.replace(
+            "{{error}}", '<span data-i18n="wrong_login">Wrong user name or password.</span>'
+            if error else ""), content_type="text/html")
+
+    async def login(request):
+        if foreign(request):
+            raise web.HTTPForbidden(text="cross-origin log-in refused")
+        form = await request.post()
+        name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
+        peer = request.remote or "?"
+        now = time.monotonic()
+        keys = (f"address {peer}", f"name {name}")
+        if failures.full(keys[0], _GUESSES_PER_MINUTE, now) or \
+                failures.full(keys[1], _GUESSES_PER_NAME, now):
+            raise web.HTTPTooManyRequests(text="too many failed log-ins; wait a minute")
+        failures.note(now, *keys)
+        async with connection() as conn:
+            cur = await conn.execute("SELECT pwhash FROM lb_users WHERE name = %s", (name,))
+            row = await cur.fetchone()
+        stored = row[0] if row else None
+        async with checking:
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, check_password, stored or decoy, password)
+        if not ok or stored is None:
+            log.warning("central dashboard: failed log-in for %r from %s", name, peer)
+            raise web.HTTPFound("/login?error=1")
+        failures.forget(now, *keys)
+        token = secrets.token_urlsafe(32)
+        async with connection() as conn:
+            await conn.execute("DELETE FROM lb_sessions WHERE expires < now()")
+            await conn.execute("INSERT INTO lb_sessions VALUES (%s, %s, %s, now() + "
+                               "make_interval(hours => %s))",
+                               (_session_hash(token), name, stored, cfg.session_h))
+        log.info("central dashboard: %s logged in from %s", name, peer)
+        resp = web.HTTPFound("/")
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
+                        max_age=cfg.session_h * 3600, secure=request.secure)
+        raise resp
+
+    async def logout(request):
+        token = request.cookies.get(COOKIE)
+        if token:
+            async with connection() as conn:
+                await conn.execute("DELETE FROM lb_sessions WHERE token_hash = %s",
+                                   (_session_hash(token),))
+        resp = web.HTTPFound("/login")
+        resp.del_cookie(COOKIE)
+        raise resp
+
+    async def healthz(request):
+        try:
+            async with connection(2.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            return web.json_response({"ok": False}, status=503)
+        return web.json_response({"ok": True})
+
+    # --- the dashboard's API ----------------------------------------------------------
+
+    def period_of(request):
+        q = request.query
+        try:
+            return reports.range_days(q.get("range", "7d"), cfg.tz, time.time(), q.get("from"),
+                                      q.get("to"))
+        except ValueError as e:
+            raise web.HTTPBadRequest(text=str(e))
+
+    def previous_of(period):
+        if period is None:
+            return None
+        days = (period[1] - period[0]).days + 1
+        return (date.fromordinal(period[0].toordinal() - days),
+                date.fromordinal(period[0].toordinal() - 1))
+
+    async def api_me(request):
+        async with connection() as conn:
+            me = await queries.me(conn, request["user"])
+            me["stores"] = await queries.stores(conn, request["user"])
+        me["regions"] = sorted({s["region"] for s in me["stores"]})
+        me["timezone"] = cfg.timezone
+        return web.json_response(me)
+
+    async def api_league(request):
+        period = period_of(request)
+        region = request.query.get("region") or None
+        async with connection() as conn:
+            out = await queries.league(conn, request["user"], period, region,
+                                       cfg.shrinkage_weight)
+            prev = previous_of(period)
+            out["previous"] = (await queries.summary(conn, request["user"], prev, region)
+                               if prev else None)
+        return web.json_response(out)
+
+    async def api_trend(request):
+        period = period_of(request)
+        async with connection() as conn:
+            rows = await queries.trend(conn, request["user"], period,
+                                       request.query.get("region") or None,
+                                       request.query.get("store") or None)
+        return web.json_response({"days": rows})
+
+    async def api_store(request):
+        period = period_of(request)
+        async with connection() as conn:
+            out = await queries.store_detail(conn, request["user"],
+                                             request.match_info["store"], period)
+        if out is None:
+            return web.json_response({"error": "no such store among yours"}, status=404)
+        return web.json_response(out)
+
+    async def api_fleet(request):
+        async with connection() as conn:
+            rows = await queries.fleet(conn, request["user"], cfg.silent_after_h)
+        return web.json_response({"stores": rows, "silent_after_h": cfg.silent_after_h})
+
+    async def api_subscriptions(request):
+        user = request["user"]
+        if request.method == "POST":
+            if foreign(request) or request.content_type != "application/json":
+                return web.json_response({"error": "send JSON from the dashboard"}, status=403)
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"error": "the body is not JSON"}, status=400)
+            every = body.get("every") if isinstance(body, dict) else None
+            if every not in ("daily", "weekly") or not isinstance(body.get("on"), bool):
+                return web.json_response({"error": 'send {"every": "daily" or "weekly", '
+                                                   '"on": true or false}'}, status=400)
+            async with connection() as conn:
+                if body["on"]:
+                    await conn.execute("INSERT INTO lb_subscriptions (name, every) VALUES "
+                                       "(%s, %s) ON CONFLICT DO NOTHING", (user, every))
+                else:
+                    await conn.execute("DELETE FROM lb_subscriptions WHERE name = %s AND "
+                                       "every = %s", (user, every))
+        async with connection() as conn:
+            cur = await conn.execute("SELECT every FROM lb_subscriptions WHERE name = %s",
+                                     (user,))
+            subs = [r[0] for r in await cur.fetchall()]
+            cur = await conn.execute(
+                "SELECT every, first_day, last_day, state, attempts, last_error, sent_at "
+                "FROM lb_report_sends WHERE name = %s ORDER BY first_day DESC LIMIT 20", (user,))
+            sends = [{"every": e, "from": f.isoformat(), "to": t.isoformat(), "state": s,
+                      "attempts": a, "last_error": err,
+                      "sent_at": at.isoformat() if at else None}
+                     for e, f, t, s, a, err, at in await cur.fetchall()]
+        return web.json_response({"subscribed": subs, "sends": sends})
+
+    async def index(request):
+        return web.FileResponse(STATIC / "index.html")
+
+    def shared(name: str):
+        async def handler(request):
+            return web.FileResponse(STORE_STATIC / name)
+        return handler
+
+    app = web.Application(middlewares=[auth], client_max_size=max_bytes)
+    app[POOL] = pool
+    app[COUNTERS] = counters
+    app.on_response_prepare.append(security_headers)
+    app.add_routes([web.post("/api/v1/records", api_records), web.get("/healthz", healthz),
+                    web.get("/login", login_page), web.post("/login", login),
+                    web.get("/logout", logout), web.get("/", index),
+                    web.get("/api/me", api_me), web.get("/api/league", api_league),
+                    web.get("/api/trend", api_trend), web.get("/api/store/{store}", api_store),
+                    web.get("/api/fleet", api_fleet),
+                    web.get("/api/subscriptions", api_subscriptions),
+                    web.post("/api/subscriptions", api_subscriptions),
+                    # The store dashboard's look, language picker and log-in script.
+                    *[web.get(f"/static/{name}", shared(name))
+                      for name in ("style.css", "lang.js", "login.js")],
+                    web.static("/static/", STATIC)])
+    return app
+

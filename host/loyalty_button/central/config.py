@@ -1,0 +1,116 @@
+"""central.yaml: the central service's settings, checked at start with every
+problem listed (docs/central.md)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..settings import Checker, Field, SettingsError, read_yaml, warn_if_loose
+
+
+class CentralConfigError(SettingsError):
+    """A central.yaml that cannot be used."""
+
+
+@dataclass
+class CentralConfig:
+    dsn: str
+    bind: str = "127.0.0.1"
+    port: int = 8443
+    # Its own TLS (a certificate and key in PEM), or none behind a balancer
+    # that ends TLS itself.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    timezone: str = "UTC"       # the chain's "today" and the reports' days
+    pool_min: int = 2
+    pool_max: int = 8
+    session_h: int = 12
+    # The league table's shrinkage: a store with R answers counts as
+    # (chain * W + store * R) / (W + R) (docs/central.md).
+    shrinkage_weight: int = 50
+    silent_after_h: float = 3.0   # a store not heard of for this long is "silent"
+    # Ingest: batches in flight at once in one worker, and per store.
+    ingest_at_once: int = 4
+    store_batches_per_s: float = 20.0
+    max_batch_records: int = 5000
+    max_body_mb: int = 32
+    # Scheduled reports: the mail server, and where the dashboard is reached.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "loyalty-button@localhost"
+    public_url: str | None = None
+    reports_every_s: float = 60.0
+    log_level: str = "INFO"
+    source: str = ""
+    tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
+
+
+_FIELDS = [
+    Field("database", "str", attr="dsn"),
+    Field("database_file", "secret_file", attr="dsn"),
+    Field("listen.bind", "str", attr="bind"),
+    Field("listen.port", "int", (1, 65535), attr="port"),
+    Field("listen.tls_cert", "path", attr="tls_cert"),
+    Field("listen.tls_key", "path", attr="tls_key"),
+    Field("timezone", "tz"),
+    Field("pool.min", "int", (1, 100), attr="pool_min"),
+    Field("pool.max", "int", (1, 500), attr="pool_max"),
+    Field("dashboard.session_h", "int", (1, 720), attr="session_h"),
+    Field("dashboard.shrinkage_weight", "int", (0, 100000), attr="shrinkage_weight"),
+    Field("dashboard.silent_after_h", "num", (0.1, 720), attr="silent_after_h"),
+    Field("ingest.at_once", "int", (1, 100), attr="ingest_at_once"),
+    Field("ingest.store_batches_per_s", "num", (0.01, 10000), attr="store_batches_per_s"),
+    Field("ingest.max_batch_records", "int", (1, 100000), attr="max_batch_records"),
+    Field("ingest.max_body_mb", "int", (1, 1024), attr="max_body_mb"),
+    Field("smtp.host", "str", attr="smtp_host"),
+    Field("smtp.port", "int", (1, 65535), attr="smtp_port"),
+    Field("smtp.user", "str", attr="smtp_user"),
+    Field("smtp.password", "str", attr="smtp_password"),
+    Field("smtp.password_file", "secret_file", attr="smtp_password"),
+    Field("smtp.starttls", "bool", attr="smtp_starttls"),
+    Field("smtp.from", "str", attr="smtp_from"),
+    Field("reports.public_url", "str", attr="public_url"),
+    Field("reports.every_s", "num", (1, 86400), attr="reports_every_s"),
+    Field("log_level", "level"),
+]
+
+
+def parse(doc, base: Path, source: str = "<config>") -> CentralConfig:
+    check = Checker(base)
+    values = check.fields(doc, _FIELDS)
+    if not isinstance(doc, dict):
+        raise CentralConfigError([f"{source}: must be a mapping of settings"])
+    check.one_of("", doc, ("database", "database_file"))
+    if ("listen" in doc and isinstance(doc["listen"], dict)
+            and bool(doc["listen"].get("tls_cert")) != bool(doc["listen"].get("tls_key"))):
+        check.fail("listen", "give tls_cert and tls_key together (or neither, behind a "
+                             "balancer that ends TLS)")
+    for key in ("tls_cert", "tls_key"):
+        if values.get(key) is not None and not values[key].is_file():
+            check.fail(f"listen.{key}", f"{values[key]} is not a file")
+    if values.get("pool_min", 1) > values.get("pool_max", CentralConfig.pool_max):
+        check.fail("pool.min", "must not be more than pool.max")
+    if isinstance(values.get("smtp_password"), bytes):
+        values["smtp_password"] = values["smtp_password"].decode()
+    if isinstance(values.get("dsn"), bytes):
+        values["dsn"] = values["dsn"].decode()
+    if check.problems:
+        raise CentralConfigError(check.problems)
+    cfg = CentralConfig(**values, source=source)
+    if cfg.tz is None:
+        cfg.tz = zoneinfo.ZoneInfo(cfg.timezone)
+    return cfg
+
+
+def load(path: Path) -> CentralConfig:
+    path = Path(path)
+    doc = read_yaml(path, CentralConfigError)
+    cfg = parse(doc, path.parent, str(path))
+    if isinstance(doc, dict) and (doc.get("database") or (doc.get("smtp") or {}).get("password")):
+        warn_if_loose(path, f"{path.name} holds a password; the file")
+    return cfg

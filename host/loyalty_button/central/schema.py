@@ -1,0 +1,132 @@
+"""The central service's own tables, beside the records and their totals
+(forward/postgres.py, which both the ingest and the direct PostgreSQL
+destination write): stores and their tokens, users, sessions, report
+subscriptions and sends, and the read-only views for BI tools. Migrated
+under the same advisory lock, in one transaction per step."""
+
+from __future__ import annotations
+
+import logging
+
+from ..forward import postgres
+from ..service import reports, rollup
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+ROLES = ("chain", "region", "store")
+
+# The NPS interval of reports.nps_counts (adjusted Wald) as SQL over the
+# counts p, s (passives) and d: the BI views show the same interval as the
+# dashboard (a test holds them equal).
+def _nps_ci(p: str, s: str, d: str, sign: str) -> str:
+    n3 = f"({p} + {s} + {d} + 3.0)"
+    pp, pd = f"(({p} + 0.75) / {n3})", f"(({d} + 0.75) / {n3})"
+    half = f"{reports.Z95} * sqrt(({pp} + {pd} - ({pp} - {pd})^2) / {n3})"
+    bound = "GREATEST(-100.0" if sign == "-" else "LEAST(100.0"
+    return (f"CASE WHEN {p} + {s} + {d} > 0 THEN round(({bound}, 100 * ({pp} - {pd} "
+            f"{sign} {half})))::numeric, 1) END")
+
+
+_ASKED = " + ".join(rollup.ASKED)
+
+MIGRATIONS = {1: [
+    """CREATE TABLE IF NOT EXISTS lb_stores (
+        store text PRIMARY KEY, name text NOT NULL, region text NOT NULL DEFAULT '',
+        token_hash text UNIQUE, token_hint text, token_issued timestamptz,
+        revoked boolean NOT NULL DEFAULT false,
+        created timestamptz NOT NULL DEFAULT now(),
+        last_batch timestamptz, batches bigint NOT NULL DEFAULT 0,
+        records bigint NOT NULL DEFAULT 0, refused bigint NOT NULL DEFAULT 0,
+        last_refusal text, lag_ms bigint)""",
+    "CREATE INDEX IF NOT EXISTS lb_stores_region ON lb_stores (region)",
+    """CREATE TABLE IF NOT EXISTS lb_users (
+        name text PRIMARY KEY, pwhash text NOT NULL,
+        role text NOT NULL CHECK (role IN ('chain', 'region', 'store')),
+        scope text NOT NULL DEFAULT '', email text, lang text NOT NULL DEFAULT 'ru')""",
+    """CREATE TABLE IF NOT EXISTS lb_sessions (
+        token_hash text PRIMARY KEY,
+        name text NOT NULL REFERENCES lb_users ON DELETE CASCADE ON UPDATE CASCADE,
+        pwhash text NOT NULL, expires timestamptz NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lb_subscriptions (
+        name text NOT NULL REFERENCES lb_users ON DELETE CASCADE,
+        every text NOT NULL CHECK (every IN ('daily', 'weekly')),
+        created timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, every))""",
+    """CREATE TABLE IF NOT EXISTS lb_report_sends (
+        name text NOT NULL REFERENCES lb_users ON DELETE CASCADE,
+        every text NOT NULL, first_day date NOT NULL, last_day date NOT NULL,
+        state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts integer NOT NULL DEFAULT 0, last_error text,
+        next_try timestamptz NOT NULL DEFAULT now(), sent_at timestamptz,
+        PRIMARY KEY (name, every, first_day))""",
+    # --- for BI tools: read-only views, no loyalty ids (docs/central.md) ---
+    "CREATE SCHEMA IF NOT EXISTS bi",
+    "CREATE OR REPLACE VIEW bi.stores AS SELECT store, name, region FROM lb_stores",
+    f"""CREATE OR REPLACE VIEW bi.answers AS SELECT r.id, r.store, s.region, r.till, r.cashier,
+        r.receipt, r.qid AS question, r.kind, r.outcome, r.reason,
+        CASE WHEN {rollup.sql('{isint}', 'r', 'pg')} THEN {rollup.sql('{int}', 'r', 'pg')}::integer
+             END AS score,
+        {rollup.sql('{text}', 'r', 'pg')} AS answer, r.reasons, r.burst IS NOT NULL AND r.burst <> 0
+        AS burst, r.member, r.lang, r.total, r.currency, r.items, r.advert, r.emotion,
+        r.age_band, r.gender, r.answer_ms,
+        to_timestamp({rollup.sql('{when}', 'r', 'pg')} / 1000.0) AS asked_at,
+        (to_timestamp({postgres._slot('r', postgres.DAY_S)}) AT TIME ZONE 'UTC')::date AS day
+        FROM lb_records AS r LEFT JOIN lb_stores AS s USING (store)""",
+    f"""CREATE OR REPLACE VIEW bi.store_days AS SELECT t.store, s.region,
+        (to_timestamp(t.slot) AT TIME ZONE 'UTC')::date AS day, t.n AS receipts,
+        ({_ASKED}) AS asked, t.answered,
+        CASE WHEN ({_ASKED}) > 0 THEN round(100.0 * t.answered / ({_ASKED}), 1) END
+            AS response_rate_pct,
+        t.promoters, t.passives, t.detractors,
+        CASE WHEN t.promoters + t.passives + t.detractors > 0 THEN round(100.0 *
+            (t.promoters - t.detractors) / (t.promoters + t.passives + t.detractors), 1) END
+            AS nps,
+        {_nps_ci('t.promoters', 't.passives', 't.detractors', '-')} AS nps_ci95_low,
+        {_nps_ci('t.promoters', 't.passives', 't.detractors', '+')} AS nps_ci95_high,
+        t.csat_1, t.csat_2, t.csat_3, t.csat_4, t.csat_5
+        FROM lb_totals AS t LEFT JOIN lb_stores AS s USING (store)
+        WHERE t.dim = 'all_days'""",
+]}
+
+
+def _version(conn) -> int:
+    row = conn.execute("SELECT value FROM lb_meta WHERE key = 'central_schema'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn) -> int:
+    """The records' schema (postgres.migrate), then the central service's
+    own; returns the central version found."""
+    postgres.migrate(conn)
+    have = _version(conn)
+    if have < VERSION:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (postgres._LOCK,))
+            have = _version(conn)
+            if have < VERSION:
+                for version in range(have + 1, VERSION + 1):
+                    for sql in MIGRATIONS[version]:
+                        conn.execute(sql)
+                conn.execute("INSERT INTO lb_meta VALUES ('central_schema', %s) ON CONFLICT "
+                             "(key) DO UPDATE SET value = EXCLUDED.value", (str(VERSION),))
+                log.info("central service: schema %d -> %d", have, VERSION)
+    if have > VERSION:
+        raise RuntimeError(f"the database has central schema {have}; this service knows "
+                           f"{VERSION}: upgrade it")
+    return have
+
+
+def grant_bi(conn, role: str, password: str) -> None:
+    """A login that reads the bi views and nothing else (the views run with
+    their owner's rights, so it needs none on the tables)."""
+    from psycopg import sql
+    r = sql.Identifier(role)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB "
+                         "NOCREATEROLE").format(r, sql.Literal(password)))
+    db = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(r))
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), r))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA bi TO {}").format(r))
+    conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA bi TO {}").format(r))
