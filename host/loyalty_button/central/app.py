@@ -21,7 +21,6 @@ from .. import ratelimit
 from ..service import reports
 from ..service.dashboard import _GUESSES_PER_MINUTE, _GUESSES_PER_NAME, STATIC as STORE_STATIC, \
     _Guesses, security_headers
-from ..service.records import now_ms
 from ..service.users import check_password, hash_password
 from . import ingest, queries
 
@@ -140,12 +139,42 @@ def make_app(cfg, pool) -> web.Application:
                 # Leaving the block by an exception rolls the whole batch back.
                 raise ingest.BatchError(409, "record id(s) of another store: " + ", ".join(
                     f"{i[:64]}" for i, _ in taken))
-            closed = [r["closed_ms"] for r in rows if isinstance(r.get("closed_ms"), int)]
             await conn.execute(
                 "UPDATE lb_stores SET last_batch = now(), batches = batches + 1, "
-                "records = records + %s, lag_ms = %s WHERE store = %s",
-                (stored, max(0, now_ms() - min(closed)) if closed else None, store))
+                "records = records + %s WHERE store = %s", (stored, store))
         return stored
+
+    async def api_status(request):
+        """A store's health (forward/central.py Heartbeat): kept as it came,
+        a small JSON object, for the fleet view."""
+        import psycopg
+        import psycopg_pool
+        auth = request.headers.get("Authorization", "")
+        th = ingest.token_hash(auth[7:].strip()) if auth.startswith("Bearer ") else None
+        if th is None:
+            return refuse(401, "send this store's token: Authorization: Bearer <token>")
+        if not buckets.take(th):
+            count("ingest_rate_limited")
+            return refuse(429, "too many requests from this store; slow down",
+                          1 / cfg.store_batches_per_s + 1)
+        body = await request.read()
+        try:
+            doc = json.loads(body) if len(body) <= 65536 else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or ingest._json_ok(doc):
+            return refuse(400, "send a JSON object of at most 64 KiB")
+        try:
+            async with connection() as conn:
+                cur = await conn.execute(
+                    "UPDATE lb_stores SET health = %s::jsonb, health_at = now() WHERE "
+                    "token_hash = %s AND NOT revoked RETURNING store", (json.dumps(doc), th))
+                if await cur.fetchone() is None:
+                    return refuse(401, "this token is unknown or revoked")
+        except (psycopg_pool.PoolTimeout, psycopg.OperationalError):
+            return refuse(503, "the database is busy or away; come back later", 10)
+        count("status_reports")
+        return web.json_response({"ok": True})
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -163,7 +192,7 @@ def make_app(cfg, pool) -> web.Application:
 
     @web.middleware
     async def auth(request, handler):
-        if request.path in ("/login", "/healthz", queries_path) or \
+        if request.path in ("/login", "/healthz", "/api/v1/records", "/api/v1/status") or \
                 request.path.startswith("/static/"):
             return await handler(request)
         try:
@@ -178,8 +207,6 @@ def make_app(cfg, pool) -> web.Application:
             raise web.HTTPFound("/login")
         request["user"] = user
         return await handler(request)
-
-    queries_path = "/api/v1/records"
 
     def foreign(request) -> bool:
         origin = request.headers.get("Origin")
@@ -300,8 +327,10 @@ def make_app(cfg, pool) -> web.Application:
 
     async def api_fleet(request):
         async with connection() as conn:
-            rows = await queries.fleet(conn, request["user"], cfg.silent_after_h)
-        return web.json_response({"stores": rows, "silent_after_h": cfg.silent_after_h})
+            rows = await queries.fleet(conn, request["user"], cfg.silent_after_h,
+                                       cfg.behind_after_min)
+        return web.json_response({"stores": rows, "silent_after_h": cfg.silent_after_h,
+                                  "behind_after_min": cfg.behind_after_min})
 
     async def api_subscriptions(request):
         user = request["user"]
@@ -348,7 +377,8 @@ def make_app(cfg, pool) -> web.Application:
     app[POOL] = pool
     app[COUNTERS] = counters
     app.on_response_prepare.append(security_headers)
-    app.add_routes([web.post("/api/v1/records", api_records), web.get("/healthz", healthz),
+    app.add_routes([web.post("/api/v1/records", api_records),
+                    web.post("/api/v1/status", api_status), web.get("/healthz", healthz),
                     web.get("/login", login_page), web.post("/login", login),
                     web.get("/logout", logout), web.get("/", index),
                     web.get("/api/me", api_me), web.get("/api/league", api_league),

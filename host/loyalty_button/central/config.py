@@ -31,6 +31,7 @@ class CentralConfig:
     # (chain * W + store * R) / (W + R) (docs/central.md).
     shrinkage_weight: int = 50
     silent_after_h: float = 3.0   # a store not heard of for this long is "silent"
+    behind_after_min: float = 30.0  # ...whose outbox holds records older than this, "behind"
     # Ingest: batches in flight at once in one worker, and per store.
     ingest_at_once: int = 4
     store_batches_per_s: float = 20.0
@@ -62,7 +63,8 @@ _FIELDS = [
     Field("pool.max", "int", (1, 500), attr="pool_max"),
     Field("dashboard.session_h", "int", (1, 720), attr="session_h"),
     Field("dashboard.shrinkage_weight", "int", (0, 100000), attr="shrinkage_weight"),
-    Field("dashboard.silent_after_h", "num", (0.1, 720), attr="silent_after_h"),
+    Field("dashboard.silent_after_h", "num", (0.01, 720), attr="silent_after_h"),
+    Field("dashboard.behind_after_min", "num", (1, 100000), attr="behind_after_min"),
     Field("ingest.at_once", "int", (1, 100), attr="ingest_at_once"),
     Field("ingest.store_batches_per_s", "num", (0.01, 10000), attr="store_batches_per_s"),
     Field("ingest.max_batch_records", "int", (1, 100000), attr="max_batch_records"),

@@ -204,31 +204,45 @@ async def store_detail(conn, user: str, store: str, period) -> dict | None:
             "trend": await trend(conn, user, period, store=store)}
 
 
-async def fleet(conn, user: str, silent_after_h: float) -> list[dict]:
-    """Each store's link to the service: when it was last heard of, how far
-    behind its records arrive (its outbox), batches refused, a revoked
-    token; worst first."""
+async def fleet(conn, user: str, silent_after_h: float, behind_after_min: float) -> list[dict]:
+    """Each store's link to the service and its health as it last said:
+    when it was last heard of, its outbox (records waiting, since when),
+    panels not online, batches refused, a revoked token; worst first."""
     cur = await conn.execute(
         f"SELECT store, name, region, revoked, token_hash IS NOT NULL, "
-        f"EXTRACT(EPOCH FROM now() - last_batch), batches, records, refused, last_refusal, "
-        f"lag_ms FROM lb_stores WHERE store IN ({VISIBLE}) ORDER BY store", {"user": user})
+        f"EXTRACT(EPOCH FROM now() - GREATEST(last_batch, health_at)), batches, records, "
+        f"refused, last_refusal, health, EXTRACT(EPOCH FROM now()) FROM lb_stores "
+        f"WHERE store IN ({VISIBLE}) ORDER BY store", {"user": user})
     out = []
     for (store, name, region, revoked, has_token, age_s, batches, records, refused,
-         last_refusal, lag_ms) in await cur.fetchall():
-        age_h = None if age_s is None else float(age_s) / 3600
+         last_refusal, health, now_s) in await cur.fetchall():
+        health = health if isinstance(health, dict) else {}
+        outbox = health.get("outbox") if isinstance(health.get("outbox"), dict) else {}
+        own = health.get("health") if isinstance(health.get("health"), dict) else {}
+        oldest = outbox.get("oldest_pending_ms")
+        waited_s = (max(0, round(float(now_s) - oldest / 1000))
+                    if isinstance(oldest, (int, float)) else None)
+        offline = own.get("panels_offline") if isinstance(own.get("panels_offline"), list) \
+            else []
         problems = []
         if revoked or not has_token:
             problems.append("no_token")
-        if age_h is None:
+        if age_s is None:
             problems.append("never_reported")
-        elif age_h > silent_after_h:
+        elif float(age_s) > silent_after_h * 3600:
             problems.append("silent")
-        if lag_ms is not None and lag_ms > silent_after_h * 3_600_000:
+        if waited_s is not None and waited_s > behind_after_min * 60:
             problems.append("behind")
+        if offline:
+            problems.append("panels_offline")
+        if outbox.get("dead"):
+            problems.append("dead_letters")
         out.append({"store": store, "name": name, "region": region,
                     "last_heard_s": None if age_s is None else round(float(age_s)),
                     "batches": batches, "records": records, "refused": refused,
-                    "last_refusal": last_refusal, "lag_s": None if lag_ms is None
-                    else round(lag_ms / 1000), "problems": problems})
+                    "last_refusal": last_refusal, "pending": outbox.get("pending"),
+                    "waiting_s": waited_s, "dead": outbox.get("dead"),
+                    "tills": own.get("tills"), "panels_offline": [str(t) for t in offline],
+                    "problems": problems})
     out.sort(key=lambda r: (-len(r["problems"]), r["store"]))
     return out

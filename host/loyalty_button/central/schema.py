@@ -38,7 +38,7 @@ MIGRATIONS = {1: [
         created timestamptz NOT NULL DEFAULT now(),
         last_batch timestamptz, batches bigint NOT NULL DEFAULT 0,
         records bigint NOT NULL DEFAULT 0, refused bigint NOT NULL DEFAULT 0,
-        last_refusal text, lag_ms bigint)""",
+        last_refusal text, health jsonb, health_at timestamptz)""",
     "CREATE INDEX IF NOT EXISTS lb_stores_region ON lb_stores (region)",
     """CREATE TABLE IF NOT EXISTS lb_users (
         name text PRIMARY KEY, pwhash text NOT NULL,

@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import ssl
+import threading
 
 from . import http
 from .adapter import Item, Result
+from .outbox import OutboxDB
 
+log = logging.getLogger(__name__)
 INGEST_PATH = "/api/v1/records"
+STATUS_PATH = "/api/v1/status"
+
+
+def _context(dest):
+    if not dest.url.startswith("https://"):
+        return None
+    return ssl.create_default_context(cafile=str(dest.ca_file) if dest.ca_file else None)
 
 
 class Central:
     def __init__(self, dest):
         self.dest = dest
         self.url = dest.url.rstrip("/") + INGEST_PATH
-        self.context = None
-        if dest.url.startswith("https://"):
-            self.context = ssl.create_default_context(
-                cafile=str(dest.ca_file) if dest.ca_file else None)
+        self.context = _context(dest)
 
     def _post(self, payloads: list[dict]) -> None:
         body = gzip.compress(json.dumps({"records": payloads}, ensure_ascii=False,
@@ -58,3 +66,44 @@ class Central:
 
     def close(self) -> None:
         pass
+
+
+class Heartbeat(threading.Thread):
+    """Every status_every_s, the store's health as the chain dashboard shows
+    it: its tills and which panels are not online (health(), from the
+    host), and this destination's outbox (how many records wait, since
+    when, how many are dead letters). A store that sells nothing is still
+    heard of; one whose outbox backs up is seen before anyone asks."""
+
+    def __init__(self, db_path, dest, health=None):
+        super().__init__(name=f"forward-{dest.name}-status", daemon=True)
+        self.db_path, self.dest, self.health = db_path, dest, health
+        self.url = dest.url.rstrip("/") + STATUS_PATH
+        self.context = _context(dest)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def beat(self) -> None:
+        db = OutboxDB(self.db_path)
+        try:
+            outbox = db.stats().get(self.dest.name, {})
+        finally:
+            db.close()
+        doc = {"health": self.health() if self.health else {},
+               "outbox": {k: outbox.get(k) for k in ("pending", "dead", "oldest_pending_ms")}}
+        headers = {"Authorization": f"Bearer {self.dest.token}",
+                   "Content-Type": "application/json", "User-Agent": "loyalty-button"}
+        http.check(http.request("POST", self.url, json.dumps(doc).encode(), headers,
+                                self.dest.timeout_s, self.context), "central status")
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.beat()
+            except (http.Retry, http.Refused) as e:  # the records' worker says it louder
+                log.debug("%s", e)
+            except Exception:  # a bug here must not end the thread
+                log.exception("central status")
+            self._halt.wait(self.dest.status_every_s)

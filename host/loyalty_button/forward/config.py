@@ -40,7 +40,8 @@ _BY_TYPE = {
     # store's token from the central admin, and the CA that signed the
     # service's certificate when it is not one the system trusts.
     "central": ([Field("url", "str"), Field("token", "str"),
-                 Field("token_file", "secret_file", attr="token"), Field("ca_file", "path")],
+                 Field("token_file", "secret_file", attr="token"), Field("ca_file", "path"),
+                 Field("status_every_s", "num", (0.1, 3600))],
                 [("url",), ("token", "token_file")]),
 }
 _DEFAULT_URL = {"hubspot": "https://api.hubapi.com"}
@@ -76,6 +77,7 @@ class Destination:
     id_property: str | None = None
     dsn: str | None = None
     ca_file: object = None  # a Path
+    status_every_s: float = 60.0  # central: the store's health this often
 
 
 @dataclass

@@ -24,7 +24,7 @@ from . import http
 from .adapter import Adapter
 from .alerts import DEST, RecordRules
 from .bitrix24 import Bitrix24
-from .central import Central
+from .central import Central, Heartbeat
 from .cloud import CloudReporter
 from .config import Destination
 from .hubspot import HubSpot
@@ -184,8 +184,12 @@ class Forwarder:
     retention of raw records)."""
 
     def __init__(self, db_path, forwarding, store: str, tz, counters: Counter | None = None,
-                 alerts=None):
+                 alerts=None, health=None):
+        """health: the store's health summary for the central service
+        (StoreHost.health_summary)."""
         self.db_path = db_path
+        self.health = health
+        self.heartbeats: list[Heartbeat] = []
         self.cfg = forwarding
         self.alerts = alerts
         self.store = store
@@ -219,6 +223,10 @@ class Forwarder:
                                        RecordRules(self.alerts, self.db_path)))
         for w in self.workers:
             w.start()
+        self.heartbeats = [Heartbeat(self.db_path, d, self.health)
+                           for d in self.cfg.destinations if d.type == "central"]
+        for h in self.heartbeats:
+            h.start()
         if self.cfg.cloud:
             self.cloud = CloudReporter(self.db_path, self.cfg.cloud, self.store, self.tz,
                                        self.counters)
@@ -230,7 +238,7 @@ class Forwarder:
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
-        extra = [t for t in (self.cloud, self.retention) if t]
+        extra = [t for t in (self.cloud, self.retention, *self.heartbeats) if t]
         for t in extra:
             t.stop()
         for t in self.workers + extra:

@@ -96,7 +96,7 @@ class StoreHost:
         self.forwarder = None
         if fwd.destinations or fwd.cloud or fwd.retention_days or cfg.alerts:
             self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters,
-                                       alerts=cfg.alerts)
+                                       alerts=cfg.alerts, health=self.health_summary)
         self.adverts = None
         if cfg.adverts_folder:
             library = AdvertLibrary(cfg.adverts_folder, cfg.adverts_cache, self.counters)
@@ -238,6 +238,15 @@ class StoreHost:
             self.concentrator.ack_after(committed, where[1], aid)
 
     # --- what the dashboard and GET /api/v1/status show -----------------------
+
+    def health_summary(self) -> dict:
+        """What the chain's central service shows of this store (from the
+        forwarder's thread: reads only)."""
+        tills = {t: v.panel for t, v in self.catalogue.current.tills.items()}
+        states = dict(self.fleet.state)
+        return {"tills": len(tills), "broker": "up" if self.mqtt.up.is_set() else "down",
+                "panels_offline": sorted(t for t, p in tills.items()
+                                         if states.get(p) != "online")[:100]}
 
     def status(self) -> dict:
         counters = dict(self.counters)

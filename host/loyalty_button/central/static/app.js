@@ -143,13 +143,14 @@ async function openStore(store) {
 
 async function fleet() {
   const data = await get("/api/fleet");
-  $("fleet-note").textContent = t("fleet_note", {h: data.silent_after_h});
+  $("fleet-note").textContent = t("fleet_note", {h: data.silent_after_h, min: data.behind_after_min});
   const body = $("fleet").querySelector("tbody");
   body.textContent = "";
   for (const s of data.stores) {
     const tr = document.createElement("tr");
     cell(tr, s.name); cell(tr, ago(s.last_heard_s));
-    cell(tr, s.lag_s === null ? "–" : ago(s.lag_s).replace(/^.*?(\d)/, "$1"));
+    cell(tr, s.pending ? t("waiting", {n: s.pending, since: ago(s.waiting_s)}) : s.pending === 0 ? "0" : "–");
+    cell(tr, s.panels_offline.length ? t("tills_list", {list: s.panels_offline.join(", ")}) : "–");
     cell(tr, s.records); cell(tr, s.refused + (s.last_refusal ? ` (${s.last_refusal})` : ""));
     cell(tr, s.problems.map((p) => t("p_" + p)).join(", "), "problems");
     body.appendChild(tr);

@@ -1,0 +1,350 @@
+"""The chain's central service (docs/central.md): two simulated stores (the
+store's own records database, outbox and forwarder) report to it over
+HTTPS with a test CA; it is killed and started again mid-load; every record
+is there once, the league table equals each store's own report, and each
+user sees only their stores. Its ingest refuses bad batches whole. The
+scheduled report arrives at a real SMTP server with a PDF and an XLSX whose
+figures are the dashboard API's."""
+
+from __future__ import annotations
+
+import gzip
+import http.cookiejar
+import json
+import random
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zoneinfo
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+from loyalty_button.central import schema
+from loyalty_button.forward import config as fconfig, http as fhttp
+from loyalty_button.forward.central import Central
+from loyalty_button.forward.forwarder import Forwarder
+from loyalty_button.service import reports
+from loyalty_button.service.records import CLOSE_FIELDS, RecordStore, memory_db, now_ms
+from loyalty_button.settings import Checker
+from loyalty_button.sim.central_rig import CentralRig
+from loyalty_button.sim.pg_server import PgServer
+from test_forwarding import KEY, _varied
+
+ZONES = {"s1": "Europe/Moscow", "s2": "Asia/Vladivostok"}
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = PgServer().start()
+    yield server
+    server.stop()
+
+
+def _database(pg, name: str) -> str:
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def _records(store: str, n: int, seed: int) -> list[dict]:
+    """Closed records of every kind, over the last six days and today."""
+    shift = now_ms() - 6 * DAY_MS - 1_767_225_600_000
+    out = []
+    for i, r in enumerate(_varied(n, seed)):
+        r = dict(r, id=f"{store}-R{i}", store=store)
+        for key in ("asked_ms", "received_ms", "closed_ms"):
+            if r.get(key):
+                r[key] += shift
+        r["sale_ts"] = r["received_ms"] // 1000
+        out.append(r)
+    return out
+
+
+class Session:
+    """A dashboard user's browser session over HTTPS (the test CA)."""
+
+    def __init__(self, rig: CentralRig, user: str, password: str):
+        self.rig = rig
+        context = ssl.create_default_context(cafile=str(rig.ca)) if rig.ca else None
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+            urllib.request.HTTPSHandler(context=context))
+        body = f"user={user}&password={password}".encode()
+        with self.opener.open(urllib.request.Request(rig.url + "/login", data=body)) as resp:
+            assert resp.url.rstrip("/") == rig.url, f"{user} did not log in"
+
+    def get(self, path: str):
+        try:
+            with self.opener.open(self.rig.url + path) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def post(self, path: str, doc: dict):
+        req = urllib.request.Request(self.rig.url + path, data=json.dumps(doc).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with self.opener.open(req) as resp:
+            return json.loads(resp.read())
+
+
+class SimStore:
+    """A store host's records database, outbox and forwarder, in its own
+    time zone, with the central service as its destination."""
+
+    def __init__(self, root: Path, store: str, rig: CentralRig):
+        self.store, self.tz = store, zoneinfo.ZoneInfo(ZONES[store])
+        root.mkdir(parents=True, exist_ok=True)
+        check = Checker(root)
+        fwd = fconfig.parse({"pseudonym_key": KEY.decode(), "destinations": [{
+            "name": "central", "type": "central", "url": rig.url,
+            "token_file": str(rig.tokens[store]), "ca_file": str(rig.ca), "batch": 100,
+            "backoff_base_s": 0.05, "backoff_max_s": 0.5, "timeout_s": 5,
+            "status_every_s": 0.3}]}, check)
+        assert check.problems == []
+        self.path = root / "records.db"
+        self.records = RecordStore(self.path, ["central"])
+        # The host's health summary (StoreHost.health_summary): s2's till 2
+        # has its panel offline.
+        offline = ["2"] if store == "s2" else []
+        self.forwarder = Forwarder(self.path, fwd, store, self.tz, health=lambda: {
+            "tills": 4, "broker": "up", "panels_offline": offline})
+        self.latest: dict[str, dict] = {}
+
+    def start(self) -> "SimStore":
+        self.forwarder.start()
+        return self
+
+    def add(self, recs: list[dict]) -> None:
+        for r in recs:
+            self.records.insert(r)
+            self.latest[r["id"]] = r
+        self.records.flush()
+
+    def late_answers(self, n: int, seed: int) -> None:
+        """A late answer re-closes a record: the outbox sends it again."""
+        rnd = random.Random(seed)
+        asked = sorted((r for r in self.latest.values() if r["kind"]), key=lambda r: r["id"])
+        for r in rnd.sample(asked, n):
+            fields = {f: r.get(f) for f in CLOSE_FIELDS}
+            fields.update(outcome="answered", burst=None, late=1, reasons=["staff"],
+                          value={"nps": rnd.randint(0, 10), "csat": rnd.randint(1, 5),
+                                 "choice": "yes"}[r["kind"]])
+            self.records.close(r["id"], fields)
+            self.latest[r["id"]] = dict(r, **fields)
+        self.records.flush()
+
+    def status(self) -> dict:
+        return self.forwarder.status()["central"]
+
+    def drained(self, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.status()
+            if s["pending"] == 0 and s["sent"] >= len(self.latest):
+                return s
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.store}: {s}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.forwarder.stop()
+        self.records.stop()
+
+
+def _store_report(sim: SimStore, first, last) -> dict:
+    """The store's own report of its local dates first..last."""
+    period, _ = reports.date_range("custom", sim.tz, time.time(), first.isoformat(),
+                                   last.isoformat())
+    return reports.summary(memory_db(list(sim.latest.values())), period)
+
+
+def test_two_stores_report_over_https_through_a_crash_and_each_user_sees_their_own(pg, tmp_path):
+    rig = CentralRig(tmp_path / "central", _database(pg, "central_two"),
+                     settings={"timezone": "UTC"})
+    rig.setup()
+    rig.add_store("s1", region="north", name="Store one")
+    rig.add_store("s2", region="south", name="Store two")
+    rig.add_user("north-boss", "region", "north")
+    rig.add_user("m1", "store", "s1")
+    rig.start()
+    stores = {s: SimStore(tmp_path / s, s, rig).start() for s in ("s1", "s2")}
+    try:
+        recs = {s: _records(s, 1500, seed) for s, seed in (("s1", 11), ("s2", 12))}
+        for s in stores:
+            stores[s].add(recs[s][:700])
+        # Mid-load: the worker dies (SIGKILL) while batches are in flight.
+        deadline = time.monotonic() + 30
+        while min(st.status()["sent"] for st in stores.values()) < 100:
+            assert time.monotonic() < deadline, [st.status() for st in stores.values()]
+            time.sleep(0.01)
+        rig.kill()
+        for s in stores:
+            stores[s].add(recs[s][700:])
+        time.sleep(1.0)  # the stores fail, back off and keep their outboxes
+        assert all(st.status()["failures_in_a_row"] > 0 for st in stores.values())
+        rig.start()
+        for s in stores:
+            stores[s].late_answers(200, seed=len(s))
+        for st in stores.values():
+            st.drained()
+        time.sleep(1.0)  # a heartbeat after the outbox emptied
+    finally:
+        for st in stores.values():
+            st.stop()
+
+    # Every record once, as the store last sent it.
+    with psycopg.connect(rig.dsn) as conn:
+        rows = conn.execute("SELECT id, store, outcome, value, utc_offset_s FROM lb_records") \
+            .fetchall()
+    assert len(rows) == 3000 == len({r[0] for r in rows})
+    latest = {**stores["s1"].latest, **stores["s2"].latest}
+    for rid, store, outcome, value, offset in rows:
+        want = latest[rid]
+        assert (store, outcome, value) == (want["store"], want["outcome"], want["value"]), rid
+        assert offset == {"s1": 3 * 3600, "s2": 10 * 3600}[store]
+
+    # The league table for each store's last seven days equals the store's
+    # own report of the same dates; the chain's row is both together.
+    boss = Session(rig, "boss", "boss-password")
+    today = datetime.now(zoneinfo.ZoneInfo("UTC")).date()
+    first, last = today - timedelta(days=6), today
+    status, league = boss.get(f"/api/league?range=custom&from={first}&to={last}")
+    assert status == 200
+    by_store = {row["store"]: row for row in league["stores"]}
+    assert set(by_store) == {"s1", "s2"}
+    for s, sim in stores.items():
+        mine = _store_report(sim, first, last)
+        row = by_store[s]
+        assert (row["n"], row["nps"], row["ci95_low"], row["ci95_high"]) == (
+            mine["nps"]["n"], mine["nps"]["nps"], mine["nps"]["ci95_low"],
+            mine["nps"]["ci95_high"]), s
+        assert (row["asked"], row["answered"], row["response_pct"]) == (
+            mine["response"]["asked"], mine["response"]["answered"],
+            mine["response"]["rate_pct"]), s
+        assert row["csat_mean"] == mine["csat"]["mean"]
+        status, detail = boss.get(f"/api/store/{s}?range=custom&from={first}&to={last}")
+        assert status == 200 and detail["reasons"] == mine["reasons"], s
+    # Worst first, by the shrunk score, with the formula on the page.
+    scores = [r["score"] for r in league["stores"]]
+    assert scores == sorted(scores) and "(W + R)" in league["formula"]
+    chain = league["chain"]
+    assert chain["n"] == by_store["s1"]["n"] + by_store["s2"]["n"]
+
+    # A store manager sees their store only; a region's user their region's.
+    m1 = Session(rig, "m1", "user-password")
+    status, league = m1.get("/api/league?range=all")
+    assert [r["store"] for r in league["stores"]] == ["s1"]
+    assert m1.get("/api/store/s2?range=all")[0] == 404
+    assert m1.get("/api/trend?range=all&store=s2")[1]["days"] == []
+    assert [s["store"] for s in m1.get("/api/fleet")[1]["stores"]] == ["s1"]
+    assert m1.get("/api/store/s1?range=all")[0] == 200
+    north = Session(rig, "north-boss", "user-password")
+    assert [r["store"] for r in north.get("/api/league?range=all")[1]["stores"]] == ["s1"]
+    assert north.get("/api/league?range=all&region=south")[1]["stores"] == []
+    # The fleet, from the stores' own reports: both heard of, nothing
+    # waiting, nothing refused; s2's panel at till 2 offline.
+    fleet = {r["store"]: r for r in boss.get("/api/fleet")[1]["stores"]}
+    assert fleet["s1"]["problems"] == [] and fleet["s2"]["problems"] == ["panels_offline"]
+    assert fleet["s2"]["panels_offline"] == ["2"] and fleet["s2"]["tills"] == 4
+    assert all(r["pending"] == 0 and r["refused"] == 0 and r["records"] >= 1500
+               for r in fleet.values()), list(fleet.values())
+    rig.stop()
+
+
+def _post(rig: CentralRig, token: str | None, body: bytes, gz: bool | None = True):
+    """gz True: gzip the body; None: say gzip and send it as it is."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if gz is not False:
+        body = gzip.compress(body) if gz else body
+        headers["Content-Encoding"] = "gzip"
+    context = ssl.create_default_context(cafile=str(rig.ca))
+    return fhttp.request("POST", rig.url + "/api/v1/records", body, headers, 20, context)
+
+
+def test_the_ingest_refuses_a_bad_batch_whole_and_says_why(pg, tmp_path):
+    rig = CentralRig(tmp_path / "central", _database(pg, "central_bad"),
+                     settings={"ingest": {"store_batches_per_s": 5}})
+    rig.setup()
+    rig.add_store("s1")
+    rig.add_store("s2")
+    rig.start()
+    t1, t2 = rig.token("s1"), rig.token("s2")
+    good = [dict(r, utc_offset_s=0, member=False) for r in _records("s1", 5, 3)]
+    for r in good:
+        r.pop("received_ms"), r.pop("state"), r.pop("source")
+
+    def body(recs) -> bytes:
+        return json.dumps({"records": recs}).encode()
+
+    def count() -> tuple:
+        with psycopg.connect(rig.dsn) as conn:
+            return (conn.execute("SELECT COUNT(*) FROM lb_records").fetchone()[0],
+                    conn.execute("SELECT COALESCE(SUM(n), 0) FROM lb_totals WHERE dim = 'all' "
+                                 "AND slot = -1").fetchone()[0])
+    resp = _post(rig, t1, body(good))
+    assert resp.status == 200 and resp.json() == {"stored": 5}
+    assert count() == (5, 5)
+    time.sleep(1.0)  # the bucket refills
+    cases = [
+        (None, body(good), True, 401, "token"),
+        ("not-a-token", body(good), True, 401, "unknown or revoked"),
+        (t1, b"\x1f\x8b\x08\x00garbage", None, 400, "gzip"),
+        (t1, gzip.compress(body(good))[:-12], None, 400, "cut short"),
+        (t1, body(good)[:-3], False, 400, "not JSON"),
+        (t1, b"[1, 2]", True, 400, '{"records"'),
+        (t1, body([]), True, 400, "no records"),
+        (t1, body(good + [dict(good[0], id="s1-bad", value="\x00")]), True, 400, "NUL"),
+        (t1, body(good + [dict(good[0], id="s1-bad2", items="many")]), True, 400,
+         "items must be a whole number"),
+        (t1, body(good + [dict(good[0], id=None)]), True, 400, "id must be given"),
+        (t1, body(good + [dict(good[0], id="s1-x", store="s2")]), True, 403, "store 's2'"),
+    ]
+    for token, data, gz, status, why in cases:
+        resp = _post(rig, token, data, gz)
+        assert resp.status == status and why in resp.json()["error"], (why, resp.status,
+                                                                       resp.body[:300])
+        time.sleep(0.25)
+    # s2's token cannot take over s1's records by their ids: the whole batch
+    # is refused, nothing of it is written, s1's rows are untouched.
+    theirs = [dict(r, store="s2", value=0) for r in good[:2]] + [
+        dict(good[0], id="s2-new", store="s2")]
+    resp = _post(rig, t2, body(theirs))
+    assert resp.status == 409 and "another store" in resp.json()["error"]
+    assert count() == (5, 5)
+    with psycopg.connect(rig.dsn) as conn:
+        assert conn.execute("SELECT DISTINCT store FROM lb_records").fetchall() == [("s1",)]
+    # A gzip bomb is refused before it is inflated.
+    bomb = gzip.compress(b"[" + b" " * (40 << 20) + b"]")
+    assert len(bomb) < 100_000
+    resp = _post(rig, t1, bomb, gz=None)
+    assert resp.status == 413 and "inflates" in resp.json()["error"], resp.body[:200]
+    # A store sending too fast is told when to come back, and the store's
+    # sender reads it.
+    statuses = [_post(rig, t1, body(good[:1])) for _ in range(20)]
+    limited = [r for r in statuses if r.status == 429]
+    assert limited and all(float(r.headers["Retry-After"]) >= 1 for r in limited)
+    sender = Central(SimpleNamespace(url=rig.url, token=t1, ca_file=rig.ca, timeout_s=5))
+    with pytest.raises(fhttp.Retry) as err:
+        for _ in range(20):
+            sender.send_batch([(good[0], 0, None)])
+    assert err.value.after_s is not None and err.value.after_s >= 1
+    # A revoked token stops at once.
+    rig.cli("store", "revoke", "s1")
+    time.sleep(1.0)
+    assert _post(rig, t1, body(good)).status == 401
+    with psycopg.connect(rig.dsn) as conn:
+        refused = conn.execute("SELECT refused, last_refusal FROM lb_stores WHERE store = 's1'") \
+            .fetchone()
+    assert refused[0] >= 6 and refused[1]
+    rig.stop()
+    assert "batch refused" in rig.log()
