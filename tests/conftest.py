@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
 
 from lbpanel import protocol
-from loyalty_button.sim.broker import Broker
+from loyalty_button.sim.broker import Broker, free_port
 from lbpanel.protocol import new_id
 from loyalty_button.sim.panel_link import PanelLink
 from loyalty_button.sim.panel import SimPanel, panel_config
@@ -268,3 +269,27 @@ def http_call(port: int, method: str, path: str, body=None, headers: dict | None
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
         conn.close()
+
+
+# --- a real SMTP server (aiosmtpd) that keeps what it receives -----------------------
+
+class Mailbox:
+    """Messages received: (recipients, email.message.Message)."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+    box = Mailbox()
+    ctl = Controller(box, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    box.port = ctl.port
+    yield box
+    ctl.stop()

@@ -6,43 +6,21 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from email import message_from_bytes
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from conftest import STORE, Host, receipt_doc
 from fake_vendors import TELEGRAM_429, TelegramFake, WebhookReceiver
 from loyalty_button.forward import alerts, http
 from loyalty_button.service.records import RecordStore, now_ms
 from loyalty_button.settings import Checker
-from loyalty_button.sim.broker import free_port
 
 TG_TOKEN = "123456:ABC-test-token"
-
-
-class Mailbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-        return "250 OK"
 
 
 def _parse_alerts(doc, base):
     check = Checker(base)
     return alerts.parse(doc, check), check.problems
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    ctl = Controller(box, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    box.port = ctl.port
-    yield box
-    ctl.stop()
 
 
 @pytest.fixture

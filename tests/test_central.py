@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import http.cookiejar
+import io
 import json
 import random
 import ssl
@@ -19,19 +20,21 @@ import urllib.error
 import urllib.request
 import zoneinfo
 from datetime import datetime, timedelta
+from email.header import decode_header, make_header
 from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
 import pytest
 
-from loyalty_button.central import schema
 from loyalty_button.forward import config as fconfig, http as fhttp
 from loyalty_button.forward.central import Central
 from loyalty_button.forward.forwarder import Forwarder
+from loyalty_button.forward.payload import record_payload
 from loyalty_button.service import reports
 from loyalty_button.service.records import CLOSE_FIELDS, RecordStore, memory_db, now_ms
 from loyalty_button.settings import Checker
+from loyalty_button.sim.broker import free_port
 from loyalty_button.sim.central_rig import CentralRig
 from loyalty_button.sim.pg_server import PgServer
 from test_forwarding import KEY, _varied
@@ -348,3 +351,129 @@ def test_the_ingest_refuses_a_bad_batch_whole_and_says_why(pg, tmp_path):
     assert refused[0] >= 6 and refused[1]
     rig.stop()
     assert "batch refused" in rig.log()
+
+
+def _send_all(rig: CentralRig, store: str, recs: list[dict], tz: str) -> None:
+    sender = Central(SimpleNamespace(url=rig.url, token=rig.token(store), ca_file=rig.ca,
+                                     timeout_s=10))
+    for i in range(0, len(recs), 500):
+        items = [(record_payload(r, False, KEY, zoneinfo.ZoneInfo(tz)), 0, None)
+                 for r in recs[i:i + 500]]
+        assert sender.send_batch(items) == [None] * len(items)
+
+
+def test_scheduled_reports_arrive_by_e_mail_with_the_dashboards_figures(pg, tmp_path, smtp):
+    port = smtp.port
+    smtp_port = free_port()  # nothing listens here at first: the send fails
+    rig = CentralRig(tmp_path / "central", _database(pg, "central_mail"), settings={
+        "timezone": "UTC", "smtp": {"host": "127.0.0.1", "port": smtp_port,
+                                    "from": "reports@chain.example"},
+        "reports": {"public_url": "https://central.chain.example/"}})
+    rig.setup(email="boss@chain.example")
+    rig.add_store("s1", region="north", name="Магазин на Тверской")
+    rig.add_store("s2", region="south", name="Store two")
+    rig.add_user("north-boss", "region", "north", email="north@chain.example", lang="ru")
+    rig.start()
+    for store, seed in (("s1", 21), ("s2", 22)):
+        _send_all(rig, store, _records(store, 800, seed), "UTC")
+    boss = Session(rig, "boss", "boss-password")
+    north = Session(rig, "north-boss", "user-password")
+    assert boss.post("/api/subscriptions", {"every": "daily", "on": True})["subscribed"] == \
+        ["daily"]
+    north.post("/api/subscriptions", {"every": "weekly", "on": True})
+
+    # The mail server is away: the sends fail, are kept, and show.
+    assert json.loads(rig.cli("send-reports")) == {"sent": 0, "failed": 2}
+    sends = boss.get("/api/subscriptions")[1]["sends"]
+    assert [s["state"] for s in sends] == ["failed"] and "smtp" in sends[0]["last_error"]
+    assert json.loads(rig.cli("send-reports")) == {"sent": 0, "failed": 0}  # not due yet
+    # It comes back (and the retry's time has come): they are sent, once.
+    rig.stop()
+    rig_cfg = rig.config.read_text().replace(str(smtp_port), str(port))
+    rig.config.write_text(rig_cfg)
+    with psycopg.connect(rig.dsn, autocommit=True) as conn:
+        conn.execute("UPDATE lb_report_sends SET next_try = now()")
+    assert json.loads(rig.cli("send-reports")) == {"sent": 2, "failed": 0}
+    assert json.loads(rig.cli("send-reports")) == {"sent": 0, "failed": 0}
+    rig.start()
+    sends = boss.get("/api/subscriptions")[1]["sends"]
+    assert [(s["state"], s["attempts"]) for s in sends] == [("sent", 2)]
+
+    mails = {to[0]: msg for to, msg in smtp.messages}
+    assert set(mails) == {"boss@chain.example", "north@chain.example"}
+    yesterday = (datetime.now(zoneinfo.ZoneInfo("UTC")).date() - timedelta(days=1)).isoformat()
+    status, league = boss.get(f"/api/league?range=custom&from={yesterday}&to={yesterday}")
+    assert status == 200 and league["chain"]["n"] > 0
+    msg = mails["boss@chain.example"]
+    assert yesterday in msg["Subject"] and msg["From"] == "reports@chain.example"
+    parts = {p.get_content_type(): p for p in msg.walk() if not p.is_multipart()}
+    body = parts["text/html"].get_payload(decode=True).decode()
+    assert f"{league['chain']['nps']}" in body and "https://central.chain.example/" in body
+    # The PDF opens (pdftoppm draws its first page) and says the API's figures.
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(parts["application/pdf"].get_payload(decode=True))
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", str(pdf),
+                    str(tmp_path / "page")], check=True)
+    assert (tmp_path / "page-1.png").stat().st_size > 2000
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    for row in league["stores"]:
+        line = next(ln for ln in text.splitlines() if row["name"] in ln)
+        assert f" {row['score']} " in f" {line} " and f" {row['nps']} " in f" {line} ", line
+    # The XLSX holds every store's row, as the API gives it.
+    from openpyxl import load_workbook
+    xlsx = parts["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"]
+    book = load_workbook(io.BytesIO(xlsx.get_payload(decode=True)))
+    rows = list(book.worksheets[0].iter_rows(values_only=True))
+    # Columns: rank, name, region, score, NPS, answers, response, id, ...
+    assert [(g[7], g[0], g[4], g[5], g[3]) for g in rows[2:]] == [
+        (r["store"], r["rank"], r["nps"], r["n"], r["score"]) for r in league["stores"]]
+    # The region's user gets their region's store only, in Russian.
+    msg = mails["north@chain.example"]
+    assert "Еженедельный отчёт" in str(make_header(decode_header(msg["Subject"])))
+    parts = {p.get_content_type(): p for p in msg.walk() if not p.is_multipart()}
+    book = load_workbook(io.BytesIO(parts[
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    ].get_payload(decode=True)))
+    rows = list(book.worksheets[0].iter_rows(values_only=True))
+    assert [r[rows[1].index("id")] for r in rows[2:]] == ["s1"]
+    rig.stop()
+
+
+def test_bi_tools_read_documented_views_and_nothing_else(pg, tmp_path):
+    """The read-only role sees the bi views (no loyalty ids there), not the
+    tables; the views' figures are the dashboard's (the same interval)."""
+    rig = CentralRig(tmp_path / "central", _database(pg, "central_bi"), tls=False)
+    rig.setup()
+    rig.add_store("s1", region="north", name="Store one")
+    rig.start()
+    recs = _records("s1", 600, 31)
+    _send_all(rig, "s1", recs, "Europe/Moscow")
+    rig.cli("bi-role", "metabase", "--password-stdin", stdin="bi-password-1\n")
+    bi_dsn = rig.dsn.replace(f"{pg.user}:{pg.password}@", "metabase:bi-password-1@")
+    with psycopg.connect(bi_dsn) as conn:
+        cols = [c.name for c in conn.execute("SELECT * FROM bi.answers LIMIT 1").description]
+        assert "loyalty_id" not in cols and {"store", "region", "score", "day"} <= set(cols)
+        assert conn.execute("SELECT COUNT(*) FROM bi.answers").fetchone()[0] == 600
+        days = conn.execute("SELECT day, receipts, promoters, passives, detractors, nps, "
+                            "nps_ci95_low, nps_ci95_high, response_rate_pct FROM "
+                            "bi.store_days WHERE store = 's1' ORDER BY day").fetchall()
+        assert conn.execute("SELECT store, name, region FROM bi.stores").fetchall() == [
+            ("s1", "Store one", "north")]
+        for table in ("lb_records", "lb_totals", "lb_users", "lb_stores"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+            conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE public.mine (x int)")
+    boss = Session(rig, "boss", "boss-password")
+    trend = {d["day"]: d for d in boss.get("/api/trend?range=all")[1]["days"]}
+    assert len(days) == len(trend) >= 6
+    for day, receipts, pro, pas, det, nps, low, high, rate in days:
+        want = trend[day.isoformat()]
+        assert (pro, pas, det) == (want["promoters"], want["passives"], want["detractors"])
+        assert (float(nps) if nps is not None else None, float(low) if low is not None
+                else None, float(high) if high is not None else None) == (
+            want["nps"], want["ci95_low"], want["ci95_high"]), day
+        assert (float(rate) if rate is not None else None) == want["response_pct"]
+    rig.stop()
