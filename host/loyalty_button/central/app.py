@@ -86,38 +86,49 @@ def make_app(cfg, pool) -> web.Application:
     async def _ingest(request, th: str):
         import psycopg
         import psycopg_pool
+        loop = asyncio.get_running_loop()
+        store = None
         try:
             async with connection() as conn:
                 cur = await conn.execute("SELECT store, revoked FROM lb_stores WHERE "
                                          "token_hash = %s", (th,))
                 row = await cur.fetchone()
-                if row is None or row[1]:
-                    count("ingest_unauthorised")
-                    log.warning("ingest: a batch from %s with an unknown or revoked token",
-                                request.remote)
-                    return refuse(401, "this token is unknown or revoked: ask the central "
-                                       "admin for the store's token")
-                store = row[0]
-                try:
-                    body = await request.read()
-                    doc = ingest.decode(body, request.headers.get("Content-Encoding"),
-                                        max_bytes)
-                    if not cols:
-                        cur = await conn.execute(ingest.COLUMNS_SQL)
-                        cols.update(ingest.columns(await cur.fetchall()))
-                    rows = ingest.check(doc, store, cols, cfg.max_batch_records)
-                    stored = await _upsert(conn, store, rows)
-                except ingest.BatchError as e:
-                    count("ingest_refused")
-                    log.warning("ingest: store %s: batch refused (%d): %s", store, e.status,
-                                e.reason)
+                if not cols:
+                    cur = await conn.execute(ingest.COLUMNS_SQL)
+                    cols.update(ingest.columns(await cur.fetchall()))
+            if row is None or row[1]:
+                count("ingest_unauthorised")
+                log.warning("ingest: a batch from %s with an unknown or revoked token",
+                            request.remote)
+                return refuse(401, "this token is unknown or revoked: ask the central "
+                                   "admin for the store's token")
+            store = row[0]
+            # No connection is held while the body arrives, and it is read
+            # and checked off the event loop: the dashboard's requests on
+            # this worker do not wait behind a big batch.
+            body = await request.read()
+            encoding = request.headers.get("Content-Encoding")
+
+            def prepare():
+                rows = ingest.check(ingest.decode(body, encoding, max_bytes), store, cols,
+                                    cfg.max_batch_records)
+                return rows, json.dumps(rows, ensure_ascii=False)
+            try:
+                rows, text = await loop.run_in_executor(None, prepare)
+                async with connection() as conn:
+                    stored = await _upsert(conn, store, rows, text)
+            except ingest.BatchError as e:
+                count("ingest_refused")
+                log.warning("ingest: store %s: batch refused (%d): %s", store, e.status,
+                            e.reason)
+                async with connection() as conn:
                     await conn.execute("UPDATE lb_stores SET refused = refused + 1, "
                                        "last_refusal = %s WHERE store = %s",
                                        (e.reason[:500], store))
-                    return refuse(e.status, e.reason)
-                count("ingest_batches")
-                count("ingest_records", stored)
-                return web.json_response({"stored": stored})
+                return refuse(e.status, e.reason)
+            count("ingest_batches")
+            count("ingest_records", stored)
+            return web.json_response({"stored": stored})
         except psycopg_pool.PoolTimeout:
             count("ingest_busy")
             return refuse(503, "the database is busy; come back later", 5)
@@ -126,10 +137,11 @@ def make_app(cfg, pool) -> web.Application:
             log.error("ingest: the database: %s", str(e).strip().splitlines()[0])
             return refuse(503, "the database is away; come back later", 10)
 
-    async def _upsert(conn, store: str, rows: list[dict]) -> int:
+    async def _upsert(conn, store: str, rows: list[dict], text: str) -> int:
+        """rows as JSON `text`, upserted in one statement and transaction."""
         sql = ingest.upsert_sql(cols)
         async with conn.transaction():
-            cur = await conn.execute(sql, (json.dumps(rows, ensure_ascii=False),))
+            cur = await conn.execute(sql, (text,))
             stored = len(await cur.fetchall())
             if stored != len(rows):
                 cur = await conn.execute("SELECT id, store FROM lb_records WHERE id = ANY(%s) "

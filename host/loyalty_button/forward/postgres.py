@@ -127,16 +127,18 @@ def _function() -> str:
             f"  RETURN NULL;\nEND\n$fn$")
 
 
-def _backfill() -> list[str]:
-    """Count the rows already there, every total (the migration to schema 4)."""
+def _backfill(where: str = "TRUE") -> list[str]:
+    """Count the rows already there, every total (the migration to schema 4;
+    `where`, over records `r`: a part of them, e.g. some stores, whose
+    totals are not there yet)."""
     sums = ", ".join(f"SUM(f.{t})" for t in rollup.TALLIES)
     return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
             f"SELECT r.store, d.dim, d.slot, d.key, {sums} FROM lb_records AS r "
             f"CROSS JOIN LATERAL {_keys('r')} CROSS JOIN LATERAL (SELECT {_flags('r')}) AS f "
-            f"GROUP BY 1, 2, 3, 4",
+            f"WHERE {where} GROUP BY 1, 2, 3, 4",
             f"INSERT INTO lb_reason_totals (store, slot, grp, reason, n) "
             f"SELECT r.store, x.slot, x.grp, x.reason, SUM(x.n) FROM lb_records AS r "
-            f"CROSS JOIN LATERAL ({_reasons('r')}) AS x WHERE x.grp IS NOT NULL "
+            f"CROSS JOIN LATERAL ({_reasons('r')}) AS x WHERE x.grp IS NOT NULL AND {where} "
             f"GROUP BY 1, 2, 3, 4"]
 
 

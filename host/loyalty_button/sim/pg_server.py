@@ -27,7 +27,9 @@ def bindir() -> Path:
 
 
 class PgServer:
-    def __init__(self, user: str = "lb", database: str = "loyalty"):
+    def __init__(self, user: str = "lb", database: str = "loyalty", settings: dict | None = None):
+        """settings: more of postgresql.conf, e.g. {"shared_buffers": "1GB"}."""
+        self.settings = settings or {}
         self.user = user
         self.database = database
         self.password = secrets.token_urlsafe(12)
@@ -75,7 +77,8 @@ class PgServer:
         self.proc = subprocess.Popen(
             [str(bins / "postgres"), "-D", str(data), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             *[arg for k, v in self.settings.items() for arg in ("-c", f"{k}={v}")]],
             preexec_fn=self._preexec, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         import psycopg
