@@ -66,8 +66,12 @@ def _bench(args) -> int:
     def bench_ota(out):
         from .bench import ota as bench
         return bench.run(out)
+    def bench_central(out):
+        from .bench import central as bench
+        return bench.run(out)
     benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe,
-               "reports": bench_reports.run, "installer": bench_installer, "ota": bench_ota}
+               "reports": bench_reports.run, "installer": bench_installer, "ota": bench_ota,
+               "central": bench_central}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)

@@ -32,8 +32,10 @@ class CentralConfig:
     shrinkage_weight: int = 50
     silent_after_h: float = 3.0   # a store not heard of for this long is "silent"
     behind_after_min: float = 30.0  # ...whose outbox holds records older than this, "behind"
-    # Ingest: batches in flight at once in one worker, and per store.
-    ingest_at_once: int = 4
+    # Ingest: batches in flight at once in one worker (one keeps a dashboard
+    # request on the same worker as fast during a flat-out ingest as idle:
+    # tools/bench central; more ingest is more workers), and per store.
+    ingest_at_once: int = 1
     store_batches_per_s: float = 20.0
     max_batch_records: int = 5000
     max_body_mb: int = 32
