@@ -50,6 +50,20 @@ def pg():
     server.stop()
 
 
+@pytest.fixture
+def central(tmp_path):
+    """CentralRig(...) made through this, stopped however the test ends."""
+    made = []
+
+    def make(name: str, dsn: str, **kw) -> CentralRig:
+        rig = CentralRig(tmp_path / name, dsn, **kw)
+        made.append(rig)
+        return rig
+    yield make
+    for rig in made:
+        rig.stop()
+
+
 def _database(pg, name: str) -> str:
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
@@ -169,9 +183,12 @@ def _store_report(sim: SimStore, first, last) -> dict:
     return reports.summary(memory_db(list(sim.latest.values())), period)
 
 
-def test_two_stores_report_over_https_through_a_crash_and_each_user_sees_their_own(pg, tmp_path):
-    rig = CentralRig(tmp_path / "central", _database(pg, "central_two"),
-                     settings={"timezone": "UTC"})
+def test_two_stores_report_over_https_through_a_crash_and_each_user_sees_their_own(
+        pg, tmp_path, central):
+    dsn = _database(pg, "central_two")
+    # The dashboard's reads go to the "replica" (the same server here: the
+    # read path, not PostgreSQL's replication, is what is tested).
+    rig = central("central", dsn, settings={"timezone": "UTC", "replica": dsn})
     rig.setup()
     rig.add_store("s1", region="north", name="Store one")
     rig.add_store("s2", region="south", name="Store two")
@@ -274,9 +291,9 @@ def _post(rig: CentralRig, token: str | None, body: bytes, gz: bool | None = Tru
     return fhttp.request("POST", rig.url + "/api/v1/records", body, headers, 20, context)
 
 
-def test_the_ingest_refuses_a_bad_batch_whole_and_says_why(pg, tmp_path):
-    rig = CentralRig(tmp_path / "central", _database(pg, "central_bad"),
-                     settings={"ingest": {"store_batches_per_s": 5}})
+def test_the_ingest_refuses_a_bad_batch_whole_and_says_why(pg, central):
+    rig = central("central", _database(pg, "central_bad"),
+                  settings={"ingest": {"store_batches_per_s": 5}})
     rig.setup()
     rig.add_store("s1")
     rig.add_store("s2")
@@ -362,10 +379,11 @@ def _send_all(rig: CentralRig, store: str, recs: list[dict], tz: str) -> None:
         assert sender.send_batch(items) == [None] * len(items)
 
 
-def test_scheduled_reports_arrive_by_e_mail_with_the_dashboards_figures(pg, tmp_path, smtp):
+def test_scheduled_reports_arrive_by_e_mail_with_the_dashboards_figures(pg, tmp_path, smtp,
+                                                                       central):
     port = smtp.port
     smtp_port = free_port()  # nothing listens here at first: the send fails
-    rig = CentralRig(tmp_path / "central", _database(pg, "central_mail"), settings={
+    rig = central("central", _database(pg, "central_mail"), settings={
         "timezone": "UTC", "smtp": {"host": "127.0.0.1", "port": smtp_port,
                                     "from": "reports@chain.example"},
         "reports": {"public_url": "https://central.chain.example/"}})
@@ -440,10 +458,10 @@ def test_scheduled_reports_arrive_by_e_mail_with_the_dashboards_figures(pg, tmp_
     rig.stop()
 
 
-def test_bi_tools_read_documented_views_and_nothing_else(pg, tmp_path):
+def test_bi_tools_read_documented_views_and_nothing_else(pg, central):
     """The read-only role sees the bi views (no loyalty ids there), not the
     tables; the views' figures are the dashboard's (the same interval)."""
-    rig = CentralRig(tmp_path / "central", _database(pg, "central_bi"), tls=False)
+    rig = central("central", _database(pg, "central_bi"), tls=False)
     rig.setup()
     rig.add_store("s1", region="north", name="Store one")
     rig.start()
@@ -477,3 +495,67 @@ def test_bi_tools_read_documented_views_and_nothing_else(pg, tmp_path):
             want["nps"], want["ci95_low"], want["ci95_high"]), day
         assert (float(rate) if rate is not None else None) == want["response_pct"]
     rig.stop()
+
+
+def test_the_chain_dashboard_in_a_browser_on_a_desktop_and_a_phone(pg, tmp_path, central,
+                                                                   browser):
+    """Log in, the league table worst first with its formula, a store's
+    tills and cashiers, Russian, and a phone's width with nothing wider
+    than the screen (screenshots to LB_SCREENSHOT_DIR for docs/images)."""
+    import os
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from conftest import page_shot
+    rig = central("central", _database(pg, "central_ui"), tls=False,
+                  settings={"timezone": "Europe/Moscow"})
+    rig.setup()
+    names = {"s1": ("Тверская, 12", "Москва"), "s2": ("Невский, 40", "Санкт-Петербург"),
+             "s3": ("Ленина, 5", "Москва")}
+    for s, (name, region) in names.items():
+        rig.add_store(s, region=region, name=name)
+    rig.start()
+    for i, s in enumerate(names):
+        _send_all(rig, s, _records(s, 400 + 300 * i, 40 + i), "Europe/Moscow")
+    shots = Path(os.environ.get("LB_SCREENSHOT_DIR", tmp_path / "shots"))
+    wait = WebDriverWait(browser, 15)
+    browser.get(rig.url + "/")
+    browser.find_element(By.ID, "user").send_keys("boss")
+    browser.find_element(By.ID, "password").send_keys("boss-password")
+    browser.find_element(By.ID, "submit").click()
+    browser.execute_script("localStorage.setItem('lb-lang', 'en')")
+    browser.refresh()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#league tbody tr")) == 3)
+    Select(browser.find_element(By.ID, "range")).select_by_value("all")
+    wait.until(lambda d: "All time" in d.find_element(By.ID, "days").text)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#league tbody tr")
+    scores = [float(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows]
+    assert scores == sorted(scores)
+    assert "(WAI × W + I × R) / (W + R)" in browser.find_element(By.ID, "formula").text
+    assert browser.find_element(By.ID, "region-pick").is_displayed()
+    rows[1].click()
+    wait.until(lambda d: d.find_element(By.ID, "store-box").is_displayed())
+    store = rows[1].find_elements(By.TAG_NAME, "td")[1].text
+    assert store in browser.find_element(By.ID, "store-title").text
+    tills = browser.find_elements(By.CSS_SELECTOR, "#store-table tr")
+    assert [t.find_elements(By.TAG_NAME, "td")[0].text for t in tills[1:]] == ["1", "2", "3", "4"]
+    browser.find_element(By.CSS_SELECTOR, "#store-tabs button[data-by='cashiers']").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#store-table th").text == "cashiers")
+    fleet = browser.find_element(By.ID, "fleet").text
+    assert all(name in fleet for name, _ in names.values())
+    page_shot(browser, shots / "central-en-desktop.png", 1366, 768)
+    browser.find_element(By.CSS_SELECTOR, "#langs button[data-lang='ru']").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#league-box h2").text
+               == "Магазины, худшие сверху")
+    assert "вся сеть" in browser.find_element(By.ID, "who").text
+    browser.set_window_size(390, 844)
+    wait.until(lambda d: d.execute_script("return document.documentElement.scrollWidth")
+               <= d.execute_script("return window.innerWidth"))
+    cards = browser.find_elements(By.CSS_SELECTOR, ".card")
+    assert len({c.location["y"] for c in cards}) == 3  # one above the other
+    page_shot(browser, shots / "central-ru-phone.png", 390, 844)
+    # Subscribing from the page.
+    box = browser.find_element(By.ID, "sub-weekly")
+    browser.execute_script("arguments[0].scrollIntoView()", box)
+    box.click()
+    wait.until(lambda d: Session(rig, "boss", "boss-password").get(
+        "/api/subscriptions")[1]["subscribed"] == ["weekly"])

@@ -58,10 +58,11 @@ ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
 INSTALLER_PIP = "pip==25.3"
 UNITS = ["loyalty-button.service", "loyalty-button-probe.service",
          "loyalty-button-backup.service", "loyalty-button-backup.timer",
-         "loyalty-button-broker.path", "loyalty-button-broker.service"]
+         "loyalty-button-broker.path", "loyalty-button-broker.service",
+         "loyalty-button-central@.service"]
 SCRIPTS = ["preinst", "postinst", "prerm", "postrm"]
 DOCS = ["docs/install.md", "docs/broker.md", "docs/installer.md", "docs/concentrator.md",
-        "docs/catalogue.md", "docs/probe.md"]
+        "docs/catalogue.md", "docs/probe.md", "docs/central.md"]
 
 
 class PackageError(RuntimeError):
@@ -82,9 +83,11 @@ def project() -> dict:
 
 
 def requirements() -> list[str]:
-    """What the store host runs: the dependencies and the probe's extra."""
+    """What the store host runs: the dependencies and the probe's extra;
+    and the central service's, for the chain's own host (docs/central.md)."""
     p = project()
-    return list(dict.fromkeys(p["dependencies"] + p["optional-dependencies"]["probe"]))
+    extra = p["optional-dependencies"]
+    return list(dict.fromkeys(p["dependencies"] + extra["probe"] + extra["central"]))
 
 
 def constraints() -> list[str]:

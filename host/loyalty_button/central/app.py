@@ -40,8 +40,9 @@ def _session_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def make_app(cfg, pool) -> web.Application:
-    """cfg: CentralConfig; pool: an open psycopg_pool.AsyncConnectionPool."""
+def make_app(cfg, pool, read_pool=None) -> web.Application:
+    """cfg: CentralConfig; pool: an open psycopg_pool.AsyncConnectionPool;
+    read_pool: one to a read replica, for what the dashboard shows."""
     counters: dict[str, int] = {}
     buckets = ratelimit.Buckets(cfg.store_batches_per_s, max(2.0, 2 * cfg.store_batches_per_s))
     ingesting = asyncio.Semaphore(cfg.ingest_at_once)
@@ -56,6 +57,11 @@ def make_app(cfg, pool) -> web.Application:
 
     def connection(timeout: float = 5.0):
         return pool.connection(timeout=timeout)
+
+    def reading(timeout: float = 5.0):
+        """The dashboard's figures: from the replica when there is one (a
+        session, a log-in and a subscription are the primary's)."""
+        return (read_pool or pool).connection(timeout=timeout)
 
     # --- ingest ----------------------------------------------------------------------
 
@@ -218,7 +224,16 @@ def make_app(cfg, pool) -> web.Application:
                 return web.json_response({"error": "log in first"}, status=401)
             raise web.HTTPFound("/login")
         request["user"] = user
-        return await handler(request)
+        import psycopg
+        import psycopg_pool
+        try:
+            return await handler(request)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+            log.error("dashboard %s: the database: %s", request.path,
+                      str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            return web.json_response({"error": "the database is busy or away; try again "
+                                               "shortly"}, status=503,
+                                     headers={"Retry-After": "10"})
 
     def foreign(request) -> bool:
         origin = request.headers.get("Origin")
@@ -302,7 +317,7 @@ def make_app(cfg, pool) -> web.Application:
                 date.fromordinal(period[0].toordinal() - 1))
 
     async def api_me(request):
-        async with connection() as conn:
+        async with reading() as conn:
             me = await queries.me(conn, request["user"])
             me["stores"] = await queries.stores(conn, request["user"])
         me["regions"] = sorted({s["region"] for s in me["stores"]})
@@ -312,7 +327,7 @@ def make_app(cfg, pool) -> web.Application:
     async def api_league(request):
         period = period_of(request)
         region = request.query.get("region") or None
-        async with connection() as conn:
+        async with reading() as conn:
             out = await queries.league(conn, request["user"], period, region,
                                        cfg.shrinkage_weight)
             prev = previous_of(period)
@@ -322,7 +337,7 @@ def make_app(cfg, pool) -> web.Application:
 
     async def api_trend(request):
         period = period_of(request)
-        async with connection() as conn:
+        async with reading() as conn:
             rows = await queries.trend(conn, request["user"], period,
                                        request.query.get("region") or None,
                                        request.query.get("store") or None)
@@ -330,7 +345,7 @@ def make_app(cfg, pool) -> web.Application:
 
     async def api_store(request):
         period = period_of(request)
-        async with connection() as conn:
+        async with reading() as conn:
             out = await queries.store_detail(conn, request["user"],
                                              request.match_info["store"], period)
         if out is None:
@@ -338,7 +353,7 @@ def make_app(cfg, pool) -> web.Application:
         return web.json_response(out)
 
     async def api_fleet(request):
-        async with connection() as conn:
+        async with reading() as conn:
             rows = await queries.fleet(conn, request["user"], cfg.silent_after_h,
                                        cfg.behind_after_min)
         return web.json_response({"stores": rows, "silent_after_h": cfg.silent_after_h,

@@ -17,6 +17,9 @@ class CentralConfigError(SettingsError):
 @dataclass
 class CentralConfig:
     dsn: str
+    # A read replica of it (PostgreSQL's streaming replication) for the
+    # dashboard's and the reports' reads; none: the primary.
+    replica_dsn: str | None = None
     bind: str = "127.0.0.1"
     port: int = 8443
     # Its own TLS (a certificate and key in PEM), or none behind a balancer
@@ -56,6 +59,8 @@ class CentralConfig:
 _FIELDS = [
     Field("database", "str", attr="dsn"),
     Field("database_file", "secret_file", attr="dsn"),
+    Field("replica", "str", attr="replica_dsn"),
+    Field("replica_file", "secret_file", attr="replica_dsn"),
     Field("listen.bind", "str", attr="bind"),
     Field("listen.port", "int", (1, 65535), attr="port"),
     Field("listen.tls_cert", "path", attr="tls_cert"),
@@ -101,8 +106,9 @@ def parse(doc, base: Path, source: str = "<config>") -> CentralConfig:
         check.fail("pool.min", "must not be more than pool.max")
     if isinstance(values.get("smtp_password"), bytes):
         values["smtp_password"] = values["smtp_password"].decode()
-    if isinstance(values.get("dsn"), bytes):
-        values["dsn"] = values["dsn"].decode()
+    for key in ("dsn", "replica_dsn"):
+        if isinstance(values.get(key), bytes):
+            values[key] = values[key].decode()
     if check.problems:
         raise CentralConfigError(check.problems)
     cfg = CentralConfig(**values, source=source)

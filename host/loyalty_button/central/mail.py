@@ -49,6 +49,10 @@ WORDS = {
 }
 
 
+class ReportError(Exception):
+    """A report that cannot be made on this host (a missing font)."""
+
+
 def due_period(every: str, today: date) -> tuple[date, date]:
     """The last whole period before `today`: yesterday, or last Monday-Sunday."""
     if every == "daily":
@@ -118,6 +122,9 @@ def pdf(c: dict, w: dict, title: str) -> bytes:
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    if not (FONT_DIR / "DejaVuSans.ttf").exists():
+        raise ReportError(f"no {FONT_DIR / 'DejaVuSans.ttf'} for the PDF's Cyrillic: "
+                          f"apt-get install fonts-dejavu-core")
     if "DejaVu" not in pdfmetrics.getRegisteredFontNames():
         pdfmetrics.registerFont(TTFont("DejaVu", str(FONT_DIR / "DejaVuSans.ttf")))
         pdfmetrics.registerFont(TTFont("DejaVu-Bold", str(FONT_DIR / "DejaVuSans-Bold.ttf")))
@@ -235,7 +242,7 @@ async def send_due(cfg, pool, today: date | None = None) -> dict:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: smtp.send(msg, cfg.smtp_host, cfg.smtp_port, 30.0,
                                         cfg.smtp_starttls, cfg.smtp_user, cfg.smtp_password))
-        except smtp.MailError as e:
+        except (smtp.MailError, ReportError) as e:
             error = str(e)
         except Exception as e:  # a bug in one report must not stop the others
             log.exception("report %s %s %s", name, every, first)

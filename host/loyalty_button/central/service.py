@@ -33,7 +33,13 @@ async def serve(cfg, ready_file=None, reports: bool = True) -> None:
                                kwargs={"autocommit": True}, open=False,
                                reconnect_timeout=0)  # keep trying while the database is away
     await pool.open(wait=False)
-    app = central_app.make_app(cfg, pool)
+    read_pool = None
+    if cfg.replica_dsn:
+        read_pool = AsyncConnectionPool(cfg.replica_dsn, min_size=cfg.pool_min,
+                                        max_size=cfg.pool_max, kwargs={"autocommit": True},
+                                        open=False, reconnect_timeout=0)
+        await read_pool.open(wait=False)
+    app = central_app.make_app(cfg, pool, read_pool)
     # The ingest inflates gzip itself, within its limit (ingest.decode),
     # rather than aiohttp inflating a body of any size first.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
@@ -42,7 +48,10 @@ async def serve(cfg, ready_file=None, reports: bool = True) -> None:
     if cfg.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
-    site = web.TCPSite(runner, cfg.bind, cfg.port, ssl_context=context, reuse_address=True)
+    # reuse_port: several workers (the package's loyalty-button-central@N)
+    # listen on one port and the kernel spreads the connections.
+    site = web.TCPSite(runner, cfg.bind, cfg.port, ssl_context=context, reuse_address=True,
+                       reuse_port=True)
     await site.start()
     sender = asyncio.create_task(mail.scheduler(cfg, pool)) if reports else None
     loop = asyncio.get_running_loop()
@@ -62,3 +71,5 @@ async def serve(cfg, ready_file=None, reports: bool = True) -> None:
         sender.cancel()
     await runner.cleanup()
     await pool.close()
+    if read_pool:
+        await read_pool.close()

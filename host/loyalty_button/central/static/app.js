@@ -32,7 +32,8 @@ async function get(path) {
 
 function ago(s) {
   if (s === null || s === undefined) return t("never");
-  const t_ = s < 120 ? s + " s" : s < 7200 ? Math.round(s / 60) + " min" : s < 172800 ? Math.round(s / 3600) + " h" : Math.round(s / 86400) + " d";
+  const t_ = s < 120 ? s + " " + t("unit_s") : s < 7200 ? Math.round(s / 60) + " " + t("unit_min")
+    : s < 172800 ? Math.round(s / 3600) + " " + t("unit_h") : Math.round(s / 86400) + " " + t("unit_d");
   return t("ago", {t: t_});
 }
 
