@@ -326,6 +326,7 @@ def test_the_ingest_refuses_a_bad_batch_whole_and_says_why(pg, central):
         (t1, body(good + [dict(good[0], id="s1-bad", value="\x00")]), True, 400, "NUL"),
         (t1, body(good + [dict(good[0], id="s1-bad2", items="many")]), True, 400,
          "items must be a whole number"),
+        (t1, body(good).replace(b'"s1-R0"', b'"s1-R0\\ud800"'), True, 400, "not valid Unicode"),
         (t1, body(good + [dict(good[0], id=None)]), True, 400, "id must be given"),
         (t1, body(good + [dict(good[0], id="s1-x", store="s2")]), True, 403, "store 's2'"),
     ]
@@ -366,6 +367,11 @@ def test_the_ingest_refuses_a_bad_batch_whole_and_says_why(pg, central):
         refused = conn.execute("SELECT refused, last_refusal FROM lb_stores WHERE store = 's1'") \
             .fetchone()
     assert refused[0] >= 6 and refused[1]
+    # What the worker counted, for the balancer's health check and people.
+    health = json.loads(fhttp.request("GET", rig.url + "/healthz", None, {}, 10,
+                                      ssl.create_default_context(cafile=str(rig.ca))).body)
+    assert health["ok"] and health["counters"]["ingest_refused"] >= 10
+    assert health["counters"]["ingest_rate_limited"] >= 1
     rig.stop()
     assert "batch refused" in rig.log()
 

@@ -296,8 +296,8 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
             async with connection(2.0) as conn:
                 await conn.execute("SELECT 1")
         except Exception:
-            return web.json_response({"ok": False}, status=503)
-        return web.json_response({"ok": True})
+            return web.json_response({"ok": False, "counters": counters}, status=503)
+        return web.json_response({"ok": True, "counters": counters})
 
     # --- the dashboard's API ----------------------------------------------------------
 

@@ -84,12 +84,24 @@ def decode(body: bytes, encoding: str | None, max_bytes: int) -> object:
         raise BatchError(400, f"the body is not JSON: {e}") from None
 
 
+def _text_problem(value: str) -> str | None:
+    """PostgreSQL's text holds neither NUL nor a lone surrogate (JSON's
+    "\ud800" escape makes one)."""
+    if "\x00" in value:
+        return "holds a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a character that is not valid Unicode (a lone surrogate)"
+    return None
+
+
 def _json_ok(value, depth: int = 0) -> str | None:
     """Why a JSON value cannot go into a jsonb column (None: it can)."""
     if depth > MAX_JSON_DEPTH:
         return "is nested too deep"
     if isinstance(value, str):
-        return "holds a NUL character" if "\x00" in value else None
+        return _text_problem(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "holds a number that is not finite"
     if isinstance(value, list):
@@ -110,7 +122,7 @@ def _field_problem(col: str, kind: str, value) -> str | None:
             return "must not be empty"
         if len(value) > MAX_TEXT:
             return f"is longer than {MAX_TEXT} characters"
-        return "holds a NUL character" if "\x00" in value else None
+        return _text_problem(value)
     if kind in _INT_RANGE:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be a whole number, got {value!r}"[:120]
@@ -128,6 +140,12 @@ def _field_problem(col: str, kind: str, value) -> str | None:
     return None
 
 
+def _shown(value) -> str:
+    """A value of the sender's, as a reason may quote it: short, printable."""
+    text = str(value)[:64]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def check(doc, store: str, cols: dict[str, str], max_records: int) -> list[dict]:
     """The batch's records, each checked against lb_records' columns, the
     last of a repeated id kept; BatchError for the first problem found."""
@@ -143,8 +161,8 @@ def check(doc, store: str, cols: dict[str, str], max_records: int) -> list[dict]
         if not isinstance(rec, dict):
             raise BatchError(400, f"record {i}: must be an object")
         if rec.get("store", store) != store:
-            raise BatchError(403, f"record {i} ({str(rec.get('id'))[:64]}) is store "
-                                  f"{str(rec.get('store'))[:64]!r}'s; this token is {store!r}'s")
+            raise BatchError(403, f"record {i} ({_shown(rec.get('id'))}) is store "
+                                  f"{_shown(rec.get('store'))!r}'s; this token is {store!r}'s")
         row = {"store": store}
         for col, kind in cols.items():
             if col == "store":
@@ -152,7 +170,7 @@ def check(doc, store: str, cols: dict[str, str], max_records: int) -> list[dict]
             value = rec.get(col)
             problem = _field_problem(col, kind, value)
             if problem:
-                raise BatchError(400, f"record {i} ({str(rec.get('id'))[:64]}): {col} {problem}")
+                raise BatchError(400, f"record {i} ({_shown(rec.get('id'))}): {col} {problem}")
             row[col] = value
         out[row["id"]] = row  # a repeated id: the last version wins, as a re-send would
     return list(out.values())

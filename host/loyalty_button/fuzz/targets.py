@@ -315,8 +315,52 @@ def _restore_schema_target(work: Path) -> Target:
     return Target("restore_schema", make, run, (backup.BackupError,))
 
 
+def _central_batch_target() -> Target:
+    """A batch of records as a store host (or anyone with a token) sends it
+    to the central service: gzip'd or not, of any shape. The ingest may
+    refuse it only with a BatchError; what it takes must be rows
+    PostgreSQL can store (text without NUL or lone surrogates, numbers in
+    range) and encode as the upsert's JSON."""
+    import gzip
+    from ..central import ingest
+    from ..forward.postgres import COLUMNS
+    # lb_records' column types, as PostgreSQL reports them (information_schema).
+    types = {"member": "boolean", "late": "boolean", "total": "numeric",
+             **{c: "integer" for c in ("items", "answer_ms", "burst", "c_value",
+                                       "utc_offset_s")},
+             **{c: "bigint" for c in ("sale_ts", "asked_ms", "closed_ms")},
+             **{c: "jsonb" for c in ("value", "reasons", "emotions", "extras")}}
+    cols = {c: types.get(c, "text") for c in COLUMNS}
+    rec = {"id": "s1-R-1", "store": STORE, "till": "1", "receipt": "R-1", "panel": "till-1",
+           "loyalty_id": "p-0123", "member": True, "cashier": "Попова М.", "total": 1234.5,
+           "currency": "RUB", "items": 3, "lang": "ru", "sale_ts": 1795334470, "rule": "all",
+           "qid": "nps", "kind": "nps", "asked_ms": 1795334471000, "outcome": "answered",
+           "value": 9, "reasons": ["staff"], "answer_ms": 2310, "late": False,
+           "closed_ms": 1795334480000, "emotions": {"happy": 0.8}, "utc_offset_s": 10800}
+    docs = [{"records": [rec]}, {"records": [rec, dict(rec, id="s1-R-2", value=3)]}]
+    pool = [json.dumps(d).encode() for d in docs]
+
+    def make(rng):
+        body = _json_case(rng, docs, pool)
+        if rng.chance(3):
+            return gzip.compress(body) if rng.chance(2) else mutate_bytes(
+                rng, gzip.compress(body)), "gzip"
+        return body, rng.pick((None, "identity", "br"))
+
+    def run(case):
+        body, encoding = case
+        rows = ingest.check(ingest.decode(body, encoding, 1 << 20), STORE, cols, 100)
+        json.dumps(rows, ensure_ascii=False).encode("utf-8")
+        for row in rows:
+            for col, kind in cols.items():
+                if ingest._field_problem(col, kind, row.get(col)):
+                    raise AssertionError(f"taken: {col}={row.get(col)!r}")
+    return Target("central_batch", make, run, (ingest.BatchError,))
+
+
 def host_targets() -> list[Target]:
     work = Path(tempfile.mkdtemp(prefix="lb-fuzz-"))
     return (_pos_targets() + [_panel_message_target(), _probe_message_target()]
             + _operator_targets(work)
-            + [_setup_form_target(), _ota_manifest_target(), _restore_schema_target(work)])
+            + [_setup_form_target(), _ota_manifest_target(), _restore_schema_target(work),
+               _central_batch_target()])
