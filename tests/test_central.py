@@ -558,6 +558,8 @@ def test_the_chain_dashboard_in_a_browser_on_a_desktop_and_a_phone(pg, tmp_path,
                <= d.execute_script("return window.innerWidth"))
     cards = browser.find_elements(By.CSS_SELECTOR, ".card")
     assert len({c.location["y"] for c in cards}) == 3  # one above the other
+    wait.until(lambda d: d.execute_script(  # the trend redrawn at the phone's width
+        "return document.getElementById('trend').viewBox.baseVal.width") < 400)
     page_shot(browser, shots / "central-ru-phone.png", 390, 844)
     # Subscribing from the page.
     box = browser.find_element(By.ID, "sub-weekly")
@@ -565,3 +567,34 @@ def test_the_chain_dashboard_in_a_browser_on_a_desktop_and_a_phone(pg, tmp_path,
     box.click()
     wait.until(lambda d: Session(rig, "boss", "boss-password").get(
         "/api/subscriptions")[1]["subscribed"] == ["weekly"])
+
+
+def test_settings_problems_are_listed_in_words(tmp_path):
+    """central.yaml and a store's `central` destination: every problem at
+    start, with where it is and what to write."""
+    from loyalty_button.central import config as central_config
+    bad = tmp_path / "central.yaml"
+    bad.write_text("database: postgresql://x@y/z\ndatabase_file: dsn\n"
+                   "listen: {port: 70000, tls_cert: cert.pem}\npool: {min: 9, max: 2}\n"
+                   "timezone: Mars/Olympus\ningest: {at_once: 0}\nsurprise: 1\n")
+    with pytest.raises(central_config.CentralConfigError) as err:
+        central_config.load(bad)
+    text = "\n".join(err.value.problems)
+    for want in ("give one of database, database_file", "listen.port", "tls_cert and tls_key",
+                 "cert.pem is not a file", "pool.min", "unknown time zone 'Mars/Olympus'",
+                 "ingest.at_once", "surprise"):
+        assert want in text, (want, text)
+    good = tmp_path / "ok.yaml"
+    good.write_text("database: postgresql://x@y/z\n")
+    cfg = central_config.load(good)
+    assert (cfg.port, cfg.ingest_at_once, cfg.tz.key) == (8443, 1, "UTC")
+
+    check = Checker(tmp_path)
+    fconfig.parse({"pseudonym_key": KEY.decode(), "destinations": [
+        {"name": "b", "type": "central", "url": "https://x"},
+        {"name": "c", "type": "central", "url": "ftp://x", "token": "t"},
+        {"name": "d", "type": "central", "url": "https://x", "token": "t",
+         "ca_file": "missing.crt"}]}, check)
+    text = "\n".join(check.problems)
+    assert "needs token or token_file" in text and "must start with https://" in text
+    assert "missing.crt is not a file" in text

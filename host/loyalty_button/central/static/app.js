@@ -39,10 +39,13 @@ function ago(s) {
 
 function drawTrend(svg, days) {
   svg.textContent = "";
+  svg.lastDays = days;  // redrawn at the new width when the window changes
   const ns = "http://www.w3.org/2000/svg";
   const pts = days.filter((d) => d.nps !== null);
   if (!pts.length) return;
-  const W = 800, H = 220, L = 40, B = 20;
+  // One SVG unit a CSS pixel: the labels keep their size on a phone.
+  const W = Math.max(300, Math.round(svg.clientWidth || 800)), H = 220, L = 40, B = 20;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   // The axis fits the figures (with their band), so a week's change shows.
   let lo = Math.min(...pts.map((d) => d.ci95_low)), hi = Math.max(...pts.map((d) => d.ci95_high));
   lo = Math.max(-100, Math.floor(lo / 10) * 10); hi = Math.min(100, Math.ceil(hi / 10) * 10);
@@ -63,7 +66,7 @@ function drawTrend(svg, days) {
     pts.map((d, i) => `${x(i)},${y(d.ci95_low)}`).reverse());
   add("polygon", {points: band.join(" "), class: "band"});
   add("polyline", {points: pts.map((d, i) => `${x(i)},${y(d.nps)}`).join(" "), class: "line"});
-  const step = Math.max(1, Math.ceil(pts.length / 8));  // labels that do not overlap
+  const step = Math.max(1, Math.ceil(pts.length / Math.max(2, Math.floor(W / 70))));  // labels that do not overlap
   pts.forEach((d, i) => { if (i % step === 0) add("text", {x: x(i) - 18, y: H - 4, class: "tick"}, d.day.slice(5)); });
 }
 
@@ -224,6 +227,13 @@ async function start() {
   await refresh();
   await subscriptions();
   setInterval(() => refresh().catch(() => {}), 60000);
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      for (const svg of [$("trend"), $("store-trend")]) if (svg.lastDays) drawTrend(svg, svg.lastDays);
+    }, 150);
+  });
 }
 
 start();
