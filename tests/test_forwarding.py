@@ -664,3 +664,49 @@ def test_a_destination_refusing_every_record_logs_three_errors_not_one_each(stor
         assert len(OutboxDB(store.path).dead("hook")) == 12
     finally:
         hook.stop()
+
+
+def test_a_record_re_closed_while_its_batch_is_in_flight_is_sent_again(tmp_path):
+    """A late answer that re-closes a record while the record's earlier
+    version is on its way: the destination's confirmation of the earlier
+    version does not mark the new one sent; it goes too, and last."""
+    from loyalty_button.forward.forwarder import Worker
+    store = RecordStore(tmp_path / "records.db", ["d"])
+    store.insert(_closed(1, value=3))
+    store.flush()
+    seen = []
+
+    class Slow:
+        """A destination that, while the first batch is in flight, sees the
+        store re-close the record (a late answer: 10)."""
+
+        def send_batch(self, items):
+            seen.extend((p["id"], p["value"]) for p, _, _ in items)
+            if len(seen) == 1:
+                time.sleep(0.01)  # the new version gets a later updated_ms
+                store.close(f"{STORE}-R1", {"outcome": "answered", "value": 10, "late": 1,
+                                            "closed_ms": now_ms()})
+                store.flush()
+            return [None] * len(items)
+
+        def close(self):
+            pass
+    dest = fconfig.Destination(name="d", type="webhook", raw_ids=True, batch=10)
+    worker = Worker(tmp_path / "records.db", dest, None, Counter(), Slow())
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.02)
+        time.sleep(0.3)
+    finally:
+        worker.stop()
+        worker.join(2)
+        store.stop()
+    assert seen == [(f"{STORE}-R1", 3), (f"{STORE}-R1", 10)]
+    db = OutboxDB(tmp_path / "records.db")
+    try:
+        assert db.stats()["d"]["sent"] == 1 and db.stats()["d"]["pending"] == 0
+    finally:
+        db.close()

@@ -96,7 +96,7 @@ def _make_data(pg: PgServer, name: str, records: int, out) -> tuple[str, float]:
     year_start = (int(time.time()) // 86400 - 365) * 86_400_000
     with psycopg.connect(dsn, autocommit=True) as conn:
         schema.migrate(conn)
-        conn.execute("ALTER TABLE lb_records DISABLE TRIGGER lb_totals")
+        conn.execute("ALTER TABLE lb_records DISABLE TRIGGER USER")
         conn.execute("SELECT setseed(0.42)")
         for first in range(0, records, CHUNK):
             last = min(records, first + CHUNK) - 1
@@ -110,7 +110,7 @@ def _make_data(pg: PgServer, name: str, records: int, out) -> tuple[str, float]:
             where = "r.store IN (" + ", ".join(f"'{s}'" for s in part) + ")"
             for sql in postgres._backfill(where):
                 conn.execute(sql)
-        conn.execute("ALTER TABLE lb_records ENABLE TRIGGER lb_totals")
+        conn.execute("ALTER TABLE lb_records ENABLE TRIGGER USER")
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO lb_stores (store, name, region) VALUES (%s, %s, %s)",
                             [(s, f"Store {s[1:]}", f"region {int(s[1:]) % 10}")

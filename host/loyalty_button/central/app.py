@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .. import ratelimit
+from ..forward import postgres
 from ..service import reports
 from ..service.dashboard import _GUESSES_PER_MINUTE, _GUESSES_PER_NAME, STATIC as STORE_STATIC, \
     _Guesses, security_headers
@@ -100,8 +101,8 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
                                          "token_hash = %s", (th,))
                 row = await cur.fetchone()
                 if not cols:
-                    cur = await conn.execute(ingest.COLUMNS_SQL)
-                    cols.update(ingest.columns(await cur.fetchall()))
+                    cur = await conn.execute(postgres.COLUMNS_SQL)
+                    cols.update(postgres.columns(await cur.fetchall()))
             if row is None or row[1]:
                 count("ingest_unauthorised")
                 log.warning("ingest: a batch from %s with an unknown or revoked token",
@@ -145,7 +146,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
 
     async def _upsert(conn, store: str, rows: list[dict], text: str) -> int:
         """rows as JSON `text`, upserted in one statement and transaction."""
-        sql = ingest.upsert_sql(cols)
+        sql = postgres.upsert_sql(cols)
         async with conn.transaction():
             cur = await conn.execute(sql, (text,))
             stored = len(await cur.fetchall())

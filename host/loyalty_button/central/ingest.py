@@ -16,7 +16,6 @@ import json
 import math
 import zlib
 
-from ..forward import postgres
 
 
 class BatchError(Exception):
@@ -35,29 +34,6 @@ _INT_RANGE = {"integer": 2 ** 31, "bigint": 2 ** 63}
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-# lb_records' columns and their types, as the database has them (its DDL in
-# forward/postgres.py is the one definition).
-COLUMNS_SQL = ("SELECT column_name, data_type FROM information_schema.columns WHERE "
-               "table_name = 'lb_records' AND table_schema = current_schema()")
-
-
-def columns(rows) -> dict[str, str]:
-    """The columns a batch may fill, with their types, from COLUMNS_SQL's rows."""
-    types = dict(rows)
-    return {c: types[c] for c in postgres.COLUMNS if c in types}
-
-
-def upsert_sql(cols: dict[str, str]) -> str:
-    names = ", ".join(cols)
-    typed = ", ".join(f"{c} {t}" for c, t in cols.items())
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
-    # One statement for the whole batch; a row of another store's is left
-    # alone (the WHERE) and so missing from RETURNING: the caller refuses.
-    return (f"INSERT INTO lb_records ({names}) SELECT {names} FROM "
-            f"jsonb_to_recordset(%s::jsonb) AS x({typed}) ON CONFLICT (id) DO UPDATE SET "
-            f"{sets}, updated = now() WHERE lb_records.store = EXCLUDED.store RETURNING id")
 
 
 def decode(body: bytes, encoding: str | None, max_bytes: int) -> object:

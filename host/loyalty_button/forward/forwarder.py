@@ -51,6 +51,7 @@ class Worker(threading.Thread):
         self.adapter = adapter or ADAPTERS[dest.type](dest)
         self.db = OutboxDB(db_path)
         self.failures = 0
+        self.versions: dict = {}
         self.paused_until = 0.0
         self.last_error: str | None = None
         self.last_ok_ms: int | None = None
@@ -92,8 +93,12 @@ class Worker(threading.Thread):
     def _send(self, items) -> None:
         name = self.dest.name
         payloads = []
+        # The version of each record sent: one changed meanwhile (a late
+        # answer re-closing it while this batch is in flight) stays due.
+        self.versions = {rec["id"]: rec.get("updated_ms") for rec, _, _ in items}
         for rec, attempts, ref in items:
-            payloads.append((record_payload(rec, self.dest.raw_ids, self.key, self.tz), attempts, ref))
+            payloads.append((record_payload(rec, self.dest.raw_ids, self.key, self.tz),
+                             attempts, ref))
         try:
             results = self.adapter.send_batch(payloads)
         except http.Retry as e:
@@ -114,7 +119,7 @@ class Worker(threading.Thread):
                               name, p["id"], res)
                 self.db.failed(name, p["id"], str(res), None)
             else:
-                self.db.sent(name, p["id"], res)
+                self.db.sent(name, p["id"], res, self.versions.get(p["id"]))
                 self.counters[f"forward_{name}_sent"] += 1
         if payloads:
             if self.failures:

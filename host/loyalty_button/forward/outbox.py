@@ -47,10 +47,24 @@ class OutboxDB:
                                 "state = 'pending'", (dest,)).fetchall()
         return row[0][0]
 
-    def sent(self, dest: str, record_id: str, ref: str | None) -> None:
-        self._write("UPDATE outbox SET state = 'sent', sent_ms = ?, last_error = NULL, "
-                    "attempts = attempts + 1, remote_ref = COALESCE(?, remote_ref) "
-                    "WHERE dest = ? AND record_id = ?", (now_ms(), ref, dest, record_id))
+    def sent(self, dest: str, record_id: str, ref: str | None,
+             version: int | None = None) -> None:
+        """Delivered. With `version` (the record's updated_ms when it was
+        read for sending): only if the record is still that version; one
+        re-closed while it was in flight stays due, and goes again."""
+        if version is None:
+            self._write("UPDATE outbox SET state = 'sent', sent_ms = ?, last_error = NULL, "
+                        "attempts = attempts + 1, remote_ref = COALESCE(?, remote_ref) "
+                        "WHERE dest = ? AND record_id = ?", (now_ms(), ref, dest, record_id))
+            return
+        changed = self._write(
+            "UPDATE outbox SET state = 'sent', sent_ms = ?, last_error = NULL, "
+            "attempts = attempts + 1, remote_ref = COALESCE(?, remote_ref) "
+            "WHERE dest = ? AND record_id = ? AND (SELECT updated_ms FROM records "
+            "WHERE id = ?) IS ?", (now_ms(), ref, dest, record_id, record_id, version))
+        if not changed:  # keep what the destination gave back (a CRM note's id)
+            self._write("UPDATE outbox SET remote_ref = COALESCE(?, remote_ref) "
+                        "WHERE dest = ? AND record_id = ?", (ref, dest, record_id))
 
     def failed(self, dest: str, record_id: str, error: str, next_ms: int | None,
                ref: str | None = None) -> None:

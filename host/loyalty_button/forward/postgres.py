@@ -5,9 +5,9 @@ and migrated by this module (on first connect, under an advisory lock so
 many store hosts starting at once do not race), or ahead of time by a DBA
 with `loyalty-button aggregator migrate --dsn ...` (docs/forwarding.md).
 
-A chain has hundreds of millions of rows, so no report reads them: a
-trigger keeps running totals per store (`lb_totals`, `lb_reason_totals`)
-in the transaction that upserts a record, counted by the same rules as a
+A chain has hundreds of millions of rows, so no report reads them:
+triggers keep running totals per store (`lb_totals`, `lb_reason_totals`)
+in the transaction that upserts records, counted by the same rules as a
 store's own reports (service/rollup.py, in PostgreSQL's words), and
 `loyalty-button aggregator report` reads only those."""
 
@@ -100,46 +100,58 @@ def _reasons(r: str) -> str:
             f"GROUP BY 1, 2, 3")
 
 
-def _apply(r: str, sign: str) -> list[str]:
-    """plpgsql statements adding (sign '') or taking away ('-') record `r`."""
+def _add(source: str, sign: str = "", where: str = "TRUE") -> list[str]:
+    """Statements adding (sign '') or taking away ('-') every record of
+    table `source` (lb_records, or a trigger's transition table) that
+    matches `where` to the totals, grouped first: a batch of 500 records
+    is a few hundred total rows changed, not 500 times 15."""
+    sums = ", ".join(f"{sign}SUM(f.{t})" for t in rollup.TALLIES)
     sets = ", ".join(f"{t} = lb_totals.{t} + EXCLUDED.{t}" for t in rollup.TALLIES)
-    signed = ", ".join(f"{sign}f.{t}" for t in rollup.TALLIES)
     return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
-            f"SELECT {r}.store, d.dim, d.slot, d.key, {signed} FROM {_keys(r)}, "
-            f"(SELECT {_flags(r)}) AS f "
+            f"SELECT r.store, d.dim, d.slot, d.key, {sums} FROM {source} AS r "
+            f"CROSS JOIN LATERAL {_keys('r')} CROSS JOIN LATERAL (SELECT {_flags('r')}) AS f "
+            f"WHERE {where} GROUP BY 1, 2, 3, 4 "
             f"ON CONFLICT (store, dim, slot, key) DO UPDATE SET {sets}",
             f"INSERT INTO lb_reason_totals (store, slot, grp, reason, n) "
-            f"SELECT {r}.store, x.slot, x.grp, x.reason, {sign}x.n FROM ({_reasons(r)}) AS x "
-            f"WHERE x.grp IS NOT NULL ON CONFLICT (store, slot, grp, reason) "
+            f"SELECT r.store, x.slot, x.grp, x.reason, {sign}SUM(x.n) FROM {source} AS r "
+            f"CROSS JOIN LATERAL ({_reasons('r')}) AS x WHERE x.grp IS NOT NULL AND {where} "
+            f"GROUP BY 1, 2, 3, 4 ON CONFLICT (store, slot, grp, reason) "
             f"DO UPDATE SET n = lb_reason_totals.n + EXCLUDED.n"]
 
 
-def _function() -> str:
-    old = ";\n    ".join(_apply("OLD", "-"))
-    new = ";\n    ".join(_apply("NEW", ""))
-    # SECURITY DEFINER: the totals are written as the function's owner (who
-    # migrated), so a store host's login needs no rights on them and cannot
-    # change them except through its records; the search path is pinned.
-    return (f"CREATE OR REPLACE FUNCTION lb_totals_apply() RETURNS trigger "
-            f"LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$\nBEGIN\n"
-            f"  IF TG_OP IN ('UPDATE', 'DELETE') THEN\n    {old};\n  END IF;\n"
-            f"  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n    {new};\n  END IF;\n"
-            f"  RETURN NULL;\nEND\n$fn$")
+# A statement's rows as its AFTER trigger sees them (transition tables): one
+# trigger per event, as PostgreSQL requires of transition tables. An
+# upsert fires the INSERT trigger for the rows it inserted and the UPDATE
+# trigger for those it changed (old and new).
+_EVENTS = {"insert": ("INSERT", "NEW TABLE AS new_rows", [("new_rows", "")]),
+           "update": ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                      [("old_rows", "-"), ("new_rows", "")]),
+           "delete": ("DELETE", "OLD TABLE AS old_rows", [("old_rows", "-")])}
+
+
+def _triggers() -> list[str]:
+    out = []
+    for name, (event, referencing, parts) in _EVENTS.items():
+        body = ";\n  ".join(sql for source, sign in parts for sql in _add(source, sign))
+        # SECURITY DEFINER: the totals are written as the function's owner
+        # (who migrated), so a store host's login needs no rights on them
+        # and cannot change them except through its records; the search
+        # path is pinned.
+        out += [f"CREATE OR REPLACE FUNCTION lb_totals_{name}() RETURNS trigger "
+                f"LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$\n"
+                f"BEGIN\n  {body};\n  RETURN NULL;\nEND\n$fn$",
+                f"DROP TRIGGER IF EXISTS lb_totals_{name} ON lb_records",
+                f"CREATE TRIGGER lb_totals_{name} AFTER {event} ON lb_records "
+                f"REFERENCING {referencing} FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION lb_totals_{name}()"]
+    return out
 
 
 def _backfill(where: str = "TRUE") -> list[str]:
     """Count the rows already there, every total (the migration to schema 4;
     `where`, over records `r`: a part of them, e.g. some stores, whose
     totals are not there yet)."""
-    sums = ", ".join(f"SUM(f.{t})" for t in rollup.TALLIES)
-    return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
-            f"SELECT r.store, d.dim, d.slot, d.key, {sums} FROM lb_records AS r "
-            f"CROSS JOIN LATERAL {_keys('r')} CROSS JOIN LATERAL (SELECT {_flags('r')}) AS f "
-            f"WHERE {where} GROUP BY 1, 2, 3, 4",
-            f"INSERT INTO lb_reason_totals (store, slot, grp, reason, n) "
-            f"SELECT r.store, x.slot, x.grp, x.reason, SUM(x.n) FROM lb_records AS r "
-            f"CROSS JOIN LATERAL ({_reasons('r')}) AS x WHERE x.grp IS NOT NULL AND {where} "
-            f"GROUP BY 1, 2, 3, 4"]
+    return _add("lb_records", "", where)
 
 
 MIGRATIONS[3] = [
@@ -153,18 +165,18 @@ MIGRATIONS[3] = [
     # The chain's day trend reads the day rows of every store.
     "CREATE INDEX IF NOT EXISTS lb_totals_dim_slot ON lb_totals (dim, slot)",
 ]
-# Schema 4: the store's own days (utc_offset_s), and tills, cashiers and
-# questions per day. The trigger is made (or made again) here and every
-# total counted afresh from the records, in the migration's transaction:
-# CREATE TRIGGER holds off other hosts' upserts until it commits, so
-# nothing is counted twice or missed. (A database at schema 3 had the
-# trigger and totals of then; one at 2 gets them here.)
+# Schema 4: the store's own days (utc_offset_s), tills, cashiers and
+# questions per day, and the totals kept per statement. The triggers are
+# made here (schema 3's row trigger goes) and every total counted afresh
+# from the records, in the migration's transaction: CREATE TRIGGER holds
+# off other hosts' upserts until it commits, so nothing is counted twice
+# or missed. (A database at schema 3 had the trigger and totals of then;
+# one at 2 gets them here.)
 MIGRATIONS[4] = [
     "ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS utc_offset_s integer",
-    _function(),
     "DROP TRIGGER IF EXISTS lb_totals ON lb_records",
-    "CREATE TRIGGER lb_totals AFTER INSERT OR UPDATE OR DELETE ON lb_records "
-    "FOR EACH ROW EXECUTE FUNCTION lb_totals_apply()",
+    "DROP FUNCTION IF EXISTS lb_totals_apply()",
+    *_triggers(),
     "DELETE FROM lb_totals",
     "DELETE FROM lb_reason_totals",
     *_backfill(),
@@ -216,10 +228,29 @@ COLUMNS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "member", "c
            "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender", "extras",
            "utc_offset_s")
 _JSONB = {"value", "reasons", "emotions", "extras"}
-UPSERT = (f"INSERT INTO lb_records ({', '.join(COLUMNS)}) VALUES "
-          f"({', '.join('%s' for _ in COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
-          + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "id")
-          + ", updated = now()")
+# lb_records' columns and their types, as the database has them (the DDL
+# above is the one definition).
+COLUMNS_SQL = ("SELECT column_name, data_type FROM information_schema.columns WHERE "
+               "table_name = 'lb_records' AND table_schema = current_schema()")
+
+
+def columns(rows) -> dict[str, str]:
+    """The columns a record may fill, with their types, from COLUMNS_SQL's rows."""
+    types = dict(rows)
+    return {c: types[c] for c in COLUMNS if c in types}
+
+
+def upsert_sql(cols: dict[str, str]) -> str:
+    """Records as one JSON array (%s) upserted by id in one statement, so
+    the totals' triggers run once for the lot. A row of another store's is
+    left alone (the WHERE) and so missing from RETURNING: the caller
+    refuses it."""
+    names = ", ".join(cols)
+    typed = ", ".join(f"{c} {t}" for c, t in cols.items())
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
+    return (f"INSERT INTO lb_records ({names}) SELECT {names} FROM "
+            f"jsonb_to_recordset(%s::jsonb) AS x({typed}) ON CONFLICT (id) DO UPDATE SET "
+            f"{sets}, updated = now() WHERE lb_records.store = EXCLUDED.store RETURNING id")
 
 
 def _version(conn) -> int:
@@ -262,6 +293,7 @@ class Postgres:
     def __init__(self, dest):
         self.dest = dest
         self.conn = None
+        self.sql = None
 
     def _connect(self):
         import psycopg
@@ -271,36 +303,44 @@ class Postgres:
             self.conn = psycopg.connect(self.dest.dsn, connect_timeout=max(1, int(
                 self.dest.timeout_s)), autocommit=True)
             migrate(self.conn)
+            self.sql = upsert_sql(columns(self.conn.execute(COLUMNS_SQL).fetchall()))
         except psycopg.Error as e:
             self.conn = None
             raise http.Retry(f"postgres: {str(e).strip().splitlines()[0]}") from None
         return self.conn
 
+    def _upsert(self, conn, payloads: list[dict]) -> int:
+        with conn.transaction():
+            return len(conn.execute(self.sql, (json.dumps(payloads, ensure_ascii=False),))
+                       .fetchall())
+
     def send_batch(self, items: list[tuple[dict, int, str | None]]) -> list:
-        """Upsert all in one transaction; if that fails for data (not for the
-        link), one by one, so one bad record cannot hold the rest."""
+        """Upsert all in one statement; if that fails for data (not for the
+        link), or a record's id is another store's, one by one, so one bad
+        record cannot hold the rest."""
         import psycopg
         conn = self._connect()
+        payloads = [p for p, _, _ in items]
         try:
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    cur.executemany(UPSERT, [_row(p) for p, _, _ in items])
-            return [None] * len(items)
+            if self._upsert(conn, payloads) == len(items):
+                return [None] * len(items)
         except psycopg.OperationalError as e:
             self.conn = None
             raise http.Retry(f"postgres: {str(e).strip().splitlines()[0]}") from None
-        except psycopg.Error:
+        except (psycopg.Error, ValueError):
             pass
         out = []
-        for p, _, _ in items:
+        for p in payloads:
             try:
-                with conn.transaction():
-                    conn.execute(UPSERT, _row(p))
-                out.append(None)
+                if self._upsert(conn, [p]) == 1:
+                    out.append(None)
+                else:
+                    out.append(http.Refused(f"postgres refused {p['id']}: the id is another "
+                                            f"store's record"))
             except psycopg.OperationalError as e:
                 self.conn = None
                 raise http.Retry(f"postgres: {str(e).strip().splitlines()[0]}") from None
-            except psycopg.Error as e:
+            except (psycopg.Error, ValueError) as e:
                 out.append(http.Refused(f"postgres refused {p['id']}: {e}"))
         return out
 
