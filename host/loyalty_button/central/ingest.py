@@ -62,7 +62,7 @@ def decode(body: bytes, encoding: str | None, max_bytes: int) -> object:
 
 def _text_problem(value: str) -> str | None:
     """PostgreSQL's text holds neither NUL nor a lone surrogate (JSON's
-    "\ud800" escape makes one)."""
+    "\\ud800" escape makes one)."""
     if "\x00" in value:
         return "holds a NUL character"
     try:
