@@ -5,7 +5,7 @@ second database with a tenth of them, to see how times grow), made inside
 PostgreSQL by one INSERT ... SELECT over generate_series per million rows
 (GENERATOR below: tills, cashiers, kinds, outcomes, scores skewed per store
 so stores differ, reasons, members, each store's UTC offset); the totals'
-trigger is off meanwhile and the totals are then counted in one pass per
+triggers are off meanwhile and the totals are then counted in one pass per
 30 stores by the migration's own backfill. How long that took is printed.
 
 Then, against baselines measured in the same run on the same database:
@@ -15,8 +15,8 @@ Then, against baselines measured in the same run on the same database:
     against its own time at a tenth of the records;
   - the worker's peak RSS (VmHWM);
   - ingest: records/s one worker takes (gzip'd batches of 500 over HTTPS,
-    upserted with the totals' trigger) against a plain COPY of the same
-    rows into a copy of the table without the trigger; the CPU it costs
+    upserted with the totals' triggers) against a plain COPY of the same
+    rows into a copy of the table without the triggers; the CPU it costs
     (worker + PostgreSQL) per record, and so the cores the chain's peak
     needs: 300 stores x 20 tills x a sale every 30 s = 200 records/s;
   - a dashboard request's p95 while ingest runs flat out, against idle."""
@@ -267,7 +267,7 @@ def _ingest(pg: PgServer, dsn: str, root: Path, out) -> dict:
     n = 60_000
     payloads = _payloads(n, 1)
     # The baseline: the same rows, COPY'd into a copy of the table (its
-    # primary key and defaults, no trigger), in the same database.
+    # primary key and defaults, no triggers), in the same database.
     cols = list(postgres.COLUMNS)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS lb_copy")
