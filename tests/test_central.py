@@ -266,6 +266,10 @@ def test_two_stores_report_over_https_through_a_crash_and_each_user_sees_their_o
     assert m1.get("/api/trend?range=all&store=s2")[1]["days"] == []
     assert [s["store"] for s in m1.get("/api/fleet")[1]["stores"]] == ["s1"]
     assert m1.get("/api/store/s1?range=all")[0] == 200
+    # Dates a person may type: the year 1 has no days before it; nonsense is 400.
+    assert m1.get("/api/league?range=custom&from=0001-01-01&to=0001-01-02")[0] == 200
+    assert m1.get("/api/league?range=custom&from=2026-13-01&to=2026-12-01")[0] == 400
+    assert m1.get("/api/league?range=custom&from=2026-12-02&to=2026-12-01")[0] == 400
     north = Session(rig, "north-boss", "user-password")
     assert [r["store"] for r in north.get("/api/league?range=all")[1]["stores"]] == ["s1"]
     assert north.get("/api/league?range=all&region=south")[1]["stores"] == []

@@ -308,14 +308,18 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
             return reports.range_days(q.get("range", "7d"), cfg.tz, time.time(), q.get("from"),
                                       q.get("to"))
         except ValueError as e:
-            raise web.HTTPBadRequest(text=str(e))
+            raise web.HTTPBadRequest(text=json.dumps({"error": str(e)}),
+                                     content_type="application/json")
 
     def previous_of(period):
         if period is None:
             return None
         days = (period[1] - period[0]).days + 1
-        return (date.fromordinal(period[0].toordinal() - days),
-                date.fromordinal(period[0].toordinal() - 1))
+        try:
+            return (date.fromordinal(period[0].toordinal() - days),
+                    date.fromordinal(period[0].toordinal() - 1))
+        except ValueError:  # before the year 1: there is no period before
+            return None
 
     async def api_me(request):
         async with reading() as conn:

@@ -211,8 +211,9 @@ async def plan(conn, today: date) -> int:
     return made
 
 
-async def send_due(cfg, pool, today: date | None = None) -> dict:
-    """Plan, claim and send what is due now; {'sent': n, 'failed': n}."""
+async def send_due(cfg, pool, today: date | None = None, read_pool=None) -> dict:
+    """Plan, claim and send what is due now; {'sent': n, 'failed': n}. The
+    figures are read from `read_pool` (a replica) when given."""
     today = today or datetime.now(cfg.tz).date()
     done = {"sent": 0, "failed": 0}
     async with pool.connection() as conn:
@@ -235,7 +236,7 @@ async def send_due(cfg, pool, today: date | None = None) -> dict:
                                      f"central user add {name} --email ...)")
             if not cfg.smtp_host:
                 raise smtp.MailError("no mail server: set smtp.host in central.yaml")
-            async with pool.connection() as conn:
+            async with (read_pool or pool).connection() as conn:
                 c = await content(conn, name, (first, last))
             msg = await asyncio.get_running_loop().run_in_executor(
                 None, message, cfg, email, lang, every, c)
@@ -267,10 +268,10 @@ async def send_due(cfg, pool, today: date | None = None) -> dict:
     return done
 
 
-async def scheduler(cfg, pool) -> None:
+async def scheduler(cfg, pool, read_pool=None) -> None:
     while True:
         try:
-            await send_due(cfg, pool)
+            await send_due(cfg, pool, read_pool=read_pool)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the database away: try at the next turn

@@ -53,7 +53,7 @@ async def serve(cfg, ready_file=None, reports: bool = True) -> None:
     site = web.TCPSite(runner, cfg.bind, cfg.port, ssl_context=context, reuse_address=True,
                        reuse_port=True)
     await site.start()
-    sender = asyncio.create_task(mail.scheduler(cfg, pool)) if reports else None
+    sender = asyncio.create_task(mail.scheduler(cfg, pool, read_pool)) if reports else None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
