@@ -602,3 +602,13 @@ def test_settings_problems_are_listed_in_words(tmp_path):
     text = "\n".join(check.problems)
     assert "needs token or token_file" in text and "must start with https://" in text
     assert "missing.crt is not a file" in text
+
+
+def test_the_store_hosts_health_summary_names_the_tills_whose_panel_is_not_online(host,
+                                                                                   panels):
+    """What the heartbeat sends (StoreHost.health_summary), from a real host
+    on a real Mosquitto: the till whose panel connected is not listed."""
+    panels.start("till-1")
+    host.wait_online("till-1")
+    got = host.thread.call(host.host.health_summary)
+    assert got == {"tills": 3, "broker": "up", "panels_offline": ["2", "3"]}

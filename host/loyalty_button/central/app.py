@@ -6,7 +6,6 @@ of workers can stand behind a balancer."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
@@ -20,8 +19,8 @@ from aiohttp import web
 from .. import ratelimit
 from ..forward import postgres
 from ..service import reports
-from ..service.dashboard import _GUESSES_PER_MINUTE, _GUESSES_PER_NAME, STATIC as STORE_STATIC, \
-    _Guesses, security_headers
+from ..service.dashboard import STATIC as STORE_STATIC, _Guesses, login_page_response, \
+    security_headers
 from ..service.users import check_password, hash_password
 from . import ingest, queries
 
@@ -29,16 +28,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "lb_central"
 _CHECKS_AT_ONCE = 2
-POOL = web.AppKey("pool", object)
-COUNTERS = web.AppKey("counters", dict)
-
-
-class Busy(Exception):
-    """No connection or ingest slot in time: the client is told when to come back."""
-
-
-def _session_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def make_app(cfg, pool, read_pool=None) -> web.Application:
@@ -205,7 +194,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
             cur = await conn.execute(
                 "SELECT s.name FROM lb_sessions AS s JOIN lb_users AS u USING (name) "
                 "WHERE s.token_hash = %s AND s.expires > now() AND s.pwhash = u.pwhash",
-                (_session_hash(token),))
+                (ingest.token_hash(token),))
             row = await cur.fetchone()
         return row[0] if row else None
 
@@ -241,11 +230,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
         return origin is not None and urlsplit(origin).netloc != request.host
 
     async def login_page(request):
-        html = (STATIC / "login.html").read_text(encoding="utf-8")
-        error = request.query.get("error", "")
-        return web.Response(text=html.replace(
-            "{{error}}", '<span data-i18n="wrong_login">Wrong user name or password.</span>'
-            if error else ""), content_type="text/html")
+        return login_page_response(request)
 
     async def login(request):
         if foreign(request):
@@ -254,9 +239,8 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
         name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
         peer = request.remote or "?"
         now = time.monotonic()
-        keys = (f"address {peer}", f"name {name}")
-        if failures.full(keys[0], _GUESSES_PER_MINUTE, now) or \
-                failures.full(keys[1], _GUESSES_PER_NAME, now):
+        keys = failures.allowed(peer, name, now)
+        if keys is None:
             raise web.HTTPTooManyRequests(text="too many failed log-ins; wait a minute")
         failures.note(now, *keys)
         async with connection() as conn:
@@ -275,7 +259,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
             await conn.execute("DELETE FROM lb_sessions WHERE expires < now()")
             await conn.execute("INSERT INTO lb_sessions VALUES (%s, %s, %s, now() + "
                                "make_interval(hours => %s))",
-                               (_session_hash(token), name, stored, cfg.session_h))
+                               (ingest.token_hash(token), name, stored, cfg.session_h))
         log.info("central dashboard: %s logged in from %s", name, peer)
         resp = web.HTTPFound("/")
         resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
@@ -287,7 +271,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
         if token:
             async with connection() as conn:
                 await conn.execute("DELETE FROM lb_sessions WHERE token_hash = %s",
-                                   (_session_hash(token),))
+                                   (ingest.token_hash(token),))
         resp = web.HTTPFound("/login")
         resp.del_cookie(COOKIE)
         raise resp
@@ -406,8 +390,6 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
         return handler
 
     app = web.Application(middlewares=[auth], client_max_size=max_bytes)
-    app[POOL] = pool
-    app[COUNTERS] = counters
     app.on_response_prepare.append(security_headers)
     app.add_routes([web.post("/api/v1/records", api_records),
                     web.post("/api/v1/status", api_status), web.get("/healthz", healthz),

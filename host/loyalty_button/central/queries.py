@@ -34,9 +34,9 @@ def slot_day(slot: int) -> date:
     return EPOCH + timedelta(days=slot // DAY_S)
 
 
-def _where(args: dict, period, region: str | None, store: str | None, dim: str) -> str:
-    """The filter of a totals query: the user's stores, a region, a store,
-    the period's days (or all time) in dimension `dim`."""
+def _scope(args: dict, region: str | None, store: str | None) -> str:
+    """The stores a query of totals `t` reads: the user's, within a region
+    and a store when given."""
     sql = f" WHERE t.store IN ({VISIBLE})"
     if region:
         sql += " AND t.store IN (SELECT store FROM lb_stores WHERE region = %(region)s)"
@@ -44,14 +44,22 @@ def _where(args: dict, period, region: str | None, store: str | None, dim: str) 
     if store:
         sql += " AND t.store = %(store)s"
         args["store"] = store
-    if period is None:
-        sql += f" AND t.dim = %(dim)s AND t.slot = {rollup.ALL_TIME_SLOT}"
-        args["dim"] = dim
-    else:
-        sql += " AND t.dim = %(dim)s AND t.slot >= %(lo)s AND t.slot <= %(hi)s"
-        args.update(dim=dim if dim != "all" else "all_days", lo=day_slot(period[0]),
-                    hi=day_slot(period[1]))
     return sql
+
+
+def _days(args: dict, period) -> str:
+    """The period's day slots, or the all-time slot (period None)."""
+    if period is None:
+        return f" AND t.slot = {rollup.ALL_TIME_SLOT}"
+    args.update(lo=day_slot(period[0]), hi=day_slot(period[1]))
+    return " AND t.slot >= %(lo)s AND t.slot <= %(hi)s"
+
+
+def _where(args: dict, period, region: str | None, store: str | None, dim: str) -> str:
+    """The filter of a totals query: the user's stores, a region, a store,
+    the period's days (or all time) in dimension `dim`."""
+    args["dim"] = dim if period is None or dim != "all" else "all_days"
+    return _scope(args, region, store) + " AND t.dim = %(dim)s" + _days(args, period)
 
 
 async def _grouped(conn, user: str, by: str, period, region=None, store=None,
@@ -136,18 +144,8 @@ async def breakdown(conn, user: str, store: str, by: str, period) -> list[dict]:
 
 async def reasons(conn, user: str, period, region=None, store=None) -> dict:
     args = {"user": user}
-    sql = (f"SELECT grp, reason, SUM(n) FROM lb_reason_totals AS t WHERE t.store IN ({VISIBLE})")
-    if region:
-        sql += " AND t.store IN (SELECT store FROM lb_stores WHERE region = %(region)s)"
-        args["region"] = region
-    if store:
-        sql += " AND t.store = %(store)s"
-        args["store"] = store
-    if period is None:
-        sql += f" AND t.slot = {rollup.ALL_TIME_SLOT}"
-    else:
-        sql += " AND t.slot >= %(lo)s AND t.slot <= %(hi)s"
-        args.update(lo=day_slot(period[0]), hi=day_slot(period[1]))
+    sql = ("SELECT grp, reason, SUM(n) FROM lb_reason_totals AS t"
+           + _scope(args, region, store) + _days(args, period))
     cur = await conn.execute(sql + " GROUP BY 1, 2 HAVING SUM(n) > 0 ORDER BY 1, 3 DESC, 2",
                              args)
     out: dict[str, dict[str, int]] = {}
@@ -159,14 +157,8 @@ async def reasons(conn, user: str, period, region=None, store=None) -> dict:
 async def trend(conn, user: str, period, region=None, store=None) -> list[dict]:
     """Per day: NPS with its 95 % interval, answers and response rate."""
     args = {"user": user}
-    if period is None:  # all time: the days there are
-        where = f" WHERE t.store IN ({VISIBLE}) AND t.dim = 'all_days'"
-        if region:
-            where += " AND t.store IN (SELECT store FROM lb_stores WHERE region = %(region)s)"
-            args["region"] = region
-        if store:
-            where += " AND t.store = %(store)s"
-            args["store"] = store
+    if period is None:  # all time: every day there is
+        where = _scope(args, region, store) + " AND t.dim = 'all_days'"
     else:
         where = _where(args, period, region, store, "all")
     cur = await conn.execute(f"SELECT t.slot, {_SUMS} FROM lb_totals AS t{where} GROUP BY 1 "

@@ -6,12 +6,8 @@ under the same advisory lock, in one transaction per step."""
 
 from __future__ import annotations
 
-import logging
-
 from ..forward import postgres
 from ..service import reports, rollup
-
-log = logging.getLogger(__name__)
 
 VERSION = 1
 ROLES = ("chain", "region", "store")
@@ -89,31 +85,12 @@ MIGRATIONS = {1: [
 ]}
 
 
-def _version(conn) -> int:
-    row = conn.execute("SELECT value FROM lb_meta WHERE key = 'central_schema'").fetchone()
-    return int(row[0]) if row else 0
-
-
 def migrate(conn) -> int:
     """The records' schema (postgres.migrate), then the central service's
     own; returns the central version found."""
     postgres.migrate(conn)
-    have = _version(conn)
-    if have < VERSION:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (postgres._LOCK,))
-            have = _version(conn)
-            if have < VERSION:
-                for version in range(have + 1, VERSION + 1):
-                    for sql in MIGRATIONS[version]:
-                        conn.execute(sql)
-                conn.execute("INSERT INTO lb_meta VALUES ('central_schema', %s) ON CONFLICT "
-                             "(key) DO UPDATE SET value = EXCLUDED.value", (str(VERSION),))
-                log.info("central service: schema %d -> %d", have, VERSION)
-    if have > VERSION:
-        raise RuntimeError(f"the database has central schema {have}; this service knows "
-                           f"{VERSION}: upgrade it")
-    return have
+    return postgres.apply_migrations(conn, "central_schema", VERSION, MIGRATIONS,
+                                     "upgrade the central service")
 
 
 def grant_bi(conn, role: str, password: str) -> None:

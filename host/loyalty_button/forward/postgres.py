@@ -253,35 +253,44 @@ def upsert_sql(cols: dict[str, str]) -> str:
             f"{sets}, updated = now() WHERE lb_records.store = EXCLUDED.store RETURNING id")
 
 
-def _version(conn) -> int:
+def _version(conn, key: str = "schema") -> int:
     if conn.execute("SELECT to_regclass('lb_meta')").fetchone()[0] is None:
         return 0
-    row = conn.execute("SELECT value FROM lb_meta WHERE key = 'schema'").fetchone()
+    row = conn.execute("SELECT value FROM lb_meta WHERE key = %s", (key,)).fetchone()
     return int(row[0]) if row else 0
 
 
-def migrate(conn) -> int:
-    """Bring the schema to SCHEMA_VERSION; returns the version found. A
-    schema already current is only read, so a store host's login needs no
-    DDL rights (docs/forwarding.md)."""
-    have = _version(conn)
-    if have < SCHEMA_VERSION:
+def apply_migrations(conn, key: str, version: int, migrations: dict, too_new: str) -> int:
+    """Bring the schema kept under lb_meta `key` to `version`, one
+    transaction under the advisory lock (many hosts or workers starting at
+    once do not race); returns the version found. A schema already current
+    is only read, so a login without DDL rights can use it. `too_new` says
+    what to do when the database is ahead of this software."""
+    have = _version(conn, key)
+    if have < version:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS lb_meta (key text PRIMARY KEY, "
                          "value text NOT NULL)")
-            have = _version(conn)  # another host may have migrated meanwhile
-            if have < SCHEMA_VERSION:
-                for version in range(have + 1, SCHEMA_VERSION + 1):
-                    for sql in MIGRATIONS[version]:
+            have = _version(conn, key)  # another one may have migrated meanwhile
+            if have < version:
+                for step in range(have + 1, version + 1):
+                    for sql in migrations[step]:
                         conn.execute(sql)
-                conn.execute("INSERT INTO lb_meta VALUES ('schema', %s) ON CONFLICT (key) DO "
-                             "UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
-                log.info("central database: schema %d -> %d", have, SCHEMA_VERSION)
-    if have > SCHEMA_VERSION:
-        raise RuntimeError(f"the central database has schema {have}; this host knows "
-                           f"{SCHEMA_VERSION}: upgrade the store host's software")
+                conn.execute("INSERT INTO lb_meta VALUES (%s, %s) ON CONFLICT (key) DO "
+                             "UPDATE SET value = EXCLUDED.value", (key, str(version)))
+                log.info("central database: %s %d -> %d", key, have, version)
+    if have > version:
+        raise RuntimeError(f"the central database has {key} {have}; this software knows "
+                           f"{version}: {too_new}")
     return have
+
+
+def migrate(conn) -> int:
+    """Bring the records' schema to SCHEMA_VERSION; returns the version
+    found (docs/forwarding.md: a store host's login needs no DDL rights)."""
+    return apply_migrations(conn, "schema", SCHEMA_VERSION, MIGRATIONS,
+                            "upgrade the store host's software")
 
 
 def _row(p: dict) -> tuple:

@@ -126,6 +126,15 @@ class _Guesses:
         for key in keys:
             self.seen.setdefault(key, []).append(now)
 
+    def allowed(self, peer: str, name: str, now: float) -> tuple[str, str] | None:
+        """The keys a password attempt from `peer` for `name` counts under,
+        or None when either has guessed too often this minute."""
+        keys = (f"address {peer}", f"name {name}")
+        if self.full(keys[0], _GUESSES_PER_MINUTE, now) or \
+                self.full(keys[1], _GUESSES_PER_NAME, now):
+            return None
+        return keys
+
     def forget(self, now: float, *keys: str) -> None:
         for key in keys:
             if now in self.seen.get(key, ()):
@@ -134,6 +143,15 @@ class _Guesses:
 
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def login_page_response(request) -> web.Response:
+    """The log-in page (the store's dashboard and the chain's: each serves
+    its own i18n.js, which words it in the browser's language)."""
+    html = (STATIC / "login.html").read_text(encoding="utf-8")
+    return web.Response(text=html.replace(
+        "{{error}}", '<span data-i18n="wrong_login">Wrong user name or password.</span>'
+        if request.query.get("error") else ""), content_type="text/html")
 
 
 async def security_headers(request, response):
@@ -187,21 +205,15 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         return await handler(request)
 
     async def login_page(request):
-        html = (STATIC / "login.html").read_text(encoding="utf-8")
-        error = request.query.get("error", "")
-        # The page words it in the browser's language (i18n.js).
-        return web.Response(text=html.replace(
-            "{{error}}", '<span data-i18n="wrong_login">Wrong user name or password.</span>'
-            if error else ""), content_type="text/html")
+        return login_page_response(request)
 
     async def login(request):
         form = await request.post()
         name, password = str(form.get("user", "")), str(form.get("password", ""))
         peer = request.remote or "?"
         now = time.monotonic()
-        keys = (f"address {peer}", f"name {name}")
-        if failures.full(keys[0], _GUESSES_PER_MINUTE, now) or \
-                failures.full(keys[1], _GUESSES_PER_NAME, now):
+        keys = failures.allowed(peer, name, now)
+        if keys is None:
             raise web.HTTPTooManyRequests(text="too many failed log-ins; wait a minute")
         # The attempt counts before the (slow, threaded) password check, or
         # guesses sent in parallel would all pass this gate while the first
@@ -364,9 +376,8 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
         if sealed.check_passphrase(passphrase):
             raise back("short")
         peer, now = request.remote or "?", time.monotonic()
-        keys = (f"address {peer}", f"name {user}")
-        if failures.full(keys[0], _GUESSES_PER_MINUTE, now) or \
-                failures.full(keys[1], _GUESSES_PER_NAME, now):
+        keys = failures.allowed(peer, user, now)
+        if keys is None:
             raise web.HTTPTooManyRequests(text="too many failed passwords; wait a minute")
         loop = asyncio.get_running_loop()
         stored = (await loop.run_in_executor(None, read_users, users_file)).get(user)
