@@ -13,15 +13,16 @@ VERSION = 1
 ROLES = ("chain", "region", "store")
 
 # The NPS interval of reports.nps_counts (adjusted Wald) as SQL over the
-# counts p, s (passives) and d: the BI views show the same interval as the
-# dashboard (a test holds them equal).
+# counts p, s (passives) and d, in double precision as Python computes it:
+# the BI views give the dashboard's figures unrounded (a test holds them
+# equal once rounded to the dashboard's one decimal).
 def _nps_ci(p: str, s: str, d: str, sign: str) -> str:
-    n3 = f"({p} + {s} + {d} + 3.0)"
-    pp, pd = f"(({p} + 0.75) / {n3})", f"(({d} + 0.75) / {n3})"
-    half = f"{reports.Z95} * sqrt(({pp} + {pd} - ({pp} - {pd})^2) / {n3})"
-    bound = "GREATEST(-100.0" if sign == "-" else "LEAST(100.0"
-    return (f"CASE WHEN {p} + {s} + {d} > 0 THEN round(({bound}, 100 * ({pp} - {pd} "
-            f"{sign} {half})))::numeric, 1) END")
+    n3 = f"({p} + {s} + {d} + 3)::float8"
+    pp, pd = f"(({p} + 0.75::float8) / {n3})", f"(({d} + 0.75::float8) / {n3})"
+    half = f"{reports.Z95!r}::float8 * sqrt(({pp} + {pd} - ({pp} - {pd}) ^ 2) / {n3})"
+    bound = "GREATEST(-100" if sign == "-" else "LEAST(100"
+    return (f"CASE WHEN {p} + {s} + {d} > 0 THEN {bound}, 100 * ({pp} - {pd} "
+            f"{sign} {half})) END")
 
 
 _ASKED = " + ".join(rollup.ASKED)
@@ -71,12 +72,12 @@ MIGRATIONS = {1: [
     f"""CREATE OR REPLACE VIEW bi.store_days AS SELECT t.store, s.region,
         (to_timestamp(t.slot) AT TIME ZONE 'UTC')::date AS day, t.n AS receipts,
         ({_ASKED}) AS asked, t.answered,
-        CASE WHEN ({_ASKED}) > 0 THEN round(100.0 * t.answered / ({_ASKED}), 1) END
+        CASE WHEN ({_ASKED}) > 0 THEN 100 * t.answered::float8 / ({_ASKED}) END
             AS response_rate_pct,
         t.promoters, t.passives, t.detractors,
-        CASE WHEN t.promoters + t.passives + t.detractors > 0 THEN round(100.0 *
-            (t.promoters - t.detractors) / (t.promoters + t.passives + t.detractors), 1) END
-            AS nps,
+        CASE WHEN t.promoters + t.passives + t.detractors > 0 THEN
+            100 * (t.promoters - t.detractors)::float8
+            / (t.promoters + t.passives + t.detractors) END AS nps,
         {_nps_ci('t.promoters', 't.passives', 't.detractors', '-')} AS nps_ci95_low,
         {_nps_ci('t.promoters', 't.passives', 't.detractors', '+')} AS nps_ci95_high,
         t.csat_1, t.csat_2, t.csat_3, t.csat_4, t.csat_5
