@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -23,8 +24,32 @@ class BrokerError(RuntimeError):
     pass
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free for TCP and UDP now, picked below the kernel's
+    ephemeral range: a port from bind(0) is ephemeral, so between this call
+    and the server's bind any outgoing connection (the suite makes
+    thousands) may be given it as its source port, and the server's bind
+    fails "Address already in use"."""
+    low, _ = _ephemeral_range()
+    first = max(1024, low - 12000)
+    for _ in range(200):
+        port = random.randrange(first, low)
+        try:
+            with socket.socket() as t, socket.socket(type=socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    with socket.socket() as s:  # a crowded range: take what the kernel gives
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
