@@ -308,8 +308,11 @@ def _validate_question(msg):
         if not isinstance(qr, dict):
             _fail(msg, "qr", "must be an object {url, text, to}")
         url = qr.get("url")
+        # The scheme in any case: the phone survey's links are upper case
+        # (a QR's alphanumeric mode holds them).
+        scheme = url[:8].lower() if isinstance(url, str) else ""
         if not isinstance(url, str) or not 0 < len(url) <= MAX_URL or \
-                not (url.startswith("https://") or url.startswith("http://")):
+                not (scheme.startswith("https://") or scheme.startswith("http://")):
             _fail(msg, "qr.url", "must be an http(s) URL of at most %d characters" % MAX_URL)
         _text_value(msg, "qr.text", qr.get("text"), False)
         if qr.get("to", "all") not in QR_TO:

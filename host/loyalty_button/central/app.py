@@ -22,7 +22,7 @@ from ..service import reports
 from ..service.dashboard import STATIC as STORE_STATIC, _Guesses, login_page_response, \
     security_headers
 from ..service.users import check_password, hash_password
-from . import ingest, queries
+from . import ingest, phone, queries
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -92,6 +92,9 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
                 if not cols:
                     cur = await conn.execute(postgres.COLUMNS_SQL)
                     cols.update(postgres.columns(await cur.fetchall()))
+                    # The phone answer is this service's to set (phone.py),
+                    # not the store's: a store's older copy never undoes it.
+                    cols.pop("phone", None)
             if row is None or row[1]:
                 count("ingest_unauthorised")
                 log.warning("ingest: a batch from %s with an unknown or revoked token",
@@ -147,6 +150,12 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
                 # Leaving the block by an exception rolls the whole batch back.
                 raise ingest.BatchError(409, "record id(s) of another store: " + ", ".join(
                     f"{i[:64]}" for i, _ in taken))
+            # A phone answer that came before its record joins it now.
+            await conn.execute(
+                "UPDATE lb_records AS r SET phone = a.doc FROM lb_phone_answers AS a "
+                "WHERE r.id = ANY(%s) AND r.phone_ref IS NOT NULL AND a.store = r.store "
+                "AND a.ref = r.phone_ref AND a.doc IS NOT NULL "
+                "AND r.phone IS DISTINCT FROM a.doc", ([r["id"] for r in rows],))
             await conn.execute(
                 "UPDATE lb_stores SET last_batch = now(), batches = batches + 1, "
                 "records = records + %s WHERE store = %s", (stored, store))
@@ -173,16 +182,23 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
         if not isinstance(doc, dict) or ingest._json_ok(doc):
             return refuse(400, "send a JSON object of at most 64 KiB")
         try:
+            health = {k: v for k, v in doc.items() if k != "phone"}
             async with connection() as conn:
                 cur = await conn.execute(
                     "UPDATE lb_stores SET health = %s::jsonb, health_at = now() WHERE "
-                    "token_hash = %s AND NOT revoked RETURNING store", (json.dumps(doc), th))
-                if await cur.fetchone() is None:
+                    "token_hash = %s AND NOT revoked RETURNING store, number",
+                    (json.dumps(health), th))
+                row = await cur.fetchone()
+                if row is None:
                     return refuse(401, "this token is unknown or revoked")
+                reply = {"ok": True}
+                grant = await phone.status_reply(conn, cfg, row[0], row[1], doc)
+                if grant is not None:
+                    reply["phone"] = grant
         except (psycopg_pool.PoolTimeout, psycopg.OperationalError):
             return refuse(503, "the database is busy or away; come back later", 10)
         count("status_reports")
-        return web.json_response({"ok": True})
+        return web.json_response(reply)
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -201,7 +217,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
     @web.middleware
     async def auth(request, handler):
         if request.path in ("/login", "/healthz", "/api/v1/records", "/api/v1/status") or \
-                request.path.startswith("/static/"):
+                request.path.startswith(("/static/", "/s/", "/S/")):
             return await handler(request)
         try:
             user = await session_user(request)
@@ -404,5 +420,7 @@ def make_app(cfg, pool, read_pool=None) -> web.Application:
                     *[web.get(f"/static/{name}", shared(name))
                       for name in ("style.css", "lang.js", "login.js")],
                     web.static("/static/", STATIC)])
+    if cfg.phone_base_url:
+        app.add_routes(phone.routes(cfg, pool, count))
     return app
 

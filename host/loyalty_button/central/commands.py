@@ -149,6 +149,18 @@ def _act(args, cfg, conn) -> int:
         schema.grant_bi(conn, args.role, _password(args, f"password for {args.role}"))
         print(f"role {args.role} reads the views of schema bi only")
         return 0
+    if a == "phone":
+        # docs/phone-survey.md: a shopper quotes the response id shown on
+        # the survey's thank-you page.
+        from . import phone
+        try:
+            done = phone.delete(conn, args.response, args.by, args.note)
+        except LookupError as e:
+            raise SystemExit(str(e)) from None
+        print(f"phone answer {done['response']} of store {done['store']} deleted here; the "
+              f"store removes it from its record with its next status, and its "
+              f"destinations get the record again without it")
+        return 0
     if a == "send-reports":
         from psycopg_pool import AsyncConnectionPool
 
@@ -204,6 +216,12 @@ def add_parser(sub) -> None:
     s.add_argument("role")
     s.add_argument("--password-stdin", action="store_true")
     csub.add_parser("send-reports", help="send the scheduled reports that are due, once")
+    s = csub.add_parser("phone", help="the shoppers' phone survey answers")
+    psub = s.add_subparsers(dest="phone_action", required=True)
+    d = psub.add_parser("delete", help="delete an answer everywhere by its response id")
+    d.add_argument("response", help="the id the shopper quotes, e.g. K7Q2-M9XD")
+    d.add_argument("--by", required=True, help="who deletes it (kept with the deletion)")
+    d.add_argument("--note", help="why (e.g. the shopper's request of date)")
     p.set_defaults(func=cli)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..settings import Checker, Field, SettingsError, read_yaml, warn_if_loose
 
@@ -51,6 +52,14 @@ class CentralConfig:
     smtp_from: str = "loyalty-button@localhost"
     public_url: str | None = None
     reports_every_s: float = 60.0
+    # The shopper's phone survey (docs/phone-survey.md): the address its
+    # links open (scheme and host only: the link is upper case), and the
+    # secret every store's link key is derived from. No address: no survey.
+    phone_base_url: str | None = None
+    phone_secret: bytes | None = None
+    phone_per_address_per_min: float = 60.0
+    phone_per_store_per_s: float = 10.0
+    phone_at_once: int = 4
     log_level: str = "INFO"
     source: str = ""
     tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
@@ -85,6 +94,11 @@ _FIELDS = [
     Field("smtp.from", "str", attr="smtp_from"),
     Field("reports.public_url", "str", attr="public_url"),
     Field("reports.every_s", "num", (1, 86400), attr="reports_every_s"),
+    Field("phone.base_url", "str", attr="phone_base_url"),
+    Field("phone.secret_file", "secret_file", attr="phone_secret"),
+    Field("phone.per_address_per_min", "num", (1, 100000), attr="phone_per_address_per_min"),
+    Field("phone.per_store_per_s", "num", (0.1, 100000), attr="phone_per_store_per_s"),
+    Field("phone.at_once", "int", (1, 100), attr="phone_at_once"),
     Field("log_level", "level"),
 ]
 
@@ -109,6 +123,20 @@ def parse(doc, base: Path, source: str = "<config>") -> CentralConfig:
     for key in ("dsn", "replica_dsn"):
         if isinstance(values.get(key), bytes):
             values[key] = values[key].decode()
+    base = values.get("phone_base_url")
+    if base is not None:
+        parts = urlsplit(base)
+        if parts.scheme not in ("https", "http") or not parts.netloc or \
+                parts.path not in ("", "/") or parts.query or parts.fragment:
+            check.fail("phone.base_url", "must be the survey's public address, scheme and "
+                                         "host only, e.g. https://lb.example.ru (the link "
+                                         "is upper case, so no path)")
+        if not values.get("phone_secret"):
+            check.fail("phone.secret_file", "give a file of at least 32 random bytes with "
+                                            "phone.base_url (head -c 32 /dev/urandom > FILE)")
+    if values.get("phone_secret") is not None and len(values["phone_secret"]) < 32:
+        check.fail("phone.secret_file", "holds fewer than 32 bytes: the stores' link keys "
+                                        "come from it")
     if check.problems:
         raise CentralConfigError(check.problems)
     cfg = CentralConfig(**values, source=source)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..forward import postgres
 from ..service import reports, rollup
 
-VERSION = 1
+VERSION = 2
 ROLES = ("chain", "region", "store")
 
 # The NPS interval of reports.nps_counts (adjusted Wald) as SQL over the
@@ -84,6 +84,39 @@ MIGRATIONS = {1: [
         FROM lb_totals AS t LEFT JOIN lb_stores AS s USING (store)
         WHERE t.dim = 'all_days'""",
 ]}
+
+
+# Version 2: the shopper's phone survey (docs/phone-survey.md). A store's
+# number goes in its links; its survey (what the catalogue asks on the
+# phone) comes with its status. An answer is kept per link (one per
+# receipt: the primary key), with a short response id the shopper can
+# quote; `seq` moves on every change, so a store fetches what changed
+# since the last it saw. A deletion wipes the answer and leaves a row of
+# who deleted which response when.
+MIGRATIONS[2] = [
+    "ALTER TABLE lb_stores ADD COLUMN IF NOT EXISTS number serial",
+    "CREATE UNIQUE INDEX IF NOT EXISTS lb_stores_number ON lb_stores (number)",
+    "ALTER TABLE lb_stores ADD COLUMN IF NOT EXISTS phone_survey jsonb",
+    "CREATE SEQUENCE IF NOT EXISTS lb_phone_seq",
+    """CREATE TABLE IF NOT EXISTS lb_phone_answers (
+        store text NOT NULL, ref text NOT NULL, response text NOT NULL UNIQUE,
+        seq bigint NOT NULL DEFAULT nextval('lb_phone_seq'),
+        answered_at timestamptz NOT NULL DEFAULT now(), lang text, doc jsonb,
+        deleted_at timestamptz, PRIMARY KEY (store, ref))""",
+    "CREATE INDEX IF NOT EXISTS lb_phone_answers_seq ON lb_phone_answers (store, seq)",
+    """CREATE TABLE IF NOT EXISTS lb_phone_deletions (
+        response text PRIMARY KEY, store text NOT NULL, ref text NOT NULL,
+        answered_at timestamptz, deleted_at timestamptz NOT NULL DEFAULT now(),
+        by_whom text NOT NULL, note text)""",
+    # The BI view of days gains the phone's answers and NPS (new columns
+    # go last: CREATE OR REPLACE VIEW keeps the old ones in place).
+    MIGRATIONS[1][-1].replace(
+        "t.csat_1, t.csat_2, t.csat_3, t.csat_4, t.csat_5",
+        "t.csat_1, t.csat_2, t.csat_3, t.csat_4, t.csat_5, t.phone_n AS phone_answers, "
+        "CASE WHEN t.phone_promoters + t.phone_passives + t.phone_detractors > 0 THEN "
+        "100 * (t.phone_promoters - t.phone_detractors)::float8 / (t.phone_promoters + "
+        "t.phone_passives + t.phone_detractors) END AS phone_nps"),
+]
 
 
 def migrate(conn) -> int:

@@ -75,9 +75,9 @@ class Heartbeat(threading.Thread):
     when, how many are dead letters). A store that sells nothing is still
     heard of; one whose outbox backs up is seen before anyone asks."""
 
-    def __init__(self, db_path, dest, health=None):
+    def __init__(self, db_path, dest, health=None, phone=None):
         super().__init__(name=f"forward-{dest.name}-status", daemon=True)
-        self.db_path, self.dest, self.health = db_path, dest, health
+        self.db_path, self.dest, self.health, self.phone = db_path, dest, health, phone
         self.url = dest.url.rstrip("/") + STATUS_PATH
         self.context = _context(dest)
         self._halt = threading.Event()
@@ -93,10 +93,20 @@ class Heartbeat(threading.Thread):
             db.close()
         doc = {"health": self.health() if self.health else {},
                "outbox": {k: outbox.get(k) for k in ("pending", "dead", "oldest_pending_ms")}}
+        if self.phone is not None:
+            # What the phone survey asks, and from where its answers are
+            # wanted; the reply brings them (service/phone.py).
+            doc["phone"] = self.phone.status_doc()
         headers = {"Authorization": f"Bearer {self.dest.token}",
                    "Content-Type": "application/json", "User-Agent": "loyalty-button"}
-        http.check(http.request("POST", self.url, json.dumps(doc).encode(), headers,
-                                self.dest.timeout_s, self.context), "central status")
+        resp = http.check(http.request("POST", self.url, json.dumps(doc).encode(), headers,
+                                       self.dest.timeout_s, self.context), "central status")
+        if self.phone is not None:
+            try:
+                reply = resp.json()
+            except http.Retry:
+                reply = None
+            self.phone.on_reply(reply.get("phone") if isinstance(reply, dict) else None)
 
     def run(self) -> None:
         while not self._halt.is_set():

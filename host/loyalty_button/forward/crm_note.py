@@ -31,5 +31,11 @@ def text(p: dict) -> str:
         parts.append("reasons: " + ", ".join(p["reasons"]))
     if p.get("emotion"):
         parts.append(f"emotion {p['emotion']} (C-Value {p.get('c_value')})")
+    phone = p.get("phone")
+    if isinstance(phone, dict) and isinstance(phone.get("answers"), dict):
+        # The shopper's phone survey (docs/phone-survey.md): its answers as
+        # the shopper gave them, the comment as plain text.
+        said = ", ".join(f"{q} {v}" for q, v in phone["answers"].items())
+        parts.append(f"on the phone (response {phone.get('response')}): {said}")
     parts.append(marker(p["id"]))
     return " · ".join(parts)

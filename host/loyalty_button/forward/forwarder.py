@@ -189,11 +189,13 @@ class Forwarder:
     retention of raw records)."""
 
     def __init__(self, db_path, forwarding, store: str, tz, counters: Counter | None = None,
-                 alerts=None, health=None):
+                 alerts=None, health=None, phone=None):
         """health: the store's health summary for the central service
-        (StoreHost.health_summary)."""
+        (StoreHost.health_summary); phone: the phone survey's links
+        (service/phone.py), which the first central destination serves."""
         self.db_path = db_path
         self.health = health
+        self.phone = phone
         self.heartbeats: list[Heartbeat] = []
         self.cfg = forwarding
         self.alerts = alerts
@@ -228,8 +230,10 @@ class Forwarder:
                                        RecordRules(self.alerts, self.db_path)))
         for w in self.workers:
             w.start()
-        self.heartbeats = [Heartbeat(self.db_path, d, self.health)
-                           for d in self.cfg.destinations if d.type == "central"]
+        central = [d for d in self.cfg.destinations if d.type == "central"]
+        self.heartbeats = [Heartbeat(self.db_path, d, self.health,
+                                     self.phone if i == 0 else None)
+                           for i, d in enumerate(central)]
         for h in self.heartbeats:
             h.start()
         if self.cfg.cloud:

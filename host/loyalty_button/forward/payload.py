@@ -13,7 +13,7 @@ FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashier", "t
           "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
           "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms",
           "advert", "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender",
-          "utc_offset_s")
+          "utc_offset_s", "phone_ref", "phone")
 
 
 def pseudonym(key: bytes, loyalty_id: str) -> str:

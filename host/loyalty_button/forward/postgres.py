@@ -21,7 +21,7 @@ from . import http
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _LOCK = 0x4C425247  # "LBRG": pg_advisory_xact_lock key for migrations
 
 # version -> statements that take the schema from version-1 to version.
@@ -66,7 +66,15 @@ CENTRAL_DIMS = {"all": ("all", (rollup.ALL_TIME, rollup.SLOT_S)), "all_days": ("
                 **{d: (d, (rollup.ALL_TIME,)) for d in ("language", "member", "advert",
                                                         "emotion")}}
 CENTRAL_BY = ("store", "day") + tuple(d for d in CENTRAL_DIMS if not d.startswith("all"))
-_TALLY_COLS = ", ".join(rollup.TALLIES)
+# Phone answers (schema 5, docs/phone-survey.md) are counted beside the
+# panel's: how many records have one, and the phone's NPS classes.
+_PHONE_NPS = ("(CASE WHEN jsonb_typeof({r}.phone -> 'nps') = 'number' "
+              "THEN ({r}.phone ->> 'nps')::numeric END)")
+PHONE_TALLIES = {"phone_n": "{r}.phone IS NOT NULL",
+                 "phone_promoters": f"{_PHONE_NPS} >= 9",
+                 "phone_passives": f"{_PHONE_NPS} IN (7, 8)",
+                 "phone_detractors": f"{_PHONE_NPS} <= 6"}
+TALLIES = {**rollup.TALLIES, **PHONE_TALLIES}
 
 
 def _slot(r: str, seconds: int) -> str:
@@ -88,8 +96,8 @@ def _keys(r: str) -> str:
     return "(VALUES " + ", ".join(rows) + ") AS d(dim, slot, key)"
 
 
-def _flags(r: str) -> str:
-    return ", ".join(f"{rollup.flag(c, r, 'pg')} AS {t}" for t, c in rollup.TALLIES.items())
+def _flags(r: str, tallies: dict) -> str:
+    return ", ".join(f"{rollup.flag(c, r, 'pg')} AS {t}" for t, c in tallies.items())
 
 
 def _reasons(r: str) -> str:
@@ -100,16 +108,17 @@ def _reasons(r: str) -> str:
             f"GROUP BY 1, 2, 3")
 
 
-def _add(source: str, sign: str = "", where: str = "TRUE") -> list[str]:
+def _add(source: str, sign: str = "", where: str = "TRUE", tallies: dict = TALLIES) -> list[str]:
     """Statements adding (sign '') or taking away ('-') every record of
     table `source` (lb_records, or a trigger's transition table) that
     matches `where` to the totals, grouped first: a batch of 500 records
     is a few hundred total rows changed, not 500 times 15."""
-    sums = ", ".join(f"{sign}SUM(f.{t})" for t in rollup.TALLIES)
-    sets = ", ".join(f"{t} = lb_totals.{t} + EXCLUDED.{t}" for t in rollup.TALLIES)
-    return [f"INSERT INTO lb_totals (store, dim, slot, key, {_TALLY_COLS}) "
+    sums = ", ".join(f"{sign}SUM(f.{t})" for t in tallies)
+    sets = ", ".join(f"{t} = lb_totals.{t} + EXCLUDED.{t}" for t in tallies)
+    return [f"INSERT INTO lb_totals (store, dim, slot, key, {', '.join(tallies)}) "
             f"SELECT r.store, d.dim, d.slot, d.key, {sums} FROM {source} AS r "
-            f"CROSS JOIN LATERAL {_keys('r')} CROSS JOIN LATERAL (SELECT {_flags('r')}) AS f "
+            f"CROSS JOIN LATERAL {_keys('r')} "
+            f"CROSS JOIN LATERAL (SELECT {_flags('r', tallies)}) AS f "
             f"WHERE {where} GROUP BY 1, 2, 3, 4 "
             f"ON CONFLICT (store, dim, slot, key) DO UPDATE SET {sets}",
             f"INSERT INTO lb_reason_totals (store, slot, grp, reason, n) "
@@ -129,10 +138,11 @@ _EVENTS = {"insert": ("INSERT", "NEW TABLE AS new_rows", [("new_rows", "")]),
            "delete": ("DELETE", "OLD TABLE AS old_rows", [("old_rows", "-")])}
 
 
-def _triggers() -> list[str]:
+def _triggers(tallies: dict = TALLIES) -> list[str]:
     out = []
     for name, (event, referencing, parts) in _EVENTS.items():
-        body = ";\n  ".join(sql for source, sign in parts for sql in _add(source, sign))
+        body = ";\n  ".join(sql for source, sign in parts
+                             for sql in _add(source, sign, tallies=tallies))
         # SECURITY DEFINER: the totals are written as the function's owner
         # (who migrated), so a store host's login needs no rights on them
         # and cannot change them except through its records; the search
@@ -147,11 +157,11 @@ def _triggers() -> list[str]:
     return out
 
 
-def _backfill(where: str = "TRUE") -> list[str]:
+def _backfill(where: str = "TRUE", tallies: dict = TALLIES) -> list[str]:
     """Count the rows already there, every total (the migration to schema 4;
     `where`, over records `r`: a part of them, e.g. some stores, whose
     totals are not there yet)."""
-    return _add("lb_records", "", where)
+    return _add("lb_records", "", where, tallies)
 
 
 MIGRATIONS[3] = [
@@ -176,10 +186,22 @@ MIGRATIONS[4] = [
     "ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS utc_offset_s integer",
     "DROP TRIGGER IF EXISTS lb_totals ON lb_records",
     "DROP FUNCTION IF EXISTS lb_totals_apply()",
-    *_triggers(),
+    *_triggers(rollup.TALLIES),
     "DELETE FROM lb_totals",
     "DELETE FROM lb_reason_totals",
-    *_backfill(),
+    *_backfill(tallies=rollup.TALLIES),
+]
+# Schema 5: the shopper's phone survey. The link's receipt reference and
+# the answer join the record; the totals count phone answers (nothing to
+# count yet, so no backfill: the triggers are made again with the new sums).
+MIGRATIONS[5] = [
+    "ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS phone_ref text",
+    "ALTER TABLE lb_records ADD COLUMN IF NOT EXISTS phone jsonb",
+    "CREATE INDEX IF NOT EXISTS lb_records_phone_ref ON lb_records (store, phone_ref) "
+    "WHERE phone_ref IS NOT NULL",
+    *(f"ALTER TABLE lb_totals ADD COLUMN IF NOT EXISTS {t} bigint NOT NULL DEFAULT 0"
+      for t in PHONE_TALLIES),
+    *_triggers(),
 ]
 
 
@@ -226,8 +248,8 @@ COLUMNS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "member", "c
            "total", "currency", "items", "lang", "sale_ts", "rule", "qid", "kind", "asked_ms",
            "outcome", "reason", "value", "reasons", "answer_ms", "late", "closed_ms", "advert",
            "burst", "probe", "emotion", "emotions", "c_value", "age_band", "gender", "extras",
-           "utc_offset_s")
-_JSONB = {"value", "reasons", "emotions", "extras"}
+           "utc_offset_s", "phone_ref", "phone")
+_JSONB = {"value", "reasons", "emotions", "extras", "phone"}
 # lb_records' columns and their types, as the database has them (the DDL
 # above is the one definition).
 COLUMNS_SQL = ("SELECT column_name, data_type FROM information_schema.columns WHERE "

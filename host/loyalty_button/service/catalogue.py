@@ -34,7 +34,8 @@ QUIET_PERIOD = "quiet_period"
 # question is made with it, so no real receipt can push a message over.
 _LONGEST_SESSION = "x" * protocol.MAX_ID
 
-_TOP_KEYS = {"languages", "default_lang", "quiet_days", "tills", "questions", "rules"}
+_TOP_KEYS = {"languages", "default_lang", "quiet_days", "tills", "questions", "rules",
+             "phone_survey"}
 _QUESTION_KEYS = {"kind", "timeout_s", "text", "labels", "options", "why", "qr"}
 _QR_KEYS = {"site", "place", "url", "text", "to"}
 # Review sites: where a shopper writes a review of the store, from the
@@ -45,6 +46,14 @@ REVIEW_SITES = {
     "2gis": "https://2gis.ru/firm/{place}/tab/reviews",
     "google_maps": "https://search.google.com/local/writereview?placeid={place}",
 }
+
+# The shopper's phone (docs/phone-survey.md): a free-text question exists
+# only there; a survey asks 1-3 questions of these kinds.
+COMMENT = "comment"
+PHONE_KINDS = ("nps", "csat", "choice", COMMENT)
+MAX_PHONE_QUESTIONS = 3
+MAX_COMMENT = 1000
+_PHONE_KEYS = {"ask", "after", "to", "expiry_h", "text", "review"}
 
 _RULE_KEYS = {"name", "ask", "when", "sample", "quiet_days"}
 _WHEN_KEYS = {"member", "tills", "hours", "days", "items_min", "items_max",
@@ -122,6 +131,12 @@ class Catalogue:
     # (qid, lang) -> the question fields of a panel message, checked
     questions: dict[tuple[str, str], dict] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
+    # The phone survey, or None: {"ask": [qid], "after": set of qids or
+    # None (every question), "to", "expiry_h", "qr_text": {lang: text},
+    # "review": {"url", "text": {lang}} or None}
+    phone: dict | None = None
+    # qid -> {lang: fields} of the free-text questions (phone only)
+    comments: dict[str, dict] = field(default_factory=dict)
     source: str = ""
     digest: str = ""
 
@@ -175,6 +190,36 @@ class Catalogue:
             for r in (f.get("why") or {}).get("reasons") or ():
                 out["reasons"].setdefault(r["id"], {})[lang] = r["text"]
         return out
+
+    def phone_after(self, qid: str) -> bool:
+        """Does the shopper asked `qid` get the phone survey's link?"""
+        return self.phone is not None and (self.phone["after"] is None
+                                           or qid in self.phone["after"])
+
+    def phone_survey(self) -> dict | None:
+        """What the central service needs to show the survey page (sent with
+        the store's status, forward/central.py): the questions' texts in
+        every language, the review invitation, the languages."""
+        if self.phone is None:
+            return None
+        questions = []
+        for qid in self.phone["ask"]:
+            per = self.comments.get(qid) or {lang: self.questions[(qid, lang)]
+                                             for lang in self.languages}
+            first = per[self.languages[0]]
+            q = {"qid": qid, "kind": first["kind"],
+                 "text": {lang: f["text"] for lang, f in per.items()}}
+            if first.get("labels"):
+                q["labels"] = {end: {lang: f["labels"][end] for lang, f in per.items()}
+                               for end in first["labels"]}
+            if first.get("options"):
+                q["options"] = [{"id": o["id"], "text": {lang: f["options"][i]["text"]
+                                                         for lang, f in per.items()}}
+                                for i, o in enumerate(first["options"])]
+            questions.append(q)
+        return {"languages": self.languages, "default_lang": self.default_lang,
+                "expiry_h": self.phone["expiry_h"], "questions": questions,
+                "review": self.phone["review"]}
 
     def max_quiet_days(self) -> float:
         return max([r.quiet_days for r in self.rules] + [0])
@@ -292,6 +337,74 @@ def _question(check: Checker, qid: str, node, languages: list[str]) -> dict[str,
             continue
         out[lang] = fields
     return out
+
+
+def _comment(check: Checker, qid: str, node, languages: list[str]) -> dict[str, dict]:
+    """A free-text question: asked on the phone only, a text per language."""
+    where = f"questions.{qid}"
+    before = len(check.problems)
+    node = check.mapping(where, node)
+    check.keys(where, node, {"kind", "text"})
+    text = _texts(check, f"{where}.text", node.get("text"), languages)
+    if len(check.problems) > before:
+        return {}
+    return {lang: {"qid": qid, "kind": COMMENT, "lang": lang, "text": text[lang]}
+            for lang in languages}
+
+
+def _phone(check: Checker, node, kinds: dict[str, str], languages: list[str]) -> dict | None:
+    """phone_survey: which questions the phone asks, after which panel
+    questions (and answers: to all, or the unhappy) the link is offered,
+    how long it lasts, and the review invitation of its thank-you page."""
+    where = "phone_survey"
+    node = check.mapping(where, node)
+    check.keys(where, node, _PHONE_KEYS)
+    before = len(check.problems)
+    ask = node.get("ask")
+    if not isinstance(ask, list) or not 1 <= len(ask) <= MAX_PHONE_QUESTIONS:
+        check.fail(f"{where}.ask", f"list 1-{MAX_PHONE_QUESTIONS} question ids to ask on the "
+                                   f"phone (a short survey is answered)")
+        ask = []
+    for qid in ask:
+        if qid not in kinds:
+            check.fail(f"{where}.ask", f"names no question in questions: {qid!r}")
+        elif kinds[qid] not in PHONE_KINDS:
+            check.fail(f"{where}.ask", f"{qid!r} is a {kinds[qid]} question; the phone asks "
+                                       f"{', '.join(PHONE_KINDS)}")
+    if len(set(map(str, ask))) != len(ask):
+        check.fail(f"{where}.ask", "names a question twice")
+    after = node.get("after", "all")
+    if after == "all":
+        after = None
+    elif not isinstance(after, list) or not after:
+        check.fail(f"{where}.after", "list the panel questions whose shoppers get the link, "
+                                     "or all")
+        after = None
+    else:
+        for qid in after:
+            if kinds.get(qid) in (None, COMMENT):
+                check.fail(f"{where}.after", f"names no panel question: {qid!r}")
+        after = frozenset(after)
+    to = node.get("to", "all")
+    if to not in protocol.QR_TO:
+        check.fail(f"{where}.to", f"must be one of {', '.join(protocol.QR_TO)}, got {to!r}")
+    expiry = check.number(f"{where}.expiry_h", node.get("expiry_h", 72), 1, 24 * 90, True)
+    if "text" in node:
+        text = _texts(check, f"{where}.text", node["text"], languages)
+    else:
+        text = {lang: chrome(lang, "scan") for lang in languages}
+    review = None
+    if "review" in node:
+        r = _qr(check, f"{where}.review", node["review"], languages)
+        if r:
+            if r["to"] != "all":
+                check.fail(f"{where}.review.to", "the review invitation is shown to everyone "
+                                                 "(review sites forbid gating)")
+            review = {"url": r["url"], "text": r["text"]}
+    if len(check.problems) > before:
+        return None
+    return {"ask": [str(q) for q in ask], "after": after, "to": to, "expiry_h": expiry,
+            "qr_text": text, "review": review}
 
 
 def _qr(check: Checker, where: str, node, languages: list[str]) -> dict | None:
@@ -453,15 +566,23 @@ def parse(text: str, source: str = "<catalogue>") -> Catalogue:
 
     questions: dict[tuple[str, str], dict] = {}
     kinds: dict[str, str] = {}
+    comments: dict[str, dict] = {}
     qnodes = check.mapping("questions", doc.get("questions"))
     if not qnodes:
         check.fail("questions", "define at least one question")
     for qid, node in qnodes.items():
         if not check.ident(f"questions.{qid}", qid):
             continue
+        if isinstance(node, dict) and node.get("kind") == COMMENT:
+            comments[qid] = _comment(check, qid, node, languages)
+            if comments[qid]:
+                kinds[qid] = COMMENT
+            continue
         for lang, fields in _question(check, qid, node, languages).items():
             questions[(qid, lang)] = fields
             kinds[qid] = fields["kind"]
+    phone = _phone(check, doc["phone_survey"], kinds, languages) \
+        if "phone_survey" in doc else None
 
     default_quiet = doc.get("quiet_days", 0)
     rnodes = doc.get("rules")
@@ -470,7 +591,7 @@ def parse(text: str, source: str = "<catalogue>") -> Catalogue:
         check.fail("rules", "list at least one rule (the first that matches a receipt wins)")
     else:
         for i, node in enumerate(rnodes):
-            rule = _rule(check, i, node, set(qnodes), tills, default_quiet)
+            rule = _rule(check, i, node, set(qnodes) - set(comments), tills, default_quiet)
             if rule:
                 rules.append(rule)
         names = [r.name for r in rules]
@@ -480,7 +601,8 @@ def parse(text: str, source: str = "<catalogue>") -> Catalogue:
     if check.problems:
         raise CatalogueError(check.problems)
     return Catalogue(languages=languages, default_lang=default_lang, tills=tills,
-                     rules=rules, questions=questions, kinds=kinds, source=source,
+                     rules=rules, questions=questions, kinds=kinds, phone=phone,
+                     comments=comments, source=source,
                      digest=hashlib.sha256(text.encode()).hexdigest()[:12])
 
 

@@ -24,6 +24,7 @@ from lbpanel import protocol
 
 from ..loglimit import LogLimiter
 from ..mqtt_loop import MqttLoop
+from .. import phone_link
 from .catalogue import Catalogue, CatalogueFile
 from .config import HostConfig
 from .fleet import Fleet
@@ -51,6 +52,7 @@ COUNTERS = (
     "asked", "answers", "answer_duplicate", "answer_late", "answer_conflict",
     "answer_mismatch", "answer_unknown_session", "acks_sent", "ack_publish_failed",
     "rx_error", "broker_connects", "broker_lost", "question_publish_failed", "tx_restored",
+    "phone_links",
 ) + tuple("outcome_" + o for o in protocol.OUTCOMES + (NO_REPLY, PANEL_OFFLINE, NOT_ASKED))
 
 # Closed sessions and answer ids kept in memory: about a busy store's day
@@ -87,7 +89,7 @@ class Concentrator:
 
     def __init__(self, cfg: HostConfig, catalogue: CatalogueFile, records: RecordStore,
                  mqtt_loop: MqttLoop, fleet: Fleet, counters: Counter, limit: LogLimiter,
-                 probe=None):
+                 probe=None, phone=None):
         self.cfg = cfg
         self.store = cfg.store
         self.catalogue_file = catalogue
@@ -97,6 +99,9 @@ class Concentrator:
         self.counters = counters
         self.limit = limit
         self.probe = probe
+        self.phone = phone  # the phone survey's links (service/phone.py), or None
+        # session -> its phone survey link, for the POS's reply (a retry too)
+        self.links: OrderedDict[str, str] = OrderedDict()
         self.pending: dict[str, Tx] = {}
         self.recent: OrderedDict[str, Closed] = OrderedDict()
         # answer id -> the commit of what it did (None: committed before)
@@ -236,7 +241,8 @@ class Concentrator:
             if decision.qid is None:
                 outcome, reason = NOT_ASKED, decision.reason
             else:
-                reason = self._ask(rec, decision.qid, now)
+                link = self._phone_link(rec, cat, decision.qid)
+                reason = self._ask(rec, decision.qid, now, link)
                 if reason:
                     outcome = PANEL_OFFLINE
                 elif loyalty:
@@ -257,15 +263,56 @@ class Concentrator:
         stored.add_done_callback(lambda _: self.storing.pop(session, None))
         return stored
 
-    def _ask(self, rec: dict, qid: str, now: float) -> str | None:
-        """Publish the question; returns None, or why it could not be sent."""
+    def _phone_link(self, rec: dict, cat: Catalogue, qid: str) -> str | None:
+        """The phone survey's link for this receipt, when the catalogue
+        offers it after `qid` and the central service gave a key."""
+        if self.phone is None or not cat.phone_after(qid):
+            return None
+        link = self.phone.link(rec["id"], rec["sale_ts"])
+        if link:
+            rec["phone_ref"] = phone_link.ref_text(phone_link.receipt_ref(rec["id"]))
+            self.links[rec["id"]] = link
+            while len(self.links) > _RECENT:
+                self.links.popitem(last=False)
+        return link
+
+    def survey_url(self, session: str) -> str | None:
+        """The link a till prints on the receipt (the POS's reply)."""
+        if session in self.links:
+            return self.links[session]
+        if self.phone is None:
+            return None
+        rec = self.records.get(session)
+        if rec is None or not rec.get("phone_ref"):
+            return None
+        return self.phone.link(session, rec["sale_ts"])
+
+    def _ask(self, rec: dict, qid: str, now: float, link: str | None = None) -> str | None:
+        """Publish the question; returns None, or why it could not be sent.
+        With `link`, the thank-you screen offers the phone survey's QR (in
+        place of the question's own)."""
         fields = self.catalogue.question_fields(qid, rec["lang"])
         msg = protocol.envelope("question", protocol.new_id(), int(now), self.store,
                                 rec["panel"])
         msg.update(fields)
         msg["session"] = rec["id"]
+        if link:
+            phone = self.catalogue.phone
+            msg["qr"] = {"url": link, "text": phone["qr_text"][rec["lang"]], "to": phone["to"]}
+        try:
+            payload = protocol.encode(msg)
+        except protocol.ProtocolError as e:
+            if not link:
+                raise
+            # A question at the size limit: asked without the link.
+            self.limit("phone_qr", logging.WARNING, "question %s is too long to carry the "
+                       "phone survey's link (%s); asked without it", qid, e.message)
+            msg["qr"] = fields.get("qr")
+            if msg["qr"] is None:
+                del msg["qr"]
+            payload = protocol.encode(msg)
         info = self.mqtt.client.publish(protocol.panel_topic(self.store, rec["panel"], "question"),
-                                        protocol.encode(msg), qos=1)
+                                        payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.counters["question_publish_failed"] += 1
             return BROKER_DOWN

@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -31,6 +32,7 @@ from .panel_config import PanelConfig
 from ..forward.alerts import DEST as ALERTS_OUTBOX, SilentPanelWatch
 from ..forward.config import Forwarding
 from ..forward.forwarder import Forwarder
+from .phone import PhoneLinks
 from ..loglimit import LogLimiter
 from ..ratelimit import Buckets
 from ..mqtt_loop import MqttLoop, StreamClient
@@ -91,12 +93,20 @@ class StoreHost:
         if cfg.probe_enabled:
             self.probe = ProbeClient(cfg.store, self.records, self.counters,
                                      cfg.probe_deadline_ms, self.limit, self._publish_qos0)
+        # The phone survey's links need the chain's central service: it
+        # serves the page and gives the key (docs/phone-survey.md).
+        self.phone = None
+        if any(d.type == "central" for d in fwd.destinations):
+            self.phone = PhoneLinks(Path(cfg.database).parent, self.catalogue, self.records,
+                                    self.counters)
         self.concentrator = Concentrator(cfg, self.catalogue, self.records, self.mqtt,
-                                         self.fleet, self.counters, self.limit, self.probe)
+                                         self.fleet, self.counters, self.limit, self.probe,
+                                         self.phone)
         self.forwarder = None
         if fwd.destinations or fwd.cloud or fwd.retention_days or cfg.alerts:
             self.forwarder = Forwarder(cfg.database, fwd, cfg.store, cfg.tz, self.counters,
-                                       alerts=cfg.alerts, health=self.health_summary)
+                                       alerts=cfg.alerts, health=self.health_summary,
+                                       phone=self.phone)
         self.adverts = None
         if cfg.adverts_folder:
             library = AdvertLibrary(cfg.adverts_folder, cfg.adverts_cache, self.counters)

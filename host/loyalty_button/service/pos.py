@@ -175,8 +175,12 @@ def http_app(conc, status, adverts=None) -> web.Application:
                     f"{STORE_WAIT_S} s (the host's disk is full or failing); retry "
                     "later: the retry is answered once it is stored"), body)
         conc.counters["http_" + status] += 1
-        return web.json_response({"status": status, "session": session},
-                                 status=202 if status == "accepted" else 200)
+        reply = {"status": status, "session": session}
+        # The phone survey's link, for the till to print on the receipt.
+        link = conc.survey_url(session)
+        if link:
+            reply["survey_url"] = link
+        return web.json_response(reply, status=202 if status == "accepted" else 200)
 
     readers = [t for t in (conc.cfg.read_token, token) if t]
 

@@ -26,7 +26,7 @@ from . import rollup
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,8 +73,14 @@ CREATE TABLE IF NOT EXISTS records (
     gender      TEXT,
     probe_age_ms INTEGER,           -- estimate's distance in time from the sale
     advert      TEXT,               -- the advert on screen when asked (schema 3)
-    burst       INTEGER             -- presses in a burst the panel flagged (schema 4)
+    burst       INTEGER,            -- presses in a burst the panel flagged (schema 4)
+    -- The shopper's phone survey (schema 8; docs/phone-survey.md): the
+    -- receipt reference in its link, and the answer the central service
+    -- took (JSON {response, at_ms, lang, answers, nps, csat, comment}).
+    phone_ref   TEXT,
+    phone       TEXT
 );
+CREATE INDEX IF NOT EXISTS records_phone_ref ON records (phone_ref) WHERE phone_ref IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_loyalty ON records (loyalty_id, asked_ms);
 CREATE INDEX IF NOT EXISTS records_received ON records (received_ms);
 -- Start-up picks up the open transactions without reading the table (schema 5).
@@ -112,7 +118,7 @@ RECORD_FIELDS = ("id", "store", "till", "receipt", "panel", "loyalty_id", "cashi
                  "received_ms", "rule", "qid", "kind", "asked_ms", "state", "outcome",
                  "reason", "value", "reasons", "answer_ms", "shown_ms", "answer_id", "late",
                  "closed_ms", "updated_ms", "probe", "emotion", "emotions", "c_value",
-                 "age_band", "gender", "probe_age_ms", "advert", "burst")
+                 "age_band", "gender", "probe_age_ms", "advert", "burst", "phone_ref", "phone")
 CLOSE_FIELDS = ("outcome", "reason", "value", "reasons", "answer_ms", "shown_ms",
                 "answer_id", "late", "closed_ms", "advert", "burst")
 MAX_REJECTS = 10000
@@ -135,8 +141,10 @@ _MIGRATIONS = {2: [f"ALTER TABLE records ADD COLUMN {c}" for c in
                    ("probe TEXT", "emotion TEXT", "emotions TEXT", "c_value INTEGER",
                     "age_band TEXT", "gender TEXT", "probe_age_ms INTEGER")],
                3: ["ALTER TABLE records ADD COLUMN advert TEXT"],
-               4: ["ALTER TABLE records ADD COLUMN burst INTEGER"]}
-_JSON_FIELDS = ("extras", "reasons", "emotions")
+               4: ["ALTER TABLE records ADD COLUMN burst INTEGER"],
+               8: ["ALTER TABLE records ADD COLUMN phone_ref TEXT",
+                   "ALTER TABLE records ADD COLUMN phone TEXT"]}
+_JSON_FIELDS = ("extras", "reasons", "emotions", "phone")
 _PROBE = (f"UPDATE records SET {', '.join(f + ' = ?' for f in PROBE_FIELDS)}, "
           f"updated_ms = ? WHERE id = ?")
 # A (re-)closed record goes (back) into every destination's outbox: a late
@@ -144,6 +152,17 @@ _PROBE = (f"UPDATE records SET {', '.join(f + ' = ?' for f in PROBE_FIELDS)}, "
 _ENQUEUE = ("INSERT INTO outbox (dest, record_id, state, attempts, next_ms, queued_ms) "
             "VALUES (?, ?, 'pending', 0, ?, ?) ON CONFLICT(dest, record_id) DO UPDATE SET "
             "state = 'pending', attempts = 0, next_ms = excluded.next_ms, last_error = NULL")
+# A phone answer (or its deletion) joins the record whose link it came by;
+# a closed record goes to the destinations again, the cursor of what the
+# central service sent is kept in the same transaction.
+_PHONE = "UPDATE records SET phone = ?, updated_ms = ? WHERE phone_ref = ?"
+_PHONE_ENQUEUE = ("INSERT INTO outbox (dest, record_id, state, attempts, next_ms, queued_ms) "
+                  "SELECT ?, id, 'pending', 0, ?, ? FROM records WHERE phone_ref = ? AND "
+                  "state = 'closed' ON CONFLICT(dest, record_id) DO UPDATE SET "
+                  "state = 'pending', attempts = 0, next_ms = excluded.next_ms, "
+                  "last_error = NULL")
+PHONE_CURSOR = "phone_cursor"
+_CURSOR = "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 _REJECT = "INSERT INTO rejects (at_ms, source, code, detail, raw) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -298,6 +317,22 @@ class RecordStore:
         params = tuple(_encode(fields.get(f)) if f in _JSON_FIELDS else fields.get(f)
                        for f in PROBE_FIELDS)
         self._put(_PROBE, params + (now_ms(), record_id), False)
+
+    def set_phones(self, changes: list[tuple[str, dict | None]], cursor: int) -> None:
+        """Phone answers from the central service: [(receipt ref, answer or
+        None for a deletion)], and the cursor to ask from next time, in one
+        transaction (any thread)."""
+        now = now_ms()
+        steps = []
+        for ref, answer in changes:
+            steps.append((_PHONE, (_encode(answer), now, ref)))
+            steps += [(_PHONE_ENQUEUE, (d, now, now, ref)) for d in self.destinations]
+        steps.append((_CURSOR, (PHONE_CURSOR, str(cursor))))
+        self._put(steps, (), False)
+
+    def meta(self, key: str) -> str | None:
+        rows = self.reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
+        return rows[0][0] if rows else None
 
     def reject(self, source: str, code: str, detail: str, raw: bytes | None = None,
                wait: bool = False):

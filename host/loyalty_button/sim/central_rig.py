@@ -19,8 +19,10 @@ from .broker import free_port
 
 
 class CentralRig:
-    def __init__(self, root: Path, dsn: str, tls: bool = True, settings: dict | None = None):
-        """settings: more of central.yaml, e.g. {"ingest": {"at_once": 2}}."""
+    def __init__(self, root: Path, dsn: str, tls: bool = True, settings: dict | None = None,
+                 phone: bool = False):
+        """settings: more of central.yaml, e.g. {"ingest": {"at_once": 2}};
+        phone: serve the shoppers' phone survey at this rig's address."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.dsn = dsn
@@ -36,6 +38,12 @@ class CentralRig:
             doc["listen"].update(tls_cert=str(tls_dir / "server.crt"),
                                  tls_key=str(tls_dir / "server.key"))
             self.ca = tls_dir / "ca.crt"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        if phone:
+            secret = self.root / "phone.key"
+            secret.write_bytes(os.urandom(32))
+            os.chmod(secret, 0o600)
+            doc["phone"] = {"base_url": self.url, "secret_file": str(secret)}
         for key, value in (settings or {}).items():
             if isinstance(value, dict):
                 doc.setdefault(key, {}).update(value)
@@ -44,7 +52,6 @@ class CentralRig:
         self.config = self.root / "central.yaml"
         self.config.write_text(yaml.safe_dump(doc))
         os.chmod(self.config, 0o600)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         run = subprocess.run([sys.executable, "-m", "loyalty_button.cli", "central", "--config",
