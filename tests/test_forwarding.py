@@ -622,13 +622,14 @@ def test_the_central_database_keeps_totals_by_the_store_reports_rules(pg):
                 conn.execute(sql)
         conn.execute("CREATE TABLE lb_meta (key text PRIMARY KEY, value text NOT NULL)")
         conn.execute("INSERT INTO lb_meta VALUES ('schema', '2')")
-        # Schema 2's columns: all but the last, utc_offset_s (schema 4).
-        assert postgres.COLUMNS[-1] == "utc_offset_s"
-        cols = postgres.COLUMNS[:-1]
+        # Schema 2's columns: all but utc_offset_s (schema 4) and the
+        # phone survey's two (schema 5), the last three.
+        assert postgres.COLUMNS[-3:] == ("utc_offset_s", "phone_ref", "phone")
+        cols = postgres.COLUMNS[:-3]
         with conn.cursor() as cur:
             cur.executemany(f"INSERT INTO lb_records ({', '.join(cols)}) VALUES "
                             f"({', '.join('%s' for _ in cols)})",
-                            [postgres._row(record_payload(r, False, KEY))[:-1] for r in recs])
+                            [postgres._row(record_payload(r, False, KEY))[:-3] for r in recs])
     with psycopg.connect(old, autocommit=True) as conn:
         assert postgres.migrate(conn) == 2
     _central_agrees_with_the_store(old, recs)

@@ -90,6 +90,15 @@ def _decode(path: Path) -> list:
     return zxingcpp.read_barcodes(Image.open(path).convert("L"))
 
 
+def _store_phone(h) -> dict:
+    from loyalty_button.service import records, reports
+    conn = records.connect(h.cfg.database, readonly=True)
+    try:
+        return reports.phone(conn)
+    finally:
+        conn.close()
+
+
 def _central_phone(dsn: str, record_id: str):
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT phone FROM lb_records WHERE id = %s", (record_id,)).fetchone()
@@ -185,6 +194,11 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
             if (_central_phone(dsn, f"{STORE}-P-1")[0] or {}) != "missing"
             and _central_phone(dsn, f"{STORE}-P-1")[0] else None))
         assert phone["answers"] == want and totals == (1, 1)
+        # The store's dashboard (/api/phone) reads this.
+        shown = _store_phone(h)
+        assert (shown["links"], shown["answers"], shown["nps"]["nps"]) == (1, 1, 100.0)
+        assert shown["comments"][0]["text"] == comment
+        assert shown["comments"][0]["response"] == response
         sent = _until("the webhook's copy with the phone answer", lambda: (
             hook.entries.get(f"{STORE}-P-1") or {}).get("phone"))
         assert sent["answers"] == want  # the comment as text, as the shopper typed it
@@ -229,6 +243,7 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         _until("the webhook's copy without it", lambda: "phone" in (
             hook.entries.get(f"{STORE}-P-1") or {}) and hook.entries[f"{STORE}-P-1"]["phone"]
             is None)
+        assert _store_phone(h)["answers"] == 0
         with pytest.raises(RuntimeError, match="deleted"):
             rig.cli("phone", "delete", response, "--by", "support")
         # The link stays used: a deleted answer is not answered again.

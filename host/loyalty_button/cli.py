@@ -69,9 +69,12 @@ def _bench(args) -> int:
     def bench_central(out):
         from .bench import central as bench
         return bench.run(out)
+    def bench_phone(out):
+        from .bench import phone as bench
+        return bench.run(out)
     benches = {"store": bench_store.run, "heap": bench_heap.run, "probe": bench_probe,
                "reports": bench_reports.run, "installer": bench_installer, "ota": bench_ota,
-               "central": bench_central}
+               "central": bench_central, "phone": bench_phone}
     for name in args.names:
         if name not in benches:
             print(f"unknown benchmark {name!r}; known: {', '.join(benches)}", file=sys.stderr)

@@ -17,6 +17,7 @@ import logging
 import secrets
 import time
 import unicodedata
+from collections import OrderedDict
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -30,6 +31,7 @@ MAX_COMMENT = 1000
 _RESPONSE_CHARS = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud, typed
 _STORE_CACHE_S = 30.0
 _STORE_CACHE_MAX = 10_000
+_ANSWERED_MAX = 100_000
 
 WORDS = {
     "en": {"title": "A few questions", "intro": "About your purchase today. It takes a minute.",
@@ -341,8 +343,20 @@ def routes(cfg, pool, count) -> list:
                                     max(3.0, cfg.phone_per_address_per_min / 4), 16384)
     per_store = ratelimit.Buckets(cfg.phone_per_store_per_s,
                                   max(5.0, 5 * cfg.phone_per_store_per_s))
+    # One link is opened by one shopper a few times (the page, a reload, the
+    # other language, the answer): more is someone replaying it.
+    per_link = ratelimit.Buckets(10 / 60, 10, 16384)
     at_once = asyncio.Semaphore(cfg.phone_at_once)
     stores: dict[int, tuple[float, tuple | None]] = {}
+    # Links answered already, as this worker learnt: a replayed link is
+    # told so without the database (and without the store's budget).
+    answered: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def known_answered(key: tuple[str, str]) -> None:
+        answered[key] = None
+        answered.move_to_end(key)
+        while len(answered) > _ANSWERED_MAX:
+            answered.popitem(last=False)
 
     def respond(text: str, status: int = 200, retry_after: int | None = None):
         headers = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer",
@@ -408,6 +422,13 @@ def routes(cfg, pool, count) -> list:
         except phone_link.BadToken as e:
             count("phone_" + e.code)
             return respond(message_page(lang, e.code), 404 if e.code == "forged" else 410)
+        ref = phone_link.ref_text(fields["ref"])
+        if not per_link.take(f"{store}/{ref}"):
+            count("phone_rate_limited")
+            return respond(message_page(lang, "busy"), 429, 60)
+        if (store, ref) in answered:
+            count("phone_used")
+            return respond(message_page(lang, "used"), 409)
         if not per_store.take(store):
             count("phone_rate_limited")
             return respond(message_page(lang, "busy"), 429, 10)
@@ -415,7 +436,6 @@ def routes(cfg, pool, count) -> list:
             count("phone_no_survey")
             return respond(message_page(lang, "away"), 503, 300)
         lang = pick_lang(accept, survey["languages"], survey.get("default_lang", "ru"), asked)
-        ref = phone_link.ref_text(fields["ref"])
         action = request.path
         others = [x for x in survey["languages"] if x in WORDS and x != lang]
         other = others[0] if others else None
@@ -423,6 +443,7 @@ def routes(cfg, pool, count) -> list:
             cur = await conn.execute("SELECT 1 FROM lb_phone_answers WHERE store = %s AND "
                                      "ref = %s", (store, ref))
             if await cur.fetchone():
+                known_answered((store, ref))
                 count("phone_used")
                 return respond(message_page(lang, "used"), 409)
             if request.method == "GET":
@@ -457,6 +478,7 @@ def routes(cfg, pool, count) -> list:
                         "(%s, %s, %s, %s, %s::jsonb) ON CONFLICT (store, ref) DO NOTHING "
                         "RETURNING response", (store, ref, response, lang, json.dumps(doc)))
                     if await cur.fetchone() is None:
+                        known_answered((store, ref))
                         count("phone_used")
                         return respond(message_page(lang, "used"), 409)
                     # The receipt's record, if it is here already (else its
@@ -467,6 +489,7 @@ def routes(cfg, pool, count) -> list:
                 break
             except psycopg.errors.UniqueViolation:
                 continue
+        known_answered((store, ref))
         count("phone_answers")
         log.info("phone answer %s for store %s", response, store)
         return respond(thanks_page(lang, response, survey.get("review")))

@@ -285,6 +285,9 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     async def api_answers(request):
         return web.json_response(await report("answers", reports.answers))
 
+    async def api_phone(request):
+        return web.json_response(await report("phone", reports.phone))
+
     def _by(request) -> str:
         by = request.query.get("by", "till")
         if by not in reports.BREAKDOWNS:
@@ -452,7 +455,7 @@ def make_app(cfg, status=lambda: {}, jobs: ReportJobs | None = None) -> web.Appl
     app.add_routes([web.get("/login", login_page), web.post("/login", login),
                     web.get("/logout", logout), web.get("/", index),
                     web.get("/api/summary", api_summary), web.get("/api/breakdown", api_breakdown),
-                    web.get("/api/answers", api_answers),
+                    web.get("/api/answers", api_answers), web.get("/api/phone", api_phone),
                     web.get("/api/status", api_status), web.post("/api/resend", api_resend),
                     web.get("/export/records.csv", export_records),
                     web.post("/backup", make_backup),

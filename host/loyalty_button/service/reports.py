@@ -133,6 +133,22 @@ def answers(conn: sqlite3.Connection) -> dict[str, dict]:
     return out
 
 
+def phone(conn: sqlite3.Connection, latest: int = 20) -> dict:
+    """The phone survey (docs/phone-survey.md): links given, answers taken,
+    the phone's NPS, and the latest comments (text, as the shopper typed
+    it: the page shows it as text, never as HTML)."""
+    links = conn.execute("SELECT COUNT(*) FROM records WHERE phone_ref IS NOT NULL").fetchone()[0]
+    rows = conn.execute(
+        "SELECT till, json_extract(phone, '$.nps'), json_extract(phone, '$.comment'), "
+        "json_extract(phone, '$.response'), json_extract(phone, '$.at_ms') FROM records "
+        "WHERE phone_ref IS NOT NULL AND phone IS NOT NULL AND json_valid(phone) "
+        "ORDER BY 5 DESC").fetchall()
+    scores = [s for _, s, _, _, _ in rows if isinstance(s, int) and 0 <= s <= 10]
+    comments = [{"till": till, "nps": s, "text": text, "response": resp, "at_ms": at}
+                for till, s, text, resp, at in rows if isinstance(text, str)][:latest]
+    return {"links": links, "answers": len(rows), "nps": nps(scores), "comments": comments}
+
+
 def _shares(values: dict[str, int]) -> dict:
     n = sum(values.values())
     rows = []

@@ -256,6 +256,31 @@ async function answers() {
   if (!box.children.length) box.textContent = t("no_choice_answers");
 }
 
+// The phone survey: how many links were answered, the phone's NPS, and
+// the latest comments, as text (a shopper's words are never markup).
+async function phoneSurvey() {
+  const d = await api("/api/phone");
+  $("phone").hidden = !d.links;
+  if (!d.links) return;
+  const pct = Math.round(1000 * d.answers / d.links) / 10;
+  $("phone-figs").textContent = t("phone_figs", {answers: d.answers, links: d.links, pct,
+                                                 nps: npsText(d.nps)});
+  const box = $("phone-comments");
+  box.textContent = "";
+  for (const c of d.comments) {
+    const q = document.createElement("blockquote");
+    q.className = "comment";
+    const p = document.createElement("p");
+    p.textContent = c.text;
+    const by = document.createElement("p");
+    by.className = "sub";
+    by.textContent = t("phone_comment", {till: c.till, response: c.response,
+                                         when: new Date(c.at_ms).toLocaleString()});
+    q.append(p, by);
+    box.appendChild(q);
+  }
+}
+
 // Answers per hour of the week (rows Monday..Sunday, columns 0-23), shaded
 // by count; hours with fewer than MIN_N answers stay grey.
 async function weekHours() {
@@ -425,7 +450,7 @@ async function refresh() {
 
 async function everything() {
   await refresh();
-  await Promise.all([breakdown(currentBy), trend(currentTrend), weekHours(), answers()]);
+  await Promise.all([breakdown(currentBy), trend(currentTrend), weekHours(), answers(), phoneSurvey()]);
 }
 
 // The trend is drawn at its box's width: again when that changes (a phone
