@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from conftest import STORE, TEST_CATALOGUE, Host, page_shot, receipt_doc
-from test_central import _database, central, pg  # noqa: F401 (fixtures)
+from test_central import Session, _database, central, pg  # noqa: F401 (fixtures)
 from fake_vendors import WebhookReceiver
 from test_forwarding import KEY, SECRET
 
@@ -194,6 +194,10 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
             if (_central_phone(dsn, f"{STORE}-P-1")[0] or {}) != "missing"
             and _central_phone(dsn, f"{STORE}-P-1")[0] else None))
         assert phone["answers"] == want and totals == (1, 1)
+        # The chain dashboard's store view counts it for the period.
+        status, detail = Session(rig, "boss", "boss-password").get(f"/api/store/{STORE}")
+        assert status == 200 and detail["phone"]["answers"] == 1
+        assert detail["phone"]["nps"]["promoters"] == 1
         # The store's dashboard (/api/phone) reads this.
         shown = _store_phone(h)
         assert (shown["links"], shown["answers"], shown["nps"]["nps"]) == (1, 1, 100.0)
@@ -252,3 +256,166 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
     finally:
         h.stop()
         hook.stop()
+
+
+# --- the parts on their own ----------------------------------------------------------
+
+def test_a_link_is_refused_when_changed_expired_or_of_another_key():
+    key, other = b"k" * 32, b"o" * 32
+    now = time.time()
+    token = phone_link.make(key, 4711, "s1-R-1", now + 3600)
+    fields = phone_link.parse(token)
+    assert fields["store_number"] == 4711
+    assert fields["ref"] == phone_link.receipt_ref("s1-R-1")
+    phone_link.verify(fields, key, now)
+    with pytest.raises(phone_link.BadToken, match="forged"):
+        phone_link.verify(fields, other, now)
+    # Every single character changed, anywhere, is refused.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    for i in range(len(token)):
+        for c in alphabet:
+            if c == token[i]:
+                continue
+            changed = token[:i] + c + token[i + 1:]
+            with pytest.raises(phone_link.BadToken, match="forged"):
+                phone_link.verify(phone_link.parse(changed), key, now)
+    # Expiry: rounded up to the hour, with a leeway of 15 minutes after it.
+    assert fields["expires_at"] >= now + 3600
+    phone_link.verify(fields, key, fields["expires_at"] + phone_link.LEEWAY_S)
+    with pytest.raises(phone_link.BadToken, match="expired"):
+        phone_link.verify(fields, key, fields["expires_at"] + phone_link.LEEWAY_S + 1)
+    # A forgery is never told "expired" (the signature is checked first).
+    old = phone_link.parse(phone_link.make(key, 4711, "s1-R-2", now - 86400))
+    with pytest.raises(phone_link.BadToken, match="forged"):
+        phone_link.verify(old, other, now)
+    for bad in ("", "A" * 33, token + "A", token[:-1] + "1", "é" * 34):
+        with pytest.raises(phone_link.BadToken):
+            phone_link.parse(bad)
+    # The lower-case link is the same link (a hand-typed URL).
+    assert phone_link.parse(token.lower()) == fields
+
+
+def test_the_whole_link_fits_a_version_4_qr_at_level_m():
+    import segno
+    url = phone_link.url("https://lb.chain.example", phone_link.make(b"k" * 32, 2 ** 24 - 1,
+                                                                     "x" * 64, time.time()))
+    assert len(url) == 61 and phone_link.fits_v4m(url) == {"alphanumeric": True, "bytes": True}
+    assert segno.make(url, error="m", boost_error=False).version <= 4  # alphanumeric
+    assert segno.make(url, error="m", mode="byte", boost_error=False).version == 4  # LVGL's
+    longer = phone_link.url("https://survey.shop-chain.example", phone_link.make(
+        b"k" * 32, 1, "x", time.time()))
+    assert phone_link.fits_v4m(longer) == {"alphanumeric": True, "bytes": False}
+    assert segno.make(longer, error="m", boost_error=False).version <= 4
+    assert segno.make(longer, error="m", mode="byte", boost_error=False).version == 5
+
+
+PHONE = {"ask": ["phone-nps"], "after": ["nps"]}
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"ask": []}, "phone_survey.ask: list 1-3"),
+    ({"ask": ["a", "b", "c", "d"]}, "phone_survey.ask: list 1-3"),
+    ({"ask": ["nope"]}, "phone_survey.ask: names no question in questions: 'nope'"),
+    ({"ask": ["yn"]}, "'yn' is a yesno question; the phone asks nps, csat, choice, comment"),
+    ({"ask": ["phone-nps", "phone-nps"]}, "names a question twice"),
+    ({"after": ["why-text"]}, "phone_survey.after: names no panel question: 'why-text'"),
+    ({"to": "happy"}, "phone_survey.to: must be one of all, unhappy"),
+    ({"expiry_h": 0}, "phone_survey.expiry_h"),
+    ({"review": {"site": "2gis", "place": "1", "to": "unhappy"}}, "review sites forbid"),
+    ({"colour": "red"}, "colour"),
+])
+def test_a_phone_survey_that_cannot_work_is_refused_with_where_and_why(change, says):
+    from loyalty_button.service import catalogue as cat
+    doc = copy.deepcopy(TEST_CATALOGUE)
+    doc["questions"]["phone-nps"] = {"kind": "nps", "text": {"en": "Recommend?", "ru": "Да?"}}
+    doc["questions"]["yn"] = {"kind": "yesno", "text": {"en": "Y?", "ru": "Д?"}}
+    doc["questions"]["why-text"] = {"kind": "comment", "text": {"en": "Why?", "ru": "Почему?"}}
+    doc["phone_survey"] = {**PHONE, **change}
+    with pytest.raises(cat.CatalogueError) as e:
+        cat.parse(json.dumps(doc))
+    assert says in str(e.value)
+
+
+def test_a_comment_is_asked_on_the_phone_only():
+    from loyalty_button.service import catalogue as cat
+    doc = copy.deepcopy(TEST_CATALOGUE)
+    doc["questions"]["why-text"] = {"kind": "comment", "text": {"en": "Why?", "ru": "Почему?"}}
+    doc["rules"].insert(0, {"name": "text", "ask": "why-text"})
+    with pytest.raises(cat.CatalogueError, match="rules\\[0\\].ask: names no question"):
+        cat.parse(json.dumps(doc))
+    doc = copy.deepcopy(CATALOGUE)
+    c = cat.parse(json.dumps(doc))
+    survey = c.phone_survey()
+    assert [q["kind"] for q in survey["questions"]] == ["nps", "choice", "comment"]
+    assert survey["questions"][1]["options"][0]["text"] == {"en": "Yes, everything",
+                                                            "ru": "Да, всё"}
+    assert c.phone_after("csat") and not c.phone_after("nps")
+    assert ("phone-comment", "en") not in c.questions  # never sent to a panel
+
+
+def test_the_form_takes_only_what_its_page_offers_and_shows_words_as_text():
+    from loyalty_button.central import phone
+    survey = CATALOGUE_SURVEY()
+    form = lambda **kv: {k: [v] for k, v in kv.items()}  # noqa: E731
+    doc = phone.read_answers(survey, form(q0="10", q1="all", q2=" <script>x</script>\x00\r\n"),
+                             "en")
+    assert doc["answers"] == {"phone-nps": 10, "phone-found": "all",
+                              "phone-comment": "<script>x</script>"}
+    assert doc["nps"] == 10 and doc["comment"] == "<script>x</script>"
+    for bad in (form(q0="11"), form(q0="-1"), form(q0="9.5"), form(q1="other")):
+        with pytest.raises(ValueError):
+            phone.read_answers(survey, bad, "en")
+    with pytest.raises(phone.FormError, match="at least one"):
+        phone.read_answers(survey, form(q2="   "), "en")
+    with pytest.raises(phone.FormError, match="1000"):
+        phone.read_answers(survey, form(q2="x" * 1001), "ru" if False else "en")
+    # Re-shown with what the shopper typed, as text.
+    page = phone.form_page(survey, "en", "/S/X", {"q2": "<b>hi</b>"}, "too long")
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi</b>" not in page
+    assert phone.pick_lang("de-DE,de;q=0.9,ru;q=0.8,en;q=0.7", ["ru", "en"], "en") == "ru"
+    assert phone.pick_lang("fr", ["ru", "en"], "en") == "en"
+    assert phone.pick_lang("ru", ["ru", "en"], "en", "en") == "en"
+
+
+def CATALOGUE_SURVEY() -> dict:
+    from loyalty_button.service import catalogue as cat
+    return cat.parse(json.dumps(CATALOGUE)).phone_survey()
+
+
+def test_what_the_central_service_sends_the_store_is_checked_and_nothing_is_lost(tmp_path):
+    """A reply item without seq or ref, or an answer that is not an object,
+    is counted and logged and skipped; the good ones are merged."""
+    from collections import Counter
+    from loyalty_button.service import catalogue as cat
+    from loyalty_button.service.phone import PhoneLinks
+    from loyalty_button.service.records import RecordStore, open_records
+    store = RecordStore(tmp_path / "r.db", ["hook"])
+    at = int(time.time())
+    ref = phone_link.ref_text(phone_link.receipt_ref(f"{STORE}-R1"))
+    store.insert({"id": f"{STORE}-R1", "store": STORE, "till": "1", "receipt": "R1",
+                  "source": "http", "sale_ts": at, "received_ms": at * 1000, "state": "closed",
+                  "outcome": "not_asked", "phone_ref": ref})
+    store.flush()
+
+    class File:
+        current = cat.parse(json.dumps(CATALOGUE))
+    counters = Counter()
+    links = PhoneLinks(tmp_path, File, store, counters)
+    assert links.link(f"{STORE}-R1", at) is None and counters["phone_link_unavailable"] == 1
+    links.on_reply({"grant": {"number": 7, "key": "not base64!", "base": "https://x"}})
+    assert links.grant is None
+    links.on_reply({"grant": {"number": 7, "key": "a2V5a2V5a2V5a2V5a2V5a2V5", "base":
+                              "HTTPS://LB.EXAMPLE"},
+                    "answers": [{"ref": ref}, {"seq": 3, "ref": ref, "answer": "nine"},
+                                {"seq": 4, "ref": ref, "answer": {"answers": {"q": 9}}}]})
+    store.flush()
+    assert counters["phone_bad_item"] == 2 and counters["phone_answers"] == 1
+    assert links.cursor == 4 and (tmp_path / "phone-link.json").stat().st_mode & 0o777 == 0o600
+    assert open_records(tmp_path / "r.db")[0]["phone"] == {"answers": {"q": 9}}
+    link = links.link(f"{STORE}-R1", at)
+    assert link.startswith("HTTPS://LB.EXAMPLE/S/")
+    # A restart keeps the grant and the cursor.
+    again = PhoneLinks(tmp_path, File, store, Counter())
+    assert again.grant == links.grant and again.cursor == 4
+    assert again.link(f"{STORE}-R1", at) == link
+    store.stop()

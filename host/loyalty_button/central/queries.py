@@ -179,6 +179,18 @@ async def summary(conn, user: str, period, region=None, store=None) -> dict:
     return out
 
 
+async def phone(conn, user: str, period, region=None, store=None) -> dict:
+    """The shoppers' phone survey for a period (docs/phone-survey.md): how
+    many answered, and the phone's NPS with its interval."""
+    args = {"user": user}
+    sql = ("SELECT COALESCE(SUM(t.phone_n), 0), COALESCE(SUM(t.phone_promoters), 0), "
+           "COALESCE(SUM(t.phone_passives), 0), COALESCE(SUM(t.phone_detractors), 0) "
+           "FROM lb_totals AS t" + _where(args, period, region, store, "all"))
+    cur = await conn.execute(sql, args)
+    n, pro, pas, det = (int(v) for v in await cur.fetchone())
+    return {"answers": n, "nps": reports.nps_counts(pro, pas, det)}
+
+
 async def store_detail(conn, user: str, store: str, period) -> dict | None:
     """One store for a period: its summary, tills, cashiers, questions,
     reasons and trend; None when the user may not see it (or it is not)."""
@@ -193,6 +205,7 @@ async def store_detail(conn, user: str, store: str, period) -> dict | None:
             "cashiers": await breakdown(conn, user, store, "cashier", period),
             "questions": await breakdown(conn, user, store, "question", period),
             "reasons": await reasons(conn, user, period, store=store),
+            "phone": await phone(conn, user, period, store=store),
             "trend": await trend(conn, user, period, store=store)}
 
 

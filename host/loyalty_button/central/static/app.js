@@ -139,7 +139,9 @@ async function openStore(store) {
   $("store-box").hidden = false;
   $("store-title").textContent = `${storeData.name} (${storeData.store})`;
   const n = storeData.summary.nps;
-  $("store-summary").textContent = t("store_summary", {nps: fmt(n.nps), low: fmt(n.ci95_low), high: fmt(n.ci95_high), n: n.n, rate: storeData.summary.response.rate_pct ?? "–"});
+  const phone = storeData.phone;
+  $("store-summary").textContent = t("store_summary", {nps: fmt(n.nps), low: fmt(n.ci95_low), high: fmt(n.ci95_high), n: n.n, rate: storeData.summary.response.rate_pct ?? "–"})
+    + (phone && phone.answers ? t("store_phone", {n: phone.answers, nps: fmt(phone.nps.nps)}) : "");
   storeTable();
   drawTrend($("store-trend"), storeData.trend);
   for (const tr of $("league").querySelectorAll("tbody tr")) tr.classList.toggle("on", tr.dataset.store === store);
