@@ -11,7 +11,7 @@ from loyalty_button.fuzz.targets import Target
 PARSERS = {"pos_datagram", "pos_http_body", "panel_message", "probe_message", "catalogue",
            "playlist", "settings_host", "settings_probe", "settings_panel",
            "panel_message_upy", "mqtt_reader_upy", "setup_form", "ota_manifest",
-           "restore_schema", "central_batch"}
+           "restore_schema", "central_batch", "phone_form"}
 # A database file a case (~20 ms): fewer of them here; tools/fuzz runs 100k.
 SLOW = {"restore_schema": 300}
 

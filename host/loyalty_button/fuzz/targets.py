@@ -329,7 +329,7 @@ def _central_batch_target() -> Target:
              **{c: "integer" for c in ("items", "answer_ms", "burst", "c_value",
                                        "utc_offset_s")},
              **{c: "bigint" for c in ("sale_ts", "asked_ms", "closed_ms")},
-             **{c: "jsonb" for c in ("value", "reasons", "emotions", "extras")}}
+             **{c: "jsonb" for c in ("value", "reasons", "emotions", "extras", "phone")}}
     cols = {c: types.get(c, "text") for c in COLUMNS}
     rec = {"id": "s1-R-1", "store": STORE, "till": "1", "receipt": "R-1", "panel": "till-1",
            "loyalty_id": "p-0123", "member": True, "cashier": "Попова М.", "total": 1234.5,
@@ -358,9 +358,58 @@ def _central_batch_target() -> Target:
     return Target("central_batch", make, run, (ingest.BatchError,))
 
 
+def _phone_form_target() -> Target:
+    """A shopper's phone survey link and form as anyone on the internet may
+    send them (docs/phone-survey.md): the link is refused only as BadToken,
+    the form only as FormError/ValueError; what is taken are scores in
+    range, offered options and comments of at most MAX_COMMENT characters
+    without control characters, and the page shown again encodes."""
+    import unicodedata
+    from urllib.parse import parse_qs
+    from .. import phone_link
+    from ..central import phone
+    survey = {"languages": ["ru", "en"], "default_lang": "ru", "questions": [
+        {"qid": "n", "kind": "nps", "text": {"ru": "Н?", "en": "N?"}},
+        {"qid": "c", "kind": "choice", "text": {"ru": "В?", "en": "C?"},
+         "options": [{"id": "a", "text": {"ru": "А", "en": "A"}}]},
+        {"qid": "t", "kind": "comment", "text": {"ru": "Т?", "en": "T?"}}]}
+    key = b"k" * 32
+    token = phone_link.make(key, 12, "s1-R-1", 2_000_000_000)
+    bodies = [b"lang=ru&q0=9&q1=a&q2=hello", b"q0=10", b"q2=" + b"x" * 1000,
+              b"q0=0&q0=1&q2=%00%0D%0A", b"lang=en&q2=%F0%9F%98%80<b>"]
+
+    def make(rng):
+        tok = token if rng.chance(3) else mutate_bytes(rng, token.encode()).decode(
+            "latin-1")
+        return tok, mutate_bytes(rng, rng.pick(bodies), bodies) if rng.chance(2) \
+            else rng.pick(bodies)
+
+    def run(case):
+        tok, body = case
+        try:
+            phone_link.verify(phone_link.parse(tok), key, 1_900_000_000)
+        except phone_link.BadToken:
+            pass
+        form = parse_qs(body[:phone.MAX_FORM].decode("utf-8", "replace"), max_num_fields=20)
+        try:
+            doc = phone.read_answers(survey, form, "ru")
+        except phone.FormError as e:
+            phone.form_page(survey, "ru", "/S/X", {k: v[0] for k, v in form.items()}, str(e)) \
+                .encode("utf-8")
+            raise
+        for qid, value in doc["answers"].items():
+            ok = {"n": lambda v: isinstance(v, int) and 0 <= v <= 10,
+                  "c": lambda v: v == "a",
+                  "t": lambda v: isinstance(v, str) and 0 < len(v) <= phone.MAX_COMMENT and all(
+                      c in "\n\t" or unicodedata.category(c)[0] != "C" for c in v)}[qid]
+            if not ok(value):
+                raise AssertionError(f"taken: {qid}={value!r}")
+    return Target("phone_form", make, run, (phone.FormError, ValueError))
+
+
 def host_targets() -> list[Target]:
     work = Path(tempfile.mkdtemp(prefix="lb-fuzz-"))
     return (_pos_targets() + [_panel_message_target(), _probe_message_target()]
             + _operator_targets(work)
             + [_setup_form_target(), _ota_manifest_target(), _restore_schema_target(work),
-               _central_batch_target()])
+               _central_batch_target(), _phone_form_target()])
