@@ -144,7 +144,7 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         panel.answer(f"{STORE}-P-1", 4)
         thanks = panel.wait_screen("thanks", session=f"{STORE}-P-1")
         assert thanks["qr"] == url
-        png = tmp_path / "cyd-thanks-phone.png"
+        png = DOCS_IMAGES / "cyd-thanks-phone.png"
         _thanks_png(url, "Scan to tell us more", png)
         found = _decode(png)
         assert [r.text for r in found] == [url]
@@ -419,3 +419,24 @@ def test_what_the_central_service_sends_the_store_is_checked_and_nothing_is_lost
     assert again.grant == links.grant and again.cursor == 4
     assert again.link(f"{STORE}-R1", at) == link
     store.stop()
+
+
+@pytest.mark.parametrize("phone, says", [
+    ({"base_url": "https://lb.example.ru/survey", "secret_file": "k"}, "scheme and host only"),
+    ({"base_url": "ftp://lb.example.ru", "secret_file": "k"}, "scheme and host only"),
+    ({"base_url": "https://lb.example.ru"}, "phone.secret_file: give a file of 32+"),
+    ({"base_url": "https://lb.example.ru", "secret_file": "short"}, "fewer than 32"),
+])
+def test_the_central_service_says_what_is_wrong_with_its_phone_settings(tmp_path, phone, says):
+    import os
+    from loyalty_button.central import config as central_config
+    (tmp_path / "k").write_text("x" * 40)
+    (tmp_path / "short").write_text("x" * 20)
+    for name in ("k", "short"):
+        os.chmod(tmp_path / name, 0o600)
+    with pytest.raises(central_config.CentralConfigError) as e:
+        central_config.parse({"database": "postgresql://x/y", "phone": phone}, tmp_path)
+    assert says in str(e.value)
+    ok = central_config.parse({"database": "postgresql://x/y", "phone": {
+        "base_url": "https://lb.example.ru", "secret_file": "k"}}, tmp_path)
+    assert ok.phone_secret == b"x" * 40 and ok.phone_base_url == "https://lb.example.ru"

@@ -132,11 +132,12 @@ def parse(doc, base: Path, source: str = "<config>") -> CentralConfig:
                                          "host only, e.g. https://lb.example.ru (the link "
                                          "is upper case, so no path)")
         if not values.get("phone_secret"):
-            check.fail("phone.secret_file", "give a file of at least 32 random bytes with "
-                                            "phone.base_url (head -c 32 /dev/urandom > FILE)")
+            check.fail("phone.secret_file", "give a file of 32+ random characters with "
+                                            "phone.base_url: head -c 48 /dev/urandom | "
+                                            "base64 > FILE")
     if values.get("phone_secret") is not None and len(values["phone_secret"]) < 32:
-        check.fail("phone.secret_file", "holds fewer than 32 bytes: the stores' link keys "
-                                        "come from it")
+        check.fail("phone.secret_file", "holds fewer than 32 characters: the stores' link "
+                                        "keys come from it (head -c 48 /dev/urandom | base64)")
     if check.problems:
         raise CentralConfigError(check.problems)
     cfg = CentralConfig(**values, source=source)

@@ -6,6 +6,7 @@ started again like a real worker."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ class CentralRig:
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         if phone:
             secret = self.root / "phone.key"
-            secret.write_bytes(os.urandom(32))
+            secret.write_bytes(base64.b64encode(os.urandom(48)))
             os.chmod(secret, 0o600)
             doc["phone"] = {"base_url": self.url, "secret_file": str(secret)}
         for key, value in (settings or {}).items():
