@@ -143,17 +143,22 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         assert h.pos.send_http(receipt_doc("1", "P-1"))[1]["survey_url"] == url
         panel.answer(f"{STORE}-P-1", 4)
         thanks = panel.wait_screen("thanks", session=f"{STORE}-P-1")
-        assert thanks["qr"] == url
+        # The panel's copy: scheme and host in lower case (any firmware's
+        # check takes it), the same link.
+        on_panel = thanks["qr"]
+        assert on_panel.upper() == url and on_panel.startswith(rig.url + "/S/")
         png = DOCS_IMAGES / "cyd-thanks-phone.png"
-        _thanks_png(url, "Scan to tell us more", png)
+        _thanks_png(on_panel, "Scan to tell us more", png)
         found = _decode(png)
-        assert [r.text for r in found] == [url]
+        assert [r.text for r in found] == [on_panel]
         assert found[0].format.name == "QRCode"
+        # The panel's LVGL widget: bytes, level M, version 4.
+        assert (found[0].extra["Version"], found[0].ec_level) == ("4", "M")
         h.wait_record(f"{STORE}-P-1", outcome="answered", value=4)
 
         # --- the page, in Chromium at a phone's size ---
         browser.set_window_size(390, 844)
-        browser.get(url)
+        browser.get(on_panel)  # what the phone's camera opens
         assert browser.find_element("tag name", "h1").text == "A few questions"
         legends = [e.text for e in browser.find_elements("tag name", "legend")]
         assert "0 — not at all, 10 — certainly" in legends[0]

@@ -86,6 +86,15 @@ def url(base: str, token: str) -> str:
     return (base.rstrip("/") + PATH + token).upper()
 
 
+def for_panel(link: str) -> str:
+    """The same link with its scheme and host in lower case, for the
+    panel's QR: the panel's widget encodes bytes, where case costs nothing,
+    and a panel on firmware from before phone links checks the scheme in
+    lower case only."""
+    at = link.find(PATH)
+    return link[:at].lower() + link[at:] if at > 0 else link
+
+
 def parse(token: str) -> dict:
     """The token's fields, unchecked: {format, generation, store_number,
     ref, expires_at, body, mac}. Raises BadToken('forged') for anything

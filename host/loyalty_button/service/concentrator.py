@@ -298,7 +298,8 @@ class Concentrator:
         msg["session"] = rec["id"]
         if link:
             phone = self.catalogue.phone
-            msg["qr"] = {"url": link, "text": phone["qr_text"][rec["lang"]], "to": phone["to"]}
+            msg["qr"] = {"url": phone_link.for_panel(link), "text": phone["qr_text"][rec["lang"]],
+                         "to": phone["to"]}
         try:
             payload = protocol.encode(msg)
         except protocol.ProtocolError as e:
