@@ -90,6 +90,20 @@ def _decode(path: Path) -> list:
     return zxingcpp.read_barcodes(Image.open(path).convert("L"))
 
 
+def _mailed(dsn: str) -> dict:
+    """The headline of the chain admin's e-mail report around today."""
+    import asyncio
+    from datetime import date, timedelta
+    from loyalty_button.central import mail
+
+    async def made():
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            today = date.today()
+            return await mail.content(conn, "boss", (today - timedelta(days=1),
+                                                     today + timedelta(days=1)))
+    return dict(mail.headline(asyncio.run(made()), mail.WORDS["en"]))
+
+
 def _store_phone(h) -> dict:
     from loyalty_button.service import records, reports
     conn = records.connect(h.cfg.database, readonly=True)
@@ -203,6 +217,7 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         status, detail = Session(rig, "boss", "boss-password").get(f"/api/store/{STORE}")
         assert status == 200 and detail["phone"]["answers"] == 1
         assert detail["phone"]["nps"]["promoters"] == 1
+        assert _mailed(dsn)["On the phone"] == "NPS 100.0 (answers: 1)"  # the e-mail report
         # The store's dashboard (/api/phone) reads this.
         shown = _store_phone(h)
         assert (shown["links"], shown["answers"], shown["nps"]["nps"]) == (1, 1, 100.0)

@@ -37,7 +37,8 @@ WORDS = {
            "worst": "Lowest ranked stores", "all": "All stores (attached)",
            "shrink": "Ranked by NPS pulled toward the average for stores with few answers",
            "days": "Days", "day": "Day", "reasons": "Reasons", "reason": "Reason",
-           "group": "Group", "count": "Count", "open": "Open the dashboard"},
+           "group": "Group", "count": "Count", "open": "Open the dashboard",
+           "phone": "On the phone"},
     "ru": {"daily": "Ежедневный отчёт", "weekly": "Еженедельный отчёт", "stores": "магазинов",
            "nps": "NPS", "ci": "95% интервал", "answers": "ответов", "receipts": "чеков",
            "response": "доля ответов", "before": "период до этого", "csat": "CSAT",
@@ -45,7 +46,8 @@ WORDS = {
            "worst": "Магазины внизу рейтинга", "all": "Все магазины (во вложении)",
            "shrink": "Рейтинг: NPS, подтянутый к среднему у магазинов с малым числом ответов",
            "days": "Дни", "day": "День", "reasons": "Причины", "reason": "Причина",
-           "group": "Группа", "count": "Число", "open": "Открыть панель"},
+           "group": "Группа", "count": "Число", "open": "Открыть панель",
+           "phone": "В телефоне"},
 }
 
 
@@ -71,7 +73,8 @@ async def content(conn, user: str, period: tuple[date, date]) -> dict:
             "summary": await queries.summary(conn, user, period),
             "previous": await queries.summary(conn, user, before),
             "trend": await queries.trend(conn, user, period),
-            "reasons": await queries.reasons(conn, user, period)}
+            "reasons": await queries.reasons(conn, user, period),
+            "phone": await queries.phone(conn, user, period)}
 
 
 def _fmt(v, suffix: str = "") -> str:
@@ -88,7 +91,11 @@ def headline(c: dict, w: dict) -> list[tuple[str, str]]:
             (w["response"], _fmt(s["response"]["rate_pct"], " %")),
             (w["csat"], _fmt(s["csat"]["mean"])),
             (w["receipts"], str(s["receipts"])),
-            (f"{w['nps']}, {w['before']}", _fmt(p["nps"]["nps"]))]
+            (f"{w['nps']}, {w['before']}", _fmt(p["nps"]["nps"]))] + (
+        # The shoppers' phone survey (docs/phone-survey.md), when it has answers.
+        [(w["phone"], f"{w['nps']} {_fmt(c['phone']['nps']['nps'])} "
+                      f"({w['answers']}: {c['phone']['answers']})")]
+        if c.get("phone") and c["phone"]["answers"] else [])
 
 
 def _columns(w: dict) -> list[tuple[str, str]]:
