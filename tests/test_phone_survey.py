@@ -460,3 +460,24 @@ def test_the_central_service_says_what_is_wrong_with_its_phone_settings(tmp_path
     ok = central_config.parse({"database": "postgresql://x/y", "phone": {
         "base_url": "https://lb.example.ru", "secret_file": "k"}}, tmp_path)
     assert ok.phone_secret == b"x" * 40 and ok.phone_base_url == "https://lb.example.ru"
+
+
+def test_behind_a_trusted_balancer_the_shopper_s_address_is_limited_not_the_balancer_s():
+    import ipaddress
+    from loyalty_button.central import config as central_config
+    from loyalty_button.central.phone import client_address
+    lb = [ipaddress.ip_network("10.0.0.0/24")]
+    assert client_address("10.0.0.5", "203.0.113.7", lb) == "203.0.113.7"
+    # A client's own X-Forwarded-For comes first and is not believed.
+    assert client_address("10.0.0.5", "1.2.3.4, 203.0.113.7", lb) == "203.0.113.7"
+    assert client_address("10.0.0.5", "203.0.113.7, 10.0.0.9", lb) == "203.0.113.7"
+    # Not from a balancer we trust: the peer's own address.
+    assert client_address("198.51.100.1", "203.0.113.7", lb) == "198.51.100.1"
+    assert client_address("10.0.0.5", "203.0.113.7", []) == "10.0.0.5"
+    assert client_address("10.0.0.5", None, lb) == "10.0.0.5"
+    with pytest.raises(central_config.CentralConfigError, match="not an address or network"):
+        central_config.parse({"database": "postgresql://x/y",
+                              "listen": {"trusted_proxies": ["10.0.0.0/33"]}}, Path("/"))
+    cfg = central_config.parse({"database": "postgresql://x/y",
+                                "listen": {"trusted_proxies": "10.0.0.0/24"}}, Path("/"))
+    assert cfg.trusted_proxies == lb

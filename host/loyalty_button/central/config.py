@@ -3,6 +3,7 @@ problem listed (docs/central.md)."""
 
 from __future__ import annotations
 
+import ipaddress
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,10 @@ class CentralConfig:
     phone_per_address_per_min: float = 60.0
     phone_per_store_per_s: float = 10.0
     phone_at_once: int = 4
+    # Balancers in front of the workers (their addresses or networks): a
+    # request from one of them is limited by the shopper's address it
+    # gives in X-Forwarded-For, not by the balancer's own.
+    trusted_proxies: list = field(default_factory=list)
     log_level: str = "INFO"
     source: str = ""
     tz: zoneinfo.ZoneInfo = field(default=None, repr=False)
@@ -99,6 +104,7 @@ _FIELDS = [
     Field("phone.per_address_per_min", "num", (1, 100000), attr="phone_per_address_per_min"),
     Field("phone.per_store_per_s", "num", (0.1, 100000), attr="phone_per_store_per_s"),
     Field("phone.at_once", "int", (1, 100), attr="phone_at_once"),
+    Field("listen.trusted_proxies", "list", attr="trusted_proxies"),
     Field("log_level", "level"),
 ]
 
@@ -135,6 +141,14 @@ def parse(doc, base: Path, source: str = "<config>") -> CentralConfig:
             check.fail("phone.secret_file", "give a file of 32+ random characters with "
                                             "phone.base_url: head -c 48 /dev/urandom | "
                                             "base64 > FILE")
+    nets = []
+    for net in values.get("trusted_proxies") or ():
+        try:
+            nets.append(ipaddress.ip_network(net, strict=False))
+        except ValueError:
+            check.fail("listen.trusted_proxies", f"{net!r} is not an address or network, "
+                                                 f"e.g. 10.0.0.5 or 10.0.0.0/24")
+    values["trusted_proxies"] = nets
     if values.get("phone_secret") is not None and len(values["phone_secret"]) < 32:
         check.fail("phone.secret_file", "holds fewer than 32 characters: the stores' link "
                                         "keys come from it (head -c 48 /dev/urandom | base64)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import logging
 import secrets
 import time
@@ -250,6 +251,26 @@ def read_answers(survey: dict, form: dict, lang: str) -> dict:
     return doc
 
 
+def client_address(remote: str | None, forwarded: str | None, trusted: list) -> str:
+    """The shopper's address: the peer's, or behind balancers we trust, the
+    last address in X-Forwarded-For that is not one of them (what a client
+    writes there itself comes first and is not believed)."""
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in trusted)
+    addr = remote or "?"
+    if not trusted or not is_trusted(addr) or not forwarded:
+        return addr
+    for hop in reversed(forwarded[:1000].split(",")):
+        hop = hop.strip()
+        if not is_trusted(hop):
+            return hop or addr
+    return addr
+
+
 def new_response_id() -> str:
     raw = "".join(secrets.choice(_RESPONSE_CHARS) for _ in range(8))
     return raw[:4] + "-" + raw[4:]
@@ -389,7 +410,9 @@ def routes(cfg, pool, count) -> list:
         accept = request.headers.get("Accept-Language", "")
         asked = request.query.get("lang")
         lang = pick_lang(accept, list(LANGS), "ru", asked)
-        if not per_address.take(request.remote or "?"):
+        who = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                             cfg.trusted_proxies)
+        if not per_address.take(who):
             count("phone_rate_limited")
             return respond(message_page(lang, "busy"), 429, 60)
         try:
