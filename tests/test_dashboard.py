@@ -22,6 +22,10 @@ pytestmark = pytest.mark.skipif(not shutil.which("chromedriver"),
                                 reason="Debian chromium-driver is not installed (tools/bootstrap)")
 
 
+# A shopper's words are text on the page, whatever they look like.
+PHONE_COMMENTS = ["<img src=x onerror=alert(1)> the queue was long", "Кассир — молодец"]
+
+
 def _dataset(db: Path) -> list[dict]:
     """40 answers over two tills and two cashiers, some declined."""
     store = RecordStore(db)
@@ -37,6 +41,12 @@ def _dataset(db: Path) -> list[dict]:
                "outcome": "answered" if answered else "declined",
                "value": [10, 9, 8, 3, 6, 10, 7][i % 7] if answered else None,
                "reasons": ["queue"] if answered and i % 7 == 3 else None, "closed_ms": at}
+        if i < 3:  # a phone survey link; two shoppers answered on their phone
+            rec["phone_ref"] = f"{i:016x}"
+            if i < 2:
+                rec["phone"] = {"response": f"AAAA-BBB{i}", "at_ms": at + 60_000, "lang": "en",
+                                "answers": {"phone-nps": 9 - 6 * i}, "nps": 9 - 6 * i,
+                                "comment": PHONE_COMMENTS[i]}
         store.insert(rec)
         recs.append(rec)
     store.stop()
@@ -117,6 +127,14 @@ def test_log_in_see_the_nps_click_a_breakdown_and_take_a_screenshot(tmp_path, br
         # (A day may hold declines only, e.g. just after midnight: no point.)
         assert len(points) == len([r for r in reports.breakdown(memory_db(recs), "day", h.cfg.tz)
                                    if r["n"]])
+        # The phone survey: answers of links, the phone's NPS, the comments
+        # as text (no element made of a shopper's words).
+        assert browser.find_element(By.ID, "phone-figs").text == \
+            "2 answers from 3 links (66.7%) · phone NPS 0.0*"
+        said = [p.text for p in browser.find_elements(
+            By.CSS_SELECTOR, "#phone-comments .comment p:first-child")]
+        assert said == PHONE_COMMENTS
+        assert not browser.find_elements(By.CSS_SELECTOR, "#phone-comments img")
         assert browser.save_screenshot(str(tmp_path / "dashboard.png"))
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         # The breakdown's CSV export, with the browser's session cookie.
