@@ -144,6 +144,7 @@ _MIGRATIONS = {2: [f"ALTER TABLE records ADD COLUMN {c}" for c in
                4: ["ALTER TABLE records ADD COLUMN burst INTEGER"],
                8: ["ALTER TABLE records ADD COLUMN phone_ref TEXT",
                    "ALTER TABLE records ADD COLUMN phone TEXT"]}
+_ADD = "ALTER TABLE records ADD COLUMN "
 _JSON_FIELDS = ("extras", "reasons", "emotions", "phone")
 _PROBE = (f"UPDATE records SET {', '.join(f + ' = ?' for f in PROBE_FIELDS)}, "
           f"updated_ms = ? WHERE id = ?")
@@ -250,8 +251,13 @@ class RecordStore:
                                f"(schema {have}; this one knows {SCHEMA_VERSION})")
         if have is not None and have < SCHEMA_VERSION:
             conn.execute("BEGIN")
+            have_cols = {r[1] for r in conn.execute("PRAGMA table_info(records)")}
             for version in range(have + 1, SCHEMA_VERSION + 1):
                 for sql in _MIGRATIONS.get(version, []):
+                    # SQLite has no ADD COLUMN IF NOT EXISTS: a column already
+                    # there (a database whose version was set back) is kept.
+                    if sql.startswith(_ADD) and sql[len(_ADD):].split()[0] in have_cols:
+                        continue
                     conn.execute(sql)
             if have < 7:
                 # Running totals came with schema 5, the answers of yes/no
