@@ -268,3 +268,79 @@ def test_a_store_on_tls_gives_its_panels_the_ca_and_they_come_online_over_tls(tm
         assert "does not match" in row and "mosquitto.tls_names" in row
     finally:
         broker.stop()
+
+
+def test_a_bare_board_a_wrong_board_and_one_port_twice_each_say_what_to_do(store, devices):
+    """A board with no MicroPython is told to flash with --image; a panel of
+    another board is refused before anything is written, whether its
+    bootloader (with --image) or its running app (without) says so; the
+    same port for two tills is refused before any panel is touched."""
+    root, broker = store
+    cfg = str(_config(root, broker))
+    for till in ("7", "8", "9"):
+        assert _cli("panels", "add", till, "--board", "cyd", "--config", cfg).returncode == 0
+    # A bare board: its USB serial port is there, nothing answers on it.
+    master, slave = os.openpty()
+    bare = os.ttyname(slave)
+    # Till 8's panel still holds the S3's app from an earlier life.
+    s3_flash = root / "flash-8"
+    s3_flash.mkdir()
+    (s3_flash / "manifest.json").write_text(json.dumps({"board": "s3_8048", "version": "0.1.0",
+                                                        "files": {}}))
+    s3_app = devices(s3_flash, name="till-8", air=[WIFI])
+    try:
+        run = _cli("panels", "flash", "--config", cfg, "--timeout", "8",
+                   "--port", f"7={bare}", "--port", f"8={s3_app.port}", timeout=240)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert run.returncode == 1
+    rows = _rows(run.stdout)
+    assert "failed" in rows["7"] and "flash it with --image" in rows["7"], rows["7"]
+    assert "it holds the s3_8048 app (version 0.1.0)" in rows["8"], rows["8"]
+    assert "registered as a cyd (ESP32)" in rows["8"] and "panels remove till-8" in rows["8"]
+    assert json.loads((s3_flash / "manifest.json").read_text())["board"] == "s3_8048"
+
+    # With --image, the chip is asked first: an ESP32-S3 on a CYD's till.
+    image = root / "firmware.bin"
+    image.write_bytes(os.urandom(16 * 1024))
+    s3_chip = mock_bootloader(chip="esp32s3")
+    panel9 = devices(root / "flash-9", name="till-9", air=[WIFI])
+    try:
+        run = _cli("panels", "flash", "--config", cfg, "--image", str(image), "--timeout", "8",
+                   f"--port=9={panel9.port},{s3_chip.url()}")
+    finally:
+        s3_chip.stop()
+    assert run.returncode == 1
+    row = _rows(run.stdout)["9"]
+    assert "its bootloader says it is an ESP32-S3" in row, row
+    assert not (root / "flash-9" / "manifest.json").exists()  # nothing was copied
+
+    # One port for two tills: refused before any panel is touched.
+    twice = _cli("panels", "flash", "--config", cfg, "--port", f"7={panel9.port}",
+                 "--port", f"9={panel9.port}")
+    assert twice.returncode == 2
+    assert f"{panel9.port} is given for till 7 and till 9" in twice.stderr
+
+
+def test_all_pairs_tills_and_ports_in_natural_order():
+    from loyalty_button.panels.commands import natural
+    assert sorted(["10", "2", "1", "b2", "b10"], key=natural) == ["1", "2", "10", "b2", "b10"]
+    assert sorted(["/dev/ttyUSB10", "/dev/ttyUSB2", "/dev/ttyACM0"], key=natural) == \
+        ["/dev/ttyACM0", "/dev/ttyUSB2", "/dev/ttyUSB10"]
+
+
+def test_esptool_s_failures_are_said_in_a_line():
+    from loyalty_button.panels.station import Job, _image_failure, _machine_chip
+    job = Job("till-1", "1", "cyd", "/dev/ttyUSB0")
+    cut = ("Writing at 0x00010000 [=====>     ] 31.2% 45056/144384 bytes...\n"
+           "A fatal error occurred: Serial data stream stopped: Possible serial noise or "
+           "corruption.")
+    e = _image_failure(job, cut)
+    assert "half-written" in e.what and "flash it again with --image" in e.hint
+    e = _image_failure(job, "A fatal error occurred: This chip is ESP32-S3, not ESP32. "
+                            "Wrong chip argument?")
+    assert e.step == "board" and "ESP32-S3" in e.what and len(e.what) < 160
+    assert _machine_chip("Generic ESP32 module with ESP32") == "esp32"
+    assert _machine_chip("ESP32S3 module with ESP32S3") == "esp32s3"
+    assert _machine_chip("x86_64") is None

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import glob
+import re
 import sys
 import tempfile
 import time
@@ -71,7 +72,7 @@ def _list(args) -> int:
         except StepFailed as e:
             note = f"(online state unknown: {e.what})"
     rows = [("till", "panel", "board", "state", "firmware", "signal", "last seen")]
-    for panel_id, entry in sorted(panels.items(), key=lambda kv: kv[1]["till"]):
+    for panel_id, entry in sorted(panels.items(), key=lambda kv: natural(kv[1]["till"])):
         st = seen.get(panel_id, {})
         rows.append((entry["till"], panel_id, entry["board"], st.get("state", "never seen"),
                      st.get("fw", "-"), f"{st['rssi']} dBm" if st.get("rssi") else "-",
@@ -90,13 +91,21 @@ def _table(rows: list[tuple]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def natural(text: str) -> tuple:
+    """A sort key with numbers in number order: "2" < "10", ttyUSB2 < ttyUSB10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", text) if part)
+
+
 def _jobs(args, reg: Registry) -> list[Job]:
     panels = reg.load()
     by_till = {e["till"]: (pid, e) for pid, e in panels.items()}
     pairs: list[tuple[str, str]] = []
     if args.all:
-        ports = sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
-        tills = sorted(by_till)
+        # In natural order, as people number tills and the kernel ports:
+        # till 2 before 10, ttyUSB2 before ttyUSB10.
+        ports = sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"), key=natural)
+        tills = sorted(by_till, key=natural)
         if not ports:
             raise StepFailed("port", "no USB serial ports found (/dev/ttyUSB*, /dev/ttyACM*)",
                              "plug the panels in with data cables")
@@ -112,7 +121,16 @@ def _jobs(args, reg: Registry) -> list[Job]:
                              "")
         pairs.append((till, port))
     jobs = []
+    seen: dict[str, str] = {}
     for till, port in pairs:
+        for one in filter(None, port.split(",")):
+            if one in seen and seen[one] != till:
+                # Two stations writing one chip at once would race.
+                raise StepFailed("port", f"{one} is given for till {seen[one]} and till {till}",
+                                 "one panel per port: check which panel is plugged where")
+            seen[one] = till
+        if till in {j.till for j in jobs}:
+            raise StepFailed("port", f"till {till} is given twice", "one port per till")
         if till not in by_till:
             raise StepFailed("port", f"till {till} has no registered panel",
                              f"'loyalty-button panels add {till} --board BOARD' first")

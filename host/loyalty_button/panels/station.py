@@ -76,6 +76,23 @@ for _d in %r:
 """
 
 
+# Run on the panel before anything is copied: which chip its MicroPython
+# runs on, and the app it holds (board and version), "-" when none.
+_IDENTIFY_SCRIPT = """
+import sys, json
+print('MACHINE', getattr(sys.implementation, '_machine', '-'))
+try:
+    _m = json.load(open('manifest.json'))
+    print('APP', _m.get('board', '-'), _m.get('version', '-'))
+except Exception:
+    print('APP - -')
+"""
+IDENTIFY_S = 20
+BARE_BOARD_HINT = ("a board fresh from the box has no MicroPython: flash it with --image "
+                   "(the board's image, docs/installer.md); otherwise press its reset "
+                   "button, check the USB cable carries data, and run the command again")
+
+
 class StepFailed(Exception):
     def __init__(self, step: str, what: str, hint: str):
         super().__init__(what)
@@ -99,6 +116,7 @@ class Job:
     recopied: list[str] = field(default_factory=list)
     log: str = ""
     sources: dict = field(default_factory=dict, repr=False)  # device path -> local file
+    found: dict = field(default_factory=dict)  # what the panel ran before (_identify)
 
 
 class StatusWatch:
@@ -232,6 +250,8 @@ class Station:
                 self._write_image(job, lambda pct: at(pct * 0.40, "image"))
             done = 40
             job.step = "copy"
+            at(0, "asking the panel what it runs")
+            job.found = self._identify(job)
             files = self._copy(job, lambda pct: at(pct * 0.40, "copy"))
             done = 80
             job.step = "verify"
@@ -272,26 +292,71 @@ class Station:
                              "plug the panel in with a data cable and check the name "
                              "(ls /dev/ttyUSB* /dev/ttyACM*)")
 
+    def _chip(self, job: Job) -> str | None:
+        """The chip on the port, as its ROM bootloader names it (esptool's
+        `chip-id`: "ESP32", "ESP32-S3"); None when it cannot be asked."""
+        port = job.boot_port or job.port
+        code, out = self._run_streaming(
+            [self.esptool, "--port", port, "--baud", str(self.baud), "--before", "default-reset",
+             "--after", "no-reset", "chip-id"], lambda line: None, timeout=60)
+        m = re.search(r"Connected to (ESP32[-\w]*)", out) or \
+            re.search(r"Detecting chip type\.\.\. (ESP32[-\w]*)", out)
+        if code != 0 or not m:
+            raise StepFailed("image", f"no ESP32 bootloader answered on {port} "
+                             f"({_last_lines(out, 2)})",
+                             "hold BOOT while plugging the panel in, then run the command "
+                             "again; check the USB cable carries data")
+        return m.group(1)
+
     def _write_image(self, job: Job, progress) -> None:
         port = job.boot_port or job.port
         chip = boards.get(job.board)["mcu"]  # esptool's name for the chip
+        found = self._chip(job)
+        if _chip_name(found) != chip:
+            raise _wrong_board(job, f"its bootloader says it is an {found}")
         cmd = [self.esptool, "--chip", chip, "--port", port, "--baud", str(self.baud),
                "--before", "default-reset", "--after", "hard-reset",
                "write-flash", "--erase-all", hex(IMAGE_OFFSET), str(self.image)]
         out = self._run_streaming(cmd, lambda line: _percent(line, progress), timeout=600)
         if out[0] != 0 or "Hash of data verified" not in out[1]:
-            tail = _last_lines(out[1], 3)
-            raise StepFailed("image", f"esptool could not write the image ({tail})",
-                             "hold BOOT while plugging the panel in, or lower --baud "
-                             "(115200)")
+            raise _image_failure(job, out[1])
 
     def _mpremote_cmd(self, job: Job, *args: str) -> list[str]:
         return [self.mpremote, "connect", job.port, "resume", *args]
 
     def _mpremote(self, job: Job, *args: str, timeout: float = 120) -> tuple[int, str]:
-        done = subprocess.run(self._mpremote_cmd(job, *args), capture_output=True, text=True,
-                              timeout=timeout)
+        try:
+            done = subprocess.run(self._mpremote_cmd(job, *args), capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StepFailed("copy", f"no MicroPython answered on {job.port} within "
+                             f"{timeout:.0f} s", BARE_BOARD_HINT) from None
         return done.returncode, done.stdout + done.stderr
+
+    def _identify(self, job: Job) -> dict:
+        """What runs on the panel, asked before anything is copied: its
+        MicroPython's machine (which chip) and the app it holds (board and
+        version, from its manifest). A panel of another board is refused
+        here, not after a copy that would not run on it."""
+        code, out = self._mpremote(job, "exec", _IDENTIFY_SCRIPT, timeout=IDENTIFY_S)
+        if code != 0:
+            raise _serial_failure(job.port, out)
+        got = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(" ")
+            if key in ("MACHINE", "APP"):
+                got[key] = value.strip()
+        app_board, _, app_version = got.get("APP", "- -").partition(" ")
+        info = {"machine": got.get("MACHINE", ""), "board": None if app_board == "-" else
+                app_board, "version": None if app_version in ("", "-") else app_version}
+        chip = _machine_chip(info["machine"])
+        if chip and chip != boards.get(job.board)["mcu"]:
+            raise _wrong_board(job, f"its MicroPython runs on an {chip.upper()} "
+                                    f"({info['machine']})")
+        if info["board"] and info["board"] != job.board:
+            raise _wrong_board(job, f"it holds the {info['board']} app "
+                                    f"(version {info['version'] or '?'})")
+        return info
 
     def _panel_json_file(self, job: Job, tmp: Path) -> Path:
         path = tmp / f"{job.panel_id}-panel.json"
@@ -446,6 +511,43 @@ def _last_lines(text: str, n: int) -> str:
     return " | ".join(lines[-n:]) or "no output"
 
 
+def _chip_name(esptool_name: str | None) -> str | None:
+    """esptool's "ESP32-S3" -> the boards' "esp32s3"."""
+    return esptool_name.lower().replace("-", "") if esptool_name else None
+
+
+def _machine_chip(machine: str) -> str | None:
+    """MicroPython's sys.implementation._machine on an ESP32 ("Generic ESP32
+    module with ESP32", "ESP32S3 module with ESP32S3") -> "esp32" / "esp32s3";
+    None for anything else (the simulator's unix port)."""
+    m = re.search(r"with (ESP32\w*)\s*$", machine)
+    return m.group(1).lower() if m else None
+
+
+def _wrong_board(job: Job, why: str) -> StepFailed:
+    board = boards.get(job.board)
+    return StepFailed("board", f"till {job.till} is registered as a {job.board} "
+                      f"({board['mcu'].upper()}), but the panel on {job.port}: {why}",
+                      "check which panel is plugged into this port; if the till really has "
+                      "this other panel, register it so: 'loyalty-button panels remove "
+                      f"{job.panel_id}' then 'panels add {job.till} --board BOARD'")
+
+
+def _image_failure(job: Job, out: str) -> StepFailed:
+    """esptool's failure, said in a line: the chip that is not the board's,
+    an image cut off half-way, or no bootloader."""
+    wrong = re.search(r"This chip is (ESP32[-\w]*),? not (ESP32[-\w]*)", out)
+    if wrong:
+        return _wrong_board(job, f"its bootloader says it is an {wrong.group(1)}")
+    if re.search(r"Writing at 0x[0-9a-f]+", out, re.I):
+        return StepFailed("image", "the image was cut off while being written "
+                          f"({_last_lines(out, 1)}): the panel's flash is half-written and "
+                          "it will not start", "plug it back in (hold BOOT if it does not "
+                          "show up) and flash it again with --image")
+    return StepFailed("image", f"esptool could not write the image ({_last_lines(out, 2)})",
+                      "hold BOOT while plugging the panel in, or lower --baud (115200)")
+
+
 def _serial_failure(port: str, out: str) -> StepFailed:
     text = _last_lines(out, 2)
     if "failed to access" in out or "could not open" in out.lower() or "no device" in out:
@@ -453,8 +555,7 @@ def _serial_failure(port: str, out: str) -> StepFailed:
                           "check the port name; close any other program using it "
                           "(a serial monitor, another station)")
     return StepFailed("copy", f"the panel's REPL did not answer on {port} ({text})",
-                      "press the panel's reset button and run the command again; a panel "
-                      "without MicroPython needs --image")
+                      BARE_BOARD_HINT)
 
 
 def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
