@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -344,3 +345,86 @@ def test_esptool_s_failures_are_said_in_a_line():
     assert _machine_chip("Generic ESP32 module with ESP32") == "esp32"
     assert _machine_chip("ESP32S3 module with ESP32S3") == "esp32s3"
     assert _machine_chip("x86_64") is None
+
+
+def test_a_panel_that_asks_for_its_touch_calibration_gets_the_time_and_the_installer_is_told():
+    """A new CYD shows its crosses before it joins the broker (its serial
+    log says so): the station tells the installer to tap them and waits
+    for them, instead of "not online after 60 s"."""
+    from loyalty_button.panels import station as st
+
+    class Watch:
+        online_at = None
+
+        def wait_online(self, panel, since, timeout):
+            time.sleep(min(timeout, 0.02))
+            if self.online_at and time.monotonic() >= self.online_at:
+                return {"state": "online", "fw": "0.1.0"}
+            return None
+    station = st.Station.__new__(st.Station)
+    station.online_timeout = 0.3
+    job = st.Job("till-1", "1", "cyd", "/dev/ttyUSB0")
+    log = ["[boot]\n"]
+    said = []
+    watch = Watch()
+    started = time.monotonic()
+    # The crosses come up; the installer taps them for a second, then the
+    # panel joins the broker.
+    log.append("I calibrate: touch the 5 crosses on the screen\n")
+
+    def log_text():
+        if time.monotonic() - started > 1.0 and st.CALIBRATED_LINE not in "".join(log):
+            log.append("I calibrate: touch calibrated and stored: {...}\n")
+            watch.online_at = time.monotonic() + 0.1
+        return "".join(log)
+    status = station._await_online(job, watch, 0, log_text, said.append)
+    assert status == {"state": "online", "fw": "0.1.0"}
+    assert said == ["tap the crosses on till 1's screen now", "touch calibrated; coming online"]
+    assert time.monotonic() - started > 1.0  # past online_timeout: it waited for the taps
+
+    # Nobody taps: it gives up in the end, and says what the panel waits for.
+    log[:] = ["I calibrate: touch the 5 crosses on the screen\n"]
+    st.CALIBRATE_WAIT_S, saved = 0.2, st.CALIBRATE_WAIT_S
+    try:
+        assert station._await_online(job, Watch(), 0, lambda: "".join(log), said.append) is None
+    finally:
+        st.CALIBRATE_WAIT_S = saved
+    job.log = "".join(log)
+    what, hint = st._why_not_online(job, None, 60)
+    assert "waited for its touch calibration" in what and "tap each cross" in hint
+
+
+def test_an_image_keeps_the_touch_calibration_and_says_what_it_erased(store, devices):
+    root, broker = store
+    cfg = str(_config(root, broker))
+    assert _cli("panels", "add", "11", "--board", "cyd", "--config", cfg).returncode == 0
+    flash = root / "flash-11"
+    (flash / "outbox").mkdir(parents=True)
+    for n in range(2):
+        (flash / "outbox" / f"000000000{n}.a{n}.json").write_text("{}")
+    cal = '{"a": 0.0812, "b": -0.0003, "c": -10.2, "d": 0.0004, "e": 0.0657, "f": -7.9}'
+    (flash / "touch_cal.json").write_text(cal)
+    panel = devices(flash, name="till-11", air=[WIFI])
+    chip = mock_bootloader(chip="esp32")
+    image = root / "firmware.bin"
+    image.write_bytes(os.urandom(16 * 1024))
+    proc = subprocess.Popen(
+        [venv_tool("loyalty-button", "loyalty-button"), "panels", "flash", "--config", cfg,
+         "--image", str(image), "--timeout", "30", f"--port=11={panel.port},{chip.url()}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if "asking the panel what it runs" in line:
+                # The image is written: the simulated chip's file system
+                # is erased with it, as a real chip's is.
+                (flash / "touch_cal.json").unlink()
+                shutil.rmtree(flash / "outbox")
+        assert proc.wait(180) == 0, "".join(out)
+    finally:
+        chip.stop()
+    row = _rows("".join(out))["11"]
+    assert "erased 2 unsent answer(s)" in row and "touch calibration kept" in row, row
+    # Written back after the image: the same film, no new calibration.
+    assert (flash / "touch_cal.json").read_text() == cal

@@ -87,6 +87,9 @@ async def run(ui, touch, path=touchcal.DEFAULT_PATH, give_up_s=None, poll_ms=20,
     steps = Calibrator(ui.w, ui.h)
     note = None
     ui.show_calibration(steps.target(), 1, len(steps.points), note)
+    # On the serial port too: the installer's station reads it and tells
+    # the installer to tap the crosses (panels/station.py, CALIBRATE_LINE).
+    log.info(_TAG, "touch the %d crosses on the screen" % len(steps.points))
     idle_since = ticks_ms()
     while True:
         await asyncio.sleep(poll_ms / 1000)

@@ -206,7 +206,8 @@ def _flash(args) -> int:
         rows.append((j.till, j.panel_id, j.port, j.result, f"{j.seconds:.1f}", j.fw or "-",
                      f"{j.rssi} dBm" if j.rssi else "-",
                      (j.step + ": " + j.what) if j.what else
-                     (f"recopied {', '.join(j.recopied)}" if j.recopied else ""), j.hint))
+                     "; ".join(([f"recopied {', '.join(j.recopied)}"] if j.recopied else [])
+                               + j.notes), j.hint))
     _table(rows)
     ok = sum(j.result == "ok" for j in jobs)
     print(f"\n{ok} of {len(jobs)} panels online in {total:.1f} s")

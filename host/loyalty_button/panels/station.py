@@ -79,15 +79,31 @@ for _d in %r:
 # Run on the panel before anything is copied: which chip its MicroPython
 # runs on, and the app it holds (board and version), "-" when none.
 _IDENTIFY_SCRIPT = """
-import sys, json
+import sys, json, os
 print('MACHINE', getattr(sys.implementation, '_machine', '-'))
 try:
     _m = json.load(open('manifest.json'))
     print('APP', _m.get('board', '-'), _m.get('version', '-'))
 except Exception:
     print('APP - -')
+try:
+    print('CAL', os.stat('touch_cal.json')[6])
+except OSError:
+    print('CAL -')
+try:
+    print('OUTBOX', len([n for n in os.listdir('outbox') if n.endswith('.json')]))
+except OSError:
+    print('OUTBOX 0')
 """
 IDENTIFY_S = 20
+# A new CYD learns its touch film before it joins the broker
+# (lbpanel/calibrate.py): its serial log says so; the installer is told to
+# tap the crosses, and given this long more.
+CALIBRATE_LINE = "touch the "
+CALIBRATED_LINE = "touch calibrated"
+CALIBRATE_WAIT_S = 180
+# Kept across an image write (--image erases the whole chip).
+CALIBRATION_FILE = "touch_cal.json"
 BARE_BOARD_HINT = ("a board fresh from the box has no MicroPython: flash it with --image "
                    "(the board's image, docs/installer.md); otherwise press its reset "
                    "button, check the USB cable carries data, and run the command again")
@@ -117,6 +133,8 @@ class Job:
     log: str = ""
     sources: dict = field(default_factory=dict, repr=False)  # device path -> local file
     found: dict = field(default_factory=dict)  # what the panel ran before (_identify)
+    kept: dict = field(default_factory=dict, repr=False)  # device path -> local copy
+    notes: list[str] = field(default_factory=list)  # what the installer should know
 
 
 class StatusWatch:
@@ -247,6 +265,7 @@ class Station:
             self._port_present(job.port)
             if self.image:
                 job.step = "image"
+                self._before_erase(job)
                 self._write_image(job, lambda pct: at(pct * 0.40, "image"))
             done = 40
             job.step = "copy"
@@ -272,7 +291,7 @@ class Station:
             since = time.time()
             self._reset(job)
             at(2, "waiting for online")
-            status = self._wait_online(job, watch, since)
+            status = self._wait_online(job, watch, since, lambda text: at(3, text))
             job.fw, job.rssi = status.get("fw"), status.get("rssi")
             job.result, job.step = "ok", "online"
             progress(job, 100, "online")
@@ -291,6 +310,29 @@ class Station:
             raise StepFailed("port", f"no serial device at {port}",
                              "plug the panel in with a data cable and check the name "
                              "(ls /dev/ttyUSB* /dev/ttyACM*)")
+
+    def _before_erase(self, job: Job) -> None:
+        """--image erases the whole chip. A panel that runs MicroPython is
+        asked first (a panel of another board stops here): its touch
+        calibration is read off to be put back, and what is lost is said
+        (its unsent answers). A bare board has nothing to keep."""
+        try:
+            info = self._identify(job)
+        except StepFailed as e:
+            if e.step == "board":
+                raise
+            return  # no MicroPython answers: nothing on it to keep
+        if info["unsent"]:
+            job.notes.append(f"erased {info['unsent']} unsent answer(s)")
+        if info["calibrated"]:
+            keep = Path(tempfile.mkdtemp(prefix="lb-station-")) / CALIBRATION_FILE
+            code, out = self._mpremote(job, "fs", "cp", ":" + CALIBRATION_FILE, str(keep),
+                                       timeout=30)
+            if code == 0 and keep.is_file():
+                job.kept[CALIBRATION_FILE] = keep
+                job.notes.append("touch calibration kept")
+            else:
+                job.notes.append("touch calibration could not be read: calibrate again")
 
     def _chip(self, job: Job) -> str | None:
         """The chip on the port, as its ROM bootloader names it (esptool's
@@ -344,11 +386,13 @@ class Station:
         got = {}
         for line in out.splitlines():
             key, _, value = line.partition(" ")
-            if key in ("MACHINE", "APP"):
+            if key in ("MACHINE", "APP", "CAL", "OUTBOX"):
                 got[key] = value.strip()
         app_board, _, app_version = got.get("APP", "- -").partition(" ")
         info = {"machine": got.get("MACHINE", ""), "board": None if app_board == "-" else
-                app_board, "version": None if app_version in ("", "-") else app_version}
+                app_board, "version": None if app_version in ("", "-") else app_version,
+                "calibrated": got.get("CAL", "-") not in ("-", "0"),
+                "unsent": int(got["OUTBOX"]) if got.get("OUTBOX", "").isdigit() else 0}
         chip = _machine_chip(info["machine"])
         if chip and chip != boards.get(job.board)["mcu"]:
             raise _wrong_board(job, f"its MicroPython runs on an {chip.upper()} "
@@ -373,6 +417,9 @@ class Station:
         sources["panel.json"] = cfg_file
         files[bundles.MANIFEST] = bundles.sha256_file(folder / bundles.MANIFEST)
         sources[bundles.MANIFEST] = folder / bundles.MANIFEST
+        for rel, local in job.kept.items():  # what --image erased, put back
+            sources[rel] = local
+            files[rel] = bundles.sha256_file(local)
         ca = self.registry.ca_der()
         if ca is not None:
             sources[CA_FILE] = cfg_file.with_name(CA_FILE)
@@ -420,15 +467,40 @@ class Station:
         except subprocess.TimeoutExpired:
             pass
 
-    def _wait_online(self, job: Job, watch: StatusWatch | None, since: float) -> dict:
+    def _wait_online(self, job: Job, watch: StatusWatch | None, since: float,
+                     say=lambda text: None) -> dict:
         log = _SerialLog(job.port).start()
         try:
-            status = watch.wait_online(job.panel_id, since, self.online_timeout) if watch else {}
+            status = self._await_online(job, watch, since, log.text, say) if watch else {}
         finally:
             job.log = log.stop()
         if status is None:
             raise StepFailed("online", *_why_not_online(job, self.cfg, self.online_timeout))
         return status
+
+    def _await_online(self, job: Job, watch: StatusWatch, since: float, log_text,
+                      say) -> dict | None:
+        """The panel's live status, waiting online_timeout; a panel that
+        asks for its touch calibration first (its serial log) gets
+        CALIBRATE_WAIT_S more, and the installer is told to tap."""
+        deadline = time.monotonic() + self.online_timeout
+        asked = done = False
+        while True:
+            left = deadline - time.monotonic()
+            status = watch.wait_online(job.panel_id, since, max(0.0, min(1.0, left)))
+            if status is not None:
+                return status
+            text = log_text()
+            if not asked and CALIBRATE_LINE in text:
+                asked = True
+                say(f"tap the crosses on till {job.till}'s screen now")
+                deadline = time.monotonic() + CALIBRATE_WAIT_S + self.online_timeout
+            if asked and not done and CALIBRATED_LINE in text:
+                done = True
+                say("touch calibrated; coming online")
+                deadline = time.monotonic() + self.online_timeout
+            if time.monotonic() >= deadline:
+                return None
 
     @staticmethod
     def _run_streaming(cmd: list[str], on_line, timeout: float) -> tuple[int, str]:
@@ -494,10 +566,13 @@ class _SerialLog:
                     return
                 time.sleep(0.1)
 
+    def text(self) -> str:
+        return bytes(self._buf).decode("utf-8", "replace")
+
     def stop(self) -> str:
         self._stop.set()
         self._thread.join(2)
-        return self._buf.decode("utf-8", "replace")
+        return self.text()
 
 
 def _percent(line: str, progress) -> None:
@@ -562,6 +637,11 @@ def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
     """(what, what to do) for a panel that did not come online, from its
     serial log."""
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", job.log) if ln.strip()]
+    if CALIBRATE_LINE in job.log and CALIBRATED_LINE not in job.log:
+        return (f"not online: the panel waited for its touch calibration (its log: "
+                f"{[ln for ln in lines if CALIBRATE_LINE in ln][-1]})",
+                "tap each cross on the panel's screen with a stylus as it appears; the "
+                "panel then joins the broker (no need to flash again)")
     # "wifi: connected to <ssid>" or, later, "panel: connected to <broker>"
     joined = any("connected to" in ln for ln in lines)
     port = Registry(cfg).broker_port()
