@@ -269,8 +269,9 @@ class Station:
                 self._write_image(job, lambda pct: at(pct * 0.40, "image"))
             done = 40
             job.step = "copy"
-            at(0, "asking the panel what it runs")
-            job.found = self._identify(job)
+            if not self.image:  # (with one, the panel was asked before the erase)
+                at(0, "asking the panel what it runs")
+                job.found = self._identify(job)
             files = self._copy(job, lambda pct: at(pct * 0.40, "copy"))
             done = 80
             job.step = "verify"
