@@ -172,17 +172,27 @@ def test_a_wrong_port_and_panels_that_never_come_online_say_why(store, devices):
     cfg = str(_config(root, broker))
     for till in ("4", "5"):
         assert _cli("panels", "add", till, "--board", "cyd", "--config", cfg).returncode == 0
-    # Till 5's panel is told a Wi-Fi name that is not in the air at its till.
+    # Till 5's panel is told a Wi-Fi name that is not in the air at its till;
+    # till 10's Wi-Fi is there, but wants another password than the store's.
+    assert _cli("panels", "add", "10", "--board", "cyd", "--config", cfg).returncode == 0
     far = devices(root / "flash-5", name="till-5", air=["the-cafe-next-door"])
+    locked = devices(root / "flash-10", name="till-10", air=[f"{WIFI}=not-secret123"])
     run = _cli("panels", "flash", "--config", cfg, "--timeout", "8",
-               "--port", "4=/dev/ttyUSB-nothing-here", "--port", f"5={far.port}")
+               "--port", "4=/dev/ttyUSB-nothing-here", "--port", f"5={far.port}",
+               "--port", f"10={locked.port}")
     assert run.returncode == 1
     rows = _rows(run.stdout)
     assert "failed" in rows["4"] and "no serial device at /dev/ttyUSB-nothing-here" in rows["4"]
     assert "ls /dev/ttyUSB*" in rows["4"]
-    assert "failed" in rows["5"] and f"cannot join Wi-Fi '{WIFI}'" in rows["5"]
-    assert "panels.wifi_ssid" in rows["5"]
-    assert "0 of 2 panels online" in run.stdout
+    assert "failed" in rows["5"] and f"does not see the Wi-Fi '{WIFI}'" in rows["5"]
+    assert "network not found" in rows["5"] and "panels.wifi_ssid" in rows["5"]
+    assert f"the Wi-Fi password for '{WIFI}' is wrong" in rows["10"], rows["10"]
+    assert "panels.wifi_password" in rows["10"]
+    assert "0 of 3 panels online" in run.stdout
+    # The panel's own log and problem screen (the headless UI writes each
+    # screen to the serial port) say it too.
+    assert f"could not join '{WIFI}': wrong password" in locked.log()
+    assert f"cannot join Wi-Fi '{WIFI}': wrong password" in locked.log()
 
     # The panels told a broker port where nothing listens.
     closed = free_port()

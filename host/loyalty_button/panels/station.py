@@ -646,6 +646,17 @@ def _why_not_online(job: Job, cfg, timeout: float) -> tuple[str, str]:
     # "wifi: connected to <ssid>" or, later, "panel: connected to <broker>"
     joined = any("connected to" in ln for ln in lines)
     port = Registry(cfg).broker_port()
+    wrong = [ln for ln in lines if "could not join" in ln and "wrong password" in ln]
+    if wrong and not joined:
+        return (f"not online: the Wi-Fi password for {cfg.panels_wifi_ssid!r} is wrong (its "
+                f"log: {wrong[-1]})", "check panels.wifi_password (the store's Wi-Fi "
+                "password, case matters), then flash again")
+    missing = [ln for ln in lines if "could not join" in ln and "network not found" in ln]
+    if missing and not joined:
+        return (f"not online: the panel does not see the Wi-Fi {cfg.panels_wifi_ssid!r} (its "
+                f"log: {missing[-1]})", "check panels.wifi_ssid (the exact name, case "
+                "matters) and that the till is in the Wi-Fi's range (2.4 GHz: an ESP32 does "
+                "not see 5 GHz networks); then flash again")
     if any("joining Wi-Fi" in ln for ln in lines) and not joined:
         wifi = [ln for ln in lines if "wifi" in ln.lower()]
         return (f"not online after {timeout:.0f} s: the panel cannot join Wi-Fi "
