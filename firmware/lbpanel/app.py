@@ -449,7 +449,7 @@ async def start(config_path, ui, network=None, reset=None, wdt=None, console=Non
         from lbpanel.wifi import Wifi
         net = Wifi(network, settings["wifi.ssid"], settings["wifi.password"])
         while not await net.up():
-            from lbpanel.wifi import REASONS
+            from lbpanel.wifiwhy import REASONS
             ui.show_problem("no_network", "cannot join Wi-Fi %r: %s" % (
                 settings["wifi.ssid"], REASONS.get(net.why, net.why)))
             await asyncio.sleep(5)

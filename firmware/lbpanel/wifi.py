@@ -5,16 +5,6 @@ import asyncio
 from lbpanel import log
 
 _TAG = "wifi"
-# Why a panel is not on the Wi-Fi, in the words its log and service screen
-# use (the installer's station reads them: panels/station.py).
-REASONS = {"wrong_password": "wrong password", "not_found": "network not found",
-           "failed": "the access point refused the connection",
-           "no_answer": "no answer within the time"}
-# The ESP32 port's network.STAT_* codes (by name: another port may lack some).
-_CODES = (("STAT_WRONG_PASSWORD", "wrong_password"), ("STAT_NO_AP_FOUND", "not_found"),
-          ("STAT_CONNECT_FAIL", "failed"), ("STAT_ASSOC_FAIL", "failed"),
-          ("STAT_HANDSHAKE_TIMEOUT", "wrong_password"), ("STAT_BEACON_TIMEOUT", "not_found"))
-_FINAL = ("wrong_password", "not_found")
 
 
 class Wifi:
@@ -23,7 +13,7 @@ class Wifi:
         self.ssid = ssid
         self.password = password
         self.wlan = network.WLAN(network.STA_IF)
-        self.why = None
+        self.why = None  # a wifiwhy.REASONS key while not joined
 
     async def up(self, timeout_s=30):
         """Join the network; returns True when connected."""
@@ -34,33 +24,23 @@ class Wifi:
             log.error(_TAG, "no wifi.ssid in panel.json and no network")
             return False
         log.info(_TAG, "joining Wi-Fi %r" % self.ssid)
-        self.why = None
         self.wlan.connect(self.ssid, self.password)
+        # Why it is not joining, read from the driver while waiting; the
+        # words are loaded only then and dropped once joined (the heap).
+        from lbpanel import wifiwhy
+        self.why = None
         for _ in range(timeout_s * 4):
             if self.wlan.isconnected():
                 log.info(_TAG, "connected to %s as %s" % (self.ssid, self.ip()))
+                wifiwhy.forget()
                 return True
-            why = self.reason()
-            if why in _FINAL:
-                # The access point said no: waiting changes nothing.
-                self.why = why
-                break
+            self.why = wifiwhy.reason(self.network, self.wlan)
+            if self.why in wifiwhy.FINAL:
+                break  # the access point said no: waiting changes nothing
             await asyncio.sleep(0.25)
-        self.why = self.why or self.reason() or "no_answer"
-        log.error(_TAG, "could not join %r: %s" % (self.ssid, REASONS[self.why]))
+        self.why = self.why or "no_answer"
+        log.error(_TAG, "could not join %r: %s" % (self.ssid, wifiwhy.REASONS[self.why]))
         return False
-
-    def reason(self):
-        """Why the link is not up, from the driver's status: a REASONS key,
-        or None while it is still trying (or up)."""
-        try:
-            code = self.wlan.status()
-        except Exception:
-            return None
-        for name, why in _CODES:
-            if code is not None and code == getattr(self.network, name, "-"):
-                return why
-        return None
 
     def ip(self):
         try:
