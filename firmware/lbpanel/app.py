@@ -381,7 +381,14 @@ class PanelApp:
                 pass
             self._heartbeat_now.clear()
             if self.client.up:
-                await self.publish_status()
+                # One status that fails (a MemoryError on a full heap, a
+                # link that drops mid-write) must not end the heartbeat:
+                # the next one is tried as usual.
+                try:
+                    await self.publish_status()
+                except Exception as e:
+                    self.counters.add("status_error")
+                    log.exception(_TAG, "status not sent", e)
 
     def service_info(self):
         ads = self.adverts.status() if self.adverts is not None else \
