@@ -58,17 +58,6 @@ def _get(url: str, lang: str = "en", data: bytes | None = None) -> tuple[int, st
         return e.code, e.read().decode()
 
 
-def _until(what: str, probe, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
-
-
 def _thanks_png(url: str, text: str, path: Path) -> None:
     """The CYD's thank-you screen with the link's QR, as the panel draws it."""
     from lbpanel import telemetry
@@ -118,7 +107,7 @@ def _central_phone(dsn: str, record_id: str):
         row = conn.execute("SELECT phone FROM lb_records WHERE id = %s", (record_id,)).fetchone()
         totals = conn.execute("SELECT phone_n, phone_promoters FROM lb_totals WHERE store = %s "
                               "AND dim = 'all' AND slot = -1", (STORE,)).fetchone()
-    return (row[0] if row else "missing"), totals
+    return (row[0] if row else None), totals
 
 
 def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
@@ -141,7 +130,7 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         h.wait_online("till-1")
         # The key and store number come with the central service's reply
         # to the store's status.
-        _until("the phone link grant", lambda: h.host.phone.grant)
+        h.wait(lambda: h.host.phone.grant, "the phone link grant", 20)
 
         # --- the link: in the POS's reply and on the thank-you screen ---
         status, reply = h.pos.send_http(receipt_doc("1", "P-1"))  # not a member: csat
@@ -196,7 +185,7 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         comment = "<b>Queue</b> was long & the bakery was out of bread"
         browser.find_element("css selector", "textarea").send_keys(comment)
         browser.find_element("css selector", "button[type=submit]").click()
-        _until("the thank-you page", lambda: "Thank you" in browser.page_source)
+        h.wait(lambda: "Thank you" in browser.page_source, "the thank-you page", 20)
         response = browser.find_element("css selector", ".id").text
         assert len(response) == 9 and response[4] == "-"
         review = browser.find_element("css selector", "a.btn").get_attribute("href")
@@ -204,14 +193,12 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
 
         # --- merged: the store's record, the central record and totals, the CRM ---
         want = {"phone-nps": 9, "phone-found": "most", "phone-comment": comment}
-        rec = _until("the answer in the store's record",
-                     lambda: (h.record(f"{STORE}-P-1") or {}).get("phone"))
+        rec = h.wait(lambda: (h.record(f"{STORE}-P-1") or {}).get("phone"),
+                     "the answer in the store's record", 20)
         assert rec["answers"] == want and rec["response"] == response and rec["nps"] == 9
         assert rec["lang"] == "en"
-        phone, totals = _until("the central record", lambda: (
-            _central_phone(dsn, f"{STORE}-P-1")
-            if (_central_phone(dsn, f"{STORE}-P-1")[0] or {}) != "missing"
-            and _central_phone(dsn, f"{STORE}-P-1")[0] else None))
+        phone, totals = h.wait(lambda: (lambda got: got if got[0] else None)(
+            _central_phone(dsn, f"{STORE}-P-1")), "the central record", 20)
         assert phone["answers"] == want and totals == (1, 1)
         # The chain dashboard's store view counts it for the period.
         status, detail = Session(rig, "boss", "boss-password").get(f"/api/store/{STORE}")
@@ -223,8 +210,8 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
         assert (shown["links"], shown["answers"], shown["nps"]["nps"]) == (1, 1, 100.0)
         assert shown["comments"][0]["text"] == comment
         assert shown["comments"][0]["response"] == response
-        sent = _until("the webhook's copy with the phone answer", lambda: (
-            hook.entries.get(f"{STORE}-P-1") or {}).get("phone"))
+        sent = h.wait(lambda: (hook.entries.get(f"{STORE}-P-1") or {}).get("phone"),
+                      "the webhook's copy with the phone answer", 20)
         assert sent["answers"] == want  # the comment as text, as the shopper typed it
 
         # --- refused: a second answer, an expired link, a changed one ---
@@ -262,11 +249,10 @@ def test_a_receipt_s_link_is_answered_on_a_phone_once_and_deleted_everywhere(
             left = conn.execute("SELECT doc FROM lb_phone_answers WHERE response = %s",
                                 (response,)).fetchone()
         assert kept == [(STORE, "support", "shopper's request")] and left == (None,)
-        _until("the store's record without it",
-               lambda: (h.record(f"{STORE}-P-1") or {}).get("phone", 1) is None)
-        _until("the webhook's copy without it", lambda: "phone" in (
-            hook.entries.get(f"{STORE}-P-1") or {}) and hook.entries[f"{STORE}-P-1"]["phone"]
-            is None)
+        h.wait(lambda: (h.record(f"{STORE}-P-1") or {}).get("phone", 1) is None,
+               "the store's record without it", 20)
+        h.wait(lambda: (hook.entries.get(f"{STORE}-P-1") or {}).get("phone", 1) is None,
+               "the webhook's copy without it", 20)
         assert _store_phone(h)["answers"] == 0
         with pytest.raises(RuntimeError, match="deleted"):
             rig.cli("phone", "delete", response, "--by", "support")
@@ -395,6 +381,11 @@ def test_the_form_takes_only_what_its_page_offers_and_shows_words_as_text():
     assert phone.pick_lang("de-DE,de;q=0.9,ru;q=0.8,en;q=0.7", ["ru", "en"], "en") == "ru"
     assert phone.pick_lang("fr", ["ru", "en"], "en") == "en"
     assert phone.pick_lang("ru", ["ru", "en"], "en", "en") == "en"
+    assert phone.pick_lang("en;q=0, ru;q=0.1", ["ru", "en"], "en") == "ru"  # q=0: not wanted
+    # The set-up page reads the browser's language the same way (one reader).
+    from loyalty_button.appliance.setup_page import page_lang
+    assert page_lang("de-DE,de;q=0.9,en-GB;q=0.8,ru;q=0.7") == "en"
+    assert page_lang("fr") == "ru" and page_lang("en", "ru") == "ru"
 
 
 def CATALOGUE_SURVEY() -> dict:

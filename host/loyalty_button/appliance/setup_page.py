@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..langpick import best_language
 from ..service import config as host_config, sdnotify
 from ..service.conn_cap import ConnectionCap
 from . import firstrun, layout, store_backup
@@ -176,21 +177,7 @@ document.querySelectorAll('button[data-copy]').forEach(function (b) {
 def page_lang(accept_language: str, asked: str | None = None) -> str:
     """ru or en: `?lang=` when given, else the browser's first of the two
     (Accept-Language, by its q weights), else ru (the product's home)."""
-    if asked in _WORDS:
-        return asked
-    best, best_q = None, -1.0
-    for part in (accept_language or "").split(","):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        lang = tag.strip().lower()[:2]
-        if lang in _WORDS and q > best_q:
-            best, best_q = lang, q
-    return best or "ru"
+    return best_language(accept_language, _WORDS, "ru", asked)
 
 
 def _page(title: str, body: str, lang: str, switch: bool = True) -> str:

@@ -12,8 +12,10 @@ then per store, then a few database calls at once per worker."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import html
 import ipaddress
+import json
 import logging
 import secrets
 import time
@@ -24,6 +26,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from .. import phone_link, ratelimit
+from ..langpick import best_language
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +108,9 @@ class FormError(ValueError):
 
 def pick_lang(accept: str, languages: list, default: str, asked: str | None = None) -> str:
     """The shopper's language: the one asked for, else the browser's first
-    that the survey has, else the store's."""
+    that the survey has (and this page has words for), else the store's."""
     have = [lang for lang in languages if lang in WORDS] or ["en"]
-    if asked in have:
-        return asked
-    wanted = []
-    for i, part in enumerate((accept or "")[:400].split(",")):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        wanted.append((-q, i, tag.strip().lower().split("-")[0]))
-    for _, _, tag in sorted(wanted):
-        if tag in have:
-            return tag
-    return default if default in have else have[0]
+    return best_language(accept, have, default if default in have else have[0], asked)
 
 
 def _t(texts, lang: str) -> str:
@@ -305,8 +293,6 @@ async def status_reply(conn, cfg, store: str, number: int, doc) -> dict | None:
     deletions since its cursor."""
     if not cfg.phone_base_url:
         return None
-    import base64
-    import json
     phone = doc.get("phone") if isinstance(doc, dict) else None
     phone = phone if isinstance(phone, dict) else {}
     survey = phone.get("survey")
@@ -488,7 +474,6 @@ def routes(cfg, pool, count) -> list:
             return await _store(conn, store, ref, lang, doc, survey)
 
     async def _store(conn, store, ref, lang, doc, survey):
-        import json
         import psycopg
         for _ in range(3):  # a response id taken already (1 in 10^11): another
             response = new_response_id()
