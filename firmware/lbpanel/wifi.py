@@ -1,6 +1,6 @@
 # The panel's Wi-Fi link, around MicroPython's `network` module passed in
 # (the unix simulator passes a stub from firmware/unix_port_stubs).
-import asyncio
+import sys
 
 from lbpanel import log
 
@@ -16,31 +16,24 @@ class Wifi:
         self.why = None  # a wifiwhy.REASONS key while not joined
 
     async def up(self, timeout_s=30):
-        """Join the network; returns True when connected."""
+        """Join the network; returns True when connected, else False with
+        the reason in self.why. The joining itself is lbpanel.wifiwhy's,
+        loaded only when not joined, and dropped once joined: a running
+        panel does not keep it in its heap."""
         self.wlan.active(True)
-        if self.wlan.isconnected():
-            return True
-        if not self.ssid:
-            log.error(_TAG, "no wifi.ssid in panel.json and no network")
-            return False
-        log.info(_TAG, "joining Wi-Fi %r" % self.ssid)
-        self.wlan.connect(self.ssid, self.password)
-        # Why it is not joining, read from the driver while waiting; the
-        # words are loaded only then and dropped once joined (the heap).
-        from lbpanel import wifiwhy
+        if not self.wlan.isconnected():
+            if not self.ssid:
+                log.error(_TAG, "no wifi.ssid in panel.json and no network")
+                self.why = "no_ssid"
+                return False
+            from lbpanel import wifiwhy
+            if not await wifiwhy.join(self, timeout_s):
+                return False
         self.why = None
-        for _ in range(timeout_s * 4):
-            if self.wlan.isconnected():
-                log.info(_TAG, "connected to %s as %s" % (self.ssid, self.ip()))
-                wifiwhy.forget()
-                return True
-            self.why = wifiwhy.reason(self.network, self.wlan)
-            if self.why in wifiwhy.FINAL:
-                break  # the access point said no: waiting changes nothing
-            await asyncio.sleep(0.25)
-        self.why = self.why or "no_answer"
-        log.error(_TAG, "could not join %r: %s" % (self.ssid, wifiwhy.REASONS[self.why]))
-        return False
+        loaded = sys.modules.get("lbpanel.wifiwhy")
+        if loaded is not None:
+            loaded.forget()
+        return True
 
     def ip(self):
         try:

@@ -77,6 +77,17 @@ def test_question_fields_are_checked():
         assert _code(protocol.validate, q) == "invalid", change
 
 
+def test_the_thank_you_qr_takes_an_http_link_in_either_case():
+    # The phone survey's links are upper case (a QR's alphanumeric mode).
+    for url in ("https://lb.example/S/AEAA", "HTTPS://LB.EXAMPLE/S/AEAA", "Http://x/y"):
+        q = support.question(qr={"url": url, "text": "Scan", "to": "all"})
+        assert q["qr"]["url"] == url
+    for url in ("ftp://x/y", "HTTPSX://x", "lb.example/S/AEAA", "", 5):
+        q = support.question()
+        q["qr"] = {"url": url, "text": "Scan", "to": "all"}
+        assert _code(protocol.validate, q) == "invalid", url
+
+
 def test_choice_question_needs_two_to_six_distinct_options():
     opts = [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}]
     support.question(kind="choice", options=opts)
